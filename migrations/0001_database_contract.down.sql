@@ -1,0 +1,5 @@
+DROP TABLE order_audit;
+DROP TABLE block_hashes;
+DROP TABLE sync_state;
+DROP TABLE contract_events;
+DROP TABLE orders;

@@ -1,0 +1,268 @@
+//! Wiring: opens the store, builds metrics and the readiness handle, starts
+//! the HTTP endpoint and the indexer, and handles shutdown. The caller owns
+//! the listener and the stop signal (`start` takes both), so tests can bind
+//! port 0 and cancel at will.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use prometheus::Registry;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::chain::source::ChainSource;
+use crate::config::Settings;
+use crate::domain::Scope;
+use crate::health::Health;
+use crate::http::{self, AppState};
+use crate::indexer::Indexer;
+use crate::metrics::Metrics;
+use crate::store::{incidents, Store, MIGRATOR};
+
+/// The scope (chain, contract) the settings name.
+pub fn scope(settings: &Settings) -> Scope {
+    Scope {
+        chain_id: settings.chain.chain_id,
+        contract: settings.chain.contract,
+    }
+}
+
+/// Opens the store and refuses to run on a schema that is not up to date.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    let store = Store::open(&settings.database)
+        .await
+        .context("opening the database")?;
+    let applied = store.applied_migrations().await?;
+    let expected: Vec<i64> = MIGRATOR
+        .iter()
+        .filter(|m| m.migration_type.is_up_migration())
+        .map(|m| m.version)
+        .collect();
+    anyhow::ensure!(
+        applied == expected,
+        "the database schema is at migrations {applied:?}, this build expects {expected:?}: \
+         run `liqpass-indexer migrate`"
+    );
+    Ok(store)
+}
+
+/// A running daemon: its HTTP address and the handle that stops it.
+pub struct Running {
+    pub addr: std::net::SocketAddr,
+    pub health: Health,
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// Starts the daemon on `listener`; it stops when `cancel` fires, finishing
+/// or rolling back the batch in hand within `shutdown.grace_s`.
+pub async fn start(
+    settings: Settings,
+    listener: TcpListener,
+    cancel: CancellationToken,
+) -> anyhow::Result<Running> {
+    let store = open_store(&settings).await?;
+    let registry = Arc::new(Registry::new());
+    let metrics = Metrics::new(&registry).context("registering metrics")?;
+    metrics.init_labels();
+    let health = Health::default();
+    health.set_alive(true);
+    let addr = listener.local_addr()?;
+    let state = AppState {
+        health: health.clone(),
+        store: store.clone(),
+        registry,
+        metrics: metrics.clone(),
+        max_ready_lag_blocks: settings.http.max_ready_lag_blocks,
+    };
+    let http_stop = CancellationToken::new();
+    let server = tokio::spawn(http::serve(listener, state, http_stop.clone()));
+    let grace = settings.shutdown.grace;
+    let handle = health.clone();
+    let task = tokio::spawn(async move {
+        let indexing = async {
+            let indexer = Indexer::connect(
+                settings,
+                store.clone(),
+                metrics,
+                handle.clone(),
+                cancel.clone(),
+            )
+            .await?;
+            indexer.run().await?;
+            Ok::<_, anyhow::Error>(())
+        };
+        tokio::pin!(indexing);
+        let result = tokio::select! {
+            r = &mut indexing => r,
+            _ = cancel.cancelled() => {
+                handle.set_stopping();
+                // The batch in hand commits or rolls back; past the grace
+                // period it is dropped, which rolls its transaction back.
+                match tokio::time::timeout(grace, &mut indexing).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        tracing::warn!(grace_s = grace.as_secs(), "grace period over; abandoning the batch in hand");
+                        Ok(())
+                    }
+                }
+            }
+        };
+        handle.set_stopping();
+        handle.set_alive(false);
+        http_stop.cancel();
+        if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .map(|r| {
+                r.map_err(anyhow::Error::from)
+                    .and_then(|r| r.map_err(Into::into))
+            })
+        {
+            tracing::warn!(error = %e, "http server ended with an error");
+        }
+        store.close().await;
+        result
+    });
+    Ok(Running { addr, health, task })
+}
+
+/// `liqpass-indexer run`: the daemon, until SIGTERM or SIGINT.
+pub async fn run_daemon(settings: Settings) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(settings.http.listen)
+        .await
+        .with_context(|| format!("binding http.listen {}", settings.http.listen))?;
+    let cancel = CancellationToken::new();
+    let running = start(settings, listener, cancel.clone()).await?;
+    tracing::info!(addr = %running.addr, "liqpass-indexer running");
+    let signals = tokio::spawn(stop_on_signals(cancel.clone()));
+    let result = running.task.await.context("the indexer task panicked")?;
+    signals.abort();
+    result
+}
+
+/// First SIGTERM/SIGINT: cancel (graceful). Second: exit at once; the
+/// database stays consistent because every write is one transaction.
+async fn stop_on_signals(cancel: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    for round in 0..2 {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        if round == 0 {
+            tracing::info!("stop signal received; finishing the batch in hand");
+            cancel.cancel();
+        } else {
+            tracing::warn!("second stop signal; exiting now");
+            std::process::exit(0);
+        }
+    }
+}
+
+/// `liqpass-indexer backfill --from --to`.
+pub async fn backfill(settings: Settings, from: u64, to: u64) -> anyhow::Result<()> {
+    let store = open_store(&settings).await?;
+    let registry = Registry::new();
+    let metrics = Metrics::new(&registry)?;
+    let cancel = CancellationToken::new();
+    let signals = tokio::spawn(stop_on_signals(cancel.clone()));
+    let indexer = Indexer::connect(
+        settings,
+        store.clone(),
+        metrics.clone(),
+        Health::default(),
+        cancel,
+    )
+    .await?;
+    let started = std::time::Instant::now();
+    indexer.backfill(from, to).await?;
+    signals.abort();
+    let events = metrics.events_total();
+    println!(
+        "backfill {from}..={to}: {events} new event(s) written in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    store.close().await;
+    Ok(())
+}
+
+/// `liqpass-indexer status [--json]`.
+pub async fn status(settings: &Settings, as_json: bool) -> anyhow::Result<()> {
+    let store = Store::open(&settings.database)
+        .await
+        .context("opening the database")?;
+    let scope = scope(settings);
+    let st = store.status(&scope).await?;
+    let head = head_of(settings, &scope).await;
+    let lag = match (&head, st.checkpoint_block) {
+        (Ok(h), Some(cp)) => Some(h.saturating_sub(cp)),
+        _ => None,
+    };
+    if as_json {
+        let doc = json!({
+            "store": st,
+            "head_block": head.as_ref().ok(),
+            "head_error": head.as_ref().err(),
+            "lag_blocks": lag,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        println!("chain {}  contract {}", st.chain_id, st.contract);
+        let cp = st
+            .checkpoint_block
+            .map_or("none (nothing indexed yet)".into(), |b| b.to_string());
+        println!("checkpoint   {cp}");
+        match &head {
+            Ok(h) => println!("head         {h}"),
+            Err(e) => println!("head         unavailable ({e})"),
+        }
+        println!(
+            "lag          {}",
+            lag.map_or("-".into(), |l| format!("{l} blocks"))
+        );
+        for (title, counts) in [
+            ("orders by status", &st.orders_by_status),
+            ("orders by payment_status", &st.orders_by_payment_status),
+            ("events by match_status", &st.events_by_match_status),
+        ] {
+            println!("\n{title}");
+            if counts.is_empty() {
+                println!("  (none)");
+            }
+            for (label, n) in counts {
+                println!("  {label:<20} {n:>8}");
+            }
+        }
+        println!("\nevents removed by reorgs {:>5}", st.events_removed);
+    }
+    store.close().await;
+    Ok(())
+}
+
+async fn head_of(settings: &Settings, scope: &Scope) -> Result<u64, String> {
+    let url = settings.chain.rpc_urls.first().ok_or("no rpc url")?;
+    let timeout = settings.chain.request_timeout.min(Duration::from_secs(5));
+    let source = ChainSource::connect(url, scope, timeout)
+        .await
+        .map_err(|e| e.to_string())?;
+    source.head().await.map_err(|e| e.to_string())
+}
+
+/// `liqpass-indexer ack-reorg`.
+pub async fn ack_reorg(settings: &Settings) -> anyhow::Result<()> {
+    let store = open_store(settings).await?;
+    let mut tx = store.begin_immediate().await?;
+    let n = incidents::acknowledge_all(&mut tx, &scope(settings)).await?;
+    tx.commit().await?;
+    println!("acknowledged {n} deep reorg incident(s)");
+    store.close().await;
+    Ok(())
+}

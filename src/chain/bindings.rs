@@ -1,0 +1,23 @@
+//! `sol!` bindings of the two `PremiumPaid` event versions. They share a name
+//! but not a topic0, so each lives in its own interface.
+
+alloy::sol! {
+    /// The deployed (v1) checkout contract's event.
+    interface CheckoutV1 {
+        event PremiumPaid(bytes32 indexed orderId, address indexed buyer, uint256 amount, bytes32 indexed quoteHash);
+    }
+
+    /// The v2 event, which also names where the money went.
+    interface CheckoutV2 {
+        event PremiumPaid(
+            bytes32 indexed orderId,
+            address indexed buyer,
+            uint256 amount,
+            bytes32 indexed quoteHash,
+            address token,
+            address treasury,
+            uint256 chainId,
+            uint256 timestamp
+        );
+    }
+}

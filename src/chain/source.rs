@@ -1,0 +1,278 @@
+//! The node, as the indexer needs it: head numbers, headers, ranged
+//! `eth_getLogs` filtered by the checkout contract and both topic0s, and new
+//! head notifications. Every call has a timeout; rate limits are retried by
+//! alloy's `RetryBackoffLayer`; everything else is reported to the caller,
+//! which owns the retry policy (`crate::retry`).
+
+use std::time::Duration;
+
+use alloy::eips::BlockNumberOrTag;
+use alloy::providers::{DynProvider, Provider, ProviderBuilder, WsConnect};
+use alloy::rpc::client::RpcClient;
+use alloy::rpc::types::{Filter, Header, Log};
+use alloy::transports::layers::RetryBackoffLayer;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+
+use super::decode;
+use crate::config::RpcUrl;
+use crate::domain::{BlockHeader, Scope};
+
+/// Errors of the chain boundary.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    #[error("{endpoint}: {method} timed out after {timeout:?}")]
+    Timeout {
+        endpoint: String,
+        method: &'static str,
+        timeout: Duration,
+    },
+    #[error("{endpoint}: {method} failed: {message}")]
+    Rpc {
+        endpoint: String,
+        method: &'static str,
+        message: String,
+    },
+    #[error("{endpoint}: the node refused the block range {from}..={to}: {message}")]
+    RangeRefused {
+        endpoint: String,
+        from: u64,
+        to: u64,
+        message: String,
+    },
+    #[error("{endpoint}: block {number} is not known to the node")]
+    MissingBlock { endpoint: String, number: u64 },
+    #[error("{endpoint}: cannot connect: {message}")]
+    Connect { endpoint: String, message: String },
+}
+
+/// Substrings (lower-case) by which major providers say a getLogs range or
+/// result set is too large: geth/op-geth, reth, Erigon, Alchemy, Infura,
+/// QuickNode, Ankr, Chainstack, BlastAPI, Cloudflare, drpc, llamarpc.
+const RANGE_REFUSALS: &[&str] = &[
+    "query returned more than",
+    "log response size exceeded",
+    "exceed maximum block range",
+    "exceeds max block range",
+    "exceeds max results",
+    "block range is too wide",
+    "block range too large",
+    "block range limit exceeded",
+    "range too large",
+    "limited to a",
+    "too many blocks",
+    "maximum allowed number of requested blocks",
+    "response size should not",
+    "query exceeds",
+    "limit exceeded",
+    "too many results",
+    "max range",
+];
+
+/// True when an error message is a provider refusing a range that is too big.
+pub fn is_range_refusal(message: &str) -> bool {
+    let lower = message.to_ascii_lowercase();
+    RANGE_REFUSALS.iter().any(|needle| lower.contains(needle))
+}
+
+/// One RPC endpoint.
+#[derive(Clone)]
+pub struct ChainSource {
+    provider: DynProvider,
+    endpoint: String,
+    filter: Filter,
+    timeout: Duration,
+    ws: bool,
+}
+
+impl std::fmt::Debug for ChainSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChainSource")
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChainSource {
+    /// Connects to `url` (http(s) or ws(s)); requests time out after `timeout`.
+    #[tracing::instrument(skip_all, fields(endpoint = %url))]
+    pub async fn connect(
+        url: &RpcUrl,
+        scope: &Scope,
+        timeout: Duration,
+    ) -> Result<Self, ChainError> {
+        let endpoint = url.redacted();
+        // Rate limits (429, -32005, Retry-After) are retried here, a few times.
+        let retry = RetryBackoffLayer::new(5, 200, 10_000);
+        let connect = async {
+            if url.is_ws() {
+                let client = RpcClient::builder()
+                    .layer(retry)
+                    .ws(WsConnect::new(url.expose().as_str()))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok::<_, String>(ProviderBuilder::new().connect_client(client).erased())
+            } else {
+                let client = RpcClient::builder().layer(retry).http(url.expose().clone());
+                Ok(ProviderBuilder::new().connect_client(client).erased())
+            }
+        };
+        let provider = tokio::time::timeout(timeout, connect)
+            .await
+            .map_err(|_| ChainError::Timeout {
+                endpoint: endpoint.clone(),
+                method: "connect",
+                timeout,
+            })?
+            .map_err(|message| ChainError::Connect {
+                endpoint: endpoint.clone(),
+                message,
+            })?;
+        let filter = Filter::new()
+            .address(scope.contract)
+            .event_signature(decode::topics());
+        Ok(Self {
+            provider,
+            endpoint,
+            filter,
+            timeout,
+            ws: url.is_ws(),
+        })
+    }
+
+    /// The endpoint's redacted name, for logs and metrics.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// True when the endpoint can push new heads.
+    pub fn is_ws(&self) -> bool {
+        self.ws
+    }
+
+    async fn call<T, F>(&self, method: &'static str, fut: F) -> Result<T, ChainError>
+    where
+        F: std::future::IntoFuture<Output = Result<T, alloy::transports::TransportError>>,
+    {
+        match tokio::time::timeout(self.timeout, fut).await {
+            Err(_) => Err(ChainError::Timeout {
+                endpoint: self.endpoint.clone(),
+                method,
+                timeout: self.timeout,
+            }),
+            Ok(Err(e)) => Err(ChainError::Rpc {
+                endpoint: self.endpoint.clone(),
+                method,
+                message: e.to_string(),
+            }),
+            Ok(Ok(value)) => Ok(value),
+        }
+    }
+
+    /// The node's chain id.
+    pub async fn chain_id(&self) -> Result<u64, ChainError> {
+        self.call("eth_chainId", self.provider.get_chain_id()).await
+    }
+
+    /// The latest block number.
+    pub async fn head(&self) -> Result<u64, ChainError> {
+        self.call("eth_blockNumber", self.provider.get_block_number())
+            .await
+    }
+
+    /// The number of the block a tag (`safe`, `finalized`) points at.
+    pub async fn tagged(&self, tag: BlockNumberOrTag) -> Result<u64, ChainError> {
+        let number = match tag {
+            BlockNumberOrTag::Number(n) => n,
+            _ => u64::MAX,
+        };
+        Ok(self.block(tag, number).await?.number)
+    }
+
+    /// The header of block `number`.
+    pub async fn header(&self, number: u64) -> Result<BlockHeader, ChainError> {
+        self.block(BlockNumberOrTag::Number(number), number).await
+    }
+
+    async fn block(&self, tag: BlockNumberOrTag, number: u64) -> Result<BlockHeader, ChainError> {
+        let block = self
+            .call(
+                "eth_getBlockByNumber",
+                self.provider.get_block_by_number(tag),
+            )
+            .await?;
+        let block = block.ok_or_else(|| ChainError::MissingBlock {
+            endpoint: self.endpoint.clone(),
+            number,
+        })?;
+        Ok(to_header(&block.header))
+    }
+
+    /// The checkout contract's `PremiumPaid` logs in `from..=to`.
+    pub async fn logs(&self, from: u64, to: u64) -> Result<Vec<Log>, ChainError> {
+        let filter = self.filter.clone().from_block(from).to_block(to);
+        match self
+            .call("eth_getLogs", self.provider.get_logs(&filter))
+            .await
+        {
+            Err(ChainError::Rpc { message, .. }) if is_range_refusal(&message) => {
+                Err(ChainError::RangeRefused {
+                    endpoint: self.endpoint.clone(),
+                    from,
+                    to,
+                    message,
+                })
+            }
+            other => other,
+        }
+    }
+
+    /// New heads pushed by a websocket endpoint.
+    pub async fn new_heads(&self) -> Result<BoxStream<'static, BlockHeader>, ChainError> {
+        let sub = self
+            .call("eth_subscribe", self.provider.subscribe_blocks())
+            .await?;
+        Ok(sub.into_stream().map(|h| to_header(&h)).boxed())
+    }
+}
+
+fn to_header(h: &Header) -> BlockHeader {
+    BlockHeader {
+        number: h.number,
+        hash: h.hash,
+        parent_hash: h.parent_hash,
+        timestamp: h.timestamp,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_range_refusal;
+
+    #[test]
+    fn provider_range_refusals_are_recognised() {
+        for msg in [
+            "query returned more than 10000 results",
+            "Log response size exceeded. You can make eth_getLogs requests with up to a 2K block range",
+            "exceed maximum block range: 5000",
+            "query exceeds max block range 100000",
+            "block range is too wide",
+            "eth_getLogs is limited to a 10,000 range",
+            "Maximum allowed number of requested blocks is 500",
+        ] {
+            assert!(is_range_refusal(msg), "{msg}");
+        }
+    }
+
+    #[test]
+    fn other_errors_are_not_range_refusals() {
+        for msg in [
+            "connection refused",
+            "invalid params",
+            "header not found",
+            "internal error",
+        ] {
+            assert!(!is_range_refusal(msg), "{msg}");
+        }
+    }
+}

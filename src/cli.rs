@@ -1,0 +1,148 @@
+//! The command line: `liqpass-indexer [--config FILE] <command>`. Parses
+//! arguments, loads settings (bad config: exit 64) and runs one command.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, Settings};
+use crate::{app, store::Store};
+
+/// Exit code for bad configuration or usage (EX_USAGE); systemd does not restart on it.
+pub const EXIT_USAGE: u8 = 64;
+
+/// Follows the LiqPass checkout contract, stores every PremiumPaid log in
+/// SQLite and reconciles it with the order it pays.
+///
+/// Settings come from the built-in defaults, then config/$LIQPASS_ENV.toml
+/// (under $LIQPASS_CONFIG_DIR, default ./config), then --config FILE, then
+/// LIQPASS__SECTION__KEY environment variables.
+#[derive(Debug, Parser)]
+#[command(name = "liqpass-indexer", version)]
+pub struct Cli {
+    /// A TOML file layered over the defaults and the environment's file.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: back-fill from the checkpoint, then follow new blocks.
+    /// SIGTERM/SIGINT finish or roll back the batch in hand and exit 0.
+    Run,
+    /// Apply the database migrations (creating the database if missing).
+    Migrate {
+        /// Roll back the most recently applied migration instead.
+        #[arg(long)]
+        revert_last: bool,
+    },
+    /// Re-scan a block range into the same tables. Idempotent: a second run
+    /// changes nothing. The live checkpoint is never moved backwards.
+    Backfill {
+        /// First block to scan.
+        #[arg(long)]
+        from: u64,
+        /// Last block to scan (inclusive; capped at the node's head).
+        #[arg(long)]
+        to: u64,
+    },
+    /// Show checkpoint, head, lag, orders by status and events by outcome.
+    /// Safe to run while the daemon writes.
+    Status {
+        /// Print JSON for scripts instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the effective settings, secrets redacted, and exit.
+    CheckConfig,
+    /// Acknowledge deep reorgs after review, so that /readyz can turn ready again.
+    AckReorg,
+}
+
+/// Runs the program; returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let usage = e.use_stderr();
+            let _ = e.print();
+            return if usage {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let settings = match config::load(&config::Sources::from_process(cli.config.clone())) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("liqpass-indexer: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    crate::telemetry::init(&settings.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("liqpass-indexer: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command, settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "liqpass-indexer failed");
+            eprintln!("liqpass-indexer: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<()> {
+    match command {
+        Command::CheckConfig => {
+            print!("{}", settings.to_redacted_toml());
+            Ok(())
+        }
+        Command::Migrate { revert_last } => migrate(&settings, revert_last).await,
+        Command::Status { json } => app::status(&settings, json).await,
+        Command::Run => app::run_daemon(settings).await,
+        Command::Backfill { from, to } => {
+            anyhow::ensure!(from <= to, "--from {from} is after --to {to}");
+            app::backfill(settings, from, to).await
+        }
+        Command::AckReorg => app::ack_reorg(&settings).await,
+    }
+}
+
+async fn migrate(settings: &Settings, revert_last: bool) -> anyhow::Result<()> {
+    let store = Store::open(&settings.database)
+        .await
+        .context("opening the database")?;
+    if revert_last {
+        match store
+            .revert_last()
+            .await
+            .context("reverting the last migration")?
+        {
+            Some(version) => println!("reverted migration {version}"),
+            None => println!("no migration to revert"),
+        }
+    } else {
+        store.migrate().await.context("applying migrations")?;
+        let applied = store.applied_migrations().await?;
+        println!(
+            "database is at migration {}",
+            applied.last().copied().unwrap_or(0)
+        );
+    }
+    store.close().await;
+    Ok(())
+}

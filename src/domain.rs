@@ -1,0 +1,212 @@
+//! Plain types shared by every stage: blocks, payments, orders, match outcomes
+//! and amounts. No I/O, no async, no knowledge of RPC or SQL.
+
+use std::fmt;
+
+use alloy::primitives::{Address, B256, U256};
+
+/// A block as the indexer remembers it: enough to detect a reorg.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockRef {
+    pub number: u64,
+    pub hash: B256,
+}
+
+/// The header fields the indexer needs from a block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockHeader {
+    pub number: u64,
+    pub hash: B256,
+    pub parent_hash: B256,
+    pub timestamp: u64,
+}
+
+impl BlockHeader {
+    pub fn block_ref(&self) -> BlockRef {
+        BlockRef {
+            number: self.number,
+            hash: self.hash,
+        }
+    }
+}
+
+/// Which version of the `PremiumPaid` event a log carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventVersion {
+    /// `PremiumPaid(bytes32 indexed orderId, address indexed buyer, uint256 amount, bytes32 indexed quoteHash)`.
+    V1,
+    /// v1 plus `address token, address treasury, uint256 chainId, uint256 timestamp`.
+    V2,
+}
+
+impl EventVersion {
+    pub fn number(self) -> i64 {
+        match self {
+            Self::V1 => 1,
+            Self::V2 => 2,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::V1 => "v1",
+            Self::V2 => "v2",
+        }
+    }
+}
+
+/// Where a v2 event says the money went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Destination {
+    pub token: Address,
+    pub treasury: Address,
+    pub chain_id: U256,
+    pub timestamp: U256,
+}
+
+/// A token amount in micro-USDC (6 decimals), exact whatever its size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Amount(pub U256);
+
+impl Amount {
+    /// The amount as a SQLite INTEGER, or `None` when it does not fit in an i64.
+    pub fn micro_usdc(self) -> Option<i64> {
+        i64::try_from(self.0).ok()
+    }
+
+    /// Exact decimal text, for storage and display.
+    pub fn decimal(self) -> String {
+        self.0.to_string()
+    }
+}
+
+impl fmt::Display for Amount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Where a log sits on chain; its identity is `(chain_id, tx_hash, log_index)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LogKey {
+    pub tx_hash: B256,
+    pub log_index: u64,
+}
+
+/// A decoded `PremiumPaid` log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payment {
+    pub key: LogKey,
+    pub contract: Address,
+    pub block: BlockRef,
+    /// Unix seconds; `None` only when the node gave no timestamp for the block.
+    pub block_timestamp: Option<u64>,
+    pub version: EventVersion,
+    pub order_ref: B256,
+    pub payer: Address,
+    pub amount: Amount,
+    pub quote_hash: B256,
+    /// Present for v2 events only.
+    pub destination: Option<Destination>,
+}
+
+impl Payment {
+    /// The decoded arguments as JSON, stored in `contract_events.args_json`.
+    pub fn args_json(&self) -> String {
+        let payment = self;
+        let mut args = serde_json::json!({
+            "orderId": format!("{:#x}", payment.order_ref),
+            "buyer": format!("{:#x}", payment.payer),
+            "amount": payment.amount.decimal(),
+            "quoteHash": format!("{:#x}", payment.quote_hash),
+        });
+        if let Some(dest) = &payment.destination {
+            args["token"] = format!("{:#x}", dest.token).into();
+            args["treasury"] = format!("{:#x}", dest.treasury).into();
+            args["chainId"] = dest.chain_id.to_string().into();
+            args["timestamp"] = dest.timestamp.to_string().into();
+        }
+        args.to_string()
+    }
+}
+
+/// The reconciliation outcome stored in `contract_events.match_status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MatchStatus {
+    Matched,
+    UnknownOrder,
+    DuplicatePayment,
+    PayerMismatch,
+    Underpaid,
+    Overpaid,
+    LatePayment,
+    WrongDestination,
+}
+
+impl MatchStatus {
+    pub const ALL: [MatchStatus; 8] = [
+        Self::Matched,
+        Self::UnknownOrder,
+        Self::DuplicatePayment,
+        Self::PayerMismatch,
+        Self::Underpaid,
+        Self::Overpaid,
+        Self::LatePayment,
+        Self::WrongDestination,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Matched => "matched",
+            Self::UnknownOrder => "unknown_order",
+            Self::DuplicatePayment => "duplicate_payment",
+            Self::PayerMismatch => "payer_mismatch",
+            Self::Underpaid => "underpaid",
+            Self::Overpaid => "overpaid",
+            Self::LatePayment => "late_payment",
+            Self::WrongDestination => "wrong_destination",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+}
+
+impl fmt::Display for MatchStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An order as reconciliation sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Order {
+    pub id: String,
+    pub order_ref: B256,
+    pub wallet: Address,
+    pub premium_usdc: i64,
+    pub status: String,
+    pub payment_status: String,
+    /// Unix seconds.
+    pub expires_at: Option<i64>,
+    /// The live (not removed) log that already paid this order, if any.
+    pub paid_by: Option<LogKey>,
+}
+
+/// Lower-case `0x` hex of 32 bytes, the stored form of hashes and order refs.
+pub fn hex32(value: &B256) -> String {
+    format!("{value:#x}")
+}
+
+/// Lower-case `0x` hex of an address, the stored form of wallets and contracts.
+pub fn hex_address(value: &Address) -> String {
+    format!("{value:#x}")
+}
+
+/// The chain and contract one indexer follows; every stored row is scoped by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scope {
+    pub chain_id: u64,
+    pub contract: Address,
+}

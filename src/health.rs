@@ -1,0 +1,154 @@
+//! The readiness handle: what the indexer last saw (head, checkpoint, RPC and
+//! stall state, deep reorgs), shared with the HTTP endpoint. Plain atomics,
+//! written by the indexer, read by `/readyz`.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Shared, cheap-to-clone readiness state.
+#[derive(Debug, Clone, Default)]
+pub struct Health {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    alive: AtomicBool,
+    stopping: AtomicBool,
+    rpc_ok: AtomicBool,
+    stalled: AtomicBool,
+    synced_once: AtomicBool,
+    head: AtomicU64,
+    indexed: AtomicU64,
+    deep_reorgs_unacknowledged: AtomicI64,
+}
+
+/// Why the indexer is not ready, as shown by `/readyz`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotReady {
+    Starting,
+    Stopping,
+    RpcUnreachable,
+    Stalled,
+    Lagging { lag: u64, max: u64 },
+    DeepReorg { count: i64 },
+}
+
+impl std::fmt::Display for NotReady {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Starting => f.write_str("starting: not caught up yet"),
+            Self::Stopping => f.write_str("shutting down"),
+            Self::RpcUnreachable => f.write_str("no RPC endpoint answers"),
+            Self::Stalled => f.write_str("stalled: no new head or no commit while behind"),
+            Self::Lagging { lag, max } => write!(f, "lagging {lag} blocks behind the head (max {max})"),
+            Self::DeepReorg { count } => write!(
+                f,
+                "{count} deep reorg(s) reversed paid orders; run `liqpass-indexer ack-reorg` after review"
+            ),
+        }
+    }
+}
+
+impl Health {
+    pub fn set_alive(&self, alive: bool) {
+        self.inner.alive.store(alive, Ordering::Relaxed);
+    }
+    pub fn alive(&self) -> bool {
+        self.inner.alive.load(Ordering::Relaxed)
+    }
+    pub fn set_stopping(&self) {
+        self.inner.stopping.store(true, Ordering::Relaxed);
+    }
+    pub fn set_rpc_ok(&self, ok: bool) {
+        self.inner.rpc_ok.store(ok, Ordering::Relaxed);
+    }
+    pub fn set_stalled(&self, stalled: bool) {
+        self.inner.stalled.store(stalled, Ordering::Relaxed);
+    }
+    pub fn set_head(&self, head: u64) {
+        self.inner.head.store(head, Ordering::Relaxed);
+    }
+    /// Records the checkpoint after a commit.
+    pub fn set_indexed(&self, block: u64) {
+        self.inner.indexed.store(block, Ordering::Relaxed);
+        self.inner.synced_once.store(true, Ordering::Relaxed);
+    }
+    pub fn set_deep_reorgs(&self, unacknowledged: i64) {
+        self.inner
+            .deep_reorgs_unacknowledged
+            .store(unacknowledged, Ordering::Relaxed);
+    }
+    pub fn deep_reorgs(&self) -> i64 {
+        self.inner
+            .deep_reorgs_unacknowledged
+            .load(Ordering::Relaxed)
+    }
+    pub fn head(&self) -> u64 {
+        self.inner.head.load(Ordering::Relaxed)
+    }
+    pub fn indexed(&self) -> u64 {
+        self.inner.indexed.load(Ordering::Relaxed)
+    }
+    pub fn lag(&self) -> u64 {
+        self.head().saturating_sub(self.indexed())
+    }
+
+    /// Ready, or the first reason not to be.
+    pub fn readiness(&self, max_lag: u64) -> Result<(), NotReady> {
+        let i = &self.inner;
+        if i.stopping.load(Ordering::Relaxed) {
+            return Err(NotReady::Stopping);
+        }
+        let deep = i.deep_reorgs_unacknowledged.load(Ordering::Relaxed);
+        if deep > 0 {
+            return Err(NotReady::DeepReorg { count: deep });
+        }
+        if !i.rpc_ok.load(Ordering::Relaxed) {
+            return Err(NotReady::RpcUnreachable);
+        }
+        if i.stalled.load(Ordering::Relaxed) {
+            return Err(NotReady::Stalled);
+        }
+        if !i.synced_once.load(Ordering::Relaxed) {
+            return Err(NotReady::Starting);
+        }
+        let lag = self.lag();
+        if lag > max_lag {
+            return Err(NotReady::Lagging { lag, max: max_lag });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fresh_handle_is_not_ready_until_it_has_synced() {
+        let h = Health::default();
+        h.set_rpc_ok(true);
+        assert_eq!(h.readiness(5), Err(NotReady::Starting));
+        h.set_head(100);
+        h.set_indexed(97);
+        assert_eq!(h.readiness(5), Ok(()));
+        h.set_head(110);
+        assert_eq!(h.readiness(5), Err(NotReady::Lagging { lag: 13, max: 5 }));
+    }
+
+    #[test]
+    fn a_deep_reorg_or_shutdown_makes_it_unready() {
+        let h = Health::default();
+        h.set_rpc_ok(true);
+        h.set_indexed(1);
+        h.set_deep_reorgs(1);
+        assert!(matches!(
+            h.readiness(5),
+            Err(NotReady::DeepReorg { count: 1 })
+        ));
+        h.set_deep_reorgs(0);
+        h.set_stopping();
+        assert_eq!(h.readiness(5), Err(NotReady::Stopping));
+    }
+}

@@ -1,0 +1,634 @@
+//! The only module that knows every stage. One loop, checkpoint-driven:
+//!
+//! 1. read the head (`fetch`);
+//! 2. far behind: fetch the next deep range (adaptive getLogs) while the
+//!    previous one commits; near the head: fetch each new header, check it
+//!    builds on the checkpoint (`chain::window`), else roll the reorg back;
+//! 3. decode, then in one `BEGIN IMMEDIATE` transaction insert events,
+//!    reconcile them with their orders, late-match, record block hashes,
+//!    advance the checkpoint, promote final payments (`write`); commit;
+//! 4. after the commit only: metrics, readiness, logs;
+//! 5. caught up: wait for a new head (websocket push or polling).
+//!
+//! The checkpoint in the database, never a subscription, decides what has
+//! been indexed; cancellation is honoured between batches only.
+
+mod fetch;
+mod write;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use alloy::eips::BlockNumberOrTag;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+pub use fetch::Batch;
+use fetch::{Fetcher, Near};
+use write::Written;
+
+use crate::chain::range::RangeSizer;
+use crate::chain::source::{ChainError, ChainSource};
+use crate::chain::window::common_ancestor;
+use crate::config::{Finality, Settings};
+use crate::domain::{BlockHeader, BlockRef, Scope};
+use crate::health::Health;
+use crate::metrics::Metrics;
+use crate::reconcile::Policy;
+use crate::retry::{self, Cancelled};
+use crate::store::{incidents, sync, Store, StoreError};
+
+/// Blocks fetched header by header near the head, at most, per batch.
+const NEAR_BATCH: u64 = 64;
+/// How often catch-up progress is logged.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// Errors that stop the indexer (everything else is retried).
+#[derive(Debug, thiserror::Error)]
+pub enum IndexerError {
+    #[error(
+        "the RPC endpoint {endpoint} serves chain id {actual}, but chain.chain_id is {expected}"
+    )]
+    WrongChain {
+        endpoint: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Where indexing stands, for progress logs.
+struct Progress {
+    started: Instant,
+    start_block: u64,
+    events: u64,
+    last_log: Instant,
+}
+
+/// Follows the contract and writes what it sees.
+pub struct Indexer {
+    settings: Settings,
+    scope: Scope,
+    policy: Policy,
+    store: Store,
+    fetcher: Fetcher,
+    metrics: Metrics,
+    health: Health,
+    cancel: CancellationToken,
+    checkpoint: Option<BlockRef>,
+    /// New-head subscription (websocket only). In a Mutex only to make the
+    /// indexer `Sync`; it is reached through `get_mut`, never locked.
+    heads: Option<std::sync::Mutex<BoxStream<'static, BlockHeader>>>,
+}
+
+impl Indexer {
+    /// Connects to the first RPC endpoint and checks its chain id.
+    pub async fn connect(
+        settings: Settings,
+        store: Store,
+        metrics: Metrics,
+        health: Health,
+        cancel: CancellationToken,
+    ) -> Result<Self, IndexerError> {
+        let chain = &settings.chain;
+        let scope = Scope {
+            chain_id: chain.chain_id,
+            contract: chain.contract,
+        };
+        let url = chain
+            .rpc_urls
+            .first()
+            .expect("config validation requires one rpc url");
+        let source = retry::until_ok("connect", &cancel, Duration::from_secs(10), || {
+            ChainSource::connect(url, &scope, chain.request_timeout)
+        })
+        .await
+        .map_err(|Cancelled| ChainError::Connect {
+            endpoint: url.redacted(),
+            message: "shut down before connecting".into(),
+        })?;
+        let actual = source.chain_id().await?;
+        if actual != chain.chain_id {
+            return Err(IndexerError::WrongChain {
+                endpoint: url.redacted(),
+                expected: chain.chain_id,
+                actual,
+            });
+        }
+        health.set_rpc_ok(true);
+        let policy = Policy {
+            overpayment: settings.reconcile.overpayment,
+            chain_id: chain.chain_id,
+            token: chain.token,
+            treasury: chain.treasury,
+        };
+        let fetcher = Fetcher {
+            source,
+            sizer: RangeSizer::new(chain.max_block_range),
+            metrics: metrics.clone(),
+            health: health.clone(),
+            cancel: cancel.clone(),
+        };
+        let checkpoint = sync::checkpoint(
+            &mut *store.pool().acquire().await.map_err(StoreError::from)?,
+            &scope,
+        )
+        .await?;
+        if let Some(cp) = checkpoint {
+            health.set_indexed(cp.number);
+            metrics.indexed_block.set(cp.number as i64);
+        }
+        Ok(Self {
+            settings,
+            scope,
+            policy,
+            store,
+            fetcher,
+            metrics,
+            health,
+            cancel,
+            checkpoint,
+            heads: None,
+        })
+    }
+
+    /// Indexes until `cancel` fires; returns after the batch in hand is
+    /// committed or rolled back.
+    pub async fn run(mut self) -> Result<(), IndexerError> {
+        self.metrics.up.set(1);
+        let result = self.follow(None).await;
+        self.metrics.up.set(0);
+        match result {
+            Ok(()) | Err(Stop::Cancelled) => Ok(()),
+            Err(Stop::Fatal(e)) => Err(e),
+        }
+    }
+
+    /// Re-indexes `from..=to` (idempotent) without moving the checkpoint
+    /// backwards; returns when done.
+    pub async fn backfill(mut self, from: u64, to: u64) -> Result<(), IndexerError> {
+        let saved = self.checkpoint;
+        self.checkpoint = None;
+        let result = self.follow(Some((from, to))).await;
+        // A re-scan must not rewind the live checkpoint.
+        if let (Some(saved), Some(now)) = (saved, self.checkpoint) {
+            if now.number < saved.number {
+                let mut tx = self.store.begin_immediate().await?;
+                sync::set_checkpoint(&mut tx, &self.scope, &saved).await?;
+                tx.commit().await.map_err(StoreError::from)?;
+            }
+        }
+        match result {
+            Ok(()) | Err(Stop::Cancelled) => Ok(()),
+            Err(Stop::Fatal(e)) => Err(e),
+        }
+    }
+
+    async fn follow(&mut self, range: Option<(u64, u64)>) -> Result<(), Stop> {
+        let first = match range {
+            Some((from, _)) => from,
+            None => self
+                .checkpoint
+                .map_or(self.settings.chain.start_block, |c| c.number + 1),
+        };
+        let mut progress = Progress {
+            started: Instant::now(),
+            start_block: first,
+            events: 0,
+            last_log: Instant::now(),
+        };
+        let mut next = first;
+        self.refresh_incidents().await?;
+        loop {
+            if self.cancel.is_cancelled() {
+                return Err(Stop::Cancelled);
+            }
+            if self.health.deep_reorgs() > 0 {
+                self.refresh_incidents().await?;
+            }
+            let chain_head = self.fetcher.head().await?;
+            self.observe_head(chain_head);
+            let head = range.map_or(chain_head, |(_, to)| to.min(chain_head));
+            if range.is_none() {
+                next = self
+                    .checkpoint
+                    .map_or(self.settings.chain.start_block, |c| c.number + 1);
+            }
+            if next > head {
+                if let Some((_, to)) = range {
+                    if next > to {
+                        return Ok(());
+                    }
+                }
+                self.wait_for_head().await?;
+                continue;
+            }
+            let window = self.settings.chain.reorg_window;
+            let written = if head - next + 1 > window || range.is_some() {
+                let limit = if range.is_some() { head } else { head - window };
+                self.deep_phase(next, limit, chain_head, &mut progress)
+                    .await?
+            } else {
+                let to = head.min(next + NEAR_BATCH - 1);
+                let checkpoint = self.checkpoint;
+                match self.fetcher.near(checkpoint.as_ref(), next, to).await? {
+                    Near::Reorg => {
+                        self.roll_back_reorg().await?;
+                        continue;
+                    }
+                    Near::Batch(batch) => self.commit(batch, chain_head).await?,
+                }
+            };
+            progress.events += written;
+            next = self.checkpoint.map_or(next, |c| c.number + 1);
+            self.log_progress(&mut progress, next, head);
+        }
+    }
+
+    /// Commits deep ranges up to `limit`, fetching the next range while the
+    /// previous one commits. Returns the events written.
+    async fn deep_phase(
+        &mut self,
+        from: u64,
+        limit: u64,
+        head: u64,
+        progress: &mut Progress,
+    ) -> Result<u64, Stop> {
+        let mut batch = self.fetcher.deep(from, limit).await?;
+        let final_block = self.final_block(head).await?;
+        let mut events = 0;
+        loop {
+            let next = batch.last.number + 1;
+            let more = next <= limit && !self.cancel.is_cancelled();
+            let (written, fetched) = {
+                let Self {
+                    fetcher,
+                    store,
+                    scope,
+                    policy,
+                    settings,
+                    metrics,
+                    health,
+                    cancel,
+                    checkpoint,
+                    ..
+                } = self;
+                let mut writer = Writer {
+                    store,
+                    scope,
+                    policy,
+                    settings,
+                    metrics,
+                    health,
+                    cancel,
+                    checkpoint,
+                };
+                let fetch = async {
+                    if more {
+                        Some(fetcher.deep(next, limit).await)
+                    } else {
+                        None
+                    }
+                };
+                tokio::join!(writer.commit(batch, head, final_block), fetch)
+            };
+            events += written?;
+            match fetched {
+                Some(b) => batch = b?,
+                None => return Ok(events),
+            }
+            self.log_progress(progress, next, limit);
+        }
+    }
+
+    async fn commit(&mut self, batch: Batch, head: u64) -> Result<u64, Stop> {
+        let final_block = self.final_block(head).await?;
+        let Self {
+            store,
+            scope,
+            policy,
+            settings,
+            metrics,
+            health,
+            cancel,
+            checkpoint,
+            ..
+        } = self;
+        Writer {
+            store,
+            scope,
+            policy,
+            settings,
+            metrics,
+            health,
+            cancel,
+            checkpoint,
+        }
+        .commit(batch, head, final_block)
+        .await
+    }
+
+    /// The newest block whose payments count as final.
+    async fn final_block(&self, head: u64) -> Result<u64, Stop> {
+        let chain = &self.settings.chain;
+        let tag = match chain.finality {
+            Finality::Depth => return Ok(head.saturating_sub(chain.confirmations)),
+            Finality::Safe => BlockNumberOrTag::Safe,
+            Finality::Finalized => BlockNumberOrTag::Finalized,
+        };
+        let source = &self.fetcher.source;
+        let tagged = self
+            .fetcher
+            .rpc("eth_getBlockByNumber", |_| false, || source.tagged(tag))
+            .await?;
+        Ok(tagged.expect("no error is given back"))
+    }
+
+    fn observe_head(&self, head: u64) {
+        self.health.set_head(head);
+        self.metrics.head_block.set(head as i64);
+        let lag = head.saturating_sub(self.checkpoint.map_or(0, |c| c.number));
+        self.metrics.lag_blocks.set(lag as i64);
+    }
+
+    /// Waits for the next head: a websocket push, or the poll interval.
+    async fn wait_for_head(&mut self) -> Result<(), Stop> {
+        let poll = self.settings.chain.poll_interval;
+        if !self.fetcher.source.is_ws() {
+            return tokio::select! {
+                _ = self.cancel.cancelled() => Err(Stop::Cancelled),
+                _ = tokio::time::sleep(poll) => Ok(()),
+            };
+        }
+        if self.heads.is_none() {
+            match self.fetcher.source.new_heads().await {
+                Ok(stream) => self.heads = Some(std::sync::Mutex::new(stream)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot subscribe to new heads; polling meanwhile");
+                }
+            }
+        }
+        let Some(heads) = self
+            .heads
+            .as_mut()
+            .map(|m| m.get_mut().unwrap_or_else(|e| e.into_inner()))
+        else {
+            return tokio::select! {
+                _ = self.cancel.cancelled() => Err(Stop::Cancelled),
+                _ = tokio::time::sleep(poll) => Ok(()),
+            };
+        };
+        // Poll as well, at a slower pace, in case the subscription goes quiet.
+        tokio::select! {
+            _ = self.cancel.cancelled() => Err(Stop::Cancelled),
+            item = heads.next() => {
+                if item.is_none() {
+                    tracing::warn!("new-heads subscription ended; resubscribing");
+                    self.heads = None;
+                }
+                Ok(())
+            }
+            _ = tokio::time::sleep(poll * 10) => Ok(()),
+        }
+    }
+
+    /// Finds the common ancestor of the stored blocks and the node's chain,
+    /// and rolls everything above it back in one transaction.
+    async fn roll_back_reorg(&mut self) -> Result<(), Stop> {
+        let cp = self
+            .checkpoint
+            .expect("a reorg is only detected against a checkpoint");
+        let window = self.settings.chain.reorg_window;
+        let stored = {
+            let mut conn = self
+                .store
+                .pool()
+                .acquire()
+                .await
+                .map_err(StoreError::from)?;
+            sync::recent_blocks(&mut conn, &self.scope, cp.number, window).await?
+        };
+        let mut ancestor = None;
+        for chunk in stored.chunks(16) {
+            let mut canonical = HashMap::new();
+            for b in chunk {
+                canonical.insert(b.number, self.fetcher.header(b.number).await?.hash);
+            }
+            if let Some(found) = common_ancestor(chunk, &canonical) {
+                ancestor = Some(found);
+                break;
+            }
+        }
+        let ancestor = match ancestor {
+            Some(a) => a,
+            None => {
+                let below = stored
+                    .last()
+                    .map_or(cp.number, |b| b.number)
+                    .saturating_sub(1);
+                tracing::error!(
+                    checkpoint = cp.number,
+                    below,
+                    "reorg deeper than the stored window; rolling back below it"
+                );
+                self.fetcher.header(below).await?.block_ref()
+            }
+        };
+        let depth = cp.number - ancestor.number;
+        let Self {
+            store,
+            scope,
+            metrics,
+            health,
+            cancel,
+            checkpoint,
+            ..
+        } = self;
+        let work = write::RollBack {
+            scope,
+            ancestor,
+            old_checkpoint: cp.number,
+        };
+        let rolled = commit_with_retry(store, metrics, cancel, &work).await?;
+        *checkpoint = Some(ancestor);
+        health.set_indexed(ancestor.number);
+        metrics.indexed_block.set(ancestor.number as i64);
+        metrics.record_reorg(depth);
+        metrics.record_transition("pending", rolled.reverted);
+        if rolled.reversed.is_empty() {
+            tracing::warn!(
+                depth,
+                ancestor = ancestor.number,
+                events_removed = rolled.events_removed,
+                orders_reverted = rolled.reverted,
+                "reorg rolled back"
+            );
+        } else {
+            metrics.deep_reorgs.inc();
+            metrics.record_transition("reversed", rolled.reversed.len() as u64);
+            tracing::error!(depth, ancestor = ancestor.number, orders = ?rolled.reversed,
+                "deep reorg: payments already counted as paid were reversed");
+        }
+        self.refresh_incidents().await
+    }
+
+    /// Re-reads the open deep-reorg incidents into readiness and metrics.
+    async fn refresh_incidents(&self) -> Result<(), Stop> {
+        let mut conn = self
+            .store
+            .pool()
+            .acquire()
+            .await
+            .map_err(StoreError::from)?;
+        let open = incidents::open_count(&mut conn, &self.scope).await?;
+        self.health.set_deep_reorgs(open);
+        self.metrics.unacknowledged_deep_reorgs.set(open);
+        Ok(())
+    }
+
+    fn log_progress(&self, p: &mut Progress, next: u64, target: u64) {
+        if p.last_log.elapsed() < PROGRESS_EVERY || next > target {
+            return;
+        }
+        p.last_log = Instant::now();
+        let done = next.saturating_sub(p.start_block);
+        let total = target.saturating_sub(p.start_block) + 1;
+        let secs = p.started.elapsed().as_secs_f64().max(0.001);
+        let rate = done as f64 / secs;
+        let eta = if rate > 0.0 {
+            (total - done.min(total)) as f64 / rate
+        } else {
+            f64::INFINITY
+        };
+        tracing::info!(
+            block = next,
+            done,
+            total,
+            events_per_s = (p.events as f64 / secs).round(),
+            eta_s = eta.round(),
+            "catching up"
+        );
+    }
+}
+
+/// Why the loop stopped.
+enum Stop {
+    Cancelled,
+    Fatal(IndexerError),
+}
+
+impl From<Cancelled> for Stop {
+    fn from(_: Cancelled) -> Self {
+        Stop::Cancelled
+    }
+}
+
+impl From<StoreError> for Stop {
+    fn from(e: StoreError) -> Self {
+        Stop::Fatal(e.into())
+    }
+}
+
+/// The parts of the indexer a commit needs, borrowed apart from the fetcher
+/// so that fetching the next range can overlap the commit.
+struct Writer<'a> {
+    store: &'a Store,
+    scope: &'a Scope,
+    policy: &'a Policy,
+    settings: &'a Settings,
+    metrics: &'a Metrics,
+    health: &'a Health,
+    cancel: &'a CancellationToken,
+    checkpoint: &'a mut Option<BlockRef>,
+}
+
+impl Writer<'_> {
+    async fn commit(&mut self, batch: Batch, head: u64, final_block: u64) -> Result<u64, Stop> {
+        let started = Instant::now();
+        let work = write::WriteBatch {
+            scope: self.scope,
+            policy: self.policy,
+            batch: &batch,
+            final_block,
+            reorg_window: self.settings.chain.reorg_window,
+        };
+        let written: Written =
+            commit_with_retry(self.store, self.metrics, self.cancel, &work).await?;
+        *self.checkpoint = Some(batch.last);
+        self.after_commit(&batch, &written, head, started.elapsed());
+        Ok(written.rows as u64)
+    }
+
+    fn after_commit(&self, batch: &Batch, written: &Written, head: u64, elapsed: Duration) {
+        let m = self.metrics;
+        m.record_commit(elapsed, written.rows);
+        m.indexed_block.set(batch.last.number as i64);
+        m.lag_blocks
+            .set(head.saturating_sub(batch.last.number) as i64);
+        self.health.set_indexed(batch.last.number);
+        let mut per_version = HashMap::new();
+        for (status, order_id, version) in &written.outcomes {
+            m.record_payment(*status);
+            *per_version.entry(*version).or_insert(0u64) += 1;
+            if *status != crate::domain::MatchStatus::Matched {
+                tracing::warn!(order = order_id.as_deref().unwrap_or("-"), reason = %status, "payment needs review");
+            }
+        }
+        for (version, n) in per_version {
+            m.record_events(version, n);
+        }
+        m.record_transition("confirming", written.confirming);
+        m.record_transition("paid", written.paid);
+        tracing::debug!(
+            from = batch.first,
+            to = batch.last.number,
+            rows = written.rows,
+            confirming = written.confirming,
+            paid = written.paid,
+            ignored = batch.ignored,
+            "batch committed"
+        );
+    }
+}
+
+/// Runs `work` in a `BEGIN IMMEDIATE` transaction and commits; on any
+/// failure the transaction rolls back and the whole thing is retried with
+/// backoff, so nothing (in particular the checkpoint) is ever half written.
+async fn commit_with_retry<W: write::TxWork>(
+    store: &Store,
+    metrics: &Metrics,
+    cancel: &CancellationToken,
+    work: &W,
+) -> Result<W::Output, Stop> {
+    let mut backoff = retry::policy(Duration::from_secs(5));
+    let mut failures = 0u32;
+    loop {
+        let attempt = async {
+            let mut tx = store.begin_immediate().await?;
+            let out = work.run(&mut tx).await?;
+            tx.commit().await?;
+            Ok::<_, StoreError>(out)
+        };
+        match attempt.await {
+            Ok(out) => {
+                if failures > 0 {
+                    tracing::info!(failures, "database writes recovered");
+                }
+                return Ok(out);
+            }
+            Err(e) => {
+                failures += 1;
+                metrics.sqlite_busy_retries.inc();
+                if failures == 1 {
+                    tracing::error!(error = %e, busy = e.is_busy(), "batch not committed; rolled back, retrying");
+                }
+                // A shutdown during a failure episode leaves the batch uncommitted: fine.
+                retry::pause(&mut backoff, cancel).await?;
+            }
+        }
+    }
+}

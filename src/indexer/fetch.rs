@@ -1,0 +1,281 @@
+//! Fetching batches from the node: deep ranges with adaptive `eth_getLogs`,
+//! and near-head runs of headers whose logs are checked against those
+//! headers. RPC errors are retried here (with `crate::retry`); range
+//! refusals shrink the range.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Instant;
+
+use alloy::rpc::types::Log;
+use futures::{StreamExt, TryStreamExt};
+use tokio_util::sync::CancellationToken;
+
+use crate::chain::decode::{self, Skip};
+use crate::chain::range::RangeSizer;
+use crate::chain::source::{ChainError, ChainSource};
+use crate::chain::window::{linkage, Linkage};
+use crate::domain::{BlockHeader, BlockRef, Payment};
+use crate::health::Health;
+use crate::metrics::Metrics;
+use crate::retry::{self, Cancelled};
+
+/// Header requests in flight at once.
+const HEADER_CONCURRENCY: usize = 8;
+
+/// Decoded logs of a block range, ready to be written in one transaction.
+#[derive(Debug)]
+pub struct Batch {
+    pub first: u64,
+    /// The new checkpoint: the range's last block.
+    pub last: BlockRef,
+    /// Headers to remember for reorg detection (all of them near the head).
+    pub headers: Vec<BlockHeader>,
+    pub payments: Vec<Payment>,
+    /// Logs from the contract that are not payments.
+    pub ignored: u64,
+}
+
+/// What fetching a near-head run found.
+#[derive(Debug)]
+pub enum Near {
+    Batch(Batch),
+    /// The first new block does not build on the checkpoint.
+    Reorg,
+}
+
+/// Talks to the node on behalf of the indexer.
+#[derive(Debug)]
+pub struct Fetcher {
+    pub source: ChainSource,
+    pub sizer: RangeSizer,
+    pub metrics: Metrics,
+    pub health: Health,
+    pub cancel: CancellationToken,
+}
+
+impl Fetcher {
+    /// Runs one RPC call, recording metrics and RPC health, retrying
+    /// transport failures until success or shutdown. `give_back` lets the
+    /// caller take some errors (e.g. range refusals) instead of retrying.
+    pub async fn rpc<T, F, Fut>(
+        &self,
+        method: &'static str,
+        give_back: fn(&ChainError) -> bool,
+        mut op: F,
+    ) -> Result<Result<T, ChainError>, Cancelled>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ChainError>>,
+    {
+        let what = format!("{method} on {}", self.source.endpoint());
+        retry::until_ok(
+            &what,
+            &self.cancel,
+            std::time::Duration::from_secs(10),
+            || {
+                let started = Instant::now();
+                let fut = op();
+                async move {
+                    let result = fut.await;
+                    let ok = result.is_ok();
+                    self.metrics
+                        .record_rpc(method, self.source.endpoint(), started.elapsed(), ok);
+                    match result {
+                        Ok(v) => {
+                            self.health.set_rpc_ok(true);
+                            Ok(Ok(v))
+                        }
+                        Err(e) if give_back(&e) => {
+                            self.health.set_rpc_ok(true);
+                            Ok(Err(e))
+                        }
+                        Err(e) => {
+                            self.health.set_rpc_ok(false);
+                            Err(e)
+                        }
+                    }
+                }
+            },
+        )
+        .await
+    }
+
+    /// The node's latest block number.
+    pub async fn head(&self) -> Result<u64, Cancelled> {
+        let head = self
+            .rpc("eth_blockNumber", never, || self.source.head())
+            .await?;
+        Ok(head.expect("never() gives no error back"))
+    }
+
+    /// The header of block `number`.
+    pub async fn header(&self, number: u64) -> Result<BlockHeader, Cancelled> {
+        let h = self
+            .rpc("eth_getBlockByNumber", never, || self.source.header(number))
+            .await?;
+        Ok(h.expect("never() gives no error back"))
+    }
+
+    async fn headers(
+        &self,
+        numbers: impl Iterator<Item = u64>,
+    ) -> Result<Vec<BlockHeader>, Cancelled> {
+        futures::stream::iter(numbers.map(|n| self.header(n)))
+            .buffered(HEADER_CONCURRENCY)
+            .try_collect()
+            .await
+    }
+
+    /// Logs of `from..=to`, or `None` when the node refused the range.
+    async fn logs(&self, from: u64, to: u64) -> Result<Option<Vec<Log>>, Cancelled> {
+        let refused = |e: &ChainError| matches!(e, ChainError::RangeRefused { .. });
+        match self
+            .rpc("eth_getLogs", refused, || self.source.logs(from, to))
+            .await?
+        {
+            Ok(logs) => {
+                self.metrics.record_range(to - from + 1);
+                Ok(Some(logs))
+            }
+            Err(e) => {
+                tracing::info!(from, to, error = %e, "range refused; halving");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Fetches the next deep range starting at `from`, not past `limit`:
+    /// ranged getLogs, the header of the last block (the checkpoint), and
+    /// timestamps for blocks whose logs lack one.
+    pub async fn deep(&mut self, from: u64, limit: u64) -> Result<Batch, Cancelled> {
+        loop {
+            let (from, to) = self.sizer.next_range(from, limit);
+            let Some(logs) = self.logs(from, to).await? else {
+                if !self.sizer.refused(to - from + 1) {
+                    tracing::error!(
+                        block = from,
+                        "the node refuses getLogs even for one block; retrying"
+                    );
+                    retry::pause(
+                        &mut retry::policy(std::time::Duration::from_secs(30)),
+                        &self.cancel,
+                    )
+                    .await?;
+                }
+                continue;
+            };
+            self.sizer.accepted();
+            let last = self.header(to).await?;
+            let mut batch = decode_all(from, last.block_ref(), vec![last], &logs, &self.metrics);
+            self.fill_timestamps(&mut batch.payments).await?;
+            return Ok(batch);
+        }
+    }
+
+    /// Fetches `from..=to` near the head: every header, checked to extend
+    /// `checkpoint`, and the logs, checked to belong to those headers.
+    pub async fn near(
+        &mut self,
+        checkpoint: Option<&BlockRef>,
+        from: u64,
+        to: u64,
+    ) -> Result<Near, Cancelled> {
+        loop {
+            let headers = self.headers(from..=to).await?;
+            match linkage(checkpoint, &headers) {
+                Linkage::Reorg => return Ok(Near::Reorg),
+                Linkage::Broken(at) => {
+                    tracing::debug!(
+                        block = from + at as u64,
+                        "headers changed while fetching; again"
+                    );
+                    continue;
+                }
+                Linkage::Extends => {}
+            }
+            let Some(logs) = self.logs(from, to).await? else {
+                // Near the head ranges are small; a refusal here is transient.
+                retry::pause(
+                    &mut retry::policy(std::time::Duration::from_secs(5)),
+                    &self.cancel,
+                )
+                .await?;
+                continue;
+            };
+            let by_number: HashMap<u64, &BlockHeader> =
+                headers.iter().map(|h| (h.number, h)).collect();
+            let consistent = logs.iter().all(|l| {
+                l.block_number
+                    .and_then(|n| by_number.get(&n))
+                    .map(|h| h.hash)
+                    == l.block_hash
+            });
+            if !consistent {
+                tracing::debug!(from, to, "logs from another branch; fetching again");
+                continue;
+            }
+            let last = headers
+                .last()
+                .expect("from..=to is never empty")
+                .block_ref();
+            let mut batch = decode_all(from, last, headers.clone(), &logs, &self.metrics);
+            for p in &mut batch.payments {
+                p.block_timestamp = by_number.get(&p.block.number).map(|h| h.timestamp);
+            }
+            return Ok(Near::Batch(batch));
+        }
+    }
+
+    async fn fill_timestamps(&self, payments: &mut [Payment]) -> Result<(), Cancelled> {
+        let missing: BTreeSet<u64> = payments
+            .iter()
+            .filter(|p| p.block_timestamp.is_none())
+            .map(|p| p.block.number)
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let headers = self.headers(missing.into_iter()).await?;
+        let times: HashMap<u64, u64> = headers.iter().map(|h| (h.number, h.timestamp)).collect();
+        for p in payments.iter_mut().filter(|p| p.block_timestamp.is_none()) {
+            p.block_timestamp = times.get(&p.block.number).copied();
+        }
+        Ok(())
+    }
+}
+
+fn never(_: &ChainError) -> bool {
+    false
+}
+
+fn decode_all(
+    first: u64,
+    last: BlockRef,
+    headers: Vec<BlockHeader>,
+    logs: &[Log],
+    metrics: &Metrics,
+) -> Batch {
+    let mut payments = Vec::with_capacity(logs.len());
+    let mut ignored = 0;
+    for log in logs.iter().filter(|l| !l.removed) {
+        match decode::decode(log) {
+            Ok(p) => payments.push(p),
+            Err(skip) => {
+                ignored += 1;
+                match skip {
+                    Skip::UnknownTopic(_) => tracing::debug!(%skip, "ignored log"),
+                    _ => tracing::warn!(%skip, tx = ?log.transaction_hash, "ignored log"),
+                }
+            }
+        }
+    }
+    metrics.ignored_logs.inc_by(ignored);
+    payments.sort_by_key(|p| (p.block.number, p.key.log_index));
+    Batch {
+        first,
+        last,
+        headers,
+        payments,
+        ignored,
+    }
+}

@@ -1,0 +1,231 @@
+//! Writing a batch in one `BEGIN IMMEDIATE` transaction: events (idempotent),
+//! reconciliation of each with its order, late matches, block hashes, the
+//! checkpoint, then finality; and rolling a reorg back the same way.
+
+use std::collections::{HashMap, HashSet};
+
+use sqlx::SqliteConnection;
+
+use super::fetch::Batch;
+use crate::domain::{BlockRef, MatchStatus, Order, Scope};
+use crate::reconcile::{reconcile, Decision, Policy};
+use crate::store::events::{self, NewEvent};
+use crate::store::orders::{self, Reason};
+use crate::store::{incidents, sync, StoreError};
+
+/// Late matches attempted per batch: bounded work.
+const LATE_MATCH_LIMIT: u32 = 256;
+
+/// Work done inside one write transaction (retried whole on failure).
+pub trait TxWork {
+    type Output;
+    fn run<'t>(
+        &'t self,
+        tx: &'t mut SqliteConnection,
+    ) -> impl std::future::Future<Output = Result<Self::Output, StoreError>> + Send + 't;
+}
+
+/// Writing one batch.
+pub struct WriteBatch<'a> {
+    pub scope: &'a Scope,
+    pub policy: &'a Policy,
+    pub batch: &'a Batch,
+    pub final_block: u64,
+    pub reorg_window: u64,
+}
+
+impl TxWork for WriteBatch<'_> {
+    type Output = Written;
+    fn run<'t>(
+        &'t self,
+        tx: &'t mut SqliteConnection,
+    ) -> impl std::future::Future<Output = Result<Written, StoreError>> + Send + 't {
+        write_batch(
+            tx,
+            self.scope,
+            self.policy,
+            self.batch,
+            self.final_block,
+            self.reorg_window,
+        )
+    }
+}
+
+/// Rolling a reorg back to its common ancestor.
+pub struct RollBack<'a> {
+    pub scope: &'a Scope,
+    pub ancestor: BlockRef,
+    pub old_checkpoint: u64,
+}
+
+impl TxWork for RollBack<'_> {
+    type Output = RolledBack;
+    fn run<'t>(
+        &'t self,
+        tx: &'t mut SqliteConnection,
+    ) -> impl std::future::Future<Output = Result<RolledBack, StoreError>> + Send + 't {
+        roll_back(tx, self.scope, &self.ancestor, self.old_checkpoint)
+    }
+}
+
+/// What a committed batch changed; metrics and logs are taken from it.
+#[derive(Debug, Default)]
+pub struct Written {
+    /// Outcomes of events stored by this batch (new and late-matched).
+    pub outcomes: Vec<(MatchStatus, Option<String>, crate::domain::EventVersion)>,
+    pub late_matched: usize,
+    pub confirming: u64,
+    pub paid: u64,
+    pub rows: usize,
+}
+
+/// Writes `batch` and advances the checkpoint, inside `tx`.
+pub async fn write_batch(
+    tx: &mut SqliteConnection,
+    scope: &Scope,
+    policy: &Policy,
+    batch: &Batch,
+    final_block: u64,
+    reorg_window: u64,
+) -> Result<Written, StoreError> {
+    let mut written = Written::default();
+
+    // Logs already stored and live are replays: skip them entirely.
+    let keys: Vec<_> = batch.payments.iter().map(|p| p.key).collect();
+    let live = events::live_keys(tx, scope, &keys).await?;
+    let mut seen = HashSet::new();
+    let fresh: Vec<_> = batch
+        .payments
+        .iter()
+        .filter(|p| !live.contains(&p.key) && seen.insert(p.key))
+        .collect();
+
+    let refs: Vec<_> = fresh
+        .iter()
+        .map(|p| p.order_ref)
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let mut known: HashMap<_, Order> = orders::by_refs(tx, &refs).await?;
+    let mut rows = Vec::with_capacity(fresh.len());
+    let mut applied = Vec::new();
+    for p in &fresh {
+        let order = known.get_mut(&p.order_ref);
+        let decision = reconcile(p, order.as_deref(), policy);
+        let order_id = match (decision, order) {
+            (Decision::Apply(_), Some(order)) => {
+                // Later logs in this batch see the order as paid by this one.
+                order.paid_by = Some(p.key);
+                order.payment_status = "confirming".into();
+                applied.push((order.id.clone(), p.key));
+                Some(order.id.clone())
+            }
+            _ => None,
+        };
+        if let Some(status) = decision.match_status() {
+            written.outcomes.push((status, order_id.clone(), p.version));
+            rows.push((p, status, order_id));
+        }
+    }
+    let new_events: Vec<_> = rows
+        .iter()
+        .map(|(p, status, order_id)| NewEvent {
+            payment: p,
+            status: *status,
+            order_id: order_id.as_deref(),
+        })
+        .collect();
+    let ids = events::upsert(tx, scope, &new_events).await?;
+    written.rows = ids.len();
+    let paid: Vec<(&str, i64)> = applied
+        .iter()
+        .filter_map(|(order_id, key)| ids.get(key).map(|id| (order_id.as_str(), *id)))
+        .collect();
+    written.confirming += orders::mark_confirming(tx, &paid).await?;
+
+    late_match(tx, scope, policy, &mut written).await?;
+
+    sync::record_blocks(tx, scope, &batch.headers, reorg_window).await?;
+    sync::set_checkpoint(tx, scope, &batch.last).await?;
+    written.paid = orders::promote_final(tx, scope, final_block).await?;
+    Ok(written)
+}
+
+/// Matches stored `unknown_order` events whose order has since been inserted.
+async fn late_match(
+    tx: &mut SqliteConnection,
+    scope: &Scope,
+    policy: &Policy,
+    written: &mut Written,
+) -> Result<(), StoreError> {
+    let waiting = events::unknown_with_order(tx, scope, LATE_MATCH_LIMIT).await?;
+    for ev in waiting {
+        let order = orders::by_refs(tx, &[ev.payment.order_ref])
+            .await?
+            .remove(&ev.payment.order_ref);
+        let decision = reconcile(&ev.payment, order.as_ref(), policy);
+        let (status, order_id) = match (decision, &order) {
+            (Decision::Apply(status), Some(order)) => (status, Some(order.id.as_str())),
+            (Decision::Flag(status), _) => (status, None),
+            _ => continue,
+        };
+        events::set_outcome(tx, ev.event_id, status, order_id).await?;
+        if let Some(order_id) = order_id {
+            written.confirming += orders::mark_confirming(tx, &[(order_id, ev.event_id)]).await?;
+        }
+        written.late_matched += 1;
+        written
+            .outcomes
+            .push((status, order_id.map(str::to_owned), ev.payment.version));
+    }
+    Ok(())
+}
+
+/// What rolling back a reorg changed.
+#[derive(Debug, Default)]
+pub struct RolledBack {
+    pub events_removed: usize,
+    pub reverted: u64,
+    /// Orders that were already `paid` and are now `reversed`.
+    pub reversed: Vec<String>,
+}
+
+/// Undoes everything above `ancestor`: events marked removed, the orders they
+/// paid put back, block hashes forgotten, checkpoint moved back.
+pub async fn roll_back(
+    tx: &mut SqliteConnection,
+    scope: &Scope,
+    ancestor: &BlockRef,
+    old_checkpoint: u64,
+) -> Result<RolledBack, StoreError> {
+    let removed = events::remove_above(tx, scope, ancestor.number).await?;
+    let mut out = RolledBack {
+        events_removed: removed.len(),
+        ..RolledBack::default()
+    };
+    for ev in &removed {
+        let Some(order_id) = &ev.order_id else {
+            continue;
+        };
+        match orders::revert_payment(tx, order_id, ev.event_id).await? {
+            Some(Reason::DeepReorg) => out.reversed.push(order_id.clone()),
+            Some(_) => out.reverted += 1,
+            None => {}
+        }
+    }
+    if !out.reversed.is_empty() {
+        let depth = old_checkpoint.saturating_sub(ancestor.number).max(1);
+        incidents::record(
+            tx,
+            scope,
+            depth,
+            ancestor.number,
+            old_checkpoint.max(ancestor.number + 1),
+            &out.reversed,
+        )
+        .await?;
+    }
+    sync::forget_blocks_above(tx, scope, ancestor.number).await?;
+    sync::set_checkpoint(tx, scope, ancestor).await?;
+    Ok(out)
+}

@@ -1,0 +1,36 @@
+//! liqpass-indexer follows the LiqPass checkout contract, stores every
+//! `PremiumPaid` log in SQLite and reconciles it with the order it pays.
+//!
+//! Data flow: `chain::source` fetches logs (ranged `eth_getLogs` when far
+//! behind, header-checked runs near the head) → `chain::decode` turns them
+//! into `domain::Payment`s → `indexer` writes each batch in one SQLite
+//! transaction through `store`, applying `reconcile`'s pure rules → after the
+//! commit, `metrics` and `health` are updated and `http` serves them.
+//!
+//! | module | job |
+//! | --- | --- |
+//! | `config` | typed, layered, validated settings |
+//! | `telemetry` | tracing subscriber |
+//! | `domain` | plain types |
+//! | `chain` | bindings, decode, range sizing, reorg window, RPC source |
+//! | `store` | pool, migrations, events, orders, sync state |
+//! | `reconcile` | pure matching rules |
+//! | `indexer` | the loop that knows every stage |
+//! | `http`, `metrics`, `health` | what operators see |
+//! | `retry` | the one backoff policy |
+//! | `app`, `cli` | wiring and commands |
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod chain;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod health;
+pub mod http;
+pub mod indexer;
+pub mod metrics;
+pub mod reconcile;
+pub mod retry;
+pub mod store;
+pub mod telemetry;

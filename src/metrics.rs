@@ -1,0 +1,252 @@
+//! Prometheus metric families, registered on a registry the caller passes in
+//! (no statics). Typed `record_*` helpers hide label names; callers record
+//! after a commit, never before.
+
+use std::time::Duration;
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
+};
+
+use crate::domain::{EventVersion, MatchStatus};
+
+/// Every metric the indexer exports; names are `liqpass_indexer_<thing>_<unit>`.
+#[derive(Clone)]
+pub struct Metrics {
+    pub up: IntGauge,
+    pub ready: IntGauge,
+    pub head_block: IntGauge,
+    pub indexed_block: IntGauge,
+    pub lag_blocks: IntGauge,
+    pub lag_seconds: IntGauge,
+    pub last_commit_timestamp_seconds: IntGauge,
+    events_indexed: IntCounterVec,
+    pub ignored_logs: IntCounter,
+    payments: IntCounterVec,
+    transitions: IntCounterVec,
+    pub reorgs: IntCounter,
+    reorg_depth: Histogram,
+    pub deep_reorgs: IntCounter,
+    pub unacknowledged_deep_reorgs: IntGauge,
+    rpc_requests: IntCounterVec,
+    rpc_errors: IntCounterVec,
+    rpc_duration: HistogramVec,
+    getlogs_range: Histogram,
+    commit_duration: Histogram,
+    batch_rows: Histogram,
+    pub sqlite_busy_retries: IntCounter,
+    pub stalled: IntGauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+fn name(thing: &str) -> String {
+    format!("liqpass_indexer_{thing}")
+}
+
+impl Metrics {
+    /// Creates every family and registers it on `registry`.
+    pub fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let gauge = |thing: &str, help: &str| -> Result<IntGauge, prometheus::Error> {
+            let g = IntGauge::new(name(thing), help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let counter = |thing: &str, help: &str| -> Result<IntCounter, prometheus::Error> {
+            let c = IntCounter::new(name(thing), help)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let counter_vec = |thing: &str,
+                           help: &str,
+                           labels: &[&str]|
+         -> Result<IntCounterVec, prometheus::Error> {
+            let c = IntCounterVec::new(Opts::new(name(thing), help), labels)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let histogram =
+            |thing: &str, help: &str, buckets: Vec<f64>| -> Result<Histogram, prometheus::Error> {
+                let h =
+                    Histogram::with_opts(HistogramOpts::new(name(thing), help).buckets(buckets))?;
+                registry.register(Box::new(h.clone()))?;
+                Ok(h)
+            };
+        let seconds = vec![
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ];
+        let counts = prometheus::exponential_buckets(1.0, 4.0, 10)?;
+
+        let build_info = IntGaugeVec::new(
+            Opts::new(name("build_info"), "Build information; always 1."),
+            &["version"],
+        )?;
+        registry.register(Box::new(build_info.clone()))?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+
+        let rpc_duration = HistogramVec::new(
+            HistogramOpts::new(name("rpc_request_duration_seconds"), "RPC request latency.")
+                .buckets(seconds.clone()),
+            &["method"],
+        )?;
+        registry.register(Box::new(rpc_duration.clone()))?;
+
+        Ok(Self {
+            up: gauge("up", "1 while the indexing loop runs.")?,
+            ready: gauge("ready", "1 when /readyz answers 200.")?,
+            head_block: gauge("head_block", "Latest block number reported by the node.")?,
+            indexed_block: gauge("indexed_block", "Checkpoint: last fully indexed block.")?,
+            lag_blocks: gauge("lag_blocks", "Head minus checkpoint, in blocks.")?,
+            lag_seconds: gauge("lag_seconds", "Age of the checkpoint block, in seconds.")?,
+            last_commit_timestamp_seconds: gauge(
+                "last_commit_timestamp_seconds",
+                "Unix time of the last committed batch.",
+            )?,
+            events_indexed: counter_vec(
+                "events_indexed_total",
+                "PremiumPaid logs stored, by event version.",
+                &["version"],
+            )?,
+            ignored_logs: counter(
+                "ignored_logs_total",
+                "Logs from the contract that are not PremiumPaid (or do not decode).",
+            )?,
+            payments: counter_vec(
+                "payments_total",
+                "Payments reconciled, by match_status.",
+                &["match_status"],
+            )?,
+            transitions: counter_vec(
+                "order_transitions_total",
+                "Order payment_status changes made by the indexer, by target state.",
+                &["to"],
+            )?,
+            reorgs: counter("reorgs_total", "Chain reorganisations rolled back.")?,
+            reorg_depth: histogram(
+                "reorg_depth_blocks",
+                "Depth of rolled-back reorganisations.",
+                prometheus::exponential_buckets(1.0, 2.0, 10)?,
+            )?,
+            deep_reorgs: counter(
+                "deep_reorgs_total",
+                "Reorganisations that reversed a payment already counted as paid.",
+            )?,
+            unacknowledged_deep_reorgs: gauge(
+                "unacknowledged_deep_reorgs",
+                "Deep reorgs not yet acknowledged with `liqpass-indexer ack-reorg`.",
+            )?,
+            rpc_requests: counter_vec(
+                "rpc_requests_total",
+                "RPC requests, by method and endpoint.",
+                &["method", "endpoint"],
+            )?,
+            rpc_errors: counter_vec(
+                "rpc_errors_total",
+                "Failed RPC requests, by method and endpoint.",
+                &["method", "endpoint"],
+            )?,
+            rpc_duration,
+            getlogs_range: histogram(
+                "getlogs_range_blocks",
+                "Block range size of eth_getLogs requests.",
+                counts.clone(),
+            )?,
+            commit_duration: histogram(
+                "batch_commit_duration_seconds",
+                "Time to write and commit one batch.",
+                seconds,
+            )?,
+            batch_rows: histogram("batch_rows", "Events written per batch.", counts)?,
+            sqlite_busy_retries: counter(
+                "sqlite_busy_retries_total",
+                "Batch transactions retried because SQLite was busy or failed.",
+            )?,
+            stalled: gauge("stalled", "1 while the head or the indexer is stalled.")?,
+        })
+    }
+
+    pub fn record_events(&self, version: EventVersion, n: u64) {
+        self.events_indexed
+            .with_label_values(&[version.label()])
+            .inc_by(n);
+    }
+
+    /// Events stored since start, all versions.
+    pub fn events_total(&self) -> u64 {
+        [EventVersion::V1, EventVersion::V2]
+            .into_iter()
+            .map(|v| self.events_indexed.with_label_values(&[v.label()]).get())
+            .sum()
+    }
+
+    pub fn record_payment(&self, status: MatchStatus) {
+        self.payments.with_label_values(&[status.as_str()]).inc();
+    }
+
+    pub fn record_transition(&self, to: &str, n: u64) {
+        if n > 0 {
+            self.transitions.with_label_values(&[to]).inc_by(n);
+        }
+    }
+
+    pub fn record_reorg(&self, depth: u64) {
+        self.reorgs.inc();
+        self.reorg_depth.observe(depth as f64);
+    }
+
+    pub fn record_rpc(&self, method: &str, endpoint: &str, elapsed: Duration, ok: bool) {
+        self.rpc_requests
+            .with_label_values(&[method, endpoint])
+            .inc();
+        if !ok {
+            self.rpc_errors.with_label_values(&[method, endpoint]).inc();
+        }
+        self.rpc_duration
+            .with_label_values(&[method])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn record_range(&self, blocks: u64) {
+        self.getlogs_range.observe(blocks as f64);
+    }
+
+    pub fn record_commit(&self, elapsed: Duration, rows: usize) {
+        self.commit_duration.observe(elapsed.as_secs_f64());
+        self.batch_rows.observe(rows as f64);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or_default();
+        self.last_commit_timestamp_seconds.set(now);
+    }
+
+    /// Pre-creates the labelled series so dashboards show zeros, not gaps.
+    pub fn init_labels(&self) {
+        for status in MatchStatus::ALL {
+            self.payments.with_label_values(&[status.as_str()]);
+        }
+        for v in [EventVersion::V1, EventVersion::V2] {
+            self.events_indexed.with_label_values(&[v.label()]);
+        }
+        for to in ["confirming", "paid", "pending", "reversed"] {
+            self.transitions.with_label_values(&[to]);
+        }
+    }
+}
+
+/// Renders `registry` in the Prometheus text format.
+pub fn render(registry: &Registry) -> String {
+    use prometheus::Encoder;
+    let mut buf = Vec::new();
+    prometheus::TextEncoder::new()
+        .encode(&registry.gather(), &mut buf)
+        .expect("encoding to a Vec cannot fail");
+    String::from_utf8(buf).expect("the text encoder writes UTF-8")
+}

@@ -1,0 +1,266 @@
+//! `contract_events`: one row per `PremiumPaid` log, inserted idempotently on
+//! `(chain_id, tx_hash, log_index)`, never deleted (a reorg sets `removed`).
+
+use std::collections::{HashMap, HashSet};
+
+use alloy::primitives::{Address, U256};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+
+use super::sync::{parse_b256, to_u64};
+use super::{StoreError, NOW};
+use crate::domain::{
+    hex32, hex_address, Amount, BlockRef, Destination, EventVersion, LogKey, MatchStatus, Payment,
+    Scope,
+};
+
+/// Rows per multi-row statement: well under SQLite's bound-variable limit.
+const CHUNK: usize = 400;
+
+/// An event to write, with the outcome reconciliation gave it.
+#[derive(Debug)]
+pub struct NewEvent<'a> {
+    pub payment: &'a Payment,
+    pub status: MatchStatus,
+    /// The order this event paid, when it paid one.
+    pub order_id: Option<&'a str>,
+}
+
+/// Which of `keys` are already stored and live (not removed).
+pub async fn live_keys(
+    conn: &mut SqliteConnection,
+    scope: &Scope,
+    keys: &[LogKey],
+) -> Result<HashSet<LogKey>, StoreError> {
+    let mut found = HashSet::new();
+    for chunk in keys.chunks(CHUNK) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "SELECT tx_hash, log_index FROM contract_events WHERE removed = 0 AND chain_id = ",
+        );
+        q.push_bind(scope.chain_id as i64)
+            .push(" AND (tx_hash, log_index) IN (VALUES ");
+        let mut values = q.separated(", ");
+        for key in chunk {
+            values.push("(");
+            values.push_bind_unseparated(hex32(&key.tx_hash));
+            values.push_unseparated(", ");
+            values.push_bind_unseparated(key.log_index as i64);
+            values.push_unseparated(")");
+        }
+        q.push(")");
+        for row in q.build().fetch_all(&mut *conn).await? {
+            found.insert(LogKey {
+                tx_hash: parse_b256(&row.get::<String, _>(0))?,
+                log_index: to_u64(row.get::<i64, _>(1))?,
+            });
+        }
+    }
+    Ok(found)
+}
+
+/// Inserts new events, or revives a row a reorg had removed (same log
+/// re-included); returns the row id of each written event.
+pub async fn upsert(
+    conn: &mut SqliteConnection,
+    scope: &Scope,
+    events: &[NewEvent<'_>],
+) -> Result<HashMap<LogKey, i64>, StoreError> {
+    let contract = hex_address(&scope.contract);
+    let mut ids = HashMap::with_capacity(events.len());
+    for chunk in events.chunks(CHUNK) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO contract_events (chain_id, contract_address, tx_hash, log_index,
+               block_number, block_hash, block_timestamp, event_name, event_version, order_ref,
+               payer, amount_usdc, amount_raw, amount_overflow, quote_hash, args_json, order_id,
+               match_status) ",
+        );
+        q.push_values(chunk, |mut row, ev| {
+            let p = ev.payment;
+            let micro = p.amount.micro_usdc();
+            row.push_bind(scope.chain_id as i64)
+                .push_bind(&contract)
+                .push_bind(hex32(&p.key.tx_hash))
+                .push_bind(p.key.log_index as i64)
+                .push_bind(p.block.number as i64)
+                .push_bind(hex32(&p.block.hash))
+                .push_bind(p.block_timestamp.map(|t| t as i64))
+                .push_bind("PremiumPaid")
+                .push_bind(p.version.number())
+                .push_bind(hex32(&p.order_ref))
+                .push_bind(hex_address(&p.payer))
+                .push_bind(micro)
+                .push_bind(p.amount.decimal())
+                .push_bind(i64::from(micro.is_none()))
+                .push_bind(hex32(&p.quote_hash))
+                .push_bind(p.args_json())
+                .push_bind(ev.order_id)
+                .push_bind(ev.status.as_str());
+        });
+        q.push(format!(
+            " ON CONFLICT (chain_id, tx_hash, log_index) DO UPDATE SET
+               removed = 0, block_number = excluded.block_number,
+               block_hash = excluded.block_hash, block_timestamp = excluded.block_timestamp,
+               order_id = excluded.order_id, match_status = excluded.match_status,
+               updated_at = {NOW}
+             WHERE contract_events.removed = 1
+             RETURNING id, tx_hash, log_index"
+        ));
+        for row in q.build().fetch_all(&mut *conn).await? {
+            let key = LogKey {
+                tx_hash: parse_b256(&row.get::<String, _>(1))?,
+                log_index: to_u64(row.get::<i64, _>(2))?,
+            };
+            ids.insert(key, row.get::<i64, _>(0));
+        }
+    }
+    Ok(ids)
+}
+
+/// A stored `unknown_order` event whose order now exists.
+#[derive(Debug)]
+pub struct Unmatched {
+    pub event_id: i64,
+    pub payment: Payment,
+}
+
+/// Up to `limit` live `unknown_order` events whose order has since been
+/// inserted, oldest first.
+pub async fn unknown_with_order(
+    conn: &mut SqliteConnection,
+    scope: &Scope,
+    limit: u32,
+) -> Result<Vec<Unmatched>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT ce.id, ce.tx_hash, ce.log_index, ce.block_number, ce.block_hash,
+                ce.block_timestamp, ce.event_version, ce.order_ref, ce.payer, ce.amount_raw,
+                ce.quote_hash, ce.args_json
+         FROM contract_events ce JOIN orders o ON o.order_ref = ce.order_ref
+         WHERE ce.match_status = 'unknown_order' AND ce.removed = 0
+           AND ce.chain_id = ? AND ce.contract_address = ?
+         ORDER BY ce.block_number, ce.log_index LIMIT ?",
+    )
+    .bind(scope.chain_id as i64)
+    .bind(hex_address(&scope.contract))
+    .bind(i64::from(limit))
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Unmatched {
+                event_id: r.get("id"),
+                payment: payment_from_row(r, scope.contract)?,
+            })
+        })
+        .collect()
+}
+
+/// Records a new outcome for a stored event (late matching).
+pub async fn set_outcome(
+    conn: &mut SqliteConnection,
+    event_id: i64,
+    status: MatchStatus,
+    order_id: Option<&str>,
+) -> Result<(), StoreError> {
+    sqlx::query(&format!(
+        "UPDATE contract_events SET match_status = ?, order_id = ?, updated_at = {NOW} WHERE id = ?"
+    ))
+    .bind(status.as_str())
+    .bind(order_id)
+    .bind(event_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// A live event removed by a reorg.
+#[derive(Debug)]
+pub struct Removed {
+    pub event_id: i64,
+    pub order_id: Option<String>,
+    pub block_number: u64,
+}
+
+/// Marks every live event above `number` as removed; returns them.
+pub async fn remove_above(
+    conn: &mut SqliteConnection,
+    scope: &Scope,
+    number: u64,
+) -> Result<Vec<Removed>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "UPDATE contract_events SET removed = 1, updated_at = {NOW}
+         WHERE chain_id = ? AND contract_address = ? AND block_number > ? AND removed = 0
+         RETURNING id, order_id, block_number"
+    ))
+    .bind(scope.chain_id as i64)
+    .bind(hex_address(&scope.contract))
+    .bind(number as i64)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Removed {
+                event_id: r.get(0),
+                order_id: r.get(1),
+                block_number: to_u64(r.get::<i64, _>(2))?,
+            })
+        })
+        .collect()
+}
+
+fn payment_from_row(r: &sqlx::sqlite::SqliteRow, contract: Address) -> Result<Payment, StoreError> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("contract_events.{what}"));
+    let version = match r.get::<i64, _>("event_version") {
+        1 => EventVersion::V1,
+        2 => EventVersion::V2,
+        _ => return Err(corrupt("event_version")),
+    };
+    let amount: U256 = r
+        .get::<String, _>("amount_raw")
+        .parse()
+        .map_err(|_| corrupt("amount_raw"))?;
+    let destination = match version {
+        EventVersion::V1 => None,
+        EventVersion::V2 => {
+            let args: serde_json::Value = serde_json::from_str(&r.get::<String, _>("args_json"))
+                .map_err(|_| corrupt("args_json"))?;
+            let field = |name: &str| args[name].as_str().ok_or_else(|| corrupt("args_json"));
+            Some(Destination {
+                token: field("token")?
+                    .parse()
+                    .map_err(|_| corrupt("args_json.token"))?,
+                treasury: field("treasury")?
+                    .parse()
+                    .map_err(|_| corrupt("args_json.treasury"))?,
+                chain_id: field("chainId")?
+                    .parse()
+                    .map_err(|_| corrupt("args_json.chainId"))?,
+                timestamp: field("timestamp")?
+                    .parse()
+                    .map_err(|_| corrupt("args_json.timestamp"))?,
+            })
+        }
+    };
+    Ok(Payment {
+        key: LogKey {
+            tx_hash: parse_b256(&r.get::<String, _>("tx_hash"))?,
+            log_index: to_u64(r.get("log_index"))?,
+        },
+        contract,
+        block: BlockRef {
+            number: to_u64(r.get("block_number"))?,
+            hash: parse_b256(&r.get::<String, _>("block_hash"))?,
+        },
+        block_timestamp: r
+            .get::<Option<i64>, _>("block_timestamp")
+            .map(to_u64)
+            .transpose()?,
+        version,
+        order_ref: parse_b256(&r.get::<String, _>("order_ref"))?,
+        payer: r
+            .get::<String, _>("payer")
+            .parse()
+            .map_err(|_| corrupt("payer"))?,
+        amount: Amount(amount),
+        quote_hash: parse_b256(&r.get::<String, _>("quote_hash"))?,
+        destination,
+    })
+}

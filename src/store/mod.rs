@@ -1,0 +1,151 @@
+//! The SQLite store: the pool (WAL, busy timeout, foreign keys), the embedded
+//! reversible migrations, and the `BEGIN IMMEDIATE` write transaction every
+//! write goes through. All SQL of the crate lives below this module.
+//!
+//! It must not decide anything: reconciliation is done by the caller, which
+//! hands this module rows to write inside one transaction.
+
+pub mod events;
+pub mod incidents;
+pub mod orders;
+pub mod status;
+pub mod sync;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool, Transaction};
+
+use crate::config::DatabaseSettings;
+
+/// The migrations in `migrations/`, compiled in.
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// A write transaction opened with `BEGIN IMMEDIATE`.
+pub type WriteTx = Transaction<'static, Sqlite>;
+
+/// Errors of the store boundary.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("invalid database url {url:?}: {source}")]
+    Url { url: String, source: sqlx::Error },
+    #[error("cannot open database {url:?}: {source}")]
+    Open { url: String, source: sqlx::Error },
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database error: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// True when the database was busy or locked past the busy timeout: the
+    /// caller may retry the whole transaction.
+    pub fn is_busy(&self) -> bool {
+        match self {
+            Self::Sql(sqlx::Error::Database(e)) => {
+                let msg = e.message();
+                msg.contains("database is locked") || msg.contains("database is busy")
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The shared database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+impl Store {
+    /// Opens (creating if missing) the database with the pragmas the database
+    /// contract relies on. Does not migrate.
+    #[tracing::instrument(skip_all, fields(url = %settings.url))]
+    pub async fn open(settings: &DatabaseSettings) -> Result<Self, StoreError> {
+        let url = settings.url.clone();
+        let options = SqliteConnectOptions::from_str(&url)
+            .map_err(|source| StoreError::Url {
+                url: url.clone(),
+                source,
+            })?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // Safe with WAL: a lost last commit is re-indexed, because the
+            // checkpoint commits in the same transaction as the data.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(settings.busy_timeout)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(settings.busy_timeout + Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::Open { url, source })?;
+        Ok(Self { pool })
+    }
+
+    /// Applies every pending migration.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Reverts the most recently applied migration; returns its version, or
+    /// `None` when nothing was applied.
+    pub async fn revert_last(&self) -> Result<Option<i64>, StoreError> {
+        let applied = self.applied_migrations().await?;
+        let Some(&last) = applied.last() else {
+            return Ok(None);
+        };
+        let target = applied.iter().rev().nth(1).copied().unwrap_or(0);
+        MIGRATOR.undo(&self.pool, target).await?;
+        Ok(Some(last))
+    }
+
+    /// Versions of the applied migrations, oldest first.
+    pub async fn applied_migrations(&self) -> Result<Vec<i64>, StoreError> {
+        let exists: Option<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        if exists.is_none() {
+            return Ok(Vec::new());
+        }
+        Ok(sqlx::query_scalar(
+            "SELECT version FROM _sqlx_migrations WHERE success = 1 ORDER BY version",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Opens a short write transaction with `BEGIN IMMEDIATE`, so that the
+    /// write lock is taken up front (waiting up to the busy timeout) instead of
+    /// failing half-way through on an upgrade from a read lock.
+    pub async fn begin_immediate(&self) -> Result<WriteTx, StoreError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// The pool, for reads.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Answers when the database answers a trivial query.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Closes every connection, checkpointing the WAL.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Current time as the ISO-8601 text the schema uses.
+pub(crate) const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";

@@ -1,0 +1,234 @@
+//! The payment columns of `orders` and their `order_audit` trail. Every change
+//! the indexer makes to an order goes through this module, with an audit row
+//! in the same transaction.
+
+use std::collections::HashMap;
+
+use alloy::primitives::B256;
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+
+use super::sync::{parse_b256, to_u64};
+use super::{StoreError, NOW};
+use crate::domain::{hex32, hex_address, LogKey, Order, Scope};
+
+const CHUNK: usize = 400;
+
+/// The orders with these refs, with the live log that paid each, if any.
+pub async fn by_refs(
+    conn: &mut SqliteConnection,
+    refs: &[B256],
+) -> Result<HashMap<B256, Order>, StoreError> {
+    let mut orders = HashMap::new();
+    for chunk in refs.chunks(CHUNK) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "SELECT o.id, o.order_ref, o.wallet_address, o.premium_usdc, o.status,
+                    o.payment_status, CAST(strftime('%s', o.expires_at) AS INTEGER) AS expires,
+                    ce.tx_hash, ce.log_index
+             FROM orders o
+             LEFT JOIN contract_events ce ON ce.order_id = o.id AND ce.removed = 0
+             WHERE o.order_ref IN (",
+        );
+        let mut list = q.separated(", ");
+        for r in chunk {
+            list.push_bind(hex32(r));
+        }
+        q.push(")");
+        for row in q.build().fetch_all(&mut *conn).await? {
+            let order = order_from_row(&row)?;
+            orders.insert(order.order_ref, order);
+        }
+    }
+    Ok(orders)
+}
+
+fn order_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Order, StoreError> {
+    let paid_by = match row.get::<Option<String>, _>("tx_hash") {
+        Some(tx) => Some(LogKey {
+            tx_hash: parse_b256(&tx)?,
+            log_index: to_u64(row.get("log_index"))?,
+        }),
+        None => None,
+    };
+    let wallet: String = row.get("wallet_address");
+    Ok(Order {
+        id: row.get("id"),
+        order_ref: parse_b256(&row.get::<String, _>("order_ref"))?,
+        wallet: wallet
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("orders.wallet_address {wallet:?}")))?,
+        premium_usdc: row.get("premium_usdc"),
+        status: row.get("status"),
+        payment_status: row.get("payment_status"),
+        expires_at: row.get("expires"),
+        paid_by,
+    })
+}
+
+/// Why the indexer changed an order; stored in `order_audit.reason`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// A matching payment was seen: `pending` -> `confirming`.
+    PaymentSeen,
+    /// The payment is final: `confirming` -> `paid`.
+    PaymentFinal,
+    /// A reorg orphaned an unconfirmed payment: back to `pending`.
+    Reorg,
+    /// A reorg orphaned a payment already counted as final: `reversed`.
+    DeepReorg,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PaymentSeen => "payment_seen",
+            Self::PaymentFinal => "payment_final",
+            Self::Reorg => "reorg",
+            Self::DeepReorg => "deep_reorg",
+        }
+    }
+}
+
+/// Moves these orders (all `pending`) to `confirming`, each linked to the
+/// event that paid it. Returns how many moved.
+pub async fn mark_confirming(
+    conn: &mut SqliteConnection,
+    paid: &[(&str, i64)],
+) -> Result<u64, StoreError> {
+    let mut moved = 0;
+    for chunk in paid.chunks(CHUNK) {
+        let mut audit = QueryBuilder::<Sqlite>::new("WITH v(order_id, event_id) AS (");
+        audit.push_values(chunk, |mut row, (order_id, event_id)| {
+            row.push_bind(*order_id).push_bind(*event_id);
+        });
+        audit.push(
+            ") INSERT INTO order_audit (order_id, reason, from_status, to_status,
+                 from_payment_status, to_payment_status, event_id)
+             SELECT o.id, 'payment_seen', o.status, o.status, o.payment_status, 'confirming',
+                    v.event_id
+             FROM v JOIN orders o ON o.id = v.order_id
+             WHERE o.payment_status IN ('pending', 'reversed')",
+        );
+        audit.build().execute(&mut *conn).await?;
+
+        let mut update = QueryBuilder::<Sqlite>::new(format!(
+            "UPDATE orders SET payment_status = 'confirming', updated_at = {NOW}
+             WHERE payment_status IN ('pending', 'reversed') AND id IN ("
+        ));
+        let mut list = update.separated(", ");
+        for (order_id, _) in chunk {
+            list.push_bind(*order_id);
+        }
+        update.push(")");
+        moved += update.build().execute(&mut *conn).await?.rows_affected();
+    }
+    Ok(moved)
+}
+
+/// Moves every `confirming` order whose paying event is at or below
+/// `final_block` to `paid`, filling its paid_* columns. Returns how many moved.
+pub async fn promote_final(
+    conn: &mut SqliteConnection,
+    scope: &Scope,
+    final_block: u64,
+) -> Result<u64, StoreError> {
+    const FINAL: &str = "SELECT o.id AS order_id, o.status, ce.id AS event_id, ce.tx_hash,
+            ce.log_index, ce.block_number, ce.amount_usdc,
+            strftime('%Y-%m-%dT%H:%M:%fZ', ce.block_timestamp, 'unixepoch') AS paid_at
+         FROM orders o JOIN contract_events ce ON ce.order_id = o.id AND ce.removed = 0
+         WHERE o.payment_status = 'confirming' AND ce.block_number <= ?1
+           AND ce.chain_id = ?2 AND ce.contract_address = ?3";
+    let contract = hex_address(&scope.contract);
+    sqlx::query(&format!(
+        "INSERT INTO order_audit (order_id, reason, from_status, to_status,
+           from_payment_status, to_payment_status, event_id)
+         SELECT order_id, 'payment_final', status, 'paid', 'confirming', 'paid', event_id
+         FROM ({FINAL})"
+    ))
+    .bind(final_block as i64)
+    .bind(scope.chain_id as i64)
+    .bind(&contract)
+    .execute(&mut *conn)
+    .await?;
+    let done = sqlx::query(&format!(
+        "UPDATE orders SET status = 'paid', payment_status = 'paid',
+           paid_tx_hash = f.tx_hash, paid_log_index = f.log_index,
+           paid_block_number = f.block_number, paid_amount_usdc = f.amount_usdc,
+           paid_at = f.paid_at, updated_at = {NOW}
+         FROM ({FINAL}) AS f WHERE orders.id = f.order_id"
+    ))
+    .bind(final_block as i64)
+    .bind(scope.chain_id as i64)
+    .bind(&contract)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Undoes what an orphaned event did to its order. An order that was only
+/// `confirming` goes back to `pending`; one already `paid` becomes
+/// `reversed`. Returns the reason used, or `None` when the order was not in a
+/// state this event put it in.
+pub async fn revert_payment(
+    conn: &mut SqliteConnection,
+    order_id: &str,
+    event_id: i64,
+) -> Result<Option<Reason>, StoreError> {
+    let row = sqlx::query("SELECT status, payment_status FROM orders WHERE id = ?")
+        .bind(order_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let (status, payment_status): (String, String) = (row.get(0), row.get(1));
+    let (reason, to_status, to_payment_status) = match payment_status.as_str() {
+        "confirming" => (Reason::Reorg, status.as_str(), "pending"),
+        "paid" => (Reason::DeepReorg, "pending", "reversed"),
+        _ => return Ok(None),
+    };
+    audit(
+        conn,
+        order_id,
+        reason,
+        (&status, to_status),
+        (&payment_status, to_payment_status),
+        Some(event_id),
+    )
+    .await?;
+    sqlx::query(&format!(
+        "UPDATE orders SET status = ?, payment_status = ?, paid_tx_hash = NULL,
+           paid_log_index = NULL, paid_block_number = NULL, paid_amount_usdc = NULL,
+           paid_at = NULL, updated_at = {NOW}
+         WHERE id = ?"
+    ))
+    .bind(to_status)
+    .bind(to_payment_status)
+    .bind(order_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(Some(reason))
+}
+
+/// Appends one audit row.
+pub async fn audit(
+    conn: &mut SqliteConnection,
+    order_id: &str,
+    reason: Reason,
+    status: (&str, &str),
+    payment_status: (&str, &str),
+    event_id: Option<i64>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO order_audit (order_id, reason, from_status, to_status,
+           from_payment_status, to_payment_status, event_id)
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(order_id)
+    .bind(reason.as_str())
+    .bind(status.0)
+    .bind(status.1)
+    .bind(payment_status.0)
+    .bind(payment_status.1)
+    .bind(event_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,388 @@
+//! The database contract on real SQLite files: migrations round-trip, the
+//! order API's acceptance queries, constraints, WAL concurrency, restarts.
+
+mod support;
+
+use std::time::Duration;
+
+use alloy::primitives::{Address, B256};
+use liqpass_indexer::store::{Store, MIGRATOR};
+use sqlx::Row;
+use support::db::{settings, Db};
+
+async fn schema(store: &Store) -> Vec<(String, String, Option<String>)> {
+    sqlx::query(
+        "SELECT type, name, sql FROM sqlite_master
+         WHERE name NOT LIKE '_sqlx%' AND name NOT LIKE 'sqlite_%' ORDER BY type, name",
+    )
+    .fetch_all(store.pool())
+    .await
+    .expect("schema")
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2)))
+    .collect()
+}
+
+fn wallet(n: u8) -> Address {
+    Address::repeat_byte(n)
+}
+
+async fn seed_orders(db: &Db) {
+    db.insert_order("ord_a", B256::repeat_byte(1), wallet(0xa), 5_000_000)
+        .await;
+    db.insert_order("ord_b", B256::repeat_byte(2), wallet(0xb), 7_000_000)
+        .await;
+    db.insert_order("ord_c", B256::repeat_byte(3), wallet(0xc), 9_000_000)
+        .await;
+}
+
+fn migration_count() -> usize {
+    MIGRATOR
+        .iter()
+        .filter(|m| m.migration_type.is_up_migration())
+        .count()
+}
+
+#[tokio::test]
+async fn every_migration_goes_down_and_up_again_to_the_same_schema_on_a_fresh_file() {
+    let db = Db::new().await;
+    let original = schema(&db.store).await;
+    assert!(original.iter().any(|(_, name, _)| name == "orders"));
+    for _ in 0..migration_count() {
+        db.store
+            .revert_last()
+            .await
+            .expect("down")
+            .expect("something to revert");
+    }
+    assert!(
+        schema(&db.store).await.is_empty(),
+        "all down leaves no table"
+    );
+    assert_eq!(db.store.revert_last().await.expect("nothing left"), None);
+    db.store.migrate().await.expect("up again");
+    assert_eq!(schema(&db.store).await, original);
+}
+
+#[tokio::test]
+async fn migrations_round_trip_on_a_file_holding_rows() {
+    let db = Db::new().await;
+    seed_orders(&db).await;
+    let original = schema(&db.store).await;
+    // The newest migration goes down and up without touching orders.
+    db.store
+        .revert_last()
+        .await
+        .expect("down")
+        .expect("reverted");
+    assert_eq!(db.count("SELECT COUNT(*) FROM orders").await, 3);
+    db.store.migrate().await.expect("up");
+    assert_eq!(schema(&db.store).await, original);
+    assert_eq!(db.count("SELECT COUNT(*) FROM orders").await, 3);
+    // All the way down drops the contract; up again recreates it identically.
+    for _ in 0..migration_count() {
+        db.store.revert_last().await.expect("down");
+    }
+    db.store.migrate().await.expect("up");
+    assert_eq!(schema(&db.store).await, original);
+}
+
+#[tokio::test]
+async fn the_order_apis_acceptance_queries_run_unchanged() {
+    let db = Db::new().await;
+    seed_orders(&db).await;
+    // ord_a paid by a matched event; ord_b has an unmatched one.
+    sqlx::query(
+        "INSERT INTO contract_events (chain_id, contract_address, tx_hash, log_index, block_number,
+           block_hash, event_name, event_version, order_ref, payer, amount_usdc, amount_raw,
+           quote_hash, args_json, order_id, match_status)
+         VALUES (31337, ?1, ?2, 0, 5, ?2, 'PremiumPaid', 1, ?3, ?4, 5000000, '5000000', ?2, '{}',
+                 'ord_a', 'matched')",
+    )
+    .bind(format!("{:#x}", wallet(0xee)))
+    .bind(format!("{:#x}", B256::repeat_byte(9)))
+    .bind(format!("{:#x}", B256::repeat_byte(1)))
+    .bind(format!("{:#x}", wallet(0xa)))
+    .execute(db.store.pool())
+    .await
+    .expect("event");
+    sqlx::query("UPDATE orders SET status = 'paid', payment_status = 'paid' WHERE id = 'ord_a'")
+        .execute(db.store.pool())
+        .await
+        .expect("paid");
+    sqlx::query("UPDATE orders SET created_at = '2020-01-01T00:00:00.000Z' WHERE id = 'ord_c'")
+        .execute(db.store.pool())
+        .await
+        .expect("old order");
+
+    let latest =
+        sqlx::query("SELECT id, status, created_at FROM orders ORDER BY created_at DESC LIMIT 3;")
+            .fetch_all(db.store.pool())
+            .await
+            .expect("query 1");
+    assert_eq!(latest.len(), 3);
+    assert_eq!(latest[2].get::<String, _>(0), "ord_c");
+
+    let joined = sqlx::query(
+        "SELECT o.id, o.status, ce.event_name, ce.amount_usdc
+FROM orders o LEFT JOIN contract_events ce ON o.id = ce.order_id
+WHERE o.status IN ('pending', 'paid') LIMIT 10;",
+    )
+    .fetch_all(db.store.pool())
+    .await
+    .expect("query 2");
+    let mut rows: Vec<(String, String, Option<String>, Option<i64>)> = joined
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    rows.sort();
+    assert_eq!(
+        rows,
+        vec![
+            (
+                "ord_a".into(),
+                "paid".into(),
+                Some("PremiumPaid".into()),
+                Some(5_000_000)
+            ),
+            ("ord_b".into(), "pending".into(), None, None),
+            ("ord_c".into(), "pending".into(), None, None),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn constraints_reject_bad_orders_with_a_clear_error_and_write_nothing() {
+    let db = Db::new().await;
+    seed_orders(&db).await;
+    sqlx::query("UPDATE orders SET payment_proof_id = 'proof-1' WHERE id = 'ord_a'")
+        .execute(db.store.pool())
+        .await
+        .expect("proof");
+    let good_ref = format!("{:#x}", B256::repeat_byte(0x44));
+    let good_wallet = format!("{:#x}", wallet(0xab));
+    let cases: Vec<(&str, String, String, String, &str, Option<&str>, &str)> = vec![
+        (
+            "zero premium",
+            good_ref.clone(),
+            good_wallet.clone(),
+            "0".into(),
+            "pending",
+            None,
+            "CHECK",
+        ),
+        (
+            "negative premium",
+            good_ref.clone(),
+            good_wallet.clone(),
+            "-5".into(),
+            "pending",
+            None,
+            "CHECK",
+        ),
+        (
+            "text premium",
+            good_ref.clone(),
+            good_wallet.clone(),
+            "'lots'".into(),
+            "pending",
+            None,
+            "CHECK",
+        ),
+        (
+            "unknown status",
+            good_ref.clone(),
+            good_wallet.clone(),
+            "1".into(),
+            "maybe",
+            None,
+            "CHECK",
+        ),
+        (
+            "upper-case wallet",
+            good_ref.clone(),
+            good_wallet.to_uppercase().replace("0X", "0x"),
+            "1".into(),
+            "pending",
+            None,
+            "CHECK",
+        ),
+        (
+            "short wallet",
+            good_ref.clone(),
+            "0x1234".into(),
+            "1".into(),
+            "pending",
+            None,
+            "CHECK",
+        ),
+        (
+            "non-hex order_ref",
+            format!("0x{}", "zz".repeat(32)),
+            good_wallet.clone(),
+            "1".into(),
+            "pending",
+            None,
+            "CHECK",
+        ),
+        (
+            "order_ref without 0x",
+            "ab".repeat(33),
+            good_wallet.clone(),
+            "1".into(),
+            "pending",
+            None,
+            "CHECK",
+        ),
+        (
+            "duplicate order_ref",
+            format!("{:#x}", B256::repeat_byte(1)),
+            good_wallet.clone(),
+            "1".into(),
+            "pending",
+            None,
+            "UNIQUE",
+        ),
+        (
+            "duplicate wallet+proof",
+            good_ref.clone(),
+            format!("{:#x}", wallet(0xa)),
+            "1".into(),
+            "pending",
+            Some("proof-1"),
+            "UNIQUE",
+        ),
+    ];
+    for (what, order_ref, wallet, premium, status, proof, expected) in cases {
+        let sql = format!(
+            "INSERT INTO orders (id, order_ref, wallet_address, premium_usdc, status, payment_proof_id)
+             VALUES ('ord_bad', ?, ?, {premium}, ?, ?)"
+        );
+        let err = sqlx::query(&sql)
+            .bind(&order_ref)
+            .bind(&wallet)
+            .bind(status)
+            .bind(proof)
+            .execute(db.store.pool())
+            .await
+            .expect_err(what);
+        let msg = err.to_string();
+        assert!(
+            msg.contains(expected),
+            "{what}: expected a {expected} error, got {msg}"
+        );
+        assert_eq!(
+            db.count("SELECT COUNT(*) FROM orders").await,
+            3,
+            "{what} wrote nothing"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_long_reader_does_not_block_a_writer_and_a_writer_does_not_block_readers() {
+    let db = Db::new().await;
+    seed_orders(&db).await;
+    // A reader holds a read transaction open (a snapshot).
+    let mut reader = db.store.pool().begin().await.expect("read tx");
+    let before: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders")
+        .fetch_one(&mut *reader)
+        .await
+        .expect("read");
+    // A writer commits meanwhile, well within the busy timeout.
+    let mut writer = db
+        .store
+        .begin_immediate()
+        .await
+        .expect("write lock despite reader");
+    sqlx::query("UPDATE orders SET payment_status = 'confirming' WHERE id = 'ord_a'")
+        .execute(&mut *writer)
+        .await
+        .expect("write");
+    // While the writer holds the lock, another connection still reads.
+    let during: String = sqlx::query_scalar("SELECT payment_status FROM orders WHERE id = 'ord_a'")
+        .fetch_one(db.store.pool())
+        .await
+        .expect("read during write");
+    assert_eq!(
+        during, "pending",
+        "readers see the last commit, not the open write"
+    );
+    writer.commit().await.expect("commit");
+    // The long reader keeps its snapshot.
+    let still: String = sqlx::query_scalar("SELECT payment_status FROM orders WHERE id = 'ord_a'")
+        .fetch_one(&mut *reader)
+        .await
+        .expect("snapshot read");
+    assert_eq!((before, still.as_str()), (3, "pending"));
+    reader.commit().await.expect("end read");
+    assert_eq!(db.order("ord_a").await.payment_status, "confirming");
+}
+
+#[tokio::test]
+async fn two_writers_serialize_without_lock_errors() {
+    let db = Db::new().await;
+    seed_orders(&db).await;
+    let mut tasks = Vec::new();
+    for w in 0..2 {
+        let store = db.store.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..50 {
+                let mut tx = store.begin_immediate().await.expect("begin immediate");
+                sqlx::query("UPDATE orders SET updated_at = ? WHERE id = 'ord_b'")
+                    .bind(format!("2030-01-01T00:00:{:02}.{w}{i:02}Z", i % 60))
+                    .execute(&mut *tx)
+                    .await
+                    .expect("update inside the lock");
+                // Hold the lock a moment so the other writer has to wait.
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                tx.commit().await.expect("commit");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("writer finished without a lock error");
+    }
+}
+
+#[tokio::test]
+async fn orders_survive_a_restart() {
+    let db = Db::new().await;
+    seed_orders(&db).await;
+    let before = db.orders().await;
+    db.store.close().await;
+    let reopened = Store::open(&settings(&db.path())).await.expect("reopen");
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders")
+        .fetch_one(reopened.pool())
+        .await
+        .expect("count");
+    assert_eq!(count, 3);
+    let again = Db {
+        dir: db.dir,
+        store: reopened,
+    };
+    assert_eq!(again.orders().await, before);
+}
+
+#[tokio::test]
+async fn the_database_runs_in_wal_mode_with_foreign_keys() {
+    let db = Db::new().await;
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(db.store.pool())
+        .await
+        .expect("pragma");
+    assert_eq!(mode, "wal");
+    let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+        .fetch_one(db.store.pool())
+        .await
+        .expect("pragma");
+    assert_eq!(fk, 1);
+    let err = sqlx::query(
+        "INSERT INTO order_audit (order_id, reason, from_status, to_status, from_payment_status,
+           to_payment_status) VALUES ('nope', 'x', 'a', 'b', 'c', 'd')",
+    )
+    .execute(db.store.pool())
+    .await
+    .expect_err("audit row for a missing order");
+    assert!(err.to_string().contains("FOREIGN KEY"), "{err}");
+}

@@ -1,0 +1,304 @@
+//! A pinned anvil from the npm registry, with MockUSDC and both checkout
+//! contract versions deployed from the committed artifacts.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use alloy::network::{EthereumWallet, TransactionBuilder};
+use alloy::node_bindings::{Anvil, AnvilInstance};
+use alloy::primitives::{Address, Bytes, B256, U256};
+use alloy::providers::ext::AnvilApi;
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
+use alloy::signers::local::PrivateKeySigner;
+use alloy::sol;
+use alloy::sol_types::SolValue;
+
+use super::within;
+
+sol! {
+    #[sol(rpc)]
+    interface MockUSDC {
+        function mint(address to, uint256 amount) external;
+        function approve(address spender, uint256 amount) external returns (bool);
+        function balanceOf(address who) external view returns (uint256);
+    }
+
+    #[sol(rpc)]
+    interface CheckoutV1 {
+        function pay(bytes32 orderId, uint256 amount, bytes32 quoteHash) external;
+        function emitRaw(bytes32 orderId, address buyer, uint256 amount, bytes32 quoteHash) external;
+        function payMany(bytes32[] calldata orderIds, uint256[] calldata amounts, bytes32 quoteHash) external;
+        function emitMany(bytes32 firstOrderId, uint256 count, address buyer, uint256 amount) external;
+        function emitOther(bytes32 x) external;
+    }
+
+    #[sol(rpc)]
+    interface CheckoutV2 {
+        function pay(bytes32 orderId, uint256 amount, bytes32 quoteHash) external;
+        function emitRaw(bytes32 orderId, address buyer, uint256 amount, bytes32 quoteHash, address token, address treasury, uint256 chainId) external;
+    }
+}
+
+/// Where `tests/chain/install.sh` puts the pinned anvil.
+pub fn anvil_path() -> PathBuf {
+    if let Ok(p) = std::env::var("LIQPASS_ANVIL") {
+        return p.into();
+    }
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/chain/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
+    assert!(
+        path.exists(),
+        "anvil not found at {}: install the pinned anvil with `make anvil` \
+         (runs tests/chain/install.sh, i.e. `npm ci` in tests/chain)",
+        path.display()
+    );
+    path
+}
+
+fn artifact(name: &str) -> Bytes {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("tests/chain/artifacts/{name}.json"));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let json: serde_json::Value = serde_json::from_str(&text).expect("artifact is JSON");
+    json["bytecode"]
+        .as_str()
+        .expect("artifact has bytecode")
+        .parse()
+        .expect("bytecode is hex")
+}
+
+/// A running anvil with the contracts deployed.
+pub struct Chain {
+    pub anvil: AnvilInstance,
+    pub provider: DynProvider,
+    pub usdc: Address,
+    pub checkout: Address,
+    pub checkout_v2: Address,
+    pub treasury: Address,
+    /// Funded buyer accounts (anvil's accounts 2..).
+    pub buyers: Vec<Address>,
+}
+
+/// Generous bound for one transaction to be mined.
+pub const TX_TIMEOUT: Duration = Duration::from_secs(20);
+
+impl Chain {
+    /// Starts anvil (instant mining) and deploys MockUSDC and both checkouts.
+    pub async fn start() -> Chain {
+        Self::start_with(&[]).await
+    }
+
+    /// Same, with extra anvil arguments.
+    pub async fn start_with(args: &[&str]) -> Chain {
+        let anvil = Anvil::at(anvil_path())
+            .args(args.iter().copied())
+            .try_spawn()
+            .expect("anvil starts");
+        let mut wallet = EthereumWallet::default();
+        for key in anvil.keys() {
+            wallet.register_signer(PrivateKeySigner::from(key.clone()));
+        }
+        // Uncached nonces: after evm_revert or anvil_reorg a cached nonce is too high.
+        let provider = ProviderBuilder::new()
+            .disable_recommended_fillers()
+            .with_gas_estimation()
+            .with_simple_nonce_management()
+            .fetch_chain_id()
+            .wallet(wallet)
+            .connect_http(anvil.endpoint_url())
+            .erased();
+        let deployer = anvil.addresses()[0];
+        let treasury = anvil.addresses()[1];
+        let buyers = anvil.addresses()[2..].to_vec();
+        let usdc = deploy(&provider, deployer, artifact("MockUSDC"), Bytes::new()).await;
+        let args: Bytes = (usdc, treasury).abi_encode_params().into();
+        let checkout = deploy(&provider, deployer, artifact("CheckoutV1"), args.clone()).await;
+        let checkout_v2 = deploy(&provider, deployer, artifact("CheckoutV2"), args).await;
+        let chain = Chain {
+            anvil,
+            provider,
+            usdc,
+            checkout,
+            checkout_v2,
+            treasury,
+            buyers,
+        };
+        for buyer in chain.buyers.clone() {
+            chain.fund(buyer).await;
+        }
+        chain
+    }
+
+    pub fn rpc_url(&self) -> String {
+        self.anvil.endpoint()
+    }
+
+    pub fn ws_url(&self) -> String {
+        self.anvil.ws_endpoint()
+    }
+
+    async fn fund(&self, buyer: Address) {
+        let usdc = MockUSDC::new(self.usdc, &self.provider);
+        let amount = U256::from(1_000_000_000_000u64);
+        send(
+            usdc.mint(buyer, amount)
+                .from(self.anvil.addresses()[0])
+                .into_transaction_request(),
+            &self.provider,
+        )
+        .await;
+        for spender in [self.checkout, self.checkout_v2] {
+            send(
+                usdc.approve(spender, U256::MAX)
+                    .from(buyer)
+                    .into_transaction_request(),
+                &self.provider,
+            )
+            .await;
+        }
+    }
+
+    /// `buyer` pays `amount` micro-USDC for `order_ref` through the v1 checkout.
+    pub async fn pay(&self, buyer: Address, order_ref: B256, amount: u64) -> TransactionReceipt {
+        let c = CheckoutV1::new(self.checkout, &self.provider);
+        let tx = c
+            .pay(order_ref, U256::from(amount), B256::ZERO)
+            .from(buyer)
+            .into_transaction_request();
+        send(tx, &self.provider).await
+    }
+
+    /// Same through the v2 checkout.
+    pub async fn pay_v2(&self, buyer: Address, order_ref: B256, amount: u64) -> TransactionReceipt {
+        let c = CheckoutV2::new(self.checkout_v2, &self.provider);
+        let tx = c
+            .pay(order_ref, U256::from(amount), B256::ZERO)
+            .from(buyer)
+            .into_transaction_request();
+        send(tx, &self.provider).await
+    }
+
+    /// Emits a v1 `PremiumPaid` with any amount, moving no tokens.
+    pub async fn emit_raw(
+        &self,
+        buyer: Address,
+        order_ref: B256,
+        amount: U256,
+    ) -> TransactionReceipt {
+        let c = CheckoutV1::new(self.checkout, &self.provider);
+        let tx = c
+            .emitRaw(order_ref, buyer, amount, B256::ZERO)
+            .from(buyer)
+            .into_transaction_request();
+        send(tx, &self.provider).await
+    }
+
+    /// Emits a v2 `PremiumPaid` naming any destination, moving no tokens.
+    pub async fn emit_raw_v2(
+        &self,
+        buyer: Address,
+        order_ref: B256,
+        amount: u64,
+        treasury: Address,
+        chain_id: u64,
+    ) -> TransactionReceipt {
+        let c = CheckoutV2::new(self.checkout_v2, &self.provider);
+        let tx = c
+            .emitRaw(
+                order_ref,
+                buyer,
+                U256::from(amount),
+                B256::ZERO,
+                self.usdc,
+                treasury,
+                U256::from(chain_id),
+            )
+            .from(buyer)
+            .into_transaction_request();
+        send(tx, &self.provider).await
+    }
+
+    /// Emits an event the indexer must ignore.
+    pub async fn emit_other(&self, from: Address) -> TransactionReceipt {
+        let c = CheckoutV1::new(self.checkout, &self.provider);
+        send(
+            c.emitOther(B256::repeat_byte(7))
+                .from(from)
+                .into_transaction_request(),
+            &self.provider,
+        )
+        .await
+    }
+
+    /// Emits `count` v1 payments in one transaction, order refs `first`, `first + 1`, ...
+    pub async fn emit_many(
+        &self,
+        buyer: Address,
+        first: B256,
+        count: u64,
+        amount: u64,
+    ) -> TransactionReceipt {
+        let c = CheckoutV1::new(self.checkout, &self.provider);
+        let tx = c
+            .emitMany(first, U256::from(count), buyer, U256::from(amount))
+            .from(buyer)
+            .into_transaction_request();
+        send(tx, &self.provider).await
+    }
+
+    /// Mines `n` empty blocks.
+    pub async fn mine(&self, n: u64) {
+        within(
+            "anvil_mine",
+            TX_TIMEOUT,
+            self.provider.anvil_mine(Some(n), None),
+        )
+        .await
+        .expect("anvil_mine");
+    }
+
+    pub async fn head(&self) -> u64 {
+        within(
+            "eth_blockNumber",
+            TX_TIMEOUT,
+            self.provider.get_block_number(),
+        )
+        .await
+        .expect("head")
+    }
+}
+
+async fn deploy(provider: &DynProvider, from: Address, code: Bytes, args: Bytes) -> Address {
+    let mut input = code.to_vec();
+    input.extend_from_slice(&args);
+    let tx = TransactionRequest::default()
+        .from(from)
+        .with_deploy_code(input);
+    send(tx, provider)
+        .await
+        .contract_address
+        .expect("a deployment has a contract address")
+}
+
+/// Sends a transaction and waits (bounded) for its receipt; panics on revert.
+pub async fn send(tx: TransactionRequest, provider: &DynProvider) -> TransactionReceipt {
+    let pending = within(
+        "send transaction",
+        TX_TIMEOUT,
+        provider.send_transaction(tx),
+    )
+    .await
+    .expect("transaction accepted");
+    let receipt = within("receipt", TX_TIMEOUT, pending.get_receipt())
+        .await
+        .expect("receipt");
+    assert!(receipt.status(), "transaction reverted: {receipt:?}");
+    receipt
+}
+
+/// An order reference from a small number, as tests use them.
+pub fn order_ref(n: u64) -> B256 {
+    B256::from(U256::from(n))
+}

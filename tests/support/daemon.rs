@@ -1,0 +1,128 @@
+//! The real binary, configured through `LIQPASS__*` environment variables.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::chain::Chain;
+use super::db::Db;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_liqpass-indexer");
+
+/// Environment for the binary: the test chain, the test database, fast polling.
+pub fn env_for(chain: &Chain, db: &Db) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    let mut set = |k: &str, v: String| {
+        env.insert(format!("LIQPASS__{k}"), v);
+    };
+    set("DATABASE__URL", db.url());
+    set("CHAIN__RPC_URL", chain.rpc_url());
+    set("CHAIN__CHAIN_ID", "31337".into());
+    set("CHAIN__CONTRACT", format!("{:#x}", chain.checkout));
+    set("CHAIN__TOKEN", format!("{:#x}", chain.usdc));
+    set("CHAIN__TREASURY", format!("{:#x}", chain.treasury));
+    set("CHAIN__CONFIRMATIONS", "2".into());
+    set("CHAIN__REORG_WINDOW", "64".into());
+    set("CHAIN__POLL_INTERVAL_MS", "20".into());
+    set("HTTP__LISTEN", "127.0.0.1:0".into());
+    set("LOG__LEVEL", "info,liqpass_indexer=debug".into());
+    env
+}
+
+/// Runs a one-shot command of the binary to completion.
+pub fn command(env: &BTreeMap<String, String>, args: &[&str]) -> Output {
+    base(env).args(args).output().expect("run liqpass-indexer")
+}
+
+fn base(env: &BTreeMap<String, String>) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env(
+            "LIQPASS_CONFIG_DIR",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config"),
+        )
+        .envs(env);
+    cmd
+}
+
+/// A running `liqpass-indexer run`.
+pub struct Daemon {
+    pub child: Child,
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Daemon {
+    pub fn spawn(env: &BTreeMap<String, String>) -> Daemon {
+        let mut child = base(env)
+            .arg("run")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn liqpass-indexer run");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if std::env::var_os("LIQPASS_TEST_ECHO").is_some() {
+                    eprintln!("[daemon] {line}");
+                }
+                sink.lock().expect("log lock").push(line);
+            }
+        });
+        Daemon { child, log }
+    }
+
+    /// The HTTP address the daemon logged.
+    pub async fn http_addr(&self) -> std::net::SocketAddr {
+        super::wait_for(
+            "the daemon to log its address",
+            Duration::from_secs(30),
+            || async {
+                let log = self.log.lock().expect("log lock");
+                log.iter().find_map(|l| {
+                    let at = l.find("addr=")?;
+                    l[at + 5..].split_whitespace().next()?.parse().ok()
+                })
+            },
+        )
+        .await
+    }
+
+    pub fn logs(&self) -> String {
+        self.log.lock().expect("log lock").join("\n")
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill9(mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("reap");
+    }
+
+    /// Waits (bounded) for the process to exit.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        super::wait_for("the daemon to exit", timeout, || {
+            let status = self.child.try_wait().expect("try_wait");
+            async move { status }
+        })
+        .await
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

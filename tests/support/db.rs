@@ -1,0 +1,191 @@
+//! A temporary database, written the way the order API writes it, and read
+//! back for assertions.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use alloy::primitives::{Address, B256};
+use liqpass_indexer::config::DatabaseSettings;
+use liqpass_indexer::store::Store;
+use sqlx::Row;
+use tempfile::TempDir;
+
+/// A migrated SQLite file in a temporary directory.
+pub struct Db {
+    pub dir: TempDir,
+    pub store: Store,
+}
+
+/// An order as tests see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderRow {
+    pub id: String,
+    pub status: String,
+    pub payment_status: String,
+    pub paid_tx_hash: Option<String>,
+    pub paid_block_number: Option<i64>,
+    pub paid_amount_usdc: Option<i64>,
+}
+
+/// An event as tests compare them (no ids, no wall-clock times).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct EventRow {
+    pub tx_hash: String,
+    pub log_index: i64,
+    pub block_number: i64,
+    pub order_ref: String,
+    pub amount_raw: String,
+    pub match_status: String,
+    pub order_id: Option<String>,
+    pub removed: bool,
+}
+
+pub fn settings(path: &std::path::Path) -> DatabaseSettings {
+    DatabaseSettings {
+        url: format!("sqlite://{}", path.display()),
+        busy_timeout: Duration::from_secs(5),
+        max_connections: 4,
+    }
+}
+
+impl Db {
+    /// A fresh, migrated database.
+    pub async fn new() -> Db {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&settings(&dir.path().join("liqpass.db")))
+            .await
+            .expect("open");
+        store.migrate().await.expect("migrate");
+        Db { dir, store }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("liqpass.db")
+    }
+
+    pub fn url(&self) -> String {
+        format!("sqlite://{}", self.path().display())
+    }
+
+    /// Inserts a pending order as the order API does.
+    pub async fn insert_order(&self, id: &str, order_ref: B256, wallet: Address, premium: i64) {
+        self.insert_order_expiring(id, order_ref, wallet, premium, None)
+            .await;
+    }
+
+    pub async fn insert_order_expiring(
+        &self,
+        id: &str,
+        order_ref: B256,
+        wallet: Address,
+        premium: i64,
+        expires_at: Option<&str>,
+    ) {
+        sqlx::query(
+            "INSERT INTO orders (id, order_ref, wallet_address, premium_usdc, expires_at)
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(id)
+        .bind(format!("{order_ref:#x}"))
+        .bind(format!("{wallet:#x}"))
+        .bind(premium)
+        .bind(expires_at)
+        .execute(self.store.pool())
+        .await
+        .expect("insert order");
+    }
+
+    pub async fn order(&self, id: &str) -> OrderRow {
+        let r = sqlx::query(
+            "SELECT id, status, payment_status, paid_tx_hash, paid_block_number, paid_amount_usdc
+             FROM orders WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_one(self.store.pool())
+        .await
+        .expect("order exists");
+        OrderRow {
+            id: r.get(0),
+            status: r.get(1),
+            payment_status: r.get(2),
+            paid_tx_hash: r.get(3),
+            paid_block_number: r.get(4),
+            paid_amount_usdc: r.get(5),
+        }
+    }
+
+    /// Every order, sorted by id.
+    pub async fn orders(&self) -> Vec<OrderRow> {
+        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM orders ORDER BY id")
+            .fetch_all(self.store.pool())
+            .await
+            .expect("orders");
+        let mut out = Vec::new();
+        for id in ids {
+            out.push(self.order(&id).await);
+        }
+        out
+    }
+
+    /// Every stored event, sorted by position.
+    pub async fn events(&self) -> Vec<EventRow> {
+        let rows = sqlx::query(
+            "SELECT tx_hash, log_index, block_number, order_ref, amount_raw, match_status,
+                    order_id, removed
+             FROM contract_events ORDER BY block_number, log_index, tx_hash",
+        )
+        .fetch_all(self.store.pool())
+        .await
+        .expect("events");
+        rows.iter()
+            .map(|r| EventRow {
+                tx_hash: r.get(0),
+                log_index: r.get(1),
+                block_number: r.get(2),
+                order_ref: r.get(3),
+                amount_raw: r.get(4),
+                match_status: r.get(5),
+                order_id: r.get(6),
+                removed: r.get::<i64, _>(7) == 1,
+            })
+            .collect()
+    }
+
+    /// Audit rows as (order, reason, from/to payment_status), in order per order.
+    pub async fn audit(&self) -> Vec<(String, String, String, String)> {
+        let rows = sqlx::query(
+            "SELECT order_id, reason, from_payment_status, to_payment_status
+             FROM order_audit ORDER BY order_id, id",
+        )
+        .fetch_all(self.store.pool())
+        .await
+        .expect("audit");
+        rows.iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect()
+    }
+
+    pub async fn checkpoint(&self) -> Option<i64> {
+        sqlx::query_scalar("SELECT block_number FROM sync_state")
+            .fetch_optional(self.store.pool())
+            .await
+            .expect("checkpoint")
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sql)
+            .fetch_one(self.store.pool())
+            .await
+            .expect("count query")
+    }
+
+    /// The payment_status of `id`, once it equals `want` (bounded wait).
+    pub async fn wait_payment_status(&self, id: &str, want: &str) {
+        super::wait_for(
+            &format!("order {id} to become {want}"),
+            Duration::from_secs(30),
+            || async { (self.order(id).await.payment_status == want).then_some(()) },
+        )
+        .await;
+    }
+}

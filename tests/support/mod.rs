@@ -1,0 +1,39 @@
+//! Shared test harness: a real anvil node with the test contracts deployed,
+//! a temporary SQLite database holding orders as the order API writes them,
+//! and the real `liqpass-indexer` binary run against both.
+#![allow(dead_code)]
+
+pub mod chain;
+pub mod daemon;
+pub mod db;
+pub mod proxy;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// Waits until `check` returns `Some`, polling every 20 ms, or panics with
+/// `what` after `timeout`. Tests wait for conditions, never for time.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Runs `fut` with a timeout, panicking with `what` if it does not finish.
+pub async fn within<T>(what: &str, timeout: Duration, fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(timeout, fut)
+        .await
+        .unwrap_or_else(|_| panic!("timed out after {timeout:?}: {what}"))
+}

@@ -1,0 +1,314 @@
+//! Test proxies in front of anvil, bound to 127.0.0.1 only:
+//! - [`TcpProxy`] forwards bytes (HTTP or websocket) and can cut every open
+//!   connection, or stall them (deliver nothing, close nothing);
+//! - [`RpcProxy`] forwards HTTP JSON-RPC and injects faults: range refusals,
+//!   and a seeded schedule of resets, 500s, 429s, timeouts, truncated JSON and
+//!   wrong-chain answers.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+/// A byte-level proxy whose connections can be cut or stalled.
+pub struct TcpProxy {
+    pub addr: SocketAddr,
+    epoch: Arc<tokio::sync::watch::Sender<u64>>,
+    stalled: Arc<AtomicBool>,
+    pub connections: Arc<AtomicU64>,
+    stop: CancellationToken,
+}
+
+impl TcpProxy {
+    pub async fn start(upstream: SocketAddr) -> TcpProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy addr");
+        let (epoch, _) = tokio::sync::watch::channel(0u64);
+        let epoch = Arc::new(epoch);
+        let stalled = Arc::new(AtomicBool::new(false));
+        let connections = Arc::new(AtomicU64::new(0));
+        let stop = CancellationToken::new();
+        let (e, s, c, st) = (
+            epoch.clone(),
+            stalled.clone(),
+            connections.clone(),
+            stop.clone(),
+        );
+        tokio::spawn(async move {
+            loop {
+                let (mut inbound, _) = tokio::select! {
+                    _ = st.cancelled() => return,
+                    r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
+                };
+                c.fetch_add(1, Ordering::Relaxed);
+                let mut cut = e.subscribe();
+                let stalled = s.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let (mut ri, mut wi) = inbound.split();
+                    let (mut ro, mut wo) = outbound.split();
+                    let up = pump(&mut ri, &mut wo, stalled.clone());
+                    let down = pump(&mut ro, &mut wi, stalled);
+                    tokio::select! {
+                        _ = cut.changed() => {}
+                        _ = async { tokio::join!(up, down) } => {}
+                    }
+                });
+            }
+        });
+        TcpProxy {
+            addr,
+            epoch,
+            stalled,
+            connections,
+            stop,
+        }
+    }
+
+    /// Closes every open connection (new ones are accepted).
+    pub fn cut(&self) {
+        self.epoch.send_modify(|e| *e += 1);
+    }
+
+    /// While stalled, bytes are swallowed: the connection stays open but
+    /// delivers nothing, like a websocket that goes quiet.
+    pub fn stall(&self, stalled: bool) {
+        self.stalled.store(stalled, Ordering::Relaxed);
+    }
+
+    pub fn url(&self, scheme: &str) -> String {
+        format!("{scheme}://{}", self.addr)
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        self.cut();
+    }
+}
+
+async fn pump<R, W>(r: &mut R, w: &mut W, stalled: Arc<AtomicBool>)
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match r.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if stalled.load(Ordering::Relaxed) {
+            continue;
+        }
+        if w.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The faults [`RpcProxy`] can inject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    Reset,
+    Status500,
+    TooMany,
+    Timeout,
+    Truncated,
+    WrongChain,
+    RangeRefused,
+}
+
+pub const ALL_FAULTS: [Fault; 7] = [
+    Fault::Reset,
+    Fault::Status500,
+    Fault::TooMany,
+    Fault::Timeout,
+    Fault::Truncated,
+    Fault::WrongChain,
+    Fault::RangeRefused,
+];
+
+#[derive(Default)]
+struct Plan {
+    /// eth_getLogs over more than this many blocks is refused (None: never).
+    max_range: Option<u64>,
+    /// Probability that a request gets a fault, and the seeded generator.
+    fault_rate: f64,
+    rng: Option<ChaCha8Rng>,
+    injected: Vec<Fault>,
+    refused_ranges: u64,
+    forwarded: u64,
+    dead: bool,
+}
+
+/// An HTTP JSON-RPC proxy with injected faults.
+#[derive(Clone)]
+pub struct RpcProxy {
+    pub addr: SocketAddr,
+    upstream: String,
+    plan: Arc<Mutex<Plan>>,
+    client: reqwest::Client,
+}
+
+impl RpcProxy {
+    pub async fn start(upstream: &str) -> RpcProxy {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind rpc proxy");
+        let addr = listener.local_addr().expect("addr");
+        let proxy = RpcProxy {
+            addr,
+            upstream: upstream.to_owned(),
+            plan: Arc::new(Mutex::new(Plan::default())),
+            client: reqwest::Client::new(),
+        };
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(proxy.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        proxy
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Refuse getLogs ranges wider than `blocks`, as providers do.
+    pub fn refuse_ranges_over(&self, blocks: u64) {
+        self.plan.lock().expect("plan").max_range = Some(blocks);
+    }
+
+    /// Inject a fault into this fraction of requests, drawn from `seed`.
+    pub fn inject(&self, seed: u64, rate: f64) {
+        let mut p = self.plan.lock().expect("plan");
+        p.rng = Some(ChaCha8Rng::seed_from_u64(seed));
+        p.fault_rate = rate;
+    }
+
+    /// Stop injecting random faults.
+    pub fn heal(&self) {
+        self.plan.lock().expect("plan").fault_rate = 0.0;
+    }
+
+    /// Answer nothing at all (connection refused-like 502s).
+    pub fn kill(&self, dead: bool) {
+        self.plan.lock().expect("plan").dead = dead;
+    }
+
+    pub fn injected(&self) -> Vec<Fault> {
+        self.plan.lock().expect("plan").injected.clone()
+    }
+
+    pub fn refused_ranges(&self) -> u64 {
+        self.plan.lock().expect("plan").refused_ranges
+    }
+
+    pub fn forwarded(&self) -> u64 {
+        self.plan.lock().expect("plan").forwarded
+    }
+}
+
+fn range_of(body: &serde_json::Value) -> Option<u64> {
+    if body["method"] != "eth_getLogs" {
+        return None;
+    }
+    let f = &body["params"][0];
+    let num =
+        |v: &serde_json::Value| u64::from_str_radix(v.as_str()?.trim_start_matches("0x"), 16).ok();
+    Some(num(&f["toBlock"])?.saturating_sub(num(&f["fromBlock"])?) + 1)
+}
+
+async fn handle(State(proxy): State<RpcProxy>, headers: HeaderMap, body: Bytes) -> Response {
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let id = json["id"].clone();
+    let fault = {
+        let mut p = proxy.plan.lock().expect("plan");
+        if p.dead {
+            return (StatusCode::BAD_GATEWAY, "upstream down").into_response();
+        }
+        let too_wide = matches!((p.max_range, range_of(&json)), (Some(max), Some(r)) if r > max);
+        if too_wide {
+            p.refused_ranges += 1;
+            Some(Fault::RangeRefused)
+        } else {
+            let rate = p.fault_rate;
+            let pick = p.rng.as_mut().and_then(|rng| {
+                (rng.random::<f64>() < rate)
+                    .then(|| ALL_FAULTS[rng.random_range(0..ALL_FAULTS.len())])
+            });
+            if let Some(f) = pick {
+                p.injected.push(f);
+            }
+            pick
+        }
+    };
+    let error = |code: i64, message: &str| {
+        axum::Json(serde_json::json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}}))
+            .into_response()
+    };
+    match fault {
+        Some(Fault::RangeRefused) => {
+            return error(-32005, "query returned more than 10000 results")
+        }
+        Some(Fault::Reset) => {
+            return (StatusCode::BAD_GATEWAY, "connection reset by peer").into_response()
+        }
+        Some(Fault::Status500) => {
+            return (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+        Some(Fault::TooMany) => {
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [("retry-after", "1")],
+                "rate limited",
+            )
+                .into_response()
+        }
+        Some(Fault::Timeout) => {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            return (StatusCode::GATEWAY_TIMEOUT, "timeout").into_response();
+        }
+        Some(Fault::Truncated) => {
+            return (StatusCode::OK, "{\"jsonrpc\":\"2.0\",\"id\":").into_response()
+        }
+        Some(Fault::WrongChain) if json["method"] == "eth_chainId" => {
+            return axum::Json(serde_json::json!({"jsonrpc": "2.0", "id": id, "result": "0x1"}))
+                .into_response()
+        }
+        Some(Fault::WrongChain) => return error(-32000, "header not found"),
+        None => {}
+    }
+    proxy.plan.lock().expect("plan").forwarded += 1;
+    let mut req = proxy.client.post(&proxy.upstream).body(body.to_vec());
+    if let Some(ct) = headers.get("content-type") {
+        req = req.header("content-type", ct.as_bytes());
+    }
+    match req.send().await {
+        Ok(resp) => {
+            let status =
+                StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+            let bytes = resp.bytes().await.unwrap_or_default();
+            (
+                status,
+                [("content-type", "application/json")],
+                bytes.to_vec(),
+            )
+                .into_response()
+        }
+        Err(_) => (StatusCode::BAD_GATEWAY, "upstream unreachable").into_response(),
+    }
+}
