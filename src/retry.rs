@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 /// The backoff between attempts: 100 ms doubling to `max_interval`, ±30 % jitter.
 pub fn policy(max_interval: Duration) -> ExponentialBackoff {
     ExponentialBackoff {
+        current_interval: Duration::from_millis(100),
         initial_interval: Duration::from_millis(100),
         randomization_factor: 0.3,
         multiplier: 2.0,

@@ -161,7 +161,17 @@ async fn constraints_reject_bad_orders_with_a_clear_error_and_write_nothing() {
         .expect("proof");
     let good_ref = format!("{:#x}", B256::repeat_byte(0x44));
     let good_wallet = format!("{:#x}", wallet(0xab));
-    let cases: Vec<(&str, String, String, String, &str, Option<&str>, &str)> = vec![
+    // (what, order_ref, wallet, premium SQL, status, payment_proof_id, expected error)
+    type Case<'a> = (
+        &'a str,
+        String,
+        String,
+        String,
+        &'a str,
+        Option<&'a str>,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
         (
             "zero premium",
             good_ref.clone(),

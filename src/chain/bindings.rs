@@ -1,6 +1,8 @@
 //! `sol!` bindings of the two `PremiumPaid` event versions. They share a name
 //! but not a topic0, so each lives in its own interface.
 
+#![allow(clippy::too_many_arguments)] // generated constructors of the 8-field v2 event
+
 alloy::sol! {
     /// The deployed (v1) checkout contract's event.
     interface CheckoutV1 {

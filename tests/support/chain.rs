@@ -1,5 +1,6 @@
 //! A pinned anvil from the npm registry, with MockUSDC and both checkout
 //! contract versions deployed from the committed artifacts.
+#![allow(clippy::too_many_arguments)] // sol!-generated calls of emitRaw (v2)
 
 use std::path::PathBuf;
 use std::time::Duration;

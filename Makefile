@@ -1,0 +1,33 @@
+# liqpass-indexer: the commands of the README. Each installs what it needs.
+CARGO ?= cargo
+ANVIL := tests/chain/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
+
+.PHONY: demo test anvil lint bench check-deploy clean-demo
+
+## make demo: anvil devnet, deploy, orders, payments, watch them reconcile.
+demo: anvil
+	$(CARGO) build --quiet --bin liqpass-indexer
+	$(CARGO) run --quiet --example demo
+
+## make test: the whole suite against a real anvil (installed from npm).
+test: anvil
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) test --all-targets
+
+## make anvil: the pinned anvil from the npm registry (tests/chain/package.json).
+anvil: $(ANVIL)
+$(ANVIL): tests/chain/package.json tests/chain/package-lock.json
+	bash tests/chain/install.sh
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+## make bench: throughput, latency and memory figures (see README, Performance).
+bench: anvil
+	$(CARGO) bench --bench indexer
+
+## make check-deploy: validate deploy/ with promtool, systemd-analyze, kubernetes schemas.
+check-deploy:
+	bash deploy/check.sh

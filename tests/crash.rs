@@ -1,0 +1,164 @@
+//! Crashes and connection faults never lose or double a payment: `kill -9`
+//! at seeded random moments, a getLogs range the provider refuses, a
+//! websocket cut mid-stream.
+
+mod support;
+
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use support::chain::{order_ref, Chain};
+use support::daemon::{env_for, Daemon};
+use support::db::Db;
+use support::proxy::{RpcProxy, TcpProxy};
+use support::wait_for;
+
+const PREMIUM: u64 = 5_000_000;
+const LONG: Duration = Duration::from_secs(90);
+
+/// The seed of the kill schedule; change it to explore other schedules.
+const KILL_SEED: u64 = 0x11_9a55;
+
+async fn caught_up(chain: &Chain, db: &Db) {
+    let head = chain.head().await as i64;
+    wait_for("the indexer to reach the head", LONG, || async {
+        (db.checkpoint().await >= Some(head)).then_some(())
+    })
+    .await;
+}
+
+async fn insert_orders(db: &Db, chain: &Chain, n: u64) {
+    for i in 0..n {
+        db.insert_order(
+            &format!("ord_{i:03}"),
+            order_ref(1_000 + i),
+            chain.buyers[i as usize % 8],
+            PREMIUM as i64,
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn kill_9_at_random_moments_ends_in_the_same_database_as_a_run_without_kills() {
+    const PAYMENTS: u64 = 60;
+    const KILLS: usize = 20;
+    let chain = Chain::start().await;
+    let killed = Db::new().await;
+    insert_orders(&killed, &chain, PAYMENTS).await;
+    let env = env_for(&chain, &killed);
+    let mut rng = ChaCha8Rng::seed_from_u64(KILL_SEED);
+
+    let mut daemon = Some(Daemon::spawn(&env));
+    let mut kills = 0;
+    for i in 0..PAYMENTS {
+        chain
+            .pay(chain.buyers[i as usize % 8], order_ref(1_000 + i), PREMIUM)
+            .await;
+        if i % 5 == 4 {
+            // Some payments duplicated, some blocks mined, to vary batch shapes.
+            chain.mine(rng.random_range(0..3)).await;
+        }
+        if kills < KILLS && rng.random_bool(0.4) {
+            // Let the daemon get somewhere first (a random short while, with
+            // a bounded wait for its first commit so kills land mid-work).
+            let pause = Duration::from_millis(rng.random_range(0..40));
+            tokio::time::sleep(pause).await;
+            daemon.take().expect("running").kill9();
+            kills += 1;
+            daemon = Some(Daemon::spawn(&env));
+        }
+    }
+    while kills < KILLS {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..40))).await;
+        daemon.take().expect("running").kill9();
+        kills += 1;
+        daemon = Some(Daemon::spawn(&env));
+    }
+    chain.mine(3).await;
+    caught_up(&chain, &killed).await;
+    for i in 0..PAYMENTS {
+        killed
+            .wait_payment_status(&format!("ord_{i:03}"), "paid")
+            .await;
+    }
+    drop(daemon);
+
+    // The reference: a fresh database indexed once, without kills.
+    let clean = Db::new().await;
+    insert_orders(&clean, &chain, PAYMENTS).await;
+    let _reference = Daemon::spawn(&env_for(&chain, &clean));
+    caught_up(&chain, &clean).await;
+    for i in 0..PAYMENTS {
+        clean
+            .wait_payment_status(&format!("ord_{i:03}"), "paid")
+            .await;
+    }
+    assert_eq!(kills, KILLS);
+    assert_eq!(killed.events().await.len() as u64, PAYMENTS);
+    assert_eq!(killed.events().await, clean.events().await, "same events");
+    assert_eq!(
+        killed.orders().await,
+        clean.orders().await,
+        "same order states"
+    );
+    assert_eq!(killed.audit().await, clean.audit().await, "same audit rows");
+}
+
+#[tokio::test]
+async fn a_range_holding_more_logs_than_the_provider_allows_is_split() {
+    let chain = Chain::start().await;
+    let db = Db::new().await;
+    let alice = chain.buyers[0];
+    // 300 payments over ~30 blocks, 10 per transaction.
+    for block in 0..30u64 {
+        chain
+            .emit_many(alice, order_ref(10_000 + block * 10), 10, PREMIUM)
+            .await;
+    }
+    chain.mine(3).await;
+    let proxy = RpcProxy::start(&chain.rpc_url()).await;
+    proxy.refuse_ranges_over(4);
+    let mut env = env_for(&chain, &db);
+    env.insert("LIQPASS__CHAIN__RPC_URL".into(), proxy.url());
+    env.insert("LIQPASS__CHAIN__MAX_BLOCK_RANGE".into(), "1000".into());
+    env.insert("LIQPASS__CHAIN__REORG_WINDOW".into(), "3".into());
+    env.insert("LIQPASS__CHAIN__CONFIRMATIONS".into(), "1".into());
+    let _daemon = Daemon::spawn(&env);
+    caught_up(&chain, &db).await;
+    assert_eq!(db.events().await.len(), 300, "every log, once");
+    assert!(proxy.refused_ranges() > 0, "the proxy refused some ranges");
+}
+
+#[tokio::test]
+async fn a_websocket_cut_mid_stream_loses_and_doubles_nothing() {
+    let chain = Chain::start().await;
+    let db = Db::new().await;
+    let upstream = format!("127.0.0.1:{}", chain.anvil.port());
+    let proxy = TcpProxy::start(upstream.parse().expect("socket addr")).await;
+    insert_orders(&db, &chain, 20).await;
+    let mut env = env_for(&chain, &db);
+    env.insert("LIQPASS__CHAIN__RPC_URL".into(), proxy.url("ws"));
+    let daemon = Daemon::spawn(&env);
+    caught_up(&chain, &db).await;
+    for i in 0..20u64 {
+        chain
+            .pay(chain.buyers[i as usize % 8], order_ref(1_000 + i), PREMIUM)
+            .await;
+        if i % 5 == 2 {
+            proxy.cut();
+        }
+    }
+    chain.mine(3).await;
+    caught_up(&chain, &db).await;
+    for i in 0..20 {
+        db.wait_payment_status(&format!("ord_{i:03}"), "paid").await;
+    }
+    assert_eq!(db.events().await.len(), 20);
+    assert!(
+        proxy.connections.load(std::sync::atomic::Ordering::Relaxed) > 1,
+        "it reconnected"
+    );
+    drop(daemon);
+}
