@@ -17,7 +17,7 @@ use crate::config::Settings;
 use crate::domain::Scope;
 use crate::health::Health;
 use crate::http::{self, AppState};
-use crate::indexer::Indexer;
+use crate::indexer::{Indexer, IndexerError};
 use crate::metrics::Metrics;
 use crate::store::{incidents, Store, MIGRATOR};
 
@@ -82,15 +82,20 @@ pub async fn start(
     let handle = health.clone();
     let task = tokio::spawn(async move {
         let indexing = async {
-            let indexer = Indexer::connect(
+            let connected = Indexer::connect(
                 settings,
                 store.clone(),
                 metrics,
                 handle.clone(),
                 cancel.clone(),
             )
-            .await?;
-            indexer.run().await?;
+            .await;
+            match connected {
+                Ok(indexer) => indexer.run().await?,
+                // Stopped while waiting for the endpoint: a clean exit.
+                Err(IndexerError::Cancelled) => {}
+                Err(e) => return Err(e.into()),
+            }
             Ok::<_, anyhow::Error>(())
         };
         tokio::pin!(indexing);

@@ -190,7 +190,10 @@ fn rpc_urls_never_show_their_secrets() {
                 "{text}"
             );
         }
-        assert!(s.chain.rpc_urls[0].expose().as_str().contains(secret), "expose() keeps it");
+        assert!(
+            s.chain.rpc_urls[0].expose().as_str().contains(secret),
+            "expose() keeps it"
+        );
         // A bad value next to the secret is reported without it.
         let mut e = required();
         e.push((

@@ -59,6 +59,8 @@ pub enum IndexerError {
     Chain(#[from] ChainError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("stopped before indexing started")]
+    Cancelled,
 }
 
 /// Where indexing stands, for progress logs.
@@ -107,11 +109,12 @@ impl Indexer {
             ChainSource::connect(url, &scope, chain.request_timeout)
         })
         .await
-        .map_err(|Cancelled| ChainError::Connect {
-            endpoint: url.redacted(),
-            message: "shut down before connecting".into(),
-        })?;
-        let actual = source.chain_id().await?;
+        .map_err(|Cancelled| IndexerError::Cancelled)?;
+        let actual = retry::until_ok("eth_chainId", &cancel, Duration::from_secs(10), || {
+            source.chain_id()
+        })
+        .await
+        .map_err(|Cancelled| IndexerError::Cancelled)?;
         if actual != chain.chain_id {
             return Err(IndexerError::WrongChain {
                 endpoint: url.redacted(),

@@ -80,6 +80,8 @@ pub fn is_range_refusal(message: &str) -> bool {
 pub struct ChainSource {
     provider: DynProvider,
     endpoint: String,
+    /// Secret parts of the URL, scrubbed from every error message.
+    secrets: Vec<String>,
     filter: Filter,
     timeout: Duration,
     ws: bool,
@@ -126,7 +128,7 @@ impl ChainSource {
             })?
             .map_err(|message| ChainError::Connect {
                 endpoint: endpoint.clone(),
-                message,
+                message: scrub(message, &secrets_of(url)),
             })?;
         let filter = Filter::new()
             .address(scope.contract)
@@ -134,6 +136,7 @@ impl ChainSource {
         Ok(Self {
             provider,
             endpoint,
+            secrets: secrets_of(url),
             filter,
             timeout,
             ws: url.is_ws(),
@@ -163,7 +166,7 @@ impl ChainSource {
             Ok(Err(e)) => Err(ChainError::Rpc {
                 endpoint: self.endpoint.clone(),
                 method,
-                message: e.to_string(),
+                message: scrub(e.to_string(), &self.secrets),
             }),
             Ok(Ok(value)) => Ok(value),
         }
@@ -236,6 +239,34 @@ impl ChainSource {
     }
 }
 
+/// The parts of an RPC URL that may carry a key: the whole URL, its
+/// path/query/fragment, and its userinfo.
+fn secrets_of(url: &RpcUrl) -> Vec<String> {
+    let u = url.expose();
+    let mut secrets = vec![
+        u.as_str().to_owned(),
+        u.as_str().trim_end_matches('/').to_owned(),
+    ];
+    let tail = &u[url::Position::BeforePath..];
+    if tail != "/" && !tail.is_empty() {
+        secrets.push(tail.to_owned());
+    }
+    secrets.extend(u.password().map(str::to_owned));
+    if !u.username().is_empty() {
+        secrets.push(u.username().to_owned());
+    }
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    secrets
+}
+
+/// Replaces every secret in `message` by `<redacted>`.
+fn scrub(mut message: String, secrets: &[String]) -> String {
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        message = message.replace(secret.as_str(), "<redacted>");
+    }
+    message
+}
+
 fn to_header(h: &Header) -> BlockHeader {
     BlockHeader {
         number: h.number,
@@ -262,6 +293,16 @@ mod tests {
         ] {
             assert!(is_range_refusal(msg), "{msg}");
         }
+    }
+
+    #[test]
+    fn secrets_are_scrubbed_from_error_messages() {
+        let url =
+            crate::config::RpcUrl::parse("https://u:pw@rpc.example.com/v2/KEY?x=1").expect("url");
+        let msg =
+            "error sending request for url (https://u:pw@rpc.example.com/v2/KEY?x=1): /v2/KEY?x=1";
+        let clean = super::scrub(msg.to_owned(), &super::secrets_of(&url));
+        assert!(!clean.contains("KEY") && !clean.contains("pw"), "{clean}");
     }
 
     #[test]

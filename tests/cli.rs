@@ -1,0 +1,148 @@
+//! The binary's interface: exit codes, `check-config`, `migrate`, help, and
+//! secrets that never reach output or logs.
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use support::daemon::command;
+use support::db::Db;
+
+const SECRET: &str = "SUPERSECRETKEY42";
+
+fn base_env(db_url: &str) -> BTreeMap<String, String> {
+    [
+        ("LIQPASS__DATABASE__URL", db_url.to_owned()),
+        (
+            "LIQPASS__CHAIN__CONTRACT",
+            "0xe7f1725e7734ce288f8367e1bb143e90bb3f0512".to_owned(),
+        ),
+        (
+            "LIQPASS__CHAIN__TOKEN",
+            "0x5fbdb2315678afecb367f032d93f642f64180aa3".to_owned(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+#[test]
+fn bad_configuration_names_every_bad_key_and_exits_64() {
+    let mut env = base_env("sqlite::memory:");
+    env.insert("LIQPASS__CHAIN__CONTRACT".into(), "0xnope".into());
+    env.insert("LIQPASS__CHAIN__CHAIN_ID".into(), "abc".into());
+    env.insert("LIQPASS__HTTP__LISTEN".into(), "nowhere".into());
+    let out = command(&env, &["check-config"]);
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for key in ["chain.contract", "chain.chain_id", "http.listen"] {
+        assert!(err.contains(key), "{key} not named in: {err}");
+    }
+}
+
+#[test]
+fn usage_errors_exit_64_and_help_exits_0() {
+    let env = base_env("sqlite::memory:");
+    assert_eq!(command(&env, &["frobnicate"]).status.code(), Some(64));
+    assert_eq!(
+        command(&env, &["backfill", "--from", "x", "--to", "1"])
+            .status
+            .code(),
+        Some(64)
+    );
+    for args in [
+        vec!["--help"],
+        vec!["run", "--help"],
+        vec!["backfill", "--help"],
+        vec!["status", "--help"],
+    ] {
+        let out = command(&env, &args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Usage"),
+            "{args:?}"
+        );
+    }
+}
+
+#[test]
+fn check_config_prints_the_effective_settings_without_the_rpc_secret() {
+    let mut env = base_env("sqlite::memory:");
+    env.insert(
+        "LIQPASS__CHAIN__RPC_URL".into(),
+        format!("https://base-mainnet.g.alchemy.com/v2/{SECRET}"),
+    );
+    env.insert("LIQPASS__CHAIN__CONFIRMATIONS".into(), "7".into());
+    let out = command(&env, &["check-config"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("confirmations = 7"), "{text}");
+    assert!(
+        text.contains("base-mainnet.g.alchemy.com/<redacted>"),
+        "{text}"
+    );
+    assert!(!text.contains(SECRET) && !String::from_utf8_lossy(&out.stderr).contains(SECRET));
+}
+
+#[tokio::test]
+async fn the_rpc_secret_never_appears_in_logs_even_when_the_endpoint_fails() {
+    let db = Db::new().await;
+    let mut env = base_env(&db.url());
+    // Nothing listens there: connection errors are logged, the URL is not.
+    env.insert(
+        "LIQPASS__CHAIN__RPC_URL".into(),
+        format!("http://127.0.0.1:9/v2/{SECRET}"),
+    );
+    env.insert("LIQPASS__CHAIN__REQUEST_TIMEOUT_MS".into(), "200".into());
+    env.insert("LIQPASS__LOG__LEVEL".into(), "debug".into());
+    let out = command(&env, &["status"]);
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(all.contains("127.0.0.1"), "the endpoint is named: {all}");
+    assert!(!all.contains(SECRET), "secret leaked: {all}");
+
+    let mut daemon = support::daemon::Daemon::spawn(&env);
+    support::wait_for(
+        "a logged RPC failure",
+        std::time::Duration::from_secs(20),
+        || async { daemon.logs().contains("retrying").then_some(()) },
+    )
+    .await;
+    daemon.signal("TERM");
+    let status = daemon.wait_exit(std::time::Duration::from_secs(30)).await;
+    assert!(status.success(), "{}", daemon.logs());
+    assert!(
+        !daemon.logs().contains(SECRET),
+        "secret leaked: {}",
+        daemon.logs()
+    );
+}
+
+#[tokio::test]
+async fn migrate_applies_and_reverts_and_run_refuses_an_unmigrated_database() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let url = format!("sqlite://{}", dir.path().join("fresh.db").display());
+    let env = base_env(&url);
+    let out = command(&env, &["run"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("run `liqpass-indexer migrate`"));
+    let out = command(&env, &["migrate"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("database is at migration 2"));
+    let out = command(&env, &["migrate", "--revert-last"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("reverted migration 2"));
+    let out = command(&env, &["migrate"]);
+    assert!(out.status.success());
+}
