@@ -33,7 +33,9 @@ pub fn filter(settings: &LogSettings) -> EnvFilter {
 pub fn init(settings: &LogSettings) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter(settings))
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colours only on a terminal: journald and log files get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let result = match settings.format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder

@@ -9,7 +9,14 @@ use std::time::Duration;
 use super::chain::Chain;
 use super::db::Db;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_liqpass-indexer");
+/// The binary under test: Cargo's for tests and benches, else target/debug's
+/// (the demo example; `make demo` builds it first).
+pub fn bin() -> std::path::PathBuf {
+    match option_env!("CARGO_BIN_EXE_liqpass-indexer") {
+        Some(path) => path.into(),
+        None => concat!(env!("CARGO_MANIFEST_DIR"), "/target/debug/liqpass-indexer").into(),
+    }
+}
 
 /// Environment for the binary: the test chain, the test database, fast polling.
 pub fn env_for(chain: &Chain, db: &Db) -> BTreeMap<String, String> {
@@ -37,7 +44,7 @@ pub fn command(env: &BTreeMap<String, String>, args: &[&str]) -> Output {
 }
 
 fn base(env: &BTreeMap<String, String>) -> Command {
-    let mut cmd = Command::new(BIN);
+    let mut cmd = Command::new(bin());
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env(
