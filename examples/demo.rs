@@ -4,7 +4,6 @@
 //! mismatches are flagged. Stops everything it started.
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 use std::collections::BTreeMap;
@@ -116,10 +115,7 @@ async fn wait_events(db: &Db, n: i64) {
 }
 
 async fn show(db: &Db) {
-    println!(
-        "   {:<10} {:<8} {:<11} {}",
-        "order", "status", "payment", "events (match_status)"
-    );
+    println!("   order      status   payment     events (match_status)");
     for o in db.orders().await {
         let events: Vec<String> = sqlx::query(
             "SELECT ce.match_status FROM contract_events ce JOIN orders o ON o.order_ref = ce.order_ref
