@@ -151,17 +151,7 @@ impl Fetcher {
         loop {
             let (from, to) = self.sizer.next_range(from, limit);
             let Some(logs) = self.logs(from, to).await? else {
-                if !self.sizer.refused(to - from + 1) {
-                    tracing::error!(
-                        block = from,
-                        "the node refuses getLogs even for one block; retrying"
-                    );
-                    retry::pause(
-                        &mut retry::policy(std::time::Duration::from_secs(30)),
-                        &self.cancel,
-                    )
-                    .await?;
-                }
+                self.refused(from, to).await?;
                 continue;
             };
             self.sizer.accepted();
@@ -181,6 +171,7 @@ impl Fetcher {
         to: u64,
     ) -> Result<Near, Cancelled> {
         loop {
+            let (from, to) = self.sizer.next_range(from, to);
             let headers = self.headers(from..=to).await?;
             match linkage(checkpoint, &headers) {
                 Linkage::Reorg => return Ok(Near::Reorg),
@@ -194,14 +185,10 @@ impl Fetcher {
                 Linkage::Extends => {}
             }
             let Some(logs) = self.logs(from, to).await? else {
-                // Near the head ranges are small; a refusal here is transient.
-                retry::pause(
-                    &mut retry::policy(std::time::Duration::from_secs(5)),
-                    &self.cancel,
-                )
-                .await?;
+                self.refused(from, to).await?;
                 continue;
             };
+            self.sizer.accepted();
             let by_number: HashMap<u64, &BlockHeader> =
                 headers.iter().map(|h| (h.number, h)).collect();
             let consistent = logs.iter().all(|l| {
@@ -224,6 +211,20 @@ impl Fetcher {
             }
             return Ok(Near::Batch(batch));
         }
+    }
+
+    /// The node refused `from..=to`: halve the range, or, when a single block
+    /// was refused, wait and try again (nothing smaller exists).
+    async fn refused(&mut self, from: u64, to: u64) -> Result<(), Cancelled> {
+        if !self.sizer.refused(to - from + 1) {
+            tracing::error!(
+                block = from,
+                "the node refuses getLogs even for one block; retrying"
+            );
+            let mut backoff = retry::policy(std::time::Duration::from_secs(30));
+            retry::pause(&mut backoff, &self.cancel).await?;
+        }
+        Ok(())
     }
 
     async fn fill_timestamps(&self, payments: &mut [Payment]) -> Result<(), Cancelled> {

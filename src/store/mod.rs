@@ -59,6 +59,7 @@ impl StoreError {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: SqlitePool,
+    options: SqliteConnectOptions,
 }
 
 impl Store {
@@ -82,10 +83,10 @@ impl Store {
         let pool = SqlitePoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.busy_timeout + Duration::from_secs(5))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(|source| StoreError::Open { url, source })?;
-        Ok(Self { pool })
+        Ok(Self { pool, options })
     }
 
     /// Applies every pending migration.
@@ -135,9 +136,17 @@ impl Store {
         &self.pool
     }
 
-    /// Answers when the database answers a trivial query.
+    /// Answers when the database file can be opened afresh and read, as the
+    /// order API's readers would (pooled connections keep working on a file
+    /// that was removed or replaced, so they prove nothing).
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        use sqlx::Connection;
+        let options = self.options.clone().create_if_missing(false);
+        let mut conn = sqlx::SqliteConnection::connect_with(&options).await?;
+        sqlx::query("SELECT block_number FROM sync_state LIMIT 1")
+            .fetch_optional(&mut conn)
+            .await?;
+        conn.close().await?;
         Ok(())
     }
 

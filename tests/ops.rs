@@ -1,0 +1,243 @@
+//! What operators see: `/healthz`, `/readyz` (in each state), `/metrics`,
+//! read-only routing, no secret in any body, and graceful shutdown.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::chain::{order_ref, Chain};
+use support::daemon::{command, env_for, Daemon};
+use support::db::Db;
+use support::proxy::RpcProxy;
+use support::wait_for;
+
+const SECRET: &str = "KEYKEYSECRET";
+const LONG: Duration = Duration::from_secs(60);
+
+async fn get(url: &str) -> (u16, String) {
+    let resp = reqwest::get(url).await.expect("http request");
+    (resp.status().as_u16(), resp.text().await.expect("body"))
+}
+
+/// Waits until `path` answers `status`; returns the body.
+async fn until_status(base: &str, path: &str, status: u16) -> String {
+    until_body(base, path, status, "").await
+}
+
+/// Waits until `path` answers `status` with a body containing `text`.
+async fn until_body(base: &str, path: &str, status: u16, text: &str) -> String {
+    wait_for(
+        &format!("{path} to answer {status} with {text:?}"),
+        LONG,
+        || async {
+            let (s, body) = get(&format!("{base}{path}")).await;
+            (s == status && body.contains(text)).then_some(body)
+        },
+    )
+    .await
+}
+
+/// A proxy in front of anvil whose URL carries a fake API key.
+async fn proxied(chain: &Chain, db: &Db) -> (RpcProxy, std::collections::BTreeMap<String, String>) {
+    let proxy = RpcProxy::start(&chain.rpc_url()).await;
+    let mut env = env_for(chain, db);
+    env.insert(
+        "LIQPASS__CHAIN__RPC_URL".into(),
+        format!("{}/v2/{SECRET}", proxy.url()),
+    );
+    env.insert("LIQPASS__CHAIN__REQUEST_TIMEOUT_MS".into(), "500".into());
+    (proxy, env)
+}
+
+#[tokio::test]
+async fn readiness_follows_the_indexer_through_each_state() {
+    let chain = Chain::start().await;
+    chain.mine(50).await;
+    let db = Db::new().await;
+    let (proxy, mut env) = proxied(&chain, &db).await;
+    env.insert("LIQPASS__HTTP__MAX_READY_LAG_BLOCKS".into(), "5".into());
+    proxy.refuse_ranges_over(0); // nothing can be fetched: not caught up
+    let daemon = Daemon::spawn(&env);
+    let base = format!("http://{}", daemon.http_addr().await);
+    let mut bodies = Vec::new();
+
+    assert_eq!(get(&format!("{base}/healthz")).await.0, 200);
+    let body = until_status(&base, "/readyz", 503).await;
+    assert!(
+        body.contains("\"ready\":false") && body.contains("reason"),
+        "{body}"
+    );
+    bodies.push(body);
+
+    proxy.refuse_ranges_over(1_000_000); // caught up
+    let body = until_status(&base, "/readyz", 200).await;
+    assert!(body.contains("\"ready\":true"), "{body}");
+
+    proxy.kill(true); // RPC gone
+    let body = until_body(&base, "/readyz", 503, "RPC").await;
+    bodies.push(body);
+    assert_eq!(
+        get(&format!("{base}/healthz")).await.0,
+        200,
+        "alive while the RPC is down"
+    );
+    proxy.kill(false);
+    until_status(&base, "/readyz", 200).await;
+
+    for path in ["/healthz", "/readyz", "/metrics", "/nope"] {
+        bodies.push(get(&format!("{base}{path}")).await.1);
+    }
+    for body in &bodies {
+        assert!(!body.contains(SECRET), "secret in a response: {body}");
+    }
+    let client = reqwest::Client::new();
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let status = client
+            .post(format!("{base}{path}"))
+            .send()
+            .await
+            .expect("post")
+            .status();
+        assert_eq!(status.as_u16(), 405, "POST {path}");
+    }
+    assert_eq!(get(&format!("{base}/admin")).await.0, 404);
+}
+
+#[tokio::test]
+async fn readiness_is_false_when_the_database_is_unreachable() {
+    let chain = Chain::start().await;
+    let db = Db::new().await;
+    let env = env_for(&chain, &db);
+    let daemon = Daemon::spawn(&env);
+    let base = format!("http://{}", daemon.http_addr().await);
+    until_status(&base, "/readyz", 200).await;
+    // Take the file away under the daemon: the next read fails.
+    std::fs::remove_file(db.path()).expect("remove db");
+    std::fs::create_dir(db.path()).expect("a directory where the database was");
+    std::fs::remove_file(db.dir.path().join("liqpass.db-wal")).ok();
+    std::fs::remove_file(db.dir.path().join("liqpass.db-shm")).ok();
+    until_body(&base, "/readyz", 503, "database does not answer").await;
+}
+
+#[tokio::test]
+async fn a_deep_reorg_keeps_readiness_false_until_acknowledged() {
+    let chain = Chain::start().await;
+    let db = Db::new().await;
+    db.insert_order("ord_1", order_ref(1), chain.buyers[0], 5)
+        .await;
+    sqlx::query("UPDATE orders SET payment_status = 'reversed' WHERE id = 'ord_1'")
+        .execute(db.store.pool())
+        .await
+        .expect("reversed");
+    sqlx::query(
+        "INSERT INTO reorg_incidents (chain_id, contract_address, depth, ancestor_block,
+           old_checkpoint, reversed_orders) VALUES (31337, ?, 3, 1, 4, '[\"ord_1\"]')",
+    )
+    .bind(format!("{:#x}", chain.checkout))
+    .execute(db.store.pool())
+    .await
+    .expect("incident");
+    let env = env_for(&chain, &db);
+    let daemon = Daemon::spawn(&env);
+    let base = format!("http://{}", daemon.http_addr().await);
+    let body = until_body(&base, "/readyz", 503, "deep reorg").await;
+    assert!(body.contains("ack-reorg"), "{body}");
+    let metrics = get(&format!("{base}/metrics")).await.1;
+    assert!(
+        metrics.contains("liqpass_indexer_unacknowledged_deep_reorgs 1"),
+        "{metrics}"
+    );
+
+    let out = command(&env, &["ack-reorg"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("acknowledged 1"),
+        "{out:?}"
+    );
+    until_status(&base, "/readyz", 200).await;
+}
+
+#[tokio::test]
+async fn metrics_expose_every_family_with_values_after_indexing() {
+    let chain = Chain::start().await;
+    let db = Db::new().await;
+    db.insert_order("ord_1", order_ref(1), chain.buyers[0], 5_000_000)
+        .await;
+    let daemon = Daemon::spawn(&env_for(&chain, &db));
+    let base = format!("http://{}", daemon.http_addr().await);
+    chain.pay(chain.buyers[0], order_ref(1), 5_000_000).await;
+    chain.mine(2).await;
+    db.wait_payment_status("ord_1", "paid").await;
+    let text = until_status(&base, "/metrics", 200).await;
+    for line in [
+        "liqpass_indexer_build_info{version=",
+        "liqpass_indexer_up 1",
+        "liqpass_indexer_ready 1",
+        "liqpass_indexer_payments_total{match_status=\"matched\"} 1",
+        "liqpass_indexer_events_indexed_total{version=\"v1\"} 1",
+        "liqpass_indexer_order_transitions_total{to=\"paid\"} 1",
+        "liqpass_indexer_rpc_requests_total{endpoint=",
+        "liqpass_indexer_batch_commit_duration_seconds_bucket",
+        "liqpass_indexer_getlogs_range_blocks_bucket",
+        "liqpass_indexer_head_block",
+        "liqpass_indexer_indexed_block",
+        "liqpass_indexer_lag_blocks",
+        "liqpass_indexer_stalled 0",
+    ] {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn sigterm_during_a_backfill_exits_0_in_time_and_a_restart_resumes_where_it_stopped() {
+    let chain = Chain::start().await;
+    for i in 0..40u64 {
+        chain
+            .emit_many(chain.buyers[0], order_ref(100_000 + i * 20), 20, 1)
+            .await;
+    }
+    chain.mine(200).await;
+    let db = Db::new().await;
+    let (proxy, mut env) = proxied(&chain, &db).await;
+    proxy.refuse_ranges_over(2); // slow, many small batches
+    env.insert("LIQPASS__CHAIN__MAX_BLOCK_RANGE".into(), "2".into());
+    env.insert("LIQPASS__SHUTDOWN__GRACE_S".into(), "5".into());
+    let mut daemon = Daemon::spawn(&env);
+    wait_for("the backfill to start", LONG, || async {
+        (db.checkpoint().await >= Some(10)).then_some(())
+    })
+    .await;
+    let head = chain.head().await as i64;
+    assert!(
+        db.checkpoint().await < Some(head),
+        "still back-filling when stopped"
+    );
+    let started = Instant::now();
+    daemon.signal("TERM");
+    let status = daemon.wait_exit(Duration::from_secs(10)).await;
+    let took = started.elapsed();
+    assert!(status.success(), "exit {status}: {}", daemon.logs());
+    assert!(
+        took < Duration::from_secs(5),
+        "took {took:?}, beyond the grace period"
+    );
+    let stopped_at = db.checkpoint().await.expect("a checkpoint");
+    let events_then = db.events().await.len();
+
+    let restarted = Daemon::spawn(&env);
+    wait_for("the restart to catch up", LONG, || async {
+        (db.checkpoint().await >= Some(head)).then_some(())
+    })
+    .await;
+    let first_batch = restarted
+        .logs()
+        .lines()
+        .find(|l| l.contains("batch committed"))
+        .map(str::to_owned)
+        .expect("a batch was logged");
+    assert!(
+        first_batch.contains(&format!("from={}", stopped_at + 1)),
+        "resumed at {first_batch}, stopped at {stopped_at}"
+    );
+    assert!(events_then < 800);
+    assert_eq!(db.events().await.len(), 800, "every event once");
+}
