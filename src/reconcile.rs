@@ -44,7 +44,8 @@ impl Decision {
     }
 }
 
-/// Order statuses in which an order can still be paid.
+/// The order status in which an order can still be paid (with
+/// payment_status `pending`, or `reversed` after a deep reorg).
 const PAYABLE_STATUS: &str = "pending";
 
 /// Applies the reconciliation rules to one payment.
@@ -59,7 +60,8 @@ pub fn reconcile(payment: &Payment, order: Option<&Order>, policy: &Policy) -> D
             Decision::Flag(MatchStatus::DuplicatePayment)
         };
     }
-    if order.status != PAYABLE_STATUS || order.payment_status != "pending" {
+    let payable = matches!(order.payment_status.as_str(), "pending" | "reversed");
+    if order.status != PAYABLE_STATUS || !payable {
         // Paid, cancelled or otherwise settled outside this log.
         return Decision::Flag(if order.status == "expired" {
             MatchStatus::LatePayment

@@ -305,3 +305,15 @@ fn rules_apply_in_the_documented_order() {
         Decision::Flag(MatchStatus::Underpaid)
     );
 }
+
+#[test]
+fn an_order_reversed_by_a_deep_reorg_can_be_paid_again() {
+    let order = Order {
+        payment_status: "reversed".into(),
+        ..order()
+    };
+    assert_eq!(
+        decide(&payment(100), Some(&order)),
+        Decision::Apply(MatchStatus::Matched)
+    );
+}

@@ -260,6 +260,63 @@ impl Chain {
         .expect("anvil_mine");
     }
 
+    /// Replaces the last `depth` blocks by new ones, re-including the given
+    /// raw transactions at the given offsets (0-based, within the new blocks).
+    pub async fn reorg(&self, depth: u64, reinclude: Vec<(Bytes, u64)>) {
+        use alloy::rpc::types::anvil::{ReorgOptions, TransactionData};
+        let tx_block_pairs = reinclude
+            .into_iter()
+            .map(|(raw, at)| (TransactionData::Raw(raw), at))
+            .collect();
+        within(
+            "anvil_reorg",
+            TX_TIMEOUT,
+            self.provider.anvil_reorg(ReorgOptions {
+                depth,
+                tx_block_pairs,
+            }),
+        )
+        .await
+        .expect("anvil_reorg");
+    }
+
+    /// The signed bytes of a mined transaction, to re-include it after a reorg.
+    pub async fn raw_tx(&self, hash: B256) -> Bytes {
+        within(
+            "raw tx",
+            TX_TIMEOUT,
+            self.provider
+                .raw_request("eth_getRawTransactionByHash".into(), (hash,)),
+        )
+        .await
+        .expect("raw transaction")
+    }
+
+    pub async fn snapshot(&self) -> U256 {
+        within("evm_snapshot", TX_TIMEOUT, self.provider.anvil_snapshot())
+            .await
+            .expect("snapshot")
+    }
+
+    pub async fn revert(&self, id: U256) {
+        let ok = within("evm_revert", TX_TIMEOUT, self.provider.anvil_revert(id))
+            .await
+            .expect("revert");
+        assert!(ok, "evm_revert refused snapshot {id}");
+    }
+
+    pub async fn block_hash(&self, number: u64) -> B256 {
+        let block = within(
+            "block",
+            TX_TIMEOUT,
+            self.provider.get_block_by_number(number.into()),
+        )
+        .await
+        .expect("block")
+        .expect("block exists");
+        block.header.hash
+    }
+
     pub async fn head(&self) -> u64 {
         within(
             "eth_blockNumber",

@@ -32,7 +32,11 @@ where
 }
 
 /// Runs `fut` with a timeout, panicking with `what` if it does not finish.
-pub async fn within<T>(what: &str, timeout: Duration, fut: impl Future<Output = T>) -> T {
+pub async fn within<T>(
+    what: &str,
+    timeout: Duration,
+    fut: impl std::future::IntoFuture<Output = T>,
+) -> T {
     tokio::time::timeout(timeout, fut)
         .await
         .unwrap_or_else(|_| panic!("timed out after {timeout:?}: {what}"))
