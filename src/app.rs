@@ -68,6 +68,7 @@ pub async fn start(
     metrics.init_labels();
     let health = Health::default();
     health.set_alive(true);
+    health.set_stall_after(settings.chain.stall_after);
     let addr = listener.local_addr()?;
     let state = AppState {
         health: health.clone(),

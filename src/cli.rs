@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::config::{self, Settings};
+use crate::indexer::IndexerError;
 use crate::{app, store::Store};
 
 /// Exit code for bad configuration or usage (EX_USAGE); systemd does not restart on it.
@@ -100,7 +101,18 @@ pub fn main() -> ExitCode {
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "liqpass-indexer failed");
             eprintln!("liqpass-indexer: {e:#}");
-            ExitCode::FAILURE
+            // An endpoint on the wrong chain is a configuration error.
+            let wrong_chain = e.chain().any(|c| {
+                matches!(
+                    c.downcast_ref::<IndexerError>(),
+                    Some(IndexerError::WrongChain { .. })
+                )
+            });
+            if wrong_chain {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

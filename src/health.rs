@@ -4,6 +4,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Shared, cheap-to-clone readiness state.
 #[derive(Debug, Clone, Default)]
@@ -16,9 +17,13 @@ struct Inner {
     alive: AtomicBool,
     stopping: AtomicBool,
     rpc_ok: AtomicBool,
-    stalled: AtomicBool,
     synced_once: AtomicBool,
     head: AtomicU64,
+    /// Unix ms when the head last advanced, and of the last commit.
+    head_changed_ms: AtomicU64,
+    committed_ms: AtomicU64,
+    /// 0: stall detection off.
+    stall_after_ms: AtomicU64,
     indexed: AtomicU64,
     deep_reorgs_unacknowledged: AtomicI64,
 }
@@ -63,16 +68,41 @@ impl Health {
     pub fn set_rpc_ok(&self, ok: bool) {
         self.inner.rpc_ok.store(ok, Ordering::Relaxed);
     }
-    pub fn set_stalled(&self, stalled: bool) {
-        self.inner.stalled.store(stalled, Ordering::Relaxed);
+    /// Turns stall detection on: no new head, or no commit while behind,
+    /// for `after` is a stall.
+    pub fn set_stall_after(&self, after: Duration) {
+        self.inner
+            .stall_after_ms
+            .store(after.as_millis() as u64, Ordering::Relaxed);
+        let now = now_ms();
+        self.inner.head_changed_ms.store(now, Ordering::Relaxed);
+        self.inner.committed_ms.store(now, Ordering::Relaxed);
     }
     pub fn set_head(&self, head: u64) {
-        self.inner.head.store(head, Ordering::Relaxed);
+        if self.inner.head.swap(head, Ordering::Relaxed) != head {
+            self.inner
+                .head_changed_ms
+                .store(now_ms(), Ordering::Relaxed);
+        }
     }
     /// Records the checkpoint after a commit.
     pub fn set_indexed(&self, block: u64) {
         self.inner.indexed.store(block, Ordering::Relaxed);
+        self.inner.committed_ms.store(now_ms(), Ordering::Relaxed);
         self.inner.synced_once.store(true, Ordering::Relaxed);
+    }
+    /// True when the head has not advanced, or nothing was committed while
+    /// behind, for longer than the stall bound.
+    pub fn stalled(&self) -> bool {
+        let i = &self.inner;
+        let after = i.stall_after_ms.load(Ordering::Relaxed);
+        if after == 0 {
+            return false;
+        }
+        let now = now_ms();
+        let head_quiet = now.saturating_sub(i.head_changed_ms.load(Ordering::Relaxed)) > after;
+        let no_commit = now.saturating_sub(i.committed_ms.load(Ordering::Relaxed)) > after;
+        head_quiet || (no_commit && self.lag() > 0)
     }
     pub fn set_deep_reorgs(&self, unacknowledged: i64) {
         self.inner
@@ -104,11 +134,11 @@ impl Health {
         if deep > 0 {
             return Err(NotReady::DeepReorg { count: deep });
         }
+        if self.stalled() {
+            return Err(NotReady::Stalled);
+        }
         if !i.rpc_ok.load(Ordering::Relaxed) {
             return Err(NotReady::RpcUnreachable);
-        }
-        if i.stalled.load(Ordering::Relaxed) {
-            return Err(NotReady::Stalled);
         }
         if !i.synced_once.load(Ordering::Relaxed) {
             return Err(NotReady::Starting);
@@ -119,6 +149,12 @@ impl Health {
         }
         Ok(())
     }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(test)]
@@ -135,6 +171,21 @@ mod tests {
         assert_eq!(h.readiness(5), Ok(()));
         h.set_head(110);
         assert_eq!(h.readiness(5), Err(NotReady::Lagging { lag: 13, max: 5 }));
+    }
+
+    #[test]
+    fn a_head_that_does_not_advance_is_a_stall() {
+        let h = Health::default();
+        h.set_rpc_ok(true);
+        h.set_indexed(1);
+        h.set_stall_after(Duration::from_millis(1));
+        h.set_head(1);
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(h.stalled());
+        assert_eq!(h.readiness(5), Err(NotReady::Stalled));
+        h.set_head(2);
+        h.set_indexed(2);
+        assert!(!h.stalled(), "a new head ends the stall");
     }
 
     #[test]

@@ -74,6 +74,7 @@ async fn not_ready(state: &AppState) -> Option<String> {
         Ok(Err(_)) | Err(_) => Some("database does not answer".to_owned()),
     };
     state.metrics.ready.set(i64::from(reason.is_none()));
+    state.metrics.stalled.set(i64::from(state.health.stalled()));
     reason
 }
 

@@ -28,8 +28,9 @@ pub use fetch::Batch;
 use fetch::{Fetcher, Near};
 use write::Written;
 
+use crate::chain::pool::{PoolError, RpcPool};
 use crate::chain::range::RangeSizer;
-use crate::chain::source::{ChainError, ChainSource};
+use crate::chain::source::ChainError;
 use crate::chain::window::common_ancestor;
 use crate::config::{Finality, Settings};
 use crate::domain::{BlockHeader, BlockRef, Scope};
@@ -85,6 +86,8 @@ pub struct Indexer {
     /// New-head subscription (websocket only). In a Mutex only to make the
     /// indexer `Sync`; it is reached through `get_mut`, never locked.
     heads: Option<std::sync::Mutex<BoxStream<'static, BlockHeader>>>,
+    /// Inside a stall episode (see [`Health::stalled`]).
+    in_stall: bool,
 }
 
 impl Indexer {
@@ -101,27 +104,8 @@ impl Indexer {
             chain_id: chain.chain_id,
             contract: chain.contract,
         };
-        let url = chain
-            .rpc_urls
-            .first()
-            .expect("config validation requires one rpc url");
-        let source = retry::until_ok("connect", &cancel, Duration::from_secs(10), || {
-            ChainSource::connect(url, &scope, chain.request_timeout)
-        })
-        .await
-        .map_err(|Cancelled| IndexerError::Cancelled)?;
-        let actual = retry::until_ok("eth_chainId", &cancel, Duration::from_secs(10), || {
-            source.chain_id()
-        })
-        .await
-        .map_err(|Cancelled| IndexerError::Cancelled)?;
-        if actual != chain.chain_id {
-            return Err(IndexerError::WrongChain {
-                endpoint: url.redacted(),
-                expected: chain.chain_id,
-                actual,
-            });
-        }
+        let pool = RpcPool::new(&chain.rpc_urls, scope, chain.request_timeout);
+        verify_endpoints(&pool, &cancel).await?;
         health.set_rpc_ok(true);
         let policy = Policy {
             overpayment: settings.reconcile.overpayment,
@@ -130,7 +114,7 @@ impl Indexer {
             treasury: chain.treasury,
         };
         let fetcher = Fetcher {
-            source,
+            pool,
             sizer: RangeSizer::new(chain.max_block_range),
             metrics: metrics.clone(),
             health: health.clone(),
@@ -156,6 +140,7 @@ impl Indexer {
             cancel,
             checkpoint,
             heads: None,
+            in_stall: false,
         })
     }
 
@@ -213,6 +198,7 @@ impl Indexer {
             if self.health.deep_reorgs() > 0 {
                 self.refresh_incidents().await?;
             }
+            self.check_stall();
             let chain_head = self.fetcher.head().await?;
             self.observe_head(chain_head);
             let head = range.map_or(chain_head, |(_, to)| to.min(chain_head));
@@ -343,10 +329,13 @@ impl Indexer {
             Finality::Safe => BlockNumberOrTag::Safe,
             Finality::Finalized => BlockNumberOrTag::Finalized,
         };
-        let source = &self.fetcher.source;
         let tagged = self
             .fetcher
-            .rpc("eth_getBlockByNumber", |_| false, || source.tagged(tag))
+            .rpc(
+                "eth_getBlockByNumber",
+                |_| false,
+                |s| async move { s.tagged(tag).await },
+            )
             .await?;
         Ok(tagged.expect("no error is given back"))
     }
@@ -358,34 +347,32 @@ impl Indexer {
         self.metrics.lag_blocks.set(lag as i64);
     }
 
-    /// Waits for the next head: a websocket push, or the poll interval.
+    /// Waits for the next head: a websocket push, or the poll interval. A
+    /// quiet subscription is backed by a slower poll.
     async fn wait_for_head(&mut self) -> Result<(), Stop> {
         let poll = self.settings.chain.poll_interval;
-        if !self.fetcher.source.is_ws() {
-            return tokio::select! {
-                _ = self.cancel.cancelled() => Err(Stop::Cancelled),
-                _ = tokio::time::sleep(poll) => Ok(()),
+        if self.fetcher.pool.is_ws() && self.heads.is_none() {
+            let subscribed = match self.fetcher.pool.source().await {
+                Ok(source) => source.new_heads().await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
             };
-        }
-        if self.heads.is_none() {
-            match self.fetcher.source.new_heads().await {
+            match subscribed {
                 Ok(stream) => self.heads = Some(std::sync::Mutex::new(stream)),
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot subscribe to new heads; polling meanwhile");
+                    tracing::warn!(error = %e, "cannot subscribe to new heads; polling meanwhile")
                 }
             }
         }
-        let Some(heads) = self
+        let heads = self
             .heads
             .as_mut()
-            .map(|m| m.get_mut().unwrap_or_else(|e| e.into_inner()))
-        else {
+            .map(|m| m.get_mut().unwrap_or_else(|e| e.into_inner()));
+        let Some(heads) = heads else {
             return tokio::select! {
                 _ = self.cancel.cancelled() => Err(Stop::Cancelled),
                 _ = tokio::time::sleep(poll) => Ok(()),
             };
         };
-        // Poll as well, at a slower pace, in case the subscription goes quiet.
         tokio::select! {
             _ = self.cancel.cancelled() => Err(Stop::Cancelled),
             item = heads.next() => {
@@ -396,6 +383,28 @@ impl Indexer {
                 Ok(())
             }
             _ = tokio::time::sleep(poll * 10) => Ok(()),
+        }
+    }
+
+    /// Starts or ends a stall episode: on a stall the connection is rebuilt
+    /// (a websocket can go quiet without closing) and the subscription renewed.
+    fn check_stall(&mut self) {
+        let stalled = self.health.stalled();
+        if stalled == self.in_stall {
+            return;
+        }
+        self.in_stall = stalled;
+        self.metrics.stalled.set(i64::from(stalled));
+        if stalled {
+            tracing::warn!(
+                endpoint = %self.fetcher.pool.endpoint(),
+                stall_after_s = self.settings.chain.stall_after.as_secs(),
+                "stalled: no new head or no commit while behind; rebuilding the connection"
+            );
+            self.fetcher.pool.rebuild();
+            self.heads = None;
+        } else {
+            tracing::info!("stall over");
         }
     }
 
@@ -631,6 +640,55 @@ async fn commit_with_retry<W: write::TxWork>(
                 }
                 // A shutdown during a failure episode leaves the batch uncommitted: fine.
                 retry::pause(&mut backoff, cancel).await?;
+            }
+        }
+    }
+}
+
+/// Checks every reachable endpoint's chain id at start-up: a wrong one is a
+/// configuration error. Unreachable endpoints are checked when first used;
+/// if none answers, the first is retried until it does (or until shutdown).
+async fn verify_endpoints(pool: &RpcPool, cancel: &CancellationToken) -> Result<(), IndexerError> {
+    let mut reachable = None;
+    for i in (0..pool.len()).rev() {
+        match pool.verify(i).await {
+            Ok(()) => reachable = Some(i),
+            Err(PoolError::WrongChain {
+                endpoint,
+                expected,
+                actual,
+            }) => {
+                return Err(IndexerError::WrongChain {
+                    endpoint,
+                    expected,
+                    actual,
+                })
+            }
+            Err(PoolError::Chain(e)) => {
+                tracing::warn!(error = %e, "endpoint unreachable at start; it is checked when first used");
+            }
+        }
+    }
+    let first = reachable.unwrap_or(0);
+    loop {
+        match pool.verify(first).await {
+            Ok(()) => return Ok(()),
+            Err(PoolError::WrongChain {
+                endpoint,
+                expected,
+                actual,
+            }) => {
+                return Err(IndexerError::WrongChain {
+                    endpoint,
+                    expected,
+                    actual,
+                })
+            }
+            Err(PoolError::Chain(_)) => {
+                let mut backoff = retry::policy(Duration::from_secs(10));
+                retry::pause(&mut backoff, cancel)
+                    .await
+                    .map_err(|Cancelled| IndexerError::Cancelled)?;
             }
         }
     }

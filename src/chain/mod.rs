@@ -4,6 +4,7 @@
 
 pub mod bindings;
 pub mod decode;
+pub mod pool;
 pub mod range;
 pub mod source;
 pub mod window;

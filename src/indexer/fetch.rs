@@ -11,6 +11,7 @@ use futures::{StreamExt, TryStreamExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::chain::decode::{self, Skip};
+use crate::chain::pool::{PoolError, RpcPool};
 use crate::chain::range::RangeSizer;
 use crate::chain::source::{ChainError, ChainSource};
 use crate::chain::window::{linkage, Linkage};
@@ -46,7 +47,7 @@ pub enum Near {
 /// Talks to the node on behalf of the indexer.
 #[derive(Debug)]
 pub struct Fetcher {
-    pub source: ChainSource,
+    pub pool: RpcPool,
     pub sizer: RangeSizer,
     pub metrics: Metrics,
     pub health: Health,
@@ -54,56 +55,76 @@ pub struct Fetcher {
 }
 
 impl Fetcher {
-    /// Runs one RPC call, recording metrics and RPC health, retrying
-    /// transport failures until success or shutdown. `give_back` lets the
-    /// caller take some errors (e.g. range refusals) instead of retrying.
+    /// Runs one RPC call on the current endpoint, recording metrics and RPC
+    /// health. Failures are retried: at once on the next endpoint when the
+    /// current one is rested, else after a backoff; one log line per failure
+    /// episode. `give_back` lets the caller take some errors (e.g. range
+    /// refusals) instead of retrying them.
     pub async fn rpc<T, F, Fut>(
         &self,
         method: &'static str,
         give_back: fn(&ChainError) -> bool,
-        mut op: F,
+        op: F,
     ) -> Result<Result<T, ChainError>, Cancelled>
     where
-        F: FnMut() -> Fut,
+        F: Fn(ChainSource) -> Fut,
         Fut: std::future::Future<Output = Result<T, ChainError>>,
     {
-        let what = format!("{method} on {}", self.source.endpoint());
-        retry::until_ok(
-            &what,
-            &self.cancel,
-            std::time::Duration::from_secs(10),
-            || {
-                let started = Instant::now();
-                let fut = op();
-                async move {
-                    let result = fut.await;
-                    let ok = result.is_ok();
-                    self.metrics
-                        .record_rpc(method, self.source.endpoint(), started.elapsed(), ok);
-                    match result {
-                        Ok(v) => {
-                            self.health.set_rpc_ok(true);
-                            Ok(Ok(v))
-                        }
-                        Err(e) if give_back(&e) => {
-                            self.health.set_rpc_ok(true);
-                            Ok(Err(e))
-                        }
-                        Err(e) => {
-                            self.health.set_rpc_ok(false);
-                            Err(e)
-                        }
-                    }
+        let mut backoff = retry::policy(std::time::Duration::from_secs(10));
+        let mut failures = 0u32;
+        loop {
+            if self.cancel.is_cancelled() {
+                return Err(Cancelled);
+            }
+            let endpoint = self.pool.endpoint();
+            let started = Instant::now();
+            let result = match self.pool.source().await {
+                Ok(source) => tokio::select! {
+                    _ = self.cancel.cancelled() => return Err(Cancelled),
+                    r = op(source) => r,
+                },
+                Err(PoolError::Chain(e)) => Err(e),
+                Err(e @ PoolError::WrongChain { .. }) => {
+                    tracing::error!(error = %e, "endpoint disabled");
+                    self.pool.disable();
+                    continue;
                 }
-            },
-        )
-        .await
+            };
+            self.metrics
+                .record_rpc(method, &endpoint, started.elapsed(), result.is_ok());
+            let error = match result {
+                Ok(v) => {
+                    self.pool.succeeded();
+                    self.health.set_rpc_ok(true);
+                    if failures > 0 {
+                        tracing::info!(method, endpoint, failures, "RPC recovered");
+                    }
+                    return Ok(Ok(v));
+                }
+                Err(e) if give_back(&e) => {
+                    self.pool.succeeded();
+                    self.health.set_rpc_ok(true);
+                    return Ok(Err(e));
+                }
+                Err(e) => e,
+            };
+            failures += 1;
+            if failures == 1 {
+                tracing::warn!(method, error = %error, "RPC failing; retrying with backoff");
+            } else {
+                tracing::debug!(method, error = %error, failures, "RPC still failing");
+            }
+            if !self.pool.failed() {
+                self.health.set_rpc_ok(false);
+                retry::pause(&mut backoff, &self.cancel).await?;
+            }
+        }
     }
 
     /// The node's latest block number.
     pub async fn head(&self) -> Result<u64, Cancelled> {
         let head = self
-            .rpc("eth_blockNumber", never, || self.source.head())
+            .rpc("eth_blockNumber", never, |s| async move { s.head().await })
             .await?;
         Ok(head.expect("never() gives no error back"))
     }
@@ -111,7 +132,9 @@ impl Fetcher {
     /// The header of block `number`.
     pub async fn header(&self, number: u64) -> Result<BlockHeader, Cancelled> {
         let h = self
-            .rpc("eth_getBlockByNumber", never, || self.source.header(number))
+            .rpc("eth_getBlockByNumber", never, |s| async move {
+                s.header(number).await
+            })
             .await?;
         Ok(h.expect("never() gives no error back"))
     }
@@ -130,7 +153,11 @@ impl Fetcher {
     async fn logs(&self, from: u64, to: u64) -> Result<Option<Vec<Log>>, Cancelled> {
         let refused = |e: &ChainError| matches!(e, ChainError::RangeRefused { .. });
         match self
-            .rpc("eth_getLogs", refused, || self.source.logs(from, to))
+            .rpc(
+                "eth_getLogs",
+                refused,
+                |s| async move { s.logs(from, to).await },
+            )
             .await?
         {
             Ok(logs) => {

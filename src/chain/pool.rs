@@ -1,0 +1,259 @@
+//! Several RPC endpoints behind one handle. Requests go to the current
+//! endpoint; after repeated failures (connection errors, timeouts, 5xx, 429
+//! past alloy's own retries) it is rested, its connection dropped so that it
+//! is rebuilt when next used, and the next endpoint takes over. A rested
+//! endpoint comes back after its rest, which doubles while it keeps failing.
+//! Each endpoint's chain id is checked before it serves any data.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::source::{ChainError, ChainSource};
+use crate::config::RpcUrl;
+use crate::domain::Scope;
+
+/// Consecutive failures before an endpoint is rested.
+const FAILURES_BEFORE_REST: u32 = 3;
+const FIRST_REST: Duration = Duration::from_secs(5);
+const LONGEST_REST: Duration = Duration::from_secs(300);
+
+struct Endpoint {
+    url: RpcUrl,
+    source: Option<ChainSource>,
+    verified: bool,
+    failures: u32,
+    rest: Duration,
+    resting_until: Option<Instant>,
+}
+
+/// What went wrong when choosing an endpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    /// A reachable endpoint serves another chain: a configuration error.
+    #[error(
+        "the RPC endpoint {endpoint} serves chain id {actual}, but chain.chain_id is {expected}"
+    )]
+    WrongChain {
+        endpoint: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+}
+
+/// The endpoints of `chain.rpc_url` / `chain.rpc_urls`, in order of preference.
+pub struct RpcPool {
+    /// Guarded by short, synchronous critical sections only (never across an await).
+    endpoints: Mutex<Vec<Endpoint>>,
+    current: Mutex<usize>,
+    scope: Scope,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for RpcPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RpcPool").finish_non_exhaustive()
+    }
+}
+
+impl RpcPool {
+    pub fn new(urls: &[RpcUrl], scope: Scope, timeout: Duration) -> Self {
+        let endpoints = urls
+            .iter()
+            .map(|url| Endpoint {
+                url: url.clone(),
+                source: None,
+                verified: false,
+                failures: 0,
+                rest: FIRST_REST,
+                resting_until: None,
+            })
+            .collect();
+        Self {
+            endpoints: Mutex::new(endpoints),
+            current: Mutex::new(0),
+            scope,
+            timeout,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Endpoint>> {
+        self.endpoints.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn index(&self) -> usize {
+        *self.current.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The endpoint to use now: connected, and its chain id verified.
+    pub async fn source(&self) -> Result<ChainSource, PoolError> {
+        let i = self.index();
+        let (url, existing, verified) = {
+            let eps = self.lock();
+            let ep = &eps[i];
+            (ep.url.clone(), ep.source.clone(), ep.verified)
+        };
+        let source = match existing {
+            Some(s) => s,
+            None => {
+                let s = ChainSource::connect(&url, &self.scope, self.timeout).await?;
+                self.lock()[i].source = Some(s.clone());
+                s
+            }
+        };
+        if !verified {
+            let actual = source.chain_id().await?;
+            if actual != self.scope.chain_id {
+                return Err(PoolError::WrongChain {
+                    endpoint: url.redacted(),
+                    expected: self.scope.chain_id,
+                    actual,
+                });
+            }
+            self.lock()[i].verified = true;
+        }
+        Ok(source)
+    }
+
+    /// The current endpoint answered.
+    pub fn succeeded(&self) {
+        let i = self.index();
+        let mut eps = self.lock();
+        eps[i].failures = 0;
+        eps[i].rest = FIRST_REST;
+    }
+
+    /// The current endpoint failed. After repeated failures it is rested and
+    /// its connection dropped; returns true when another endpoint took over
+    /// (so the caller may retry at once instead of backing off).
+    pub fn failed(&self) -> bool {
+        let i = self.index();
+        let mut eps = self.lock();
+        eps[i].failures += 1;
+        if eps[i].failures < FAILURES_BEFORE_REST {
+            return false;
+        }
+        let ep = &mut eps[i];
+        ep.failures = 0;
+        ep.source = None; // rebuilt (a new connection) when next used
+        ep.resting_until = Some(Instant::now() + ep.rest);
+        tracing::warn!(endpoint = %ep.url, rest_s = ep.rest.as_secs(), "endpoint keeps failing; resting it");
+        ep.rest = (ep.rest * 2).min(LONGEST_REST);
+        let next = pick(&eps, i);
+        drop(eps);
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = next;
+        next != i
+    }
+
+    /// Takes the current endpoint out of use for a day (it serves another
+    /// chain) and moves on.
+    pub fn disable(&self) {
+        let i = self.index();
+        let mut eps = self.lock();
+        eps[i].source = None;
+        eps[i].resting_until = Some(Instant::now() + Duration::from_secs(86_400));
+        let next = pick(&eps, i);
+        drop(eps);
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = next;
+    }
+
+    /// Checks endpoint `i`'s chain id now (at start-up), making it current.
+    pub async fn verify(&self, i: usize) -> Result<(), PoolError> {
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = i;
+        self.source().await.map(|_| ())
+    }
+
+    /// Drops the current connection so that the next request opens a new one
+    /// (after a stall: a websocket that went quiet without closing).
+    pub fn rebuild(&self) {
+        let i = self.index();
+        self.lock()[i].source = None;
+    }
+
+    /// True when the current endpoint can push new heads.
+    pub fn is_ws(&self) -> bool {
+        self.lock()[self.index()].url.is_ws()
+    }
+
+    /// The current endpoint's name, redacted.
+    pub fn endpoint(&self) -> String {
+        self.lock()[self.index()].url.redacted()
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The next endpoint after `from` that is not resting; if all rest, the one
+/// whose rest ends first.
+fn pick(eps: &[Endpoint], from: usize) -> usize {
+    let now = Instant::now();
+    let n = eps.len();
+    (1..=n)
+        .map(|k| (from + k) % n)
+        .find(|&j| eps[j].resting_until.is_none_or(|t| t <= now))
+        .unwrap_or_else(|| {
+            (0..n)
+                .min_by_key(|&j| eps[j].resting_until.unwrap_or(now))
+                .expect("at least one endpoint")
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy::primitives::Address;
+
+    fn pool(n: usize) -> RpcPool {
+        let urls: Vec<_> = (0..n)
+            .map(|i| RpcUrl::parse(&format!("http://127.0.0.1:{}", 10_000 + i)).expect("url"))
+            .collect();
+        RpcPool::new(
+            &urls,
+            Scope {
+                chain_id: 1,
+                contract: Address::ZERO,
+            },
+            Duration::from_secs(1),
+        )
+    }
+
+    #[test]
+    fn an_endpoint_that_keeps_failing_hands_over_to_the_next() {
+        let p = pool(3);
+        assert!(!p.failed());
+        assert!(!p.failed());
+        assert!(p.failed(), "third failure rests it");
+        assert_eq!(p.endpoint(), "http://127.0.0.1:10001");
+        p.succeeded();
+        assert!(!p.failed(), "a success resets the count");
+    }
+
+    #[test]
+    fn when_every_endpoint_rests_the_first_to_wake_is_used() {
+        let p = pool(2);
+        for _ in 0..3 {
+            p.failed();
+        }
+        assert_eq!(p.endpoint(), "http://127.0.0.1:10001");
+        for _ in 0..3 {
+            p.failed();
+        }
+        assert_eq!(p.endpoint(), "http://127.0.0.1:10000", "rests ends first");
+    }
+
+    #[test]
+    fn a_single_endpoint_is_rebuilt_not_abandoned() {
+        let p = pool(1);
+        for _ in 0..3 {
+            assert!(!p.failed(), "no other endpoint to hand over to");
+        }
+        assert_eq!(p.endpoint(), "http://127.0.0.1:10000");
+    }
+}

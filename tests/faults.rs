@@ -1,0 +1,316 @@
+//! RPC and database faults: the database still ends equal to a fault-free
+//! run. Fault classes: connection reset, HTTP 500, 429 with Retry-After,
+//! timeout, truncated JSON, wrong-chain answers, range refusals, a dead
+//! endpoint, a websocket gone quiet, a commit that fails, a lock held past
+//! the busy timeout.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use support::chain::{order_ref, Chain};
+use support::daemon::{env_for, Daemon};
+use support::db::Db;
+use support::proxy::{Fault, RpcProxy, TcpProxy, ALL_FAULTS};
+use support::wait_for;
+
+const PREMIUM: u64 = 5_000_000;
+const LONG: Duration = Duration::from_secs(90);
+/// The seed of the injected fault schedule.
+const FAULT_SEED: u64 = 0xfa_0175;
+
+async fn caught_up(chain: &Chain, db: &Db) {
+    let head = chain.head().await as i64;
+    wait_for("the indexer to reach the head", LONG, || async {
+        (db.checkpoint().await >= Some(head)).then_some(())
+    })
+    .await;
+}
+
+async fn orders(db: &Db, chain: &Chain, n: u64) {
+    for i in 0..n {
+        db.insert_order(
+            &format!("ord_{i:03}"),
+            order_ref(7_000 + i),
+            chain.buyers[i as usize % 8],
+            PREMIUM as i64,
+        )
+        .await;
+    }
+}
+
+fn with(env: &BTreeMap<String, String>, pairs: &[(&str, String)]) -> BTreeMap<String, String> {
+    let mut env = env.clone();
+    for (k, v) in pairs {
+        env.insert((*k).to_owned(), v.clone());
+    }
+    env
+}
+
+#[tokio::test]
+async fn a_seeded_schedule_of_rpc_faults_ends_in_the_same_database_as_a_clean_run() {
+    const PAYMENTS: u64 = 40;
+    let chain = Chain::start().await;
+    let db = Db::new().await;
+    orders(&db, &chain, PAYMENTS).await;
+    let proxy = RpcProxy::start(&chain.rpc_url()).await;
+    let env = with(
+        &env_for(&chain, &db),
+        &[
+            ("LIQPASS__CHAIN__RPC_URL", proxy.url()),
+            ("LIQPASS__CHAIN__REQUEST_TIMEOUT_MS", "1000".into()),
+            ("LIQPASS__CHAIN__MAX_BLOCK_RANGE", "8".into()),
+            ("LIQPASS__CHAIN__REORG_WINDOW", "4".into()),
+            ("LIQPASS__CHAIN__CONFIRMATIONS", "2".into()),
+        ],
+    );
+    let _daemon = Daemon::spawn(&env);
+    caught_up(&chain, &db).await; // the chain id is checked before faults start
+    proxy.inject(FAULT_SEED, 0.2);
+    for i in 0..PAYMENTS {
+        chain
+            .pay(chain.buyers[i as usize % 8], order_ref(7_000 + i), PREMIUM)
+            .await;
+        if i % 8 == 7 {
+            chain.mine(10).await; // some deep ranges, some near the head
+        }
+    }
+    wait_for("at least 50 injected faults", LONG, || async {
+        (proxy.injected().len() >= 50).then_some(())
+    })
+    .await;
+    chain.mine(3).await;
+    caught_up(&chain, &db).await;
+    for i in 0..PAYMENTS {
+        db.wait_payment_status(&format!("ord_{i:03}"), "paid").await;
+    }
+    let injected = proxy.injected();
+    for class in ALL_FAULTS.iter().filter(|f| **f != Fault::RangeRefused) {
+        assert!(
+            injected.contains(class),
+            "seed {FAULT_SEED:#x} never injected {class:?}"
+        );
+    }
+    proxy.heal();
+
+    let clean = Db::new().await;
+    orders(&clean, &chain, PAYMENTS).await;
+    let _reference = Daemon::spawn(&with(
+        &env_for(&chain, &clean),
+        &[("LIQPASS__CHAIN__CONFIRMATIONS", "2".into())],
+    ));
+    caught_up(&chain, &clean).await;
+    for i in 0..PAYMENTS {
+        clean
+            .wait_payment_status(&format!("ord_{i:03}"), "paid")
+            .await;
+    }
+    assert_eq!(
+        db.events().await,
+        clean.events().await,
+        "same events ({} faults)",
+        injected.len()
+    );
+    assert_eq!(db.orders().await, clean.orders().await, "same orders");
+    assert_eq!(db.audit().await, clean.audit().await, "same audit rows");
+}
+
+#[tokio::test]
+async fn with_the_first_endpoint_dead_indexing_proceeds_on_the_second() {
+    let chain = Chain::start().await;
+    let db = Db::new().await;
+    orders(&db, &chain, 5).await;
+    let dead = RpcProxy::start(&chain.rpc_url()).await;
+    dead.kill(true);
+    let env = with(
+        &env_for(&chain, &db),
+        &[
+            ("LIQPASS__CHAIN__RPC_URL", dead.url()),
+            ("LIQPASS__CHAIN__RPC_URLS", chain.rpc_url()),
+            ("LIQPASS__CHAIN__REQUEST_TIMEOUT_MS", "500".into()),
+        ],
+    );
+    let daemon = Daemon::spawn(&env);
+    for i in 0..5u64 {
+        chain
+            .pay(chain.buyers[i as usize % 8], order_ref(7_000 + i), PREMIUM)
+            .await;
+    }
+    chain.mine(2).await;
+    for i in 0..5 {
+        db.wait_payment_status(&format!("ord_{i:03}"), "paid").await;
+    }
+    assert!(
+        daemon.logs().contains("unreachable at start"),
+        "{}",
+        daemon.logs()
+    );
+}
+
+#[tokio::test]
+async fn an_endpoint_on_the_wrong_chain_is_a_configuration_error_naming_it() {
+    let chain = Chain::start().await;
+    let db = Db::new().await;
+    let env = with(
+        &env_for(&chain, &db),
+        &[("LIQPASS__CHAIN__CHAIN_ID", "8453".into())],
+    );
+    let out = support::daemon::command(&env, &["run"]);
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("chain id 31337") && err.contains("127.0.0.1"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_websocket_that_goes_quiet_is_detected_as_a_stall_recovered_and_the_gap_filled() {
+    let chain = Chain::start().await;
+    let db = Db::new().await;
+    orders(&db, &chain, 6).await;
+    let proxy = TcpProxy::start(
+        format!("127.0.0.1:{}", chain.anvil.port())
+            .parse()
+            .expect("addr"),
+    )
+    .await;
+    let env = with(
+        &env_for(&chain, &db),
+        &[
+            ("LIQPASS__CHAIN__RPC_URL", proxy.url("ws")),
+            ("LIQPASS__CHAIN__STALL_AFTER_S", "2".into()),
+            ("LIQPASS__CHAIN__REQUEST_TIMEOUT_MS", "500".into()),
+        ],
+    );
+    let daemon = Daemon::spawn(&env);
+    let base = format!("http://{}", daemon.http_addr().await);
+    caught_up(&chain, &db).await;
+
+    proxy.stall(true); // open, but nothing gets through
+    for i in 0..6u64 {
+        chain
+            .pay(chain.buyers[i as usize % 8], order_ref(7_000 + i), PREMIUM)
+            .await;
+    }
+    let started = std::time::Instant::now();
+    wait_for("the stall to show on /readyz", LONG, || async {
+        let body = reqwest::get(format!("{base}/readyz"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        body.contains("stalled").then_some(())
+    })
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "detected in {:?}",
+        started.elapsed()
+    );
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(metrics.contains("liqpass_indexer_stalled 1"), "{metrics}");
+
+    proxy.stall(false);
+    chain.mine(2).await;
+    for i in 0..6 {
+        db.wait_payment_status(&format!("ord_{i:03}"), "paid").await;
+    }
+    assert_eq!(db.events().await.len(), 6, "gap filled, nothing doubled");
+    wait_for("readiness after the stall", LONG, || async {
+        let s = reqwest::get(format!("{base}/readyz"))
+            .await
+            .ok()?
+            .status()
+            .as_u16();
+        (s == 200).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_failing_commit_rolls_back_is_retried_and_never_advances_the_checkpoint() {
+    let chain = Chain::start().await;
+    let db = Db::new().await;
+    orders(&db, &chain, 3).await;
+    // A disk fault on demand: while `fault` holds a row, writing the
+    // checkpoint aborts the batch transaction.
+    for sql in [
+        "CREATE TABLE fault (x INTEGER)",
+        "CREATE TRIGGER fault_insert BEFORE INSERT ON sync_state WHEN EXISTS (SELECT 1 FROM fault)
+         BEGIN SELECT RAISE(ABORT, 'injected disk I/O error'); END",
+        "CREATE TRIGGER fault_update BEFORE UPDATE ON sync_state WHEN EXISTS (SELECT 1 FROM fault)
+         BEGIN SELECT RAISE(ABORT, 'injected disk I/O error'); END",
+    ] {
+        sqlx::query(sql)
+            .execute(db.store.pool())
+            .await
+            .expect("fault setup");
+    }
+    let env = with(
+        &env_for(&chain, &db),
+        &[("LIQPASS__DATABASE__BUSY_TIMEOUT_MS", "200".into())],
+    );
+    let daemon = Daemon::spawn(&env);
+    let base = format!("http://{}", daemon.http_addr().await);
+    caught_up(&chain, &db).await;
+    let before = db.checkpoint().await;
+
+    sqlx::query("INSERT INTO fault VALUES (1)")
+        .execute(db.store.pool())
+        .await
+        .expect("fault on");
+    chain.pay(chain.buyers[0], order_ref(7_000), PREMIUM).await;
+    wait_for("a failed commit to be retried", LONG, || async {
+        let m = reqwest::get(format!("{base}/metrics"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        let line = m
+            .lines()
+            .find(|l| l.starts_with("liqpass_indexer_sqlite_busy_retries_total "))?;
+        (line.split(' ').nth(1)?.parse::<f64>().ok()? >= 3.0).then_some(())
+    })
+    .await;
+    assert_eq!(db.checkpoint().await, before, "the checkpoint did not move");
+    assert_eq!(db.events().await.len(), 0, "nothing half-written");
+    sqlx::query("DELETE FROM fault")
+        .execute(db.store.pool())
+        .await
+        .expect("fault off");
+
+    // A writer holding the lock past the busy timeout: also retried.
+    let mut blocker = db
+        .store
+        .begin_immediate()
+        .await
+        .expect("hold the write lock");
+    chain.pay(chain.buyers[1], order_ref(7_001), PREMIUM).await;
+    tokio::time::sleep(Duration::from_millis(600)).await; // longer than the busy timeout
+    sqlx::query("SELECT 1")
+        .execute(&mut *blocker)
+        .await
+        .expect("still holding");
+    blocker.rollback().await.expect("release");
+
+    chain.pay(chain.buyers[2], order_ref(7_002), PREMIUM).await;
+    chain.mine(2).await;
+    for i in 0..3 {
+        db.wait_payment_status(&format!("ord_{i:03}"), "paid").await;
+    }
+    assert_eq!(db.events().await.len(), 3);
+    let logs = daemon.logs();
+    assert!(
+        logs.contains("batch not committed"),
+        "logged once per episode: {logs}"
+    );
+}
