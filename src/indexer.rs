@@ -581,6 +581,12 @@ impl Writer<'_> {
         m.indexed_block.set(batch.last.number as i64);
         m.lag_blocks
             .set(head.saturating_sub(batch.last.number) as i64);
+        if let Some(last) = batch.headers.iter().find(|h| h.number == batch.last.number) {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            m.lag_seconds.set(now.saturating_sub(last.timestamp) as i64);
+        }
         self.health.set_indexed(batch.last.number);
         let mut per_version = HashMap::new();
         for (status, order_id, version) in &written.outcomes {
