@@ -527,6 +527,23 @@ impl Indexer {
     }
 }
 
+impl From<PoolError> for IndexerError {
+    fn from(e: PoolError) -> Self {
+        match e {
+            PoolError::WrongChain {
+                endpoint,
+                expected,
+                actual,
+            } => IndexerError::WrongChain {
+                endpoint,
+                expected,
+                actual,
+            },
+            PoolError::Chain(e) => IndexerError::Chain(e),
+        }
+    }
+}
+
 /// Why the loop stopped.
 enum Stop {
     Cancelled,
@@ -659,17 +676,7 @@ async fn verify_endpoints(pool: &RpcPool, cancel: &CancellationToken) -> Result<
     for i in (0..pool.len()).rev() {
         match pool.verify(i).await {
             Ok(()) => reachable = Some(i),
-            Err(PoolError::WrongChain {
-                endpoint,
-                expected,
-                actual,
-            }) => {
-                return Err(IndexerError::WrongChain {
-                    endpoint,
-                    expected,
-                    actual,
-                })
-            }
+            Err(e @ PoolError::WrongChain { .. }) => return Err(e.into()),
             Err(PoolError::Chain(e)) => {
                 tracing::warn!(error = %e, "endpoint unreachable at start; it is checked when first used");
             }
@@ -679,17 +686,7 @@ async fn verify_endpoints(pool: &RpcPool, cancel: &CancellationToken) -> Result<
     loop {
         match pool.verify(first).await {
             Ok(()) => return Ok(()),
-            Err(PoolError::WrongChain {
-                endpoint,
-                expected,
-                actual,
-            }) => {
-                return Err(IndexerError::WrongChain {
-                    endpoint,
-                    expected,
-                    actual,
-                })
-            }
+            Err(e @ PoolError::WrongChain { .. }) => return Err(e.into()),
             Err(PoolError::Chain(_)) => {
                 let mut backoff = retry::policy(Duration::from_secs(10));
                 retry::pause(&mut backoff, cancel)

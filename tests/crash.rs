@@ -12,21 +12,12 @@ use support::chain::{order_ref, Chain};
 use support::daemon::{env_for, Daemon};
 use support::db::Db;
 use support::proxy::{RpcProxy, TcpProxy};
-use support::wait_for;
+use support::caught_up;
 
 const PREMIUM: u64 = 5_000_000;
-const LONG: Duration = Duration::from_secs(90);
 
 /// The seed of the kill schedule; change it to explore other schedules.
 const KILL_SEED: u64 = 0x11_9a55;
-
-async fn caught_up(chain: &Chain, db: &Db) {
-    let head = chain.head().await as i64;
-    wait_for("the indexer to reach the head", LONG, || async {
-        (db.checkpoint().await >= Some(head)).then_some(())
-    })
-    .await;
-}
 
 async fn insert_orders(db: &Db, chain: &Chain, n: u64) {
     for i in 0..n {

@@ -13,20 +13,12 @@ use support::chain::{order_ref, Chain};
 use support::daemon::{env_for, Daemon};
 use support::db::Db;
 use support::proxy::{Fault, RpcProxy, TcpProxy, ALL_FAULTS};
-use support::wait_for;
+use support::{caught_up, wait_for};
 
 const PREMIUM: u64 = 5_000_000;
 const LONG: Duration = Duration::from_secs(90);
 /// The seed of the injected fault schedule.
 const FAULT_SEED: u64 = 0xfa_0175;
-
-async fn caught_up(chain: &Chain, db: &Db) {
-    let head = chain.head().await as i64;
-    wait_for("the indexer to reach the head", LONG, || async {
-        (db.checkpoint().await >= Some(head)).then_some(())
-    })
-    .await;
-}
 
 async fn orders(db: &Db, chain: &Chain, n: u64) {
     for i in 0..n {
@@ -224,15 +216,7 @@ async fn a_websocket_that_goes_quiet_is_detected_as_a_stall_recovered_and_the_ga
         db.wait_payment_status(&format!("ord_{i:03}"), "paid").await;
     }
     assert_eq!(db.events().await.len(), 6, "gap filled, nothing doubled");
-    wait_for("readiness after the stall", LONG, || async {
-        let s = reqwest::get(format!("{base}/readyz"))
-            .await
-            .ok()?
-            .status()
-            .as_u16();
-        (s == 200).then_some(())
-    })
-    .await;
+    support::until_ready(&base).await;
 }
 
 #[tokio::test]

@@ -10,19 +10,12 @@ use alloy::primitives::{Address, U256};
 use support::chain::{order_ref, Chain};
 use support::daemon::{command, env_for, Daemon};
 use support::db::Db;
-use support::wait_for;
+use support::caught_up;
 
 const PREMIUM: i64 = 5_000_000;
 const LONG: Duration = Duration::from_secs(60);
 
 /// Waits until the checkpoint reaches the chain's head.
-async fn caught_up(chain: &Chain, db: &Db) {
-    let head = chain.head().await as i64;
-    wait_for("the indexer to reach the head", LONG, || async {
-        (db.checkpoint().await >= Some(head)).then_some(())
-    })
-    .await;
-}
 
 #[tokio::test]
 async fn a_payment_turns_the_order_confirming_then_paid_after_the_confirmations() {

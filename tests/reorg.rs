@@ -187,15 +187,7 @@ async fn a_reorg_deeper_than_the_confirmations_reverses_a_paid_order_loudly() {
     chain.pay(buyer, order_ref(1), PREMIUM).await;
     chain.mine(3).await;
     db.wait_payment_status("ord_1", "paid").await;
-    wait_for("readiness after re-payment", LONG, || async {
-        let s = reqwest::get(format!("{base}/readyz"))
-            .await
-            .ok()?
-            .status()
-            .as_u16();
-        (s == 200).then_some(())
-    })
-    .await;
+    support::until_ready(&base).await;
 }
 
 #[tokio::test]

@@ -41,3 +41,27 @@ pub async fn within<T>(
         .await
         .unwrap_or_else(|_| panic!("timed out after {timeout:?}: {what}"))
 }
+
+/// Waits until the indexer's checkpoint reaches the chain's current head.
+pub async fn caught_up(chain: &chain::Chain, db: &db::Db) {
+    let head = chain.head().await as i64;
+    wait_for(
+        "the indexer to reach the head",
+        Duration::from_secs(90),
+        || async { (db.checkpoint().await >= Some(head)).then_some(()) },
+    )
+    .await;
+}
+
+/// Waits until `/readyz` at `base` answers 200.
+pub async fn until_ready(base: &str) {
+    wait_for("readiness", Duration::from_secs(90), || async {
+        let status = reqwest::get(format!("{base}/readyz"))
+            .await
+            .ok()?
+            .status()
+            .as_u16();
+        (status == 200).then_some(())
+    })
+    .await;
+}

@@ -1,0 +1,469 @@
+//! `make bench`: throughput, latency and memory of liqpass-indexer against
+//! the physical limits of the same machine and the same anvil chain.
+//!
+//! Options (after `--`): `--payments N` (default 100000), `--blocks N`
+//! (default 10000), `--big N` (events for the memory run, default 1000000;
+//! 0 skips it), `--live N` (live payments, default 1000), `--json FILE`.
+//! The generated chain is cached as an anvil state dump under target/bench.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use alloy::providers::ext::AnvilApi;
+use alloy::providers::Provider;
+use alloy::rpc::types::Filter;
+use liqpass_indexer::chain::decode;
+use liqpass_indexer::domain::{MatchStatus, Scope};
+use liqpass_indexer::store::events::{self, NewEvent};
+use serde_json::json;
+use support::chain::{order_ref, Chain};
+use support::daemon::{command, env_for, Daemon};
+use support::db::Db;
+
+struct Args {
+    payments: u64,
+    blocks: u64,
+    big: u64,
+    live: u64,
+    json: Option<PathBuf>,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        payments: 100_000,
+        blocks: 10_000,
+        big: 1_000_000,
+        live: 1_000,
+        json: None,
+    };
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut it = argv.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || {
+            it.next()
+                .unwrap_or_else(|| panic!("{flag} needs a value"))
+                .clone()
+        };
+        match flag.as_str() {
+            "--payments" => a.payments = value().parse().expect("--payments N"),
+            "--blocks" => a.blocks = value().parse().expect("--blocks N"),
+            "--big" => a.big = value().parse().expect("--big N"),
+            "--live" => a.live = value().parse().expect("--live N"),
+            "--json" => a.json = Some(value().into()),
+            "--bench" => {}
+            other => panic!("unknown option {other}"),
+        }
+    }
+    a
+}
+
+fn cache_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    std::fs::create_dir_all(&dir).expect("target/bench");
+    dir
+}
+
+/// A chain holding `payments` PremiumPaid logs over `blocks` blocks, from the
+/// cache when it exists.
+async fn chain_with(payments: u64, blocks: u64, first_ref: u64) -> Chain {
+    let chain = Chain::start_with(&["--gas-limit", "1000000000"]).await;
+    let cache = cache_dir().join(format!("chain-{payments}-{blocks}-{first_ref}.hex"));
+    if let Ok(hex) = std::fs::read_to_string(&cache) {
+        let state: alloy::primitives::Bytes = hex.trim().parse().expect("cached state");
+        if chain
+            .provider
+            .anvil_load_state(state)
+            .await
+            .unwrap_or(false)
+            && chain.head().await >= blocks
+        {
+            eprintln!("chain: loaded {} from cache", cache.display());
+            return chain;
+        }
+        eprintln!("chain: cache unusable, regenerating");
+    }
+    let started = Instant::now();
+    let per_block = payments.div_ceil(blocks).max(1);
+    let mut made = 0;
+    while made < payments {
+        let n = per_block.min(payments - made);
+        chain
+            .emit_many(chain.buyers[0], order_ref(first_ref + made), n, 5_000_000)
+            .await;
+        made += n;
+    }
+    let head = chain.head().await;
+    if head < blocks {
+        chain.mine(blocks - head).await;
+    }
+    eprintln!(
+        "chain: {payments} logs over {} blocks generated in {:.1} s",
+        chain.head().await,
+        started.elapsed().as_secs_f64()
+    );
+    let state = chain.provider.anvil_dump_state().await.expect("dump state");
+    std::fs::write(&cache, state.to_string()).expect("write cache");
+    chain
+}
+
+/// Orders for every payment, inserted as the order API would (batched).
+async fn orders_for(db: &Db, chain: &Chain, n: u64, first_ref: u64) {
+    let wallet = format!("{:#x}", chain.buyers[0]);
+    let mut tx = db.store.begin_immediate().await.expect("tx");
+    for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
+        let mut q = sqlx::QueryBuilder::new(
+            "INSERT INTO orders (id, order_ref, wallet_address, premium_usdc) ",
+        );
+        q.push_values(chunk, |mut row, i| {
+            row.push_bind(format!("ord_{i}"))
+                .push_bind(format!("{:#x}", order_ref(first_ref + i)))
+                .push_bind(wallet.clone())
+                .push_bind(5_000_000i64);
+        });
+        q.build().execute(&mut *tx).await.expect("orders");
+    }
+    tx.commit().await.expect("commit");
+}
+
+fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn sorted(mut v: Vec<f64>) -> Vec<f64> {
+    v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    v
+}
+
+fn env_with(chain: &Chain, db: &Db, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
+    let mut env = env_for(chain, db);
+    env.insert("LIQPASS__LOG__LEVEL".into(), "warn".into());
+    env.insert("LIQPASS__CHAIN__CONFIRMATIONS".into(), "1".into());
+    env.insert("LIQPASS__CHAIN__REORG_WINDOW".into(), "64".into());
+    for (k, v) in extra {
+        env.insert((*k).into(), (*v).into());
+    }
+    env
+}
+
+async fn checkpoint_at_least(db: &Db, block: u64, timeout: Duration) {
+    support::wait_for("checkpoint", timeout, || async {
+        (db.checkpoint().await >= Some(block as i64)).then_some(())
+    })
+    .await;
+}
+
+#[tokio::main]
+async fn main() {
+    let a = args();
+    let mut table: Vec<(String, String)> = Vec::new();
+    let mut out = serde_json::Map::new();
+    let first_ref = 1_000_000u64;
+    let chain = chain_with(a.payments, a.blocks, first_ref).await;
+    let head = chain.head().await;
+    let scope = Scope {
+        chain_id: 31337,
+        contract: chain.checkout,
+    };
+
+    // 1. Raw fetch limit: the same getLogs ranges, results discarded.
+    let filter = Filter::new()
+        .address(chain.checkout)
+        .event_signature(decode::topics());
+    let started = Instant::now();
+    let mut raw_logs = Vec::new();
+    let mut from = 0;
+    while from <= head {
+        let to = (from + 1999).min(head);
+        raw_logs.extend(
+            chain
+                .provider
+                .get_logs(&filter.clone().from_block(from).to_block(to))
+                .await
+                .expect("getLogs"),
+        );
+        from = to + 1;
+    }
+    let raw_s = started.elapsed().as_secs_f64();
+    let raw_rate = raw_logs.len() as f64 / raw_s;
+    table.push((
+        "raw fetch limit (getLogs, 2000-block ranges)".into(),
+        format!(
+            "{:.0} events/s ({} logs in {raw_s:.2} s)",
+            raw_rate,
+            raw_logs.len()
+        ),
+    ));
+    out.insert("raw_fetch_events_per_s".into(), json!(raw_rate));
+
+    // 2. Store limit: the same rows, batched transactions, no RPC.
+    let store_db = Db::new().await;
+    let payments: Vec<_> = raw_logs
+        .iter()
+        .filter_map(|l| decode::decode(l).ok())
+        .collect();
+    let started = Instant::now();
+    for chunk in payments.chunks(20_000) {
+        let rows: Vec<_> = chunk
+            .iter()
+            .map(|p| NewEvent {
+                payment: p,
+                status: MatchStatus::UnknownOrder,
+                order_id: None,
+            })
+            .collect();
+        let mut tx = store_db.store.begin_immediate().await.expect("tx");
+        events::upsert(&mut tx, &scope, &rows)
+            .await
+            .expect("insert");
+        tx.commit().await.expect("commit");
+    }
+    let store_rate = payments.len() as f64 / started.elapsed().as_secs_f64();
+    table.push((
+        "store limit (batched inserts, no RPC)".into(),
+        format!("{store_rate:.0} rows/s"),
+    ));
+    out.insert("store_rows_per_s".into(), json!(store_rate));
+    drop(raw_logs);
+
+    // 3. Backfill with matched orders, and 5. API reads while it writes.
+    let db = Db::new().await;
+    orders_for(&db, &chain, a.payments, first_ref).await;
+    let env = env_with(&chain, &db, &[]);
+    let reader_db = db.url();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let reads = tokio::spawn(api_reads(reader_db, a.payments, stop.clone()));
+    let started = Instant::now();
+    let output = command(
+        &env,
+        &["backfill", "--from", "0", "--to", &head.to_string()],
+    );
+    let backfill_s = started.elapsed().as_secs_f64();
+    stop.cancel();
+    let (by_id, join) = reads.await.expect("reader");
+    assert!(
+        output.status.success(),
+        "backfill failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stored = db.count("SELECT COUNT(*) FROM contract_events").await as f64;
+    let rate = stored / backfill_s;
+    table.push((
+        "backfill (binary, from launch, matched orders)".into(),
+        format!(
+            "{rate:.0} events/s, {:.0} blocks/s, {:.0}% of raw fetch",
+            head as f64 / backfill_s,
+            100.0 * rate / raw_rate
+        ),
+    ));
+    out.insert("backfill_events_per_s".into(), json!(rate));
+    out.insert("backfill_ratio_to_raw".into(), json!(rate / raw_rate));
+    let (i, j) = (sorted(by_id), sorted(join));
+    table.push((
+        "API reads during backfill (second connection)".into(),
+        format!(
+            "order by id p50 {:.3} ms p99 {:.3} ms; acceptance join p50 {:.3} ms p99 {:.3} ms ({} reads)",
+            pct(&i, 0.5), pct(&i, 0.99), pct(&j, 0.5), pct(&j, 0.99), i.len() + j.len()
+        ),
+    ));
+    out.insert("api_read_by_id_p99_ms".into(), json!(pct(&i, 0.99)));
+    out.insert("api_read_join_p99_ms".into(), json!(pct(&j, 0.99)));
+
+    // 7. Catch-up: a 100k-block gap with few events, after a restart.
+    chain.pay(chain.buyers[1], order_ref(1), 5_000_000).await;
+    chain
+        .provider
+        .anvil_mine(Some(100_000), None)
+        .await
+        .expect("mine 100k");
+    let target = chain.head().await;
+    let daemon = Daemon::spawn(&env_with(
+        &chain,
+        &db,
+        &[("LIQPASS__CHAIN__RPC_URL", &chain.ws_url())],
+    ));
+    let started = Instant::now();
+    checkpoint_at_least(&db, target, Duration::from_secs(300)).await;
+    let catch_up = started.elapsed().as_secs_f64();
+    table.push((
+        "catch-up of a 100k-block gap (from launch)".into(),
+        format!("{catch_up:.2} s"),
+    ));
+    out.insert("catch_up_100k_blocks_s".into(), json!(catch_up));
+
+    // 4. Live latency: block mined -> confirming; confirming block mined -> paid.
+    let (mut seen, mut paid) = (Vec::new(), Vec::new());
+    for k in 0..a.live {
+        let id = format!("live_{k}");
+        db.insert_order(&id, order_ref(50_000_000 + k), chain.buyers[2], 1_000_000)
+            .await;
+        chain
+            .pay(chain.buyers[2], order_ref(50_000_000 + k), 1_000_000)
+            .await;
+        let mined = Instant::now();
+        wait_status(&db, &id, &["confirming", "paid"]).await;
+        seen.push(mined.elapsed().as_secs_f64() * 1000.0);
+        chain.mine(1).await;
+        let mined = Instant::now();
+        wait_status(&db, &id, &["paid"]).await;
+        paid.push(mined.elapsed().as_secs_f64() * 1000.0);
+    }
+    let (s, p) = (sorted(seen), sorted(paid));
+    table.push((
+        format!("live: block mined -> confirming ({} payments, ws)", s.len()),
+        format!(
+            "p50 {:.1} ms p95 {:.1} ms p99 {:.1} ms",
+            pct(&s, 0.5),
+            pct(&s, 0.95),
+            pct(&s, 0.99)
+        ),
+    ));
+    table.push((
+        "live: confirming block mined -> paid".into(),
+        format!(
+            "p50 {:.1} ms p95 {:.1} ms p99 {:.1} ms",
+            pct(&p, 0.5),
+            pct(&p, 0.95),
+            pct(&p, 0.99)
+        ),
+    ));
+    out.insert("live_confirming_p99_ms".into(), json!(pct(&s, 0.99)));
+    out.insert("live_paid_p99_ms".into(), json!(pct(&p, 0.99)));
+    drop(daemon);
+    drop(chain);
+
+    // 6. Memory at 10k and at `big` events.
+    if a.big > 0 {
+        let big = chain_with(a.big, 1_000, 100_000_000).await;
+        let bdb = Db::new().await;
+        let daemon = Daemon::spawn(&env_with(
+            &big,
+            &bdb,
+            &[("LIQPASS__CHAIN__MAX_BLOCK_RANGE", "10")],
+        ));
+        let pid = daemon.child.id();
+        let mut at_10k = None;
+        let started = Instant::now();
+        loop {
+            let n = bdb.count("SELECT COUNT(*) FROM contract_events").await as u64;
+            let (rss, _) = rss_kib(pid);
+            if at_10k.is_none() && n >= 10_000 {
+                at_10k = Some(rss);
+            }
+            if n >= a.big {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(900),
+                "memory run too slow: {n} events"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let (steady, peak) = rss_kib(pid);
+        table.push((
+            format!("memory (RSS) at 10k / {} events", a.big),
+            format!(
+                "{:.1} MiB / {:.1} MiB steady, {:.1} MiB peak",
+                at_10k.unwrap_or(0) as f64 / 1024.0,
+                steady as f64 / 1024.0,
+                peak as f64 / 1024.0
+            ),
+        ));
+        out.insert(
+            "rss_10k_mib".into(),
+            json!(at_10k.unwrap_or(0) as f64 / 1024.0),
+        );
+        out.insert("rss_big_mib".into(), json!(steady as f64 / 1024.0));
+        out.insert("rss_peak_mib".into(), json!(peak as f64 / 1024.0));
+        drop(daemon);
+    }
+
+    println!(
+        "\nliqpass-indexer benchmark: {} payments over {} blocks\n",
+        a.payments, a.blocks
+    );
+    println!("| measure | result |\n| --- | --- |");
+    for (k, v) in &table {
+        println!("| {k} | {v} |");
+    }
+    if let Some(path) = a.json {
+        std::fs::write(&path, serde_json::to_string_pretty(&out).expect("json"))
+            .expect("write --json");
+        println!("\nwritten to {}", path.display());
+    }
+}
+
+async fn wait_status(db: &Db, id: &str, any_of: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s: String = sqlx::query_scalar("SELECT payment_status FROM orders WHERE id = ?")
+            .bind(id)
+            .fetch_one(db.store.pool())
+            .await
+            .expect("order");
+        if any_of.contains(&s.as_str()) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "order {id} never reached {any_of:?}"
+        );
+        tokio::time::sleep(Duration::from_micros(500)).await;
+    }
+}
+
+/// The order API's typical reads, on their own connection, until stopped.
+async fn api_reads(
+    url: String,
+    orders: u64,
+    stop: tokio_util::sync::CancellationToken,
+) -> (Vec<f64>, Vec<f64>) {
+    use sqlx::Connection;
+    let mut conn = sqlx::SqliteConnection::connect(&url)
+        .await
+        .expect("reader connection");
+    let (mut by_id, mut join) = (Vec::new(), Vec::new());
+    let mut k = 0u64;
+    while !stop.is_cancelled() {
+        k += 7919;
+        let t = Instant::now();
+        let _: Option<(String, String)> =
+            sqlx::query_as("SELECT id, payment_status FROM orders WHERE id = ?")
+                .bind(format!("ord_{}", k % orders.max(1)))
+                .fetch_optional(&mut conn)
+                .await
+                .expect("read by id");
+        by_id.push(t.elapsed().as_secs_f64() * 1000.0);
+        let t = Instant::now();
+        let _ = sqlx::query(
+            "SELECT o.id, o.status, ce.event_name, ce.amount_usdc
+             FROM orders o LEFT JOIN contract_events ce ON o.id = ce.order_id
+             WHERE o.status IN ('pending', 'paid') LIMIT 10",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .expect("acceptance join");
+        join.push(t.elapsed().as_secs_f64() * 1000.0);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    (by_id, join)
+}
