@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use support::caught_up;
 use support::chain::{order_ref, Chain};
 use support::daemon::{env_for, Daemon};
 use support::db::Db;
 use support::proxy::{RpcProxy, TcpProxy};
-use support::caught_up;
 
 const PREMIUM: u64 = 5_000_000;
 

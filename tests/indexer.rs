@@ -7,10 +7,10 @@ mod support;
 use std::time::Duration;
 
 use alloy::primitives::{Address, U256};
+use support::caught_up;
 use support::chain::{order_ref, Chain};
 use support::daemon::{command, env_for, Daemon};
 use support::db::Db;
-use support::caught_up;
 
 const PREMIUM: i64 = 5_000_000;
 const LONG: Duration = Duration::from_secs(60);
