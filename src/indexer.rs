@@ -347,8 +347,8 @@ impl Indexer {
         self.metrics.lag_blocks.set(lag as i64);
     }
 
-    /// Waits for the next head: a websocket push, or the poll interval. A
-    /// quiet subscription is backed by a slower poll.
+    /// Waits for the next head: a websocket push, or the poll interval,
+    /// whichever comes first.
     async fn wait_for_head(&mut self) -> Result<(), Stop> {
         let poll = self.settings.chain.poll_interval;
         if self.fetcher.pool.is_ws() && self.heads.is_none() {
@@ -382,7 +382,9 @@ impl Indexer {
                 }
                 Ok(())
             }
-            _ = tokio::time::sleep(poll * 10) => Ok(()),
+            // Some blocks are never announced (anvil_mine; some providers
+            // coalesce): poll as well, at the same pace as over http.
+            _ = tokio::time::sleep(poll) => Ok(()),
         }
     }
 

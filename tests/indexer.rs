@@ -7,6 +7,7 @@ mod support;
 use std::time::Duration;
 
 use alloy::primitives::{Address, U256};
+use alloy::providers::Provider;
 use support::caught_up;
 use support::chain::{order_ref, Chain};
 use support::daemon::{command, env_for, Daemon};
@@ -387,4 +388,35 @@ async fn status_shows_checkpoint_head_lag_and_counts() {
         table.contains("checkpoint") && table.contains("lag          4 blocks"),
         "{table}"
     );
+}
+
+#[tokio::test]
+async fn with_finality_finalized_an_order_is_paid_only_once_its_block_is_finalized() {
+    let chain = Chain::start().await;
+    let db = Db::new().await;
+    let buyer = chain.buyers[0];
+    db.insert_order("ord_1", order_ref(1), buyer, PREMIUM).await;
+    let mut env = env_for(&chain, &db);
+    env.insert("LIQPASS__CHAIN__FINALITY".into(), "finalized".into());
+    let _daemon = Daemon::spawn(&env);
+    let receipt = chain.pay(buyer, order_ref(1), PREMIUM as u64).await;
+    let paid_in = receipt.block_number.expect("mined");
+    chain.mine(3).await; // deeper than chain.confirmations, not yet finalized
+    caught_up(&chain, &db).await;
+    assert_eq!(db.order("ord_1").await.payment_status, "confirming");
+    // Mine until the node's finalized block passes the payment's block.
+    let finalized = |chain: &Chain| {
+        let p = chain.provider.clone();
+        async move {
+            p.get_block_by_number(alloy::eips::BlockNumberOrTag::Finalized)
+                .await
+                .expect("finalized tag")
+                .map_or(0, |b| b.header.number)
+        }
+    };
+    while finalized(&chain).await < paid_in {
+        chain.mine(8).await;
+    }
+    chain.mine(1).await;
+    db.wait_payment_status("ord_1", "paid").await;
 }
