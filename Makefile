@@ -13,7 +13,7 @@ demo: anvil
 test: anvil
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
-	$(CARGO) test --all-targets
+	$(CARGO) test --lib --bins --tests
 
 ## make anvil: the pinned anvil from the npm registry (tests/chain/package.json).
 anvil: $(ANVIL)
