@@ -103,10 +103,8 @@ pub fn main() -> ExitCode {
             eprintln!("liqpass-indexer: {e:#}");
             // An endpoint on the wrong chain is a configuration error.
             let wrong_chain = e.chain().any(|c| {
-                matches!(
-                    c.downcast_ref::<IndexerError>(),
-                    Some(IndexerError::WrongChain { .. })
-                )
+                c.downcast_ref::<IndexerError>()
+                    .is_some_and(IndexerError::is_configuration)
             });
             if wrong_chain {
                 ExitCode::from(EXIT_USAGE)

@@ -30,7 +30,6 @@ use write::Written;
 
 use crate::chain::pool::{PoolError, RpcPool};
 use crate::chain::range::RangeSizer;
-use crate::chain::source::ChainError;
 use crate::chain::window::common_ancestor;
 use crate::config::{Finality, Settings};
 use crate::domain::{BlockHeader, BlockRef, Scope};
@@ -48,16 +47,9 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 /// Errors that stop the indexer (everything else is retried).
 #[derive(Debug, thiserror::Error)]
 pub enum IndexerError {
-    #[error(
-        "the RPC endpoint {endpoint} serves chain id {actual}, but chain.chain_id is {expected}"
-    )]
-    WrongChain {
-        endpoint: String,
-        expected: u64,
-        actual: u64,
-    },
+    /// An endpoint failed, or serves the wrong chain.
     #[error(transparent)]
-    Chain(#[from] ChainError),
+    Rpc(#[from] PoolError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("stopped before indexing started")]
@@ -529,20 +521,11 @@ impl Indexer {
     }
 }
 
-impl From<PoolError> for IndexerError {
-    fn from(e: PoolError) -> Self {
-        match e {
-            PoolError::WrongChain {
-                endpoint,
-                expected,
-                actual,
-            } => IndexerError::WrongChain {
-                endpoint,
-                expected,
-                actual,
-            },
-            PoolError::Chain(e) => IndexerError::Chain(e),
-        }
+impl IndexerError {
+    /// True when the error is the configuration's fault (an endpoint on
+    /// another chain), not a runtime failure.
+    pub fn is_configuration(&self) -> bool {
+        matches!(self, IndexerError::Rpc(PoolError::WrongChain { .. }))
     }
 }
 
