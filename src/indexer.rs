@@ -580,6 +580,7 @@ impl Writer<'_> {
     fn after_commit(&self, batch: &Batch, written: &Written, head: u64, elapsed: Duration) {
         let m = self.metrics;
         m.record_commit(elapsed, written.rows);
+        m.ignored_logs.inc_by(batch.ignored);
         m.indexed_block.set(batch.last.number as i64);
         m.lag_blocks
             .set(head.saturating_sub(batch.last.number) as i64);

@@ -183,7 +183,7 @@ impl Fetcher {
             };
             self.sizer.accepted();
             let last = self.header(to).await?;
-            let mut batch = decode_all(from, last.block_ref(), vec![last], &logs, &self.metrics);
+            let mut batch = decode_all(from, last.block_ref(), vec![last], &logs);
             self.fill_timestamps(&mut batch.payments).await?;
             return Ok(batch);
         }
@@ -232,7 +232,7 @@ impl Fetcher {
                 .last()
                 .expect("from..=to is never empty")
                 .block_ref();
-            let mut batch = decode_all(from, last, headers.clone(), &logs, &self.metrics);
+            let mut batch = decode_all(from, last, headers.clone(), &logs);
             for p in &mut batch.payments {
                 p.block_timestamp = by_number.get(&p.block.number).map(|h| h.timestamp);
             }
@@ -276,13 +276,7 @@ fn never(_: &ChainError) -> bool {
     false
 }
 
-fn decode_all(
-    first: u64,
-    last: BlockRef,
-    headers: Vec<BlockHeader>,
-    logs: &[Log],
-    metrics: &Metrics,
-) -> Batch {
+fn decode_all(first: u64, last: BlockRef, headers: Vec<BlockHeader>, logs: &[Log]) -> Batch {
     let mut payments = Vec::with_capacity(logs.len());
     let mut ignored = 0;
     for log in logs.iter().filter(|l| !l.removed) {
@@ -297,7 +291,6 @@ fn decode_all(
             }
         }
     }
-    metrics.ignored_logs.inc_by(ignored);
     payments.sort_by_key(|p| (p.block.number, p.key.log_index));
     Batch {
         first,
