@@ -21,14 +21,6 @@ use crate::indexer::{Indexer, IndexerError};
 use crate::metrics::Metrics;
 use crate::store::{incidents, Store, MIGRATOR};
 
-/// The scope (chain, contract) the settings name.
-pub fn scope(settings: &Settings) -> Scope {
-    Scope {
-        chain_id: settings.chain.chain_id,
-        contract: settings.chain.contract,
-    }
-}
-
 /// Opens the store and refuses to run on a schema that is not up to date.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     let store = Store::open(&settings.database)
@@ -205,7 +197,7 @@ pub async fn status(settings: &Settings, as_json: bool) -> anyhow::Result<()> {
     let store = Store::open(&settings.database)
         .await
         .context("opening the database")?;
-    let scope = scope(settings);
+    let scope = settings.chain.scope();
     let st = store.status(&scope).await?;
     let head = head_of(settings, &scope).await;
     let lag = match (&head, st.checkpoint_block) {
@@ -266,7 +258,7 @@ async fn head_of(settings: &Settings, scope: &Scope) -> Result<u64, String> {
 pub async fn ack_reorg(settings: &Settings) -> anyhow::Result<()> {
     let store = open_store(settings).await?;
     let mut tx = store.begin_immediate().await?;
-    let n = incidents::acknowledge_all(&mut tx, &scope(settings)).await?;
+    let n = incidents::acknowledge_all(&mut tx, &settings.chain.scope()).await?;
     tx.commit().await?;
     println!("acknowledged {n} deep reorg incident(s)");
     store.close().await;

@@ -84,6 +84,16 @@ pub struct ChainSettings {
     pub request_timeout: Duration,
 }
 
+impl ChainSettings {
+    /// The chain and contract these settings follow.
+    pub fn scope(&self) -> crate::domain::Scope {
+        crate::domain::Scope {
+            chain_id: self.chain_id,
+            contract: self.contract,
+        }
+    }
+}
+
 /// What makes a payment final.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Finality {

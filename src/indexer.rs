@@ -92,10 +92,7 @@ impl Indexer {
         cancel: CancellationToken,
     ) -> Result<Self, IndexerError> {
         let chain = &settings.chain;
-        let scope = Scope {
-            chain_id: chain.chain_id,
-            contract: chain.contract,
-        };
+        let scope = chain.scope();
         let pool = RpcPool::new(&chain.rpc_urls, scope, chain.request_timeout);
         verify_endpoints(&pool, &cancel).await?;
         health.set_rpc_ok(true);

@@ -2,7 +2,7 @@
 //! transaction, so it sees a consistent snapshot while the indexer writes.
 
 use serde::Serialize;
-use sqlx::Row;
+use sqlx::{Row, SqliteConnection};
 
 use super::sync::checkpoint;
 use super::{Store, StoreError};
@@ -29,22 +29,16 @@ impl Store {
     pub async fn status(&self, scope: &Scope) -> Result<StoreStatus, StoreError> {
         let mut tx = self.pool().begin().await?;
         let cp = checkpoint(&mut tx, scope).await?;
-        let counts = |sql: &'static str| sql;
-        let mut grouped = Vec::new();
-        for sql in [
-            counts("SELECT status, COUNT(*) FROM orders GROUP BY status ORDER BY status"),
-            counts(
-                "SELECT payment_status, COUNT(*) FROM orders GROUP BY payment_status
-                 ORDER BY payment_status",
-            ),
-        ] {
-            let rows = sqlx::query(sql).fetch_all(&mut *tx).await?;
-            grouped.push(
-                rows.iter()
-                    .map(|r| (r.get(0), r.get(1)))
-                    .collect::<Counts>(),
-            );
-        }
+        let status_counts = grouped(
+            &mut tx,
+            "SELECT status, COUNT(*) FROM orders GROUP BY status ORDER BY status",
+        )
+        .await?;
+        let payment_counts = grouped(
+            &mut tx,
+            "SELECT payment_status, COUNT(*) FROM orders GROUP BY payment_status ORDER BY payment_status",
+        )
+        .await?;
         let contract = hex_address(&scope.contract);
         let events = sqlx::query(
             "SELECT match_status, COUNT(*) FROM contract_events
@@ -64,8 +58,6 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
-        let payment_counts = grouped.pop().expect("two grouped queries ran");
-        let status_counts = grouped.pop().expect("two grouped queries ran");
         Ok(StoreStatus {
             chain_id: scope.chain_id,
             contract,
@@ -77,4 +69,10 @@ impl Store {
             events_removed: removed,
         })
     }
+}
+
+/// `(label, count)` rows of a two-column GROUP BY query.
+async fn grouped(conn: &mut SqliteConnection, sql: &'static str) -> Result<Counts, StoreError> {
+    let rows = sqlx::query(sql).fetch_all(conn).await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
