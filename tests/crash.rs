@@ -19,25 +19,15 @@ const PREMIUM: u64 = 5_000_000;
 /// The seed of the kill schedule; change it to explore other schedules.
 const KILL_SEED: u64 = 0x11_9a55;
 
-async fn insert_orders(db: &Db, chain: &Chain, n: u64) {
-    for i in 0..n {
-        db.insert_order(
-            &format!("ord_{i:03}"),
-            order_ref(1_000 + i),
-            chain.buyers[i as usize % 8],
-            PREMIUM as i64,
-        )
-        .await;
-    }
-}
-
 #[tokio::test]
 async fn kill_9_at_random_moments_ends_in_the_same_database_as_a_run_without_kills() {
     const PAYMENTS: u64 = 60;
     const KILLS: usize = 20;
     let chain = Chain::start().await;
     let killed = Db::new().await;
-    insert_orders(&killed, &chain, PAYMENTS).await;
+    killed
+        .insert_orders(&chain.buyers, 1_000, PAYMENTS, PREMIUM as i64)
+        .await;
     let env = env_for(&chain, &killed);
     let mut rng = ChaCha8Rng::seed_from_u64(KILL_SEED);
 
@@ -78,7 +68,9 @@ async fn kill_9_at_random_moments_ends_in_the_same_database_as_a_run_without_kil
 
     // The reference: a fresh database indexed once, without kills.
     let clean = Db::new().await;
-    insert_orders(&clean, &chain, PAYMENTS).await;
+    clean
+        .insert_orders(&chain.buyers, 1_000, PAYMENTS, PREMIUM as i64)
+        .await;
     let _reference = Daemon::spawn(&env_for(&chain, &clean));
     caught_up(&chain, &clean).await;
     for i in 0..PAYMENTS {
@@ -128,7 +120,8 @@ async fn a_websocket_cut_mid_stream_loses_and_doubles_nothing() {
     let db = Db::new().await;
     let upstream = format!("127.0.0.1:{}", chain.anvil.port());
     let proxy = TcpProxy::start(upstream.parse().expect("socket addr")).await;
-    insert_orders(&db, &chain, 20).await;
+    db.insert_orders(&chain.buyers, 1_000, 20, PREMIUM as i64)
+        .await;
     let mut env = env_for(&chain, &db);
     env.insert("LIQPASS__CHAIN__RPC_URL".into(), proxy.url("ws"));
     let daemon = Daemon::spawn(&env);

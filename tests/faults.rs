@@ -20,18 +20,6 @@ const LONG: Duration = Duration::from_secs(90);
 /// The seed of the injected fault schedule.
 const FAULT_SEED: u64 = 0xfa_0175;
 
-async fn orders(db: &Db, chain: &Chain, n: u64) {
-    for i in 0..n {
-        db.insert_order(
-            &format!("ord_{i:03}"),
-            order_ref(7_000 + i),
-            chain.buyers[i as usize % 8],
-            PREMIUM as i64,
-        )
-        .await;
-    }
-}
-
 fn with(env: &BTreeMap<String, String>, pairs: &[(&str, String)]) -> BTreeMap<String, String> {
     let mut env = env.clone();
     for (k, v) in pairs {
@@ -45,7 +33,8 @@ async fn a_seeded_schedule_of_rpc_faults_ends_in_the_same_database_as_a_clean_ru
     const PAYMENTS: u64 = 40;
     let chain = Chain::start().await;
     let db = Db::new().await;
-    orders(&db, &chain, PAYMENTS).await;
+    db.insert_orders(&chain.buyers, 7_000, PAYMENTS, PREMIUM as i64)
+        .await;
     let proxy = RpcProxy::start(&chain.rpc_url()).await;
     let env = with(
         &env_for(&chain, &db),
@@ -87,7 +76,9 @@ async fn a_seeded_schedule_of_rpc_faults_ends_in_the_same_database_as_a_clean_ru
     proxy.heal();
 
     let clean = Db::new().await;
-    orders(&clean, &chain, PAYMENTS).await;
+    clean
+        .insert_orders(&chain.buyers, 7_000, PAYMENTS, PREMIUM as i64)
+        .await;
     let _reference = Daemon::spawn(&with(
         &env_for(&chain, &clean),
         &[("LIQPASS__CHAIN__CONFIRMATIONS", "2".into())],
@@ -112,7 +103,8 @@ async fn a_seeded_schedule_of_rpc_faults_ends_in_the_same_database_as_a_clean_ru
 async fn with_the_first_endpoint_dead_indexing_proceeds_on_the_second() {
     let chain = Chain::start().await;
     let db = Db::new().await;
-    orders(&db, &chain, 5).await;
+    db.insert_orders(&chain.buyers, 7_000, 5, PREMIUM as i64)
+        .await;
     let dead = RpcProxy::start(&chain.rpc_url()).await;
     dead.kill(true);
     let env = with(
@@ -161,7 +153,8 @@ async fn an_endpoint_on_the_wrong_chain_is_a_configuration_error_naming_it() {
 async fn a_websocket_that_goes_quiet_is_detected_as_a_stall_recovered_and_the_gap_filled() {
     let chain = Chain::start().await;
     let db = Db::new().await;
-    orders(&db, &chain, 6).await;
+    db.insert_orders(&chain.buyers, 7_000, 6, PREMIUM as i64)
+        .await;
     let proxy = TcpProxy::start(
         format!("127.0.0.1:{}", chain.anvil.port())
             .parse()
@@ -223,7 +216,8 @@ async fn a_websocket_that_goes_quiet_is_detected_as_a_stall_recovered_and_the_ga
 async fn a_failing_commit_rolls_back_is_retried_and_never_advances_the_checkpoint() {
     let chain = Chain::start().await;
     let db = Db::new().await;
-    orders(&db, &chain, 3).await;
+    db.insert_orders(&chain.buyers, 7_000, 3, PREMIUM as i64)
+        .await;
     // A disk fault on demand: while `fault` holds a row, writing the
     // checkpoint aborts the batch transaction.
     for sql in [

@@ -195,15 +195,8 @@ async fn kill_9_around_a_reorg_rollback_converges_to_the_same_state() {
     let chain = Chain::start().await;
     let db = Db::new().await;
     let env = env(&chain, &db);
-    for i in 0..30u64 {
-        db.insert_order(
-            &format!("ord_{i:02}"),
-            order_ref(500 + i),
-            chain.buyers[i as usize % 8],
-            PREMIUM as i64,
-        )
+    db.insert_orders(&chain.buyers, 500, 30, PREMIUM as i64)
         .await;
-    }
     let mut rng = ChaCha8Rng::seed_from_u64(KILL_SEED);
     let mut daemon = Daemon::spawn(&env);
     for round in 0..5u64 {
@@ -225,16 +218,9 @@ async fn kill_9_around_a_reorg_rollback_converges_to_the_same_state() {
     synced(&chain, &db).await;
 
     let clean = Db::new().await;
-    for i in 0..30u64 {
-        clean
-            .insert_order(
-                &format!("ord_{i:02}"),
-                order_ref(500 + i),
-                chain.buyers[i as usize % 8],
-                PREMIUM as i64,
-            )
-            .await;
-    }
+    clean
+        .insert_orders(&chain.buyers, 500, 30, PREMIUM as i64)
+        .await;
     let _reference = Daemon::spawn(&env_for_db(&env, &clean));
     synced(&chain, &clean).await;
     let live = |events: Vec<support::db::EventRow>| {

@@ -73,6 +73,21 @@ impl Db {
             .await;
     }
 
+    /// `n` pending orders `ord_000`, `ord_001`, … for order refs `first_ref`,
+    /// `first_ref + 1`, …, their wallets taken in turn from `wallets`.
+    pub async fn insert_orders(&self, wallets: &[Address], first_ref: u64, n: u64, premium: i64) {
+        for i in 0..n {
+            let wallet = wallets[i as usize % wallets.len()];
+            self.insert_order(
+                &format!("ord_{i:03}"),
+                super::chain::order_ref(first_ref + i),
+                wallet,
+                premium,
+            )
+            .await;
+        }
+    }
+
     pub async fn insert_order_expiring(
         &self,
         id: &str,
