@@ -78,14 +78,14 @@ async fn main() {
     chain.pay(bob, order_ref(2), PREMIUM - 1_000_000).await;
     chain.pay(carol, order_ref(4), PREMIUM).await;
     chain.pay(bob, order_ref(99), PREMIUM).await;
-    wait_events(&db, 4).await;
+    db.wait_events(4).await;
     db.wait_payment_status("ord_alice", "paid").await;
     show(&db).await;
 
     println!("\n== carol pays her order twice: the first payment counts, the second is flagged");
     chain.pay(carol, order_ref(3), PREMIUM).await;
     chain.pay(carol, order_ref(3), PREMIUM).await;
-    wait_events(&db, 6).await;
+    db.wait_events(6).await;
     db.wait_payment_status("ord_carol", "confirming").await;
     show(&db).await;
 
@@ -105,13 +105,6 @@ async fn main() {
     daemon.signal("TERM");
     let status = daemon.wait_exit(Duration::from_secs(30)).await;
     println!("   indexer exited with {status}");
-}
-
-async fn wait_events(db: &Db, n: i64) {
-    support::wait_for("events", Duration::from_secs(30), || async {
-        (db.count("SELECT COUNT(*) FROM contract_events").await >= n).then_some(())
-    })
-    .await;
 }
 
 async fn show(db: &Db) {

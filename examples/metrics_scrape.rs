@@ -28,17 +28,7 @@ async fn main() {
             .pay(chain.buyers[(i % 2) as usize], order_ref(i), 1_000_000)
             .await;
     }
-    support::wait_for(
-        "five events",
-        std::time::Duration::from_secs(30),
-        || async { (db.count("SELECT COUNT(*) FROM contract_events").await >= 5).then_some(()) },
-    )
-    .await;
-    let scrape = reqwest::get(format!("{base}/metrics"))
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("body");
+    db.wait_events(5).await;
+    let scrape = support::http_get(&format!("{base}/metrics")).await.1;
     print!("{scrape}");
 }

@@ -195,12 +195,7 @@ async fn a_websocket_that_goes_quiet_is_detected_as_a_stall_recovered_and_the_ga
         "detected in {:?}",
         started.elapsed()
     );
-    let metrics = reqwest::get(format!("{base}/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = support::http_get(&format!("{base}/metrics")).await.1;
     assert!(metrics.contains("liqpass_indexer_stalled 1"), "{metrics}");
 
     proxy.stall(false);

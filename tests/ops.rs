@@ -9,15 +9,10 @@ use support::chain::{order_ref, Chain};
 use support::daemon::{command, env_for, Daemon};
 use support::db::Db;
 use support::proxy::RpcProxy;
-use support::wait_for;
+use support::{http_get as get, wait_for};
 
 const SECRET: &str = "KEYKEYSECRET";
 const LONG: Duration = Duration::from_secs(60);
-
-async fn get(url: &str) -> (u16, String) {
-    let resp = reqwest::get(url).await.expect("http request");
-    (resp.status().as_u16(), resp.text().await.expect("body"))
-}
 
 /// Waits until `path` answers `status`; returns the body.
 async fn until_status(base: &str, path: &str, status: u16) -> String {

@@ -162,16 +162,8 @@ async fn a_reorg_deeper_than_the_confirmations_reverses_a_paid_order_loudly() {
         (order.status.as_str(), order.paid_tx_hash),
         ("pending", None)
     );
-    let readyz = reqwest::get(format!("{base}/readyz"))
-        .await
-        .expect("readyz");
-    assert_eq!(readyz.status().as_u16(), 503);
-    let metrics = reqwest::get(format!("{base}/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    assert_eq!(support::http_get(&format!("{base}/readyz")).await.0, 503);
+    let metrics = support::http_get(&format!("{base}/metrics")).await.1;
     assert!(
         metrics.contains("liqpass_indexer_deep_reorgs_total 1"),
         "{metrics}"

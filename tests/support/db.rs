@@ -194,6 +194,14 @@ impl Db {
             .expect("count query")
     }
 
+    /// Returns once at least `n` events are stored (bounded wait).
+    pub async fn wait_events(&self, n: i64) {
+        super::wait_for(&format!("{n} events"), Duration::from_secs(30), || async {
+            (self.count("SELECT COUNT(*) FROM contract_events").await >= n).then_some(())
+        })
+        .await;
+    }
+
     /// The payment_status of `id`, once it equals `want` (bounded wait).
     pub async fn wait_payment_status(&self, id: &str, want: &str) {
         super::wait_for(

@@ -65,3 +65,9 @@ pub async fn until_ready(base: &str) {
     })
     .await;
 }
+
+/// GET `url`: the status and the body. Panics when nothing answers.
+pub async fn http_get(url: &str) -> (u16, String) {
+    let resp = reqwest::get(url).await.expect("http request");
+    (resp.status().as_u16(), resp.text().await.expect("body"))
+}
