@@ -1,10 +1,9 @@
 //! The one retry policy of our own loops (RPC calls, reconnects, commits):
-//! exponential backoff with jitter from the `backoff` crate, forever, until
-//! success or shutdown. A failure episode is logged once when it starts and
-//! once when it ends, never per attempt.
+//! exponential backoff with jitter from the `backoff` crate, forever, and a
+//! pause that ends early on shutdown. The loops themselves (`indexer::fetch`
+//! for RPC, `indexer` for commits and start-up) log a failure episode once
+//! when it starts and once when it ends, never per attempt.
 
-use std::fmt::Display;
-use std::future::Future;
 use std::time::Duration;
 
 use backoff::backoff::Backoff;
@@ -28,51 +27,6 @@ pub fn policy(max_interval: Duration) -> ExponentialBackoff {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Cancelled;
 
-/// Runs `op` until it succeeds or `cancel` fires. `on_error` sees each error
-/// and may return `false` to give up at once (the error is then returned).
-pub async fn until_ok<T, E, F, Fut>(
-    what: &str,
-    cancel: &CancellationToken,
-    max_interval: Duration,
-    mut op: F,
-) -> Result<T, Cancelled>
-where
-    E: Display,
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-{
-    let mut backoff = policy(max_interval);
-    let mut failures = 0u64;
-    loop {
-        let result = tokio::select! {
-            biased;
-            _ = cancel.cancelled() => return Err(Cancelled),
-            r = op() => r,
-        };
-        match result {
-            Ok(value) => {
-                if failures > 0 {
-                    tracing::info!(what, failures, "recovered");
-                }
-                return Ok(value);
-            }
-            Err(e) => {
-                failures += 1;
-                if failures == 1 {
-                    tracing::warn!(what, error = %e, "failing; retrying with backoff");
-                } else {
-                    tracing::debug!(what, error = %e, failures, "still failing");
-                }
-                let wait = backoff.next_backoff().unwrap_or(max_interval);
-                tokio::select! {
-                    _ = cancel.cancelled() => return Err(Cancelled),
-                    _ = tokio::time::sleep(wait) => {}
-                }
-            }
-        }
-    }
-}
-
 /// Sleeps for the next interval of `backoff`, or returns `Err` on cancel.
 pub async fn pause(
     backoff: &mut ExponentialBackoff,
@@ -90,33 +44,12 @@ mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn an_operation_is_retried_until_it_succeeds() {
+    async fn a_pause_ends_at_once_on_cancellation() {
         let cancel = CancellationToken::new();
-        let mut attempts = 0;
-        let out = until_ok("test", &cancel, Duration::from_secs(1), || {
-            attempts += 1;
-            let ok = attempts >= 4;
-            async move {
-                if ok {
-                    Ok(attempts)
-                } else {
-                    Err("boom")
-                }
-            }
-        })
-        .await;
-        assert_eq!(out, Ok(4));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn cancellation_ends_the_retries() {
-        let cancel = CancellationToken::new();
+        let mut backoff = policy(Duration::from_secs(3600));
+        assert_eq!(pause(&mut backoff, &cancel).await, Ok(()));
         cancel.cancel();
-        let out: Result<(), _> = until_ok("test", &cancel, Duration::from_secs(1), || async {
-            Err::<(), _>("down")
-        })
-        .await;
-        assert_eq!(out, Err(Cancelled));
+        assert_eq!(pause(&mut backoff, &cancel).await, Err(Cancelled));
     }
 
     #[test]

@@ -73,7 +73,6 @@ impl TxWork for RollBack<'_> {
 pub struct Written {
     /// Outcomes of events stored by this batch (new and late-matched).
     pub outcomes: Vec<(MatchStatus, Option<String>, crate::domain::EventVersion)>,
-    pub late_matched: usize,
     pub confirming: u64,
     pub paid: u64,
     pub rows: usize,
@@ -173,7 +172,6 @@ async fn late_match(
         if let Some(order_id) = order_id {
             written.confirming += orders::mark_confirming(tx, &[(order_id, ev.event_id)]).await?;
         }
-        written.late_matched += 1;
         written
             .outcomes
             .push((status, order_id.map(str::to_owned), ev.payment.version));
