@@ -19,8 +19,10 @@ need_apt() { # command package
 need_apt promtool prometheus
 need_apt systemd-analyze systemd
 venv="$root/target/deploy-venv"
-if [[ ! -x "$venv/bin/kubernetes-validate" ]]; then
+# A venv is not relocatable: one copied or moved from elsewhere is rebuilt.
+if ! "$venv/bin/kubernetes-validate" --version >/dev/null 2>&1; then
   echo "installing kubernetes-validate into $venv..." >&2
+  rm -rf "$venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q 'kubernetes-validate==1.37.0' 'PyYAML==6.0.2' >&2
 fi
