@@ -181,7 +181,7 @@ impl Fetcher {
                 self.refused(from, to).await?;
                 continue;
             };
-            self.sizer.accepted();
+            self.sizer.accepted(to - from + 1, logs.len() as u64);
             let last = self.header(to).await?;
             let mut batch = decode_all(from, last.block_ref(), vec![last], &logs);
             self.fill_timestamps(&mut batch.payments).await?;
@@ -215,7 +215,7 @@ impl Fetcher {
                 self.refused(from, to).await?;
                 continue;
             };
-            self.sizer.accepted();
+            self.sizer.accepted(to - from + 1, logs.len() as u64);
             let by_number: HashMap<u64, &BlockHeader> =
                 headers.iter().map(|h| (h.number, h)).collect();
             let consistent = logs.iter().all(|l| {
