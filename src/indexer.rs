@@ -571,7 +571,7 @@ impl Writer<'_> {
             commit_with_retry(self.store, self.metrics, self.cancel, &work).await?;
         *self.checkpoint = Some(batch.last);
         self.after_commit(&batch, &written, head, started.elapsed());
-        Ok(written.rows as u64)
+        Ok(written.rows)
     }
 
     fn after_commit(&self, batch: &Batch, written: &Written, head: u64, elapsed: Duration) {

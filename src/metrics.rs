@@ -217,7 +217,7 @@ impl Metrics {
         self.getlogs_range.observe(blocks as f64);
     }
 
-    pub fn record_commit(&self, elapsed: Duration, rows: usize) {
+    pub fn record_commit(&self, elapsed: Duration, rows: u64) {
         self.commit_duration.observe(elapsed.as_secs_f64());
         self.batch_rows.observe(rows as f64);
         let now = std::time::SystemTime::now()

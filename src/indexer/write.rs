@@ -10,7 +10,7 @@ use super::fetch::Batch;
 use crate::domain::{BlockRef, MatchStatus, Order, Scope};
 use crate::reconcile::{reconcile, Decision, Policy};
 use crate::store::events::{self, NewEvent};
-use crate::store::orders::{self, Reason};
+use crate::store::orders::{self, Paying, Reason};
 use crate::store::{incidents, sync, StoreError};
 
 /// Late matches attempted per batch: bounded work.
@@ -75,7 +75,7 @@ pub struct Written {
     pub outcomes: Vec<(MatchStatus, Option<String>, crate::domain::EventVersion)>,
     pub confirming: u64,
     pub paid: u64,
-    pub rows: usize,
+    pub rows: u64,
 }
 
 /// Writes `batch` and advances the checkpoint, inside `tx`.
@@ -116,7 +116,7 @@ pub async fn write_batch(
                 // Later logs in this batch see the order as paid by this one.
                 order.paid_by = Some(p.key);
                 order.payment_status = "confirming".into();
-                applied.push((order.id.clone(), p.key));
+                applied.push((order.id.clone(), *p));
                 Some(order.id.clone())
             }
             _ => None,
@@ -134,19 +134,26 @@ pub async fn write_batch(
             order_id: order_id.as_deref(),
         })
         .collect();
-    let ids = events::upsert(tx, scope, &new_events).await?;
-    written.rows = ids.len();
-    let paid: Vec<(&str, i64)> = applied
-        .iter()
-        .filter_map(|(order_id, key)| ids.get(key).map(|id| (order_id.as_str(), *id)))
-        .collect();
-    written.confirming += orders::mark_confirming(tx, &paid).await?;
-
+    written.rows = events::upsert(tx, scope, &new_events).await?;
+    // A payment already final when first seen goes straight to paid.
+    let (mut now_final, mut unconfirmed): (Vec<Paying>, Vec<Paying>) = (Vec::new(), Vec::new());
+    for (order_id, p) in &applied {
+        let to = if p.block.number <= final_block {
+            &mut now_final
+        } else {
+            &mut unconfirmed
+        };
+        to.push((order_id.as_str(), &p.key));
+    }
+    written.confirming += orders::mark_confirming(tx, scope, &unconfirmed).await?;
+    let paid_at_once = orders::mark_paid(tx, scope, &now_final).await?;
+    written.confirming += paid_at_once;
+    written.paid += paid_at_once;
     late_match(tx, scope, policy, &mut written).await?;
 
     sync::record_blocks(tx, scope, &batch.headers, reorg_window).await?;
     sync::set_checkpoint(tx, scope, &batch.last).await?;
-    written.paid = orders::promote_final(tx, scope, final_block).await?;
+    written.paid += orders::promote_final(tx, scope, final_block).await?;
     Ok(written)
 }
 
@@ -170,7 +177,8 @@ async fn late_match(
         };
         events::set_outcome(tx, ev.event_id, status, order_id).await?;
         if let Some(order_id) = order_id {
-            written.confirming += orders::mark_confirming(tx, &[(order_id, ev.event_id)]).await?;
+            written.confirming +=
+                orders::mark_confirming(tx, scope, &[(order_id, &ev.payment.key)]).await?;
         }
         written
             .outcomes

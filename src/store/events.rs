@@ -1,7 +1,7 @@
 //! `contract_events`: one row per `PremiumPaid` log, inserted idempotently on
 //! `(chain_id, tx_hash, log_index)`, never deleted (a reorg sets `removed`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use alloy::primitives::{Address, U256};
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
@@ -58,14 +58,14 @@ pub async fn live_keys(
 }
 
 /// Inserts new events, or revives a row a reorg had removed (same log
-/// re-included); returns the row id of each written event.
+/// re-included); returns how many rows were written.
 pub async fn upsert(
     conn: &mut SqliteConnection,
     scope: &Scope,
     events: &[NewEvent<'_>],
-) -> Result<HashMap<LogKey, i64>, StoreError> {
+) -> Result<u64, StoreError> {
     let contract = hex_address(&scope.contract);
-    let mut ids = HashMap::with_capacity(events.len());
+    let mut written = 0;
     for chunk in events.chunks(CHUNK) {
         let mut q = QueryBuilder::<Sqlite>::new(
             "INSERT INTO contract_events (chain_id, contract_address, tx_hash, log_index,
@@ -101,18 +101,11 @@ pub async fn upsert(
                block_hash = excluded.block_hash, block_timestamp = excluded.block_timestamp,
                order_id = excluded.order_id, match_status = excluded.match_status,
                updated_at = {NOW}
-             WHERE contract_events.removed = 1
-             RETURNING id, tx_hash, log_index"
+             WHERE contract_events.removed = 1"
         ));
-        for row in q.build().fetch_all(&mut *conn).await? {
-            let key = LogKey {
-                tx_hash: parse_b256(&row.get::<String, _>(1))?,
-                log_index: to_u64(row.get::<i64, _>(2))?,
-            };
-            ids.insert(key, row.get::<i64, _>(0));
-        }
+        written += q.build().execute(&mut *conn).await?.rows_affected();
     }
-    Ok(ids)
+    Ok(written)
 }
 
 /// A stored `unknown_order` event whose order now exists.
@@ -123,7 +116,8 @@ pub struct Unmatched {
 }
 
 /// Up to `limit` live `unknown_order` events whose order has since been
-/// inserted, oldest first.
+/// inserted, oldest first. Driven by the partial index of unmatched events,
+/// so its cost follows their number, not the size of the history.
 pub async fn unknown_with_order(
     conn: &mut SqliteConnection,
     scope: &Scope,
@@ -133,7 +127,8 @@ pub async fn unknown_with_order(
         "SELECT ce.id, ce.tx_hash, ce.log_index, ce.block_number, ce.block_hash,
                 ce.block_timestamp, ce.event_version, ce.order_ref, ce.payer, ce.amount_raw,
                 ce.quote_hash, ce.args_json
-         FROM contract_events ce JOIN orders o ON o.order_ref = ce.order_ref
+         FROM contract_events ce INDEXED BY idx_contract_events_unknown
+         CROSS JOIN orders o ON o.order_ref = ce.order_ref
          WHERE ce.match_status = 'unknown_order' AND ce.removed = 0
            AND ce.chain_id = ? AND ce.contract_address = ?
          ORDER BY ce.block_number, ce.log_index LIMIT ?",

@@ -88,42 +88,105 @@ impl Reason {
     }
 }
 
-/// Moves these orders (all `pending`) to `confirming`, each linked to the
-/// event that paid it. Returns how many moved.
+/// An order and the stored log that pays it.
+pub type Paying<'a> = (&'a str, &'a LogKey);
+
+/// The rows of `paying`, as `v(order_id, tx_hash, log_index)` joined to the
+/// stored event (`ce`) and the order (`o`) when the order can still be paid.
+fn paying_join<'q>(scope: &Scope, paying: &[Paying<'q>]) -> QueryBuilder<'q, Sqlite> {
+    let mut q = QueryBuilder::<Sqlite>::new("WITH v(order_id, tx_hash, log_index) AS (");
+    q.push_values(paying, |mut row, (order_id, key)| {
+        row.push_bind(*order_id)
+            .push_bind(hex32(&key.tx_hash))
+            .push_bind(key.log_index as i64);
+    });
+    q.push(
+        "), p AS (SELECT o.id AS order_id, o.status, o.payment_status, ce.id AS event_id,
+                ce.tx_hash, ce.log_index, ce.block_number, ce.amount_usdc,
+                strftime('%Y-%m-%dT%H:%M:%fZ', ce.block_timestamp, 'unixepoch') AS paid_at
+           FROM v JOIN orders o ON o.id = v.order_id
+           JOIN contract_events ce ON ce.chain_id = ",
+    );
+    q.push_bind(scope.chain_id as i64).push(
+        " AND ce.tx_hash = v.tx_hash AND ce.log_index = v.log_index
+           WHERE o.payment_status IN ('pending', 'reversed')) ",
+    );
+    q
+}
+
+/// Moves these orders (`pending`, or `reversed` and paid again) to
+/// `confirming`, each linked to the stored log that pays it. Returns how many
+/// moved.
 pub async fn mark_confirming(
     conn: &mut SqliteConnection,
-    paid: &[(&str, i64)],
+    scope: &Scope,
+    paying: &[Paying<'_>],
 ) -> Result<u64, StoreError> {
     let mut moved = 0;
-    for chunk in paid.chunks(CHUNK) {
-        let mut audit = QueryBuilder::<Sqlite>::new("WITH v(order_id, event_id) AS (");
-        audit.push_values(chunk, |mut row, (order_id, event_id)| {
-            row.push_bind(*order_id).push_bind(*event_id);
-        });
+    for chunk in paying.chunks(CHUNK) {
+        let mut audit = paying_join(scope, chunk);
         audit.push(
-            ") INSERT INTO order_audit (order_id, reason, from_status, to_status,
+            "INSERT INTO order_audit (order_id, reason, from_status, to_status,
                  from_payment_status, to_payment_status, event_id)
-             SELECT o.id, 'payment_seen', o.status, o.status, o.payment_status, 'confirming',
-                    v.event_id
-             FROM v JOIN orders o ON o.id = v.order_id
-             WHERE o.payment_status IN ('pending', 'reversed')",
+             SELECT order_id, 'payment_seen', status, status, payment_status, 'confirming',
+                    event_id FROM p",
         );
         audit.build().execute(&mut *conn).await?;
-
-        let mut update = QueryBuilder::<Sqlite>::new(format!(
-            "UPDATE orders SET payment_status = 'confirming', updated_at = {NOW}
-             WHERE payment_status IN ('pending', 'reversed') AND id IN ("
-        ));
-        let mut list = update.separated(", ");
-        for (order_id, _) in chunk {
-            list.push_bind(*order_id);
-        }
-        update.push(")");
-        moved += update.build().execute(&mut *conn).await?.rows_affected();
+        moved += set_payment(conn, scope, chunk, "orders.status", "confirming", "").await?;
     }
     Ok(moved)
 }
 
+/// Moves these orders straight to `paid`: the log that pays each was already
+/// final when first seen. The audit trail is the same as going through
+/// `confirming` (`payment_seen`, then `payment_final`), in one pass over the
+/// orders instead of two. Returns how many moved.
+pub async fn mark_paid(
+    conn: &mut SqliteConnection,
+    scope: &Scope,
+    paying: &[Paying<'_>],
+) -> Result<u64, StoreError> {
+    let mut moved = 0;
+    for chunk in paying.chunks(CHUNK) {
+        let mut audit = paying_join(scope, chunk);
+        audit.push(
+            "INSERT INTO order_audit (order_id, reason, from_status, to_status,
+                 from_payment_status, to_payment_status, event_id)
+             SELECT order_id, 'payment_seen', status, status, payment_status, 'confirming',
+                    event_id FROM p
+             UNION ALL
+             SELECT order_id, 'payment_final', status, 'paid', 'confirming', 'paid', event_id
+             FROM p",
+        );
+        audit.build().execute(&mut *conn).await?;
+        moved += set_payment(conn, scope, chunk, "'paid'", "paid", PAID_COLUMNS).await?;
+    }
+    Ok(moved)
+}
+
+/// The paid_* columns, from a row `f` of the paying event.
+const PAID_COLUMNS: &str = ", paid_tx_hash = f.tx_hash, paid_log_index = f.log_index,
+    paid_block_number = f.block_number, paid_amount_usdc = f.amount_usdc, paid_at = f.paid_at";
+
+/// Sets `status` to the SQL expression `status` and `payment_status` to
+/// `payment_status` (plus `extra` assignments from `f`) on the orders of
+/// `paying` that can still be paid.
+async fn set_payment(
+    conn: &mut SqliteConnection,
+    scope: &Scope,
+    paying: &[Paying<'_>],
+    status: &str,
+    payment_status: &str,
+    extra: &str,
+) -> Result<u64, StoreError> {
+    let mut update = paying_join(scope, paying);
+    update.push(format!(
+        "UPDATE orders SET status = {status}, payment_status = '{payment_status}',
+           updated_at = {NOW}{extra}
+         FROM p AS f WHERE orders.id = f.order_id"
+    ));
+    Ok(update.build().execute(&mut *conn).await?.rows_affected())
+}
 /// Moves every `confirming` order whose paying event is at or below
 /// `final_block` to `paid`, filling its paid_* columns. Returns how many moved.
 pub async fn promote_final(
@@ -131,10 +194,13 @@ pub async fn promote_final(
     scope: &Scope,
     final_block: u64,
 ) -> Result<u64, StoreError> {
+    // Driven by the few `confirming` orders (CROSS JOIN keeps them the outer
+    // loop), never by a scan of every event below the final block.
     const FINAL: &str = "SELECT o.id AS order_id, o.status, ce.id AS event_id, ce.tx_hash,
             ce.log_index, ce.block_number, ce.amount_usdc,
             strftime('%Y-%m-%dT%H:%M:%fZ', ce.block_timestamp, 'unixepoch') AS paid_at
-         FROM orders o JOIN contract_events ce ON ce.order_id = o.id AND ce.removed = 0
+         FROM orders o CROSS JOIN contract_events ce INDEXED BY idx_contract_events_order_id
+           ON ce.order_id = o.id AND ce.removed = 0
          WHERE o.payment_status = 'confirming' AND ce.block_number <= ?1
            AND ce.chain_id = ?2 AND ce.contract_address = ?3";
     let contract = hex_address(&scope.contract);
@@ -150,10 +216,8 @@ pub async fn promote_final(
     .execute(&mut *conn)
     .await?;
     let done = sqlx::query(&format!(
-        "UPDATE orders SET status = 'paid', payment_status = 'paid',
-           paid_tx_hash = f.tx_hash, paid_log_index = f.log_index,
-           paid_block_number = f.block_number, paid_amount_usdc = f.amount_usdc,
-           paid_at = f.paid_at, updated_at = {NOW}
+        "UPDATE orders SET status = 'paid', payment_status = 'paid', updated_at = {NOW}
+           {PAID_COLUMNS}
          FROM ({FINAL}) AS f WHERE orders.id = f.order_id"
     ))
     .bind(final_block as i64)
