@@ -97,39 +97,52 @@ impl Chain {
             .args(args.iter().copied())
             .try_spawn()
             .expect("anvil starts");
-        let mut wallet = EthereumWallet::default();
-        for key in anvil.keys() {
-            wallet.register_signer(PrivateKeySigner::from(key.clone()));
-        }
-        // Uncached nonces: after evm_revert or anvil_reorg a cached nonce is too high.
-        let provider = ProviderBuilder::new()
-            .disable_recommended_fillers()
-            .with_gas_estimation()
-            .with_simple_nonce_management()
-            .fetch_chain_id()
-            .wallet(wallet)
-            .connect_http(anvil.endpoint_url())
-            .erased();
         let deployer = anvil.addresses()[0];
-        let treasury = anvil.addresses()[1];
-        let buyers = anvil.addresses()[2..].to_vec();
+        let provider = connect(&anvil);
         let usdc = deploy(&provider, deployer, artifact("MockUSDC"), Bytes::new()).await;
-        let args: Bytes = (usdc, treasury).abi_encode_params().into();
+        let args: Bytes = (usdc, anvil.addresses()[1]).abi_encode_params().into();
         let checkout = deploy(&provider, deployer, artifact("CheckoutV1"), args.clone()).await;
         let checkout_v2 = deploy(&provider, deployer, artifact("CheckoutV2"), args).await;
-        let chain = Chain {
-            anvil,
-            provider,
-            usdc,
-            checkout,
-            checkout_v2,
-            treasury,
-            buyers,
-        };
+        let chain = Self::with_contracts(anvil, provider);
+        assert_eq!(
+            (chain.usdc, chain.checkout, chain.checkout_v2),
+            (usdc, checkout, checkout_v2),
+            "contracts at the deployer's first three nonces"
+        );
         for buyer in chain.buyers.clone() {
             chain.fund(buyer).await;
         }
         chain
+    }
+
+    /// Starts anvil on a state file written from a chain that `start_with`
+    /// made (`anvil --load-state`: no body-size limit, unlike
+    /// `anvil_loadState`), with extra anvil arguments.
+    pub async fn load(state: &std::path::Path, args: &[&str]) -> Chain {
+        let anvil = Anvil::at(anvil_path())
+            .arg("--load-state")
+            .arg(state.as_os_str().to_str().expect("UTF-8 path"))
+            .args(args.iter().copied())
+            .timeout(120_000)
+            .try_spawn()
+            .expect("anvil starts on the saved state");
+        let provider = connect(&anvil);
+        Self::with_contracts(anvil, provider)
+    }
+
+    /// The chain, with the contracts at the addresses `start_with` deploys
+    /// them to (the deployer's first three nonces).
+    fn with_contracts(anvil: AnvilInstance, provider: DynProvider) -> Chain {
+        let deployer = anvil.addresses()[0];
+        Chain {
+            usdc: deployer.create(0),
+            checkout: deployer.create(1),
+            checkout_v2: deployer.create(2),
+            treasury: anvil.addresses()[1],
+            buyers: anvil.addresses()[2..].to_vec(),
+            anvil,
+            provider,
+        }
     }
 
     pub fn rpc_url(&self) -> String {
@@ -326,6 +339,23 @@ impl Chain {
         .await
         .expect("head")
     }
+}
+
+/// A provider signing for every anvil account. Uncached nonces: after
+/// evm_revert or anvil_reorg a cached nonce is too high.
+fn connect(anvil: &AnvilInstance) -> DynProvider {
+    let mut wallet = EthereumWallet::default();
+    for key in anvil.keys() {
+        wallet.register_signer(PrivateKeySigner::from(key.clone()));
+    }
+    ProviderBuilder::new()
+        .disable_recommended_fillers()
+        .with_gas_estimation()
+        .with_simple_nonce_management()
+        .fetch_chain_id()
+        .wallet(wallet)
+        .connect_http(anvil.endpoint_url())
+        .erased()
 }
 
 async fn deploy(provider: &DynProvider, from: Address, code: Bytes, args: Bytes) -> Address {
