@@ -59,6 +59,28 @@ impl Db {
         Db { dir, store }
     }
 
+    /// A copy of a database file saved with `save_to` (benchmark caches).
+    #[allow(dead_code)] // used by the benchmark only
+    pub async fn copy_of(saved: &std::path::Path) -> Db {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::copy(saved, dir.path().join("liqpass.db")).expect("copy the database");
+        let store = Store::open(&settings(&dir.path().join("liqpass.db")))
+            .await
+            .expect("open");
+        Db { dir, store }
+    }
+
+    /// A consistent copy of the database (WAL included) at `path`.
+    #[allow(dead_code)] // used by the benchmark only
+    pub async fn save_to(&self, path: &std::path::Path) {
+        let _ = std::fs::remove_file(path);
+        sqlx::query("VACUUM INTO ?")
+            .bind(path.display().to_string())
+            .execute(self.store.pool())
+            .await
+            .expect("VACUUM INTO");
+    }
+
     pub fn path(&self) -> PathBuf {
         self.dir.path().join("liqpass.db")
     }
