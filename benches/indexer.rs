@@ -194,6 +194,8 @@ fn env_with(chain: &Chain, db: &Db, extra: &[(&str, &str)]) -> BTreeMap<String, 
     env.insert("LIQPASS__LOG__LEVEL".into(), "warn".into());
     env.insert("LIQPASS__CHAIN__CONFIRMATIONS".into(), "1".into());
     env.insert("LIQPASS__CHAIN__REORG_WINDOW".into(), "64".into());
+    // As deploy/ runs it (systemd unit, Dockerfile).
+    env.insert("MALLOC_ARENA_MAX".into(), "1".into());
     for (k, v) in extra {
         env.insert((*k).into(), (*v).into());
     }
