@@ -68,17 +68,51 @@ async fn every_migration_goes_down_and_up_again_to_the_same_schema_on_a_fresh_fi
 async fn migrations_round_trip_on_a_file_holding_rows() {
     let db = Db::new().await;
     seed_orders(&db).await;
+    // An event paying ord_a and the audit row pointing at it: the newest
+    // migration rebuilds contract_events under that foreign key.
+    sqlx::query(&format!(
+        "INSERT INTO contract_events (chain_id, contract_address, tx_hash, log_index,
+           block_number, block_hash, event_name, event_version, order_ref, payer,
+           amount_usdc, amount_raw, quote_hash, args_json, order_id, match_status)
+         VALUES (1, '{addr}', '{h}', 0, 1, '{h}', 'PremiumPaid', 1, '{h}', '{addr}',
+           5000000, '5000000', '{h}', '{{}}', 'ord_a', 'matched')",
+        addr = format!("{:#x}", wallet(0xa)),
+        h = format!("{:#x}", B256::repeat_byte(1)),
+    ))
+    .execute(db.store.pool())
+    .await
+    .expect("event");
+    sqlx::query(
+        "INSERT INTO order_audit (order_id, reason, from_status, to_status,
+           from_payment_status, to_payment_status, event_id)
+         VALUES ('ord_a', 'payment_seen', 'pending', 'pending', 'pending', 'confirming', 1)",
+    )
+    .execute(db.store.pool())
+    .await
+    .expect("audit");
     let original = schema(&db.store).await;
-    // The newest migration goes down and up without touching orders.
+    let rows = || async {
+        let counts = [
+            db.count("SELECT COUNT(*) FROM orders").await,
+            db.count("SELECT COUNT(*) FROM contract_events WHERE id = 1 AND order_id = 'ord_a'")
+                .await,
+            db.count("SELECT COUNT(*) FROM order_audit WHERE event_id = 1")
+                .await,
+            db.count("SELECT COUNT(*) FROM pragma_foreign_key_check")
+                .await,
+        ];
+        counts
+    };
+    // The newest migration goes down and up keeping every row and reference.
     db.store
         .revert_last()
         .await
         .expect("down")
         .expect("reverted");
-    assert_eq!(db.count("SELECT COUNT(*) FROM orders").await, 3);
+    assert_eq!(rows().await, [3, 1, 1, 0]);
     db.store.migrate().await.expect("up");
     assert_eq!(schema(&db.store).await, original);
-    assert_eq!(db.count("SELECT COUNT(*) FROM orders").await, 3);
+    assert_eq!(rows().await, [3, 1, 1, 0]);
     // All the way down drops the contract; up again recreates it identically.
     for _ in 0..migration_count() {
         db.store.revert_last().await.expect("down");
