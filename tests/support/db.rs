@@ -59,7 +59,8 @@ impl Db {
         Db { dir, store }
     }
 
-    /// A copy of a database file saved with `save_to` (benchmark caches).
+    /// A copy of a database file saved with `save_to` (benchmark caches),
+    /// migrated to this build's schema as `liqpass-indexer migrate` would.
     #[allow(dead_code)] // used by the benchmark only
     pub async fn copy_of(saved: &std::path::Path) -> Db {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -67,6 +68,7 @@ impl Db {
         let store = Store::open(&settings(&dir.path().join("liqpass.db")))
             .await
             .expect("open");
+        store.migrate().await.expect("migrate the saved database");
         Db { dir, store }
     }
 
