@@ -10,7 +10,7 @@ use super::fetch::Batch;
 use crate::domain::{BlockRef, MatchStatus, Order, Scope};
 use crate::reconcile::{reconcile, Decision, Policy};
 use crate::store::events::{self, NewEvent};
-use crate::store::orders::{self, Paying, Reason};
+use crate::store::orders::{self, Paying, Reason, Seen};
 use crate::store::{incidents, sync, StoreError};
 
 /// Late matches attempted per batch: bounded work.
@@ -145,8 +145,8 @@ pub async fn write_batch(
         };
         to.push((order_id.as_str(), &p.key));
     }
-    written.confirming += orders::mark_confirming(tx, scope, &unconfirmed).await?;
-    let paid_at_once = orders::mark_paid(tx, scope, &now_final).await?;
+    written.confirming += orders::mark_seen(tx, scope, &unconfirmed, Seen::Unconfirmed).await?;
+    let paid_at_once = orders::mark_seen(tx, scope, &now_final, Seen::Final).await?;
     written.confirming += paid_at_once;
     written.paid += paid_at_once;
     late_match(tx, scope, policy, &mut written).await?;
@@ -177,8 +177,8 @@ async fn late_match(
         };
         events::set_outcome(tx, ev.event_id, status, order_id).await?;
         if let Some(order_id) = order_id {
-            written.confirming +=
-                orders::mark_confirming(tx, scope, &[(order_id, &ev.payment.key)]).await?;
+            let paying = [(order_id, &ev.payment.key)];
+            written.confirming += orders::mark_seen(tx, scope, &paying, Seen::Unconfirmed).await?;
         }
         written
             .outcomes

@@ -114,79 +114,69 @@ fn paying_join<'q>(scope: &Scope, paying: &[Paying<'q>]) -> QueryBuilder<'q, Sql
     q
 }
 
-/// Moves these orders (`pending`, or `reversed` and paid again) to
-/// `confirming`, each linked to the stored log that pays it. Returns how many
-/// moved.
-pub async fn mark_confirming(
-    conn: &mut SqliteConnection,
-    scope: &Scope,
-    paying: &[Paying<'_>],
-) -> Result<u64, StoreError> {
-    let mut moved = 0;
-    for chunk in paying.chunks(CHUNK) {
-        let mut audit = paying_join(scope, chunk);
-        audit.push(
-            "INSERT INTO order_audit (order_id, reason, from_status, to_status,
-                 from_payment_status, to_payment_status, event_id)
-             SELECT order_id, 'payment_seen', status, status, payment_status, 'confirming',
-                    event_id FROM p",
-        );
-        audit.build().execute(&mut *conn).await?;
-        moved += set_payment(conn, scope, chunk, "orders.status", "confirming", "").await?;
-    }
-    Ok(moved)
+/// How far a newly seen payment moves its order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// Not final yet: to `confirming`.
+    Unconfirmed,
+    /// Already final when first seen: straight to `paid`, with the same audit
+    /// trail as going through `confirming` (`payment_seen`, `payment_final`),
+    /// in one pass over the orders instead of two.
+    Final,
 }
 
-/// Moves these orders straight to `paid`: the log that pays each was already
-/// final when first seen. The audit trail is the same as going through
-/// `confirming` (`payment_seen`, then `payment_final`), in one pass over the
-/// orders instead of two. Returns how many moved.
-pub async fn mark_paid(
-    conn: &mut SqliteConnection,
-    scope: &Scope,
-    paying: &[Paying<'_>],
-) -> Result<u64, StoreError> {
-    let mut moved = 0;
-    for chunk in paying.chunks(CHUNK) {
-        let mut audit = paying_join(scope, chunk);
-        audit.push(
-            "INSERT INTO order_audit (order_id, reason, from_status, to_status,
-                 from_payment_status, to_payment_status, event_id)
-             SELECT order_id, 'payment_seen', status, status, payment_status, 'confirming',
-                    event_id FROM p
-             UNION ALL
-             SELECT order_id, 'payment_final', status, 'paid', 'confirming', 'paid', event_id
-             FROM p",
-        );
-        audit.build().execute(&mut *conn).await?;
-        moved += set_payment(conn, scope, chunk, "'paid'", "paid", PAID_COLUMNS).await?;
-    }
-    Ok(moved)
-}
+/// Inserts the rows of `order_audit` selected by the query that follows.
+const AUDIT_INSERT: &str = "INSERT INTO order_audit (order_id, reason, from_status, to_status,
+    from_payment_status, to_payment_status, event_id) ";
+
+/// Audit rows `payment_seen` for the rows (order_id, status, payment_status,
+/// event_id) of the relation that follows.
+const SEEN_AUDIT: &str =
+    "SELECT order_id, 'payment_seen', status, status, payment_status, 'confirming', event_id FROM ";
+
+/// Audit rows `payment_final` for the rows (order_id, status, event_id) of the
+/// relation that follows.
+const FINAL_AUDIT: &str =
+    "SELECT order_id, 'payment_final', status, 'paid', 'confirming', 'paid', event_id FROM ";
 
 /// The paid_* columns, from a row `f` of the paying event.
 const PAID_COLUMNS: &str = ", paid_tx_hash = f.tx_hash, paid_log_index = f.log_index,
     paid_block_number = f.block_number, paid_amount_usdc = f.amount_usdc, paid_at = f.paid_at";
 
-/// Sets `status` to the SQL expression `status` and `payment_status` to
-/// `payment_status` (plus `extra` assignments from `f`) on the orders of
-/// `paying` that can still be paid.
-async fn set_payment(
+/// Moves these orders (`pending`, or `reversed` and paid again) to
+/// `confirming` or, when `seen` is `Final`, to `paid`, each linked to the
+/// stored log that pays it, with its audit rows. Returns how many moved.
+pub async fn mark_seen(
     conn: &mut SqliteConnection,
     scope: &Scope,
     paying: &[Paying<'_>],
-    status: &str,
-    payment_status: &str,
-    extra: &str,
+    seen: Seen,
 ) -> Result<u64, StoreError> {
-    let mut update = paying_join(scope, paying);
-    update.push(format!(
-        "UPDATE orders SET status = {status}, payment_status = '{payment_status}',
-           updated_at = {NOW}{extra}
-         FROM p AS f WHERE orders.id = f.order_id"
-    ));
-    Ok(update.build().execute(&mut *conn).await?.rows_affected())
+    let (audit_rows, status, payment_status, extra) = match seen {
+        Seen::Unconfirmed => (format!("{SEEN_AUDIT}p"), "orders.status", "confirming", ""),
+        Seen::Final => (
+            format!("{SEEN_AUDIT}p UNION ALL {FINAL_AUDIT}p"),
+            "'paid'",
+            "paid",
+            PAID_COLUMNS,
+        ),
+    };
+    let mut moved = 0;
+    for chunk in paying.chunks(CHUNK) {
+        let mut audit = paying_join(scope, chunk);
+        audit.push(AUDIT_INSERT).push(&audit_rows);
+        audit.build().execute(&mut *conn).await?;
+        let mut update = paying_join(scope, chunk);
+        update.push(format!(
+            "UPDATE orders SET status = {status}, payment_status = '{payment_status}',
+               updated_at = {NOW}{extra}
+             FROM p AS f WHERE orders.id = f.order_id"
+        ));
+        moved += update.build().execute(&mut *conn).await?.rows_affected();
+    }
+    Ok(moved)
 }
+
 /// Moves every `confirming` order whose paying event is at or below
 /// `final_block` to `paid`, filling its paid_* columns. Returns how many moved.
 pub async fn promote_final(
@@ -204,17 +194,12 @@ pub async fn promote_final(
          WHERE o.payment_status = 'confirming' AND ce.block_number <= ?1
            AND ce.chain_id = ?2 AND ce.contract_address = ?3";
     let contract = hex_address(&scope.contract);
-    sqlx::query(&format!(
-        "INSERT INTO order_audit (order_id, reason, from_status, to_status,
-           from_payment_status, to_payment_status, event_id)
-         SELECT order_id, 'payment_final', status, 'paid', 'confirming', 'paid', event_id
-         FROM ({FINAL})"
-    ))
-    .bind(final_block as i64)
-    .bind(scope.chain_id as i64)
-    .bind(&contract)
-    .execute(&mut *conn)
-    .await?;
+    sqlx::query(&format!("{AUDIT_INSERT}{FINAL_AUDIT}({FINAL})"))
+        .bind(final_block as i64)
+        .bind(scope.chain_id as i64)
+        .bind(&contract)
+        .execute(&mut *conn)
+        .await?;
     let done = sqlx::query(&format!(
         "UPDATE orders SET status = 'paid', payment_status = 'paid', updated_at = {NOW}
            {PAID_COLUMNS}
@@ -280,19 +265,15 @@ pub async fn audit(
     payment_status: (&str, &str),
     event_id: Option<i64>,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO order_audit (order_id, reason, from_status, to_status,
-           from_payment_status, to_payment_status, event_id)
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(order_id)
-    .bind(reason.as_str())
-    .bind(status.0)
-    .bind(status.1)
-    .bind(payment_status.0)
-    .bind(payment_status.1)
-    .bind(event_id)
-    .execute(&mut *conn)
-    .await?;
+    sqlx::query(&format!("{AUDIT_INSERT}VALUES (?, ?, ?, ?, ?, ?, ?)"))
+        .bind(order_id)
+        .bind(reason.as_str())
+        .bind(status.0)
+        .bind(status.1)
+        .bind(payment_status.0)
+        .bind(payment_status.1)
+        .bind(event_id)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }

@@ -51,7 +51,11 @@ pub fn settings(path: &std::path::Path) -> DatabaseSettings {
 impl Db {
     /// A fresh, migrated database.
     pub async fn new() -> Db {
-        let dir = tempfile::tempdir().expect("temp dir");
+        Self::migrated(tempfile::tempdir().expect("temp dir")).await
+    }
+
+    /// The database `liqpass.db` in `dir`, opened and migrated.
+    async fn migrated(dir: tempfile::TempDir) -> Db {
         let store = Store::open(&settings(&dir.path().join("liqpass.db")))
             .await
             .expect("open");
@@ -65,11 +69,7 @@ impl Db {
     pub async fn copy_of(saved: &std::path::Path) -> Db {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::copy(saved, dir.path().join("liqpass.db")).expect("copy the database");
-        let store = Store::open(&settings(&dir.path().join("liqpass.db")))
-            .await
-            .expect("open");
-        store.migrate().await.expect("migrate the saved database");
-        Db { dir, store }
+        Self::migrated(dir).await
     }
 
     /// A consistent copy of the database (WAL included) at `path`.
