@@ -71,6 +71,29 @@ async fn a_payment_turns_the_order_confirming_then_paid_after_the_confirmations(
 }
 
 #[tokio::test]
+async fn over_a_websocket_new_heads_drive_the_indexer_without_polling() {
+    let chain = Chain::start().await;
+    let db = Db::new().await;
+    let buyer = chain.buyers[0];
+    db.insert_order("ord_ws", order_ref(1), buyer, PREMIUM)
+        .await;
+    let mut env = env_for(&chain, &db);
+    env.insert("LIQPASS__CHAIN__RPC_URL".into(), chain.ws_url());
+    // Ten minutes (the largest accepted): within this test's waits only a
+    // pushed head can wake the indexer.
+    env.insert("LIQPASS__CHAIN__POLL_INTERVAL_MS".into(), "600000".into());
+    let _daemon = Daemon::spawn(&env);
+    caught_up(&chain, &db).await;
+
+    chain.pay(buyer, order_ref(1), PREMIUM as u64).await;
+    db.wait_payment_status("ord_ws", "confirming").await;
+    chain.mine(1).await;
+    chain.mine(1).await; // confirmations = 2, one announced block at a time
+    db.wait_payment_status("ord_ws", "paid").await;
+    assert_eq!(db.checkpoint().await, Some(chain.head().await as i64));
+}
+
+#[tokio::test]
 async fn each_mismatch_gets_its_match_status_and_leaves_the_order_alone() {
     let chain = Chain::start().await;
     let db = Db::new().await;
