@@ -79,9 +79,7 @@ pub struct Indexer {
     /// indexer `Sync`; it is reached through `get_mut`, never locked.
     heads: Option<std::sync::Mutex<BoxStream<'static, BlockHeader>>>,
     /// The head the subscription announced last, until the poll timer next
-    /// wakes the loop: the head, without asking the node. Asking it anyway
-    /// right after a notification costs ~40 ms on a node without TCP_NODELAY
-    /// (anvil): its answer queues behind the unacknowledged notification.
+    /// wakes the loop: the head, without a round trip to ask the node.
     announced: Option<u64>,
     /// Inside a stall episode (see [`Health::stalled`]).
     in_stall: bool,
