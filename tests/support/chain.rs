@@ -10,6 +10,7 @@ use alloy::node_bindings::{Anvil, AnvilInstance};
 use alloy::primitives::{Address, Bytes, B256, U256};
 use alloy::providers::ext::AnvilApi;
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::rpc::client::RpcClient;
 use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol;
@@ -81,6 +82,9 @@ pub struct Chain {
     /// Funded buyer accounts (anvil's accounts 2..).
     pub buyers: Vec<Address>,
 }
+
+/// How often a sent transaction's receipt is asked for.
+const RECEIPT_POLL: Duration = Duration::from_millis(5);
 
 /// Generous bound for one transaction to be mined.
 pub const TX_TIMEOUT: Duration = Duration::from_secs(20);
@@ -348,13 +352,16 @@ fn connect(anvil: &AnvilInstance) -> DynProvider {
     for key in anvil.keys() {
         wallet.register_signer(PrivateKeySigner::from(key.clone()));
     }
+    // anvil mines on arrival: poll for receipts every few ms, not alloy's
+    // 250 ms for a local node (that made most of a test's waiting).
+    let client = RpcClient::new_http(anvil.endpoint_url()).with_poll_interval(RECEIPT_POLL);
     ProviderBuilder::new()
         .disable_recommended_fillers()
         .with_gas_estimation()
         .with_simple_nonce_management()
         .fetch_chain_id()
         .wallet(wallet)
-        .connect_http(anvil.endpoint_url())
+        .connect_client(client)
         .erased()
 }
 
