@@ -7,6 +7,7 @@
 mod support;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use support::chain::{order_ref, Chain};
@@ -205,6 +206,60 @@ async fn a_websocket_that_goes_quiet_is_detected_as_a_stall_recovered_and_the_ga
     }
     assert_eq!(db.events().await.len(), 6, "gap filled, nothing doubled");
     support::until_ready(&base).await;
+}
+
+#[tokio::test]
+async fn a_cut_websocket_reconnects_and_pushed_heads_drive_the_indexer_again() {
+    let chain = Chain::start().await;
+    let db = Db::new().await;
+    db.insert_orders(&chain.buyers, 7_000, 2, PREMIUM as i64)
+        .await;
+    let proxy = TcpProxy::start(
+        format!("127.0.0.1:{}", chain.anvil.port())
+            .parse()
+            .expect("addr"),
+    )
+    .await;
+    let env = with(
+        &env_for(&chain, &db),
+        &[
+            ("LIQPASS__CHAIN__RPC_URL", proxy.url("ws")),
+            // Ten minutes: within this test only pushed heads move the indexer.
+            ("LIQPASS__CHAIN__POLL_INTERVAL_MS", "600000".into()),
+            ("LIQPASS__CHAIN__CONFIRMATIONS", "1".into()),
+        ],
+    );
+    let _daemon = Daemon::spawn(&env);
+    caught_up(&chain, &db).await;
+    chain.pay(chain.buyers[0], order_ref(7_000), PREMIUM).await;
+    db.wait_payment_status("ord_000", "confirming").await;
+    // Requests and new heads each have a connection.
+    let open = proxy.connections.load(Ordering::Relaxed);
+    assert_eq!(open, 2, "one connection for requests, one for new heads");
+
+    proxy.cut();
+    wait_for("both connections to be made again", LONG, || async {
+        (proxy.connections.load(Ordering::Relaxed) >= open + 2).then_some(())
+    })
+    .await;
+    // Until the subscription is renewed a block may go unannounced: mine
+    // until one is announced and indexed.
+    chain.mine(1).await;
+    let after_cut = chain.head().await as i64;
+    wait_for("a pushed head after the cut", LONG, || async {
+        if db.checkpoint().await >= Some(after_cut) {
+            return Some(());
+        }
+        chain.mine(1).await;
+        None
+    })
+    .await;
+    assert_eq!(db.order("ord_000").await.payment_status, "paid");
+    chain.pay(chain.buyers[1], order_ref(7_001), PREMIUM).await;
+    db.wait_payment_status("ord_001", "confirming").await;
+    chain.mine(1).await;
+    db.wait_payment_status("ord_001", "paid").await;
+    assert_eq!(db.events().await.len(), 2, "nothing lost, nothing doubled");
 }
 
 #[tokio::test]
