@@ -79,7 +79,8 @@ pub struct Indexer {
     /// indexer `Sync`; it is reached through `get_mut`, never locked.
     heads: Option<std::sync::Mutex<BoxStream<'static, BlockHeader>>>,
     /// The head the subscription announced last, until the poll timer next
-    /// wakes the loop: the head, without a round trip to ask the node.
+    /// wakes the loop: the head, without a round trip to ask the node. Set
+    /// only while `heads` is; cleared with it (`unsubscribe`).
     announced: Option<u64>,
     /// Inside a stall episode (see [`Health::stalled`]).
     in_stall: bool,
@@ -364,7 +365,6 @@ impl Indexer {
             .as_mut()
             .map(|m| m.get_mut().unwrap_or_else(|e| e.into_inner()));
         let Some(heads) = heads else {
-            self.announced = None;
             return tokio::select! {
                 _ = self.cancel.cancelled() => Err(Stop::Cancelled),
                 _ = tokio::time::sleep(poll) => Ok(()),
@@ -383,8 +383,7 @@ impl Indexer {
                     }
                     None => {
                         tracing::warn!("new-heads subscription ended; resubscribing");
-                        self.heads = None;
-                        self.announced = None;
+                        self.unsubscribe();
                     }
                 }
                 Ok(())
@@ -414,11 +413,17 @@ impl Indexer {
                 "stalled: no new head or no commit while behind; rebuilding the connection"
             );
             self.fetcher.pool.rebuild();
-            self.heads = None;
-            self.announced = None;
+            self.unsubscribe();
         } else {
             tracing::info!("stall over");
         }
+    }
+
+    /// Drops the new-heads subscription and the head it announced: the next
+    /// wait subscribes again, the next round asks the node for its head.
+    fn unsubscribe(&mut self) {
+        self.heads = None;
+        self.announced = None;
     }
 
     /// Finds the common ancestor of the stored blocks and the node's chain,

@@ -118,8 +118,7 @@ async fn a_range_holding_more_logs_than_the_provider_allows_is_split() {
 async fn a_websocket_cut_mid_stream_loses_and_doubles_nothing() {
     let chain = Chain::start().await;
     let db = Db::new().await;
-    let upstream = format!("127.0.0.1:{}", chain.anvil.port());
-    let proxy = TcpProxy::start(upstream.parse().expect("socket addr")).await;
+    let proxy = TcpProxy::start(chain.socket_addr()).await;
     db.insert_orders(&chain.buyers, 1_000, 20, PREMIUM as i64)
         .await;
     let mut env = env_for(&chain, &db);

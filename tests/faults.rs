@@ -156,12 +156,7 @@ async fn a_websocket_that_goes_quiet_is_detected_as_a_stall_recovered_and_the_ga
     let db = Db::new().await;
     db.insert_orders(&chain.buyers, 7_000, 6, PREMIUM as i64)
         .await;
-    let proxy = TcpProxy::start(
-        format!("127.0.0.1:{}", chain.anvil.port())
-            .parse()
-            .expect("addr"),
-    )
-    .await;
+    let proxy = TcpProxy::start(chain.socket_addr()).await;
     let env = with(
         &env_for(&chain, &db),
         &[
@@ -214,12 +209,7 @@ async fn a_cut_websocket_reconnects_and_pushed_heads_drive_the_indexer_again() {
     let db = Db::new().await;
     db.insert_orders(&chain.buyers, 7_000, 2, PREMIUM as i64)
         .await;
-    let proxy = TcpProxy::start(
-        format!("127.0.0.1:{}", chain.anvil.port())
-            .parse()
-            .expect("addr"),
-    )
-    .await;
+    let proxy = TcpProxy::start(chain.socket_addr()).await;
     let env = with(
         &env_for(&chain, &db),
         &[

@@ -92,7 +92,7 @@ async fn migrations_round_trip_on_a_file_holding_rows() {
     .expect("audit");
     let original = schema(&db.store).await;
     let rows = || async {
-        let counts = [
+        [
             db.count("SELECT COUNT(*) FROM orders").await,
             db.count("SELECT COUNT(*) FROM contract_events WHERE id = 1 AND order_id = 'ord_a'")
                 .await,
@@ -100,8 +100,7 @@ async fn migrations_round_trip_on_a_file_holding_rows() {
                 .await,
             db.count("SELECT COUNT(*) FROM pragma_foreign_key_check")
                 .await,
-        ];
-        counts
+        ]
     };
     // The newest migration goes down and up keeping every row and reference.
     db.store

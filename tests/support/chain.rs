@@ -157,6 +157,12 @@ impl Chain {
         self.anvil.ws_endpoint()
     }
 
+    /// anvil's socket address, for a proxy in front of it.
+    #[allow(dead_code)] // not every test crate puts a proxy in front
+    pub fn socket_addr(&self) -> std::net::SocketAddr {
+        (std::net::Ipv4Addr::LOCALHOST, self.anvil.port()).into()
+    }
+
     async fn fund(&self, buyer: Address) {
         let usdc = MockUSDC::new(self.usdc, &self.provider);
         let amount = U256::from(1_000_000_000_000u64);
