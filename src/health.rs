@@ -3,7 +3,7 @@
 //! written by the indexer, read by `/readyz`.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Shared, cheap-to-clone readiness state.
@@ -26,6 +26,8 @@ struct Inner {
     stall_after_ms: AtomicU64,
     indexed: AtomicU64,
     deep_reorgs_unacknowledged: AtomicI64,
+    /// While write transactions fail: why, in words.
+    db_failing: Mutex<Option<String>>,
 }
 
 /// Why the indexer is not ready, as shown by `/readyz`.
@@ -34,6 +36,7 @@ pub enum NotReady {
     Starting,
     Stopping,
     RpcUnreachable,
+    DbWritesFailing { cause: String },
     Stalled,
     Lagging { lag: u64, max: u64 },
     DeepReorg { count: i64 },
@@ -45,6 +48,7 @@ impl std::fmt::Display for NotReady {
             Self::Starting => f.write_str("starting: not caught up yet"),
             Self::Stopping => f.write_str("shutting down"),
             Self::RpcUnreachable => f.write_str("no RPC endpoint answers"),
+            Self::DbWritesFailing { cause } => write!(f, "database writes failing: {cause}"),
             Self::Stalled => f.write_str("stalled: no new head or no commit while behind"),
             Self::Lagging { lag, max } => write!(f, "lagging {lag} blocks behind the head (max {max})"),
             Self::DeepReorg { count } => write!(
@@ -104,6 +108,15 @@ impl Health {
         let no_commit = now.saturating_sub(i.committed_ms.load(Ordering::Relaxed)) > after;
         head_quiet || (no_commit && self.lag() > 0)
     }
+    /// Sets (or, with `None`, clears) why write transactions are failing.
+    pub fn set_db_failing(&self, cause: Option<String>) {
+        *self
+            .inner
+            .db_failing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = cause;
+    }
+
     pub fn set_deep_reorgs(&self, unacknowledged: i64) {
         self.inner
             .deep_reorgs_unacknowledged
@@ -133,6 +146,15 @@ impl Health {
         let deep = i.deep_reorgs_unacknowledged.load(Ordering::Relaxed);
         if deep > 0 {
             return Err(NotReady::DeepReorg { count: deep });
+        }
+        // Named before the stall or the lag it causes.
+        let failing = i
+            .db_failing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(cause) = failing {
+            return Err(NotReady::DbWritesFailing { cause });
         }
         if self.stalled() {
             return Err(NotReady::Stalled);
@@ -186,6 +208,19 @@ mod tests {
         h.set_head(2);
         h.set_indexed(2);
         assert!(!h.stalled(), "a new head ends the stall");
+    }
+
+    #[test]
+    fn failing_writes_are_named_instead_of_the_lag_they_cause() {
+        let h = Health::default();
+        h.set_rpc_ok(true);
+        h.set_indexed(1);
+        h.set_head(500);
+        h.set_db_failing(Some("database or disk is full".into()));
+        let reason = h.readiness(5).expect_err("not ready").to_string();
+        assert_eq!(reason, "database writes failing: database or disk is full");
+        h.set_db_failing(None);
+        assert!(matches!(h.readiness(5), Err(NotReady::Lagging { .. })));
     }
 
     #[test]

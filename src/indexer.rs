@@ -13,10 +13,11 @@
 //! The checkpoint in the database, never a subscription, decides what has
 //! been indexed; cancellation is honoured between batches only.
 
+mod commit;
 mod fetch;
+mod reorg;
 mod write;
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use alloy::eips::BlockNumberOrTag;
@@ -24,13 +25,12 @@ use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 use tokio_util::sync::CancellationToken;
 
+use commit::Writer;
 pub use fetch::Batch;
 use fetch::{Fetcher, Near};
-use write::Written;
 
 use crate::chain::pool::{PoolError, RpcPool};
 use crate::chain::range::RangeSizer;
-use crate::chain::window::common_ancestor;
 use crate::config::{Finality, Settings};
 use crate::domain::{BlockHeader, BlockRef, Scope};
 use crate::health::Health;
@@ -426,86 +426,6 @@ impl Indexer {
         self.announced = None;
     }
 
-    /// Finds the common ancestor of the stored blocks and the node's chain,
-    /// and rolls everything above it back in one transaction.
-    async fn roll_back_reorg(&mut self) -> Result<(), Stop> {
-        let cp = self
-            .checkpoint
-            .expect("a reorg is only detected against a checkpoint");
-        let window = self.settings.chain.reorg_window;
-        let stored = {
-            let mut conn = self
-                .store
-                .pool()
-                .acquire()
-                .await
-                .map_err(StoreError::from)?;
-            sync::recent_blocks(&mut conn, &self.scope, cp.number, window).await?
-        };
-        let mut ancestor = None;
-        for chunk in stored.chunks(16) {
-            let mut canonical = HashMap::new();
-            for b in chunk {
-                canonical.insert(b.number, self.fetcher.header(b.number).await?.hash);
-            }
-            if let Some(found) = common_ancestor(chunk, &canonical) {
-                ancestor = Some(found);
-                break;
-            }
-        }
-        let ancestor = match ancestor {
-            Some(a) => a,
-            None => {
-                let below = stored
-                    .last()
-                    .map_or(cp.number, |b| b.number)
-                    .saturating_sub(1);
-                tracing::error!(
-                    checkpoint = cp.number,
-                    below,
-                    "reorg deeper than the stored window; rolling back below it"
-                );
-                self.fetcher.header(below).await?.block_ref()
-            }
-        };
-        let depth = cp.number - ancestor.number;
-        let Self {
-            store,
-            scope,
-            metrics,
-            health,
-            cancel,
-            checkpoint,
-            ..
-        } = self;
-        let work = write::RollBack {
-            scope,
-            ancestor,
-            old_checkpoint: cp.number,
-        };
-        let rolled = commit_with_retry(store, metrics, cancel, &work).await?;
-        *checkpoint = Some(ancestor);
-        health.set_indexed(ancestor.number);
-        metrics.indexed_block.set(ancestor.number as i64);
-        metrics.record_reorg(depth);
-        metrics.record_transition("pending", rolled.reverted);
-        if rolled.reversed.is_empty() {
-            tracing::warn!(
-                depth,
-                ancestor = ancestor.number,
-                events_removed = rolled.events_removed,
-                orders_reverted = rolled.reverted,
-                "reorg rolled back"
-            );
-        } else {
-            metrics.deep_reorgs.inc();
-            metrics.record_transition("reversed", rolled.reversed.len() as u64);
-            tracing::error!(depth, ancestor = ancestor.number, orders = ?rolled.reversed,
-                "deep reorg: payments already counted as paid were reversed");
-        }
-        self.refresh_incidents().await
-    }
-
     /// Re-reads the open deep-reorg incidents into readiness and metrics.
     async fn refresh_incidents(&self) -> Result<(), Stop> {
         let mut conn = self
@@ -568,113 +488,6 @@ impl From<Cancelled> for Stop {
 impl From<StoreError> for Stop {
     fn from(e: StoreError) -> Self {
         Stop::Fatal(e.into())
-    }
-}
-
-/// The parts of the indexer a commit needs, borrowed apart from the fetcher
-/// so that fetching the next range can overlap the commit.
-struct Writer<'a> {
-    store: &'a Store,
-    scope: &'a Scope,
-    policy: &'a Policy,
-    settings: &'a Settings,
-    metrics: &'a Metrics,
-    health: &'a Health,
-    cancel: &'a CancellationToken,
-    checkpoint: &'a mut Option<BlockRef>,
-}
-
-impl Writer<'_> {
-    async fn commit(&mut self, batch: Batch, head: u64, final_block: u64) -> Result<u64, Stop> {
-        let started = Instant::now();
-        let work = write::WriteBatch {
-            scope: self.scope,
-            policy: self.policy,
-            batch: &batch,
-            final_block,
-            reorg_window: self.settings.chain.reorg_window,
-        };
-        let written: Written =
-            commit_with_retry(self.store, self.metrics, self.cancel, &work).await?;
-        *self.checkpoint = Some(batch.last);
-        self.after_commit(&batch, &written, head, started.elapsed());
-        Ok(written.rows)
-    }
-
-    fn after_commit(&self, batch: &Batch, written: &Written, head: u64, elapsed: Duration) {
-        let m = self.metrics;
-        m.record_commit(elapsed, written.rows);
-        m.ignored_logs.inc_by(batch.ignored);
-        m.indexed_block.set(batch.last.number as i64);
-        m.lag_blocks
-            .set(head.saturating_sub(batch.last.number) as i64);
-        if let Some(last) = batch.headers.iter().find(|h| h.number == batch.last.number) {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            m.lag_seconds.set(now.saturating_sub(last.timestamp) as i64);
-        }
-        self.health.set_indexed(batch.last.number);
-        let mut per_version = HashMap::new();
-        for (status, order_id, version) in &written.outcomes {
-            m.record_payment(*status);
-            *per_version.entry(*version).or_insert(0u64) += 1;
-            if *status != crate::domain::MatchStatus::Matched {
-                tracing::warn!(order = order_id.as_deref().unwrap_or("-"), reason = %status, "payment needs review");
-            }
-        }
-        for (version, n) in per_version {
-            m.record_events(version, n);
-        }
-        m.record_transition("confirming", written.confirming);
-        m.record_transition("paid", written.paid);
-        tracing::debug!(
-            from = batch.first,
-            to = batch.last.number,
-            rows = written.rows,
-            confirming = written.confirming,
-            paid = written.paid,
-            ignored = batch.ignored,
-            "batch committed"
-        );
-    }
-}
-
-/// Runs `work` in a `BEGIN IMMEDIATE` transaction and commits; on any
-/// failure the transaction rolls back and the whole thing is retried with
-/// backoff, so nothing (in particular the checkpoint) is ever half written.
-async fn commit_with_retry<W: write::TxWork>(
-    store: &Store,
-    metrics: &Metrics,
-    cancel: &CancellationToken,
-    work: &W,
-) -> Result<W::Output, Stop> {
-    let mut backoff = retry::policy(Duration::from_secs(5));
-    let mut failures = 0u32;
-    loop {
-        let attempt = async {
-            let mut tx = store.begin_immediate().await?;
-            let out = work.run(&mut tx).await?;
-            tx.commit().await?;
-            Ok::<_, StoreError>(out)
-        };
-        match attempt.await {
-            Ok(out) => {
-                if failures > 0 {
-                    tracing::info!(failures, "database writes recovered");
-                }
-                return Ok(out);
-            }
-            Err(e) => {
-                failures += 1;
-                metrics.sqlite_busy_retries.inc();
-                if failures == 1 {
-                    tracing::error!(error = %e, busy = e.is_busy(), "batch not committed; rolled back, retrying");
-                }
-                // A shutdown during a failure episode leaves the batch uncommitted: fine.
-                retry::pause(&mut backoff, cancel).await?;
-            }
-        }
     }
 }
 

@@ -10,6 +10,7 @@ use prometheus::{
 };
 
 use crate::domain::{EventVersion, MatchStatus};
+use crate::store::failure::WriteFailure;
 
 /// Every metric the indexer exports; names are `liqpass_indexer_<thing>_<unit>`.
 #[derive(Clone)]
@@ -36,6 +37,7 @@ pub struct Metrics {
     commit_duration: Histogram,
     batch_rows: Histogram,
     pub sqlite_busy_retries: IntCounter,
+    db_write_failures: IntCounterVec,
     pub stalled: IntGauge,
 }
 
@@ -168,6 +170,11 @@ impl Metrics {
                 "sqlite_busy_retries_total",
                 "Batch transactions retried because SQLite was busy or failed.",
             )?,
+            db_write_failures: counter_vec(
+                "db_write_failures_total",
+                "Write transactions that failed (and were retried), by cause.",
+                &["cause"],
+            )?,
             stalled: gauge("stalled", "1 while the head or the indexer is stalled.")?,
         })
     }
@@ -213,6 +220,12 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
+    pub fn record_write_failure(&self, cause: WriteFailure) {
+        self.db_write_failures
+            .with_label_values(&[cause.label()])
+            .inc();
+    }
+
     pub fn record_range(&self, blocks: u64) {
         self.getlogs_range.observe(blocks as f64);
     }
@@ -237,6 +250,9 @@ impl Metrics {
         }
         for to in ["confirming", "paid", "pending", "reversed"] {
             self.transitions.with_label_values(&[to]);
+        }
+        for cause in WriteFailure::ALL {
+            self.db_write_failures.with_label_values(&[cause.label()]);
         }
     }
 }

@@ -47,7 +47,7 @@ async fn a_seeded_schedule_of_rpc_faults_ends_in_the_same_database_as_a_clean_ru
             ("LIQPASS__CHAIN__CONFIRMATIONS", "2".into()),
         ],
     );
-    let _daemon = Daemon::spawn(&env);
+    let daemon = Daemon::spawn(&env);
     caught_up(&chain, &db).await; // the chain id is checked before faults start
     proxy.inject(FAULT_SEED, 0.2);
     for i in 0..PAYMENTS {
@@ -98,6 +98,15 @@ async fn a_seeded_schedule_of_rpc_faults_ends_in_the_same_database_as_a_clean_ru
     );
     assert_eq!(db.orders().await, clean.orders().await, "same orders");
     assert_eq!(db.audit().await, clean.audit().await, "same audit rows");
+    // Each kind of failure is named in the log, not only an episode's first.
+    let logs = daemon.logs();
+    for kind in ["timeout", "bad_response", "http_status"] {
+        assert!(
+            logs.lines()
+                .any(|l| l.contains("RPC failing") && l.contains(&format!("kind=\"{kind}\""))),
+            "no RPC failure of kind {kind} logged: {logs}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -287,16 +296,8 @@ async fn a_failing_commit_rolls_back_is_retried_and_never_advances_the_checkpoin
         .expect("fault on");
     chain.pay(chain.buyers[0], order_ref(7_000), PREMIUM).await;
     wait_for("a failed commit to be retried", LONG, || async {
-        let m = reqwest::get(format!("{base}/metrics"))
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        let line = m
-            .lines()
-            .find(|l| l.starts_with("liqpass_indexer_sqlite_busy_retries_total "))?;
-        (line.split(' ').nth(1)?.parse::<f64>().ok()? >= 3.0).then_some(())
+        let retries = support::metric(&base, "liqpass_indexer_sqlite_busy_retries_total").await?;
+        (retries >= 3.0).then_some(())
     })
     .await;
     assert_eq!(db.checkpoint().await, before, "the checkpoint did not move");
@@ -331,4 +332,84 @@ async fn a_failing_commit_rolls_back_is_retried_and_never_advances_the_checkpoin
         logs.contains("batch not committed"),
         "logged once per episode: {logs}"
     );
+}
+
+#[tokio::test]
+async fn a_full_disk_is_named_on_readyz_and_recovered_by_itself_once_space_returns() {
+    const PAYMENTS: u64 = 3;
+    let disk = support::disk::SmallDisk::mount(48);
+    let chain = Chain::start().await;
+    let db = Db::new_in(disk.path()).await;
+    db.insert_orders(&chain.buyers, 7_000, PAYMENTS, PREMIUM as i64)
+        .await;
+    let daemon = Daemon::spawn(&with(
+        &env_for(&chain, &db),
+        &[("LIQPASS__DATABASE__BUSY_TIMEOUT_MS", "500".into())],
+    ));
+    let base = format!("http://{}", daemon.http_addr().await);
+    caught_up(&chain, &db).await;
+
+    disk.fill();
+    // Enough rows that the batch outgrows what the WAL already holds.
+    for i in 0..4u64 {
+        chain
+            .emit_many(
+                chain.buyers[0],
+                order_ref(100_000 + i * 1_000),
+                1_000,
+                PREMIUM,
+            )
+            .await;
+    }
+    for i in 0..PAYMENTS {
+        chain
+            .pay(chain.buyers[i as usize % 8], order_ref(7_000 + i), PREMIUM)
+            .await;
+    }
+    chain.mine(3).await;
+    let full = r#"liqpass_indexer_db_write_failures_total{cause="disk_full"}"#;
+    wait_for("commits to fail on the full disk", LONG, || async {
+        (support::metric(&base, full).await? >= 3.0).then_some(())
+    })
+    .await;
+    let body = support::readyz(&base).await.expect("/readyz answers");
+    assert!(
+        body.contains("database writes failing: database or disk is full"),
+        "/readyz names the cause, not the lag: {body}"
+    );
+    let before = db.checkpoint().await;
+
+    disk.free();
+    let freed = std::time::Instant::now();
+    let head = chain.head().await as i64;
+    wait_for(
+        "a commit within 10 s of the space coming back",
+        Duration::from_secs(10),
+        || async { (db.checkpoint().await > before).then_some(()) },
+    )
+    .await;
+    eprintln!(
+        "committed again {:?} after the space came back",
+        freed.elapsed()
+    );
+    wait_for("the head", LONG, || async {
+        (db.checkpoint().await >= Some(head)).then_some(())
+    })
+    .await;
+    for i in 0..PAYMENTS {
+        db.wait_payment_status(&format!("ord_{i:03}"), "paid").await;
+    }
+    let events = db.events().await;
+    assert_eq!(events.len() as u64, 4_000 + PAYMENTS, "nothing lost");
+    let distinct: std::collections::BTreeSet<_> =
+        events.iter().map(|e| (&e.tx_hash, e.log_index)).collect();
+    assert_eq!(distinct.len(), events.len(), "nothing doubled");
+    support::until_ready(&base).await;
+    let logs = daemon.logs();
+    assert_eq!(
+        logs.matches("batch not committed;").count(),
+        1,
+        "the new kind of error is logged once in the episode: {logs}"
+    );
+    assert!(logs.contains("database writes recovered"), "{logs}");
 }

@@ -46,6 +46,38 @@ pub enum ChainError {
     Connect { endpoint: String, message: String },
 }
 
+impl ChainError {
+    /// The kind of failure, for logs: a failure episode logs each new kind
+    /// once (a node that times out, then answers 500s, says both).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Timeout { .. } => "timeout",
+            Self::Connect { .. } => "connect",
+            Self::MissingBlock { .. } => "missing_block",
+            Self::RangeRefused { .. } => "range_refused",
+            Self::Rpc { message, .. } => rpc_kind(message),
+        }
+    }
+}
+
+/// The kind of a transport or JSON-RPC error, from alloy's wording.
+fn rpc_kind(message: &str) -> &'static str {
+    let m = message.to_ascii_lowercase();
+    if m.contains("429") || m.contains("rate limit") || m.contains("too many requests") {
+        "rate_limited"
+    } else if m.contains("error sending request") || m.contains("connection") {
+        "connection"
+    } else if m.contains("deserializ") || m.contains("parse") || m.contains("eof while") {
+        "bad_response"
+    } else if m.contains("http error") {
+        "http_status"
+    } else if m.contains("error code") || m.contains("error response") {
+        "rpc_error"
+    } else {
+        "other"
+    }
+}
+
 /// Substrings (lower-case) by which major providers say a getLogs range or
 /// result set is too large: geth/op-geth, reth, Erigon, Alchemy, Infura,
 /// QuickNode, Ankr, Chainstack, BlastAPI, Cloudflare, drpc, llamarpc.
@@ -317,6 +349,28 @@ mod tests {
             "error sending request for url (https://u:pw@rpc.example.com/v2/KEY?x=1): /v2/KEY?x=1";
         let clean = super::scrub(msg.to_owned(), &super::secrets_of(&url));
         assert!(!clean.contains("KEY") && !clean.contains("pw"), "{clean}");
+    }
+
+    #[test]
+    fn rpc_errors_are_told_apart_by_kind() {
+        for (msg, kind) in [
+            ("HTTP error 429 with body: rate limited", "rate_limited"),
+            ("HTTP error 500 with body: boom", "http_status"),
+            (
+                "error sending request for url (http://127.0.0.1:1/)",
+                "connection",
+            ),
+            (
+                "deserialization error: EOF while parsing an object",
+                "bad_response",
+            ),
+            (
+                "server returned an error response: error code -32000: header not found",
+                "rpc_error",
+            ),
+        ] {
+            assert_eq!(super::rpc_kind(msg), kind, "{msg}");
+        }
     }
 
     #[test]

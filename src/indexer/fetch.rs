@@ -72,6 +72,7 @@ impl Fetcher {
     {
         let mut backoff = retry::policy(std::time::Duration::from_secs(10));
         let mut failures = 0u32;
+        let mut kinds = std::collections::HashSet::new();
         loop {
             if self.cancel.is_cancelled() {
                 return Err(Cancelled);
@@ -97,7 +98,7 @@ impl Fetcher {
                     self.pool.succeeded();
                     self.health.set_rpc_ok(true);
                     if failures > 0 {
-                        tracing::info!(method, endpoint, failures, "RPC recovered");
+                        tracing::info!(method, endpoint, failures, kinds = ?kinds, "RPC recovered");
                     }
                     return Ok(Ok(v));
                 }
@@ -109,8 +110,9 @@ impl Fetcher {
                 Err(e) => e,
             };
             failures += 1;
-            if failures == 1 {
-                tracing::warn!(method, error = %error, "RPC failing; retrying with backoff");
+            if kinds.insert(error.kind()) {
+                tracing::warn!(method, kind = error.kind(), error = %error, failures,
+                    "RPC failing; retrying with backoff");
             } else {
                 tracing::debug!(method, error = %error, failures, "RPC still failing");
             }

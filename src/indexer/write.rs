@@ -4,26 +4,18 @@
 
 use std::collections::{HashMap, HashSet};
 
+use alloy::primitives::B256;
 use sqlx::SqliteConnection;
 
 use super::fetch::Batch;
-use crate::domain::{BlockRef, MatchStatus, Order, Scope};
+use crate::domain::{BlockRef, EventVersion, MatchStatus, Order, Scope};
 use crate::reconcile::{reconcile, Decision, Policy};
 use crate::store::events::{self, NewEvent};
 use crate::store::orders::{self, Paying, Reason, Seen};
-use crate::store::{incidents, sync, StoreError};
+use crate::store::{incidents, sync, StoreError, TxWork};
 
 /// Late matches attempted per batch: bounded work.
 const LATE_MATCH_LIMIT: u32 = 256;
-
-/// Work done inside one write transaction (retried whole on failure).
-pub trait TxWork {
-    type Output;
-    fn run<'t>(
-        &'t self,
-        tx: &'t mut SqliteConnection,
-    ) -> impl std::future::Future<Output = Result<Self::Output, StoreError>> + Send + 't;
-}
 
 /// Writing one batch.
 pub struct WriteBatch<'a> {
@@ -68,11 +60,20 @@ impl TxWork for RollBack<'_> {
     }
 }
 
+/// How one event stored by a batch (new or late-matched) came out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub status: MatchStatus,
+    /// The order it paid, when matched.
+    pub order_id: Option<String>,
+    pub order_ref: B256,
+    pub version: EventVersion,
+}
+
 /// What a committed batch changed; metrics and logs are taken from it.
 #[derive(Debug, Default)]
 pub struct Written {
-    /// Outcomes of events stored by this batch (new and late-matched).
-    pub outcomes: Vec<(MatchStatus, Option<String>, crate::domain::EventVersion)>,
+    pub outcomes: Vec<Outcome>,
     pub confirming: u64,
     pub paid: u64,
     pub rows: u64,
@@ -122,7 +123,12 @@ pub async fn write_batch(
             _ => None,
         };
         if let Some(status) = decision.match_status() {
-            written.outcomes.push((status, order_id.clone(), p.version));
+            written.outcomes.push(Outcome {
+                status,
+                order_id: order_id.clone(),
+                order_ref: p.order_ref,
+                version: p.version,
+            });
             rows.push((p, status, order_id));
         }
     }
@@ -180,9 +186,12 @@ async fn late_match(
             let paying = [(order_id, &ev.payment.key)];
             written.confirming += orders::mark_seen(tx, scope, &paying, Seen::Unconfirmed).await?;
         }
-        written
-            .outcomes
-            .push((status, order_id.map(str::to_owned), ev.payment.version));
+        written.outcomes.push(Outcome {
+            status,
+            order_id: order_id.map(str::to_owned),
+            order_ref: ev.payment.order_ref,
+            version: ev.payment.version,
+        });
     }
     Ok(())
 }

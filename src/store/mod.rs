@@ -6,6 +6,7 @@
 //! hands this module rows to write inside one transaction.
 
 pub mod events;
+pub mod failure;
 pub mod incidents;
 pub mod orders;
 pub mod status;
@@ -16,7 +17,7 @@ use std::time::Duration;
 
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::{Connection, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 use crate::config::DatabaseSettings;
 
@@ -25,6 +26,16 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// A write transaction opened with `BEGIN IMMEDIATE`.
 pub type WriteTx = Transaction<'static, Sqlite>;
+
+/// Work done inside one write transaction: [`Store::write`] runs it, and
+/// runs it again whole after a failure, so it must hold no state of its own.
+pub trait TxWork {
+    type Output;
+    fn run<'t>(
+        &'t self,
+        tx: &'t mut SqliteConnection,
+    ) -> impl std::future::Future<Output = Result<Self::Output, StoreError>> + Send + 't;
+}
 
 /// Errors of the store boundary.
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +140,29 @@ impl Store {
     /// failing half-way through on an upgrade from a read lock.
     pub async fn begin_immediate(&self) -> Result<WriteTx, StoreError> {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// Runs `work` in one `BEGIN IMMEDIATE` transaction and commits it; on
+    /// error everything is rolled back. The connection is one of the pool's,
+    /// held by this call: after a failure that may have left it unusable
+    /// (SQLite rolls back by itself on a full disk or an I/O error, and the
+    /// driver, still counting a transaction open, would then refuse every
+    /// later `BEGIN` on it) it is closed, so the next attempt gets a new one.
+    pub async fn write<W: TxWork>(&self, work: &W) -> Result<W::Output, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let result = async {
+            let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+            let out = work.run(&mut tx).await?;
+            tx.commit().await?;
+            Ok(out)
+        }
+        .await;
+        if let Err(e) = &result {
+            if failure::WriteFailure::of(e).may_poison() {
+                conn.close_on_drop();
+            }
+        }
+        result
     }
 
     /// The pool, for reads.

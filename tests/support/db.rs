@@ -54,6 +54,12 @@ impl Db {
         Self::migrated(tempfile::tempdir().expect("temp dir")).await
     }
 
+    /// A fresh, migrated database in a directory under `parent` (a small
+    /// filesystem of the test's own, say).
+    pub async fn new_in(parent: &std::path::Path) -> Db {
+        Self::migrated(tempfile::tempdir_in(parent).expect("temp dir")).await
+    }
+
     /// The database `liqpass.db` in `dir`, opened and migrated.
     async fn migrated(dir: tempfile::TempDir) -> Db {
         let store = Store::open(&settings(&dir.path().join("liqpass.db")))

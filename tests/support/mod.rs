@@ -6,6 +6,7 @@
 pub mod chain;
 pub mod daemon;
 pub mod db;
+pub mod disk;
 pub mod proxy;
 
 use std::future::Future;
@@ -70,4 +71,29 @@ pub async fn until_ready(base: &str) {
 pub async fn http_get(url: &str) -> (u16, String) {
     let resp = reqwest::get(url).await.expect("http request");
     (resp.status().as_u16(), resp.text().await.expect("body"))
+}
+
+/// The value of the first `/metrics` sample at `base` whose name and labels
+/// are `series` (e.g. `liqpass_indexer_stalled` or
+/// `liqpass_indexer_db_write_failures_total{cause="disk_full"}`).
+pub async fn metric(base: &str, series: &str) -> Option<f64> {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// The body of `/readyz` at `base`, if it answers.
+pub async fn readyz(base: &str) -> Option<String> {
+    reqwest::get(format!("{base}/readyz"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()
 }

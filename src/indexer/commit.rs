@@ -1,0 +1,222 @@
+//! Committing: a batch (or a reorg rollback) is written in one transaction
+//! through [`Store::write`], retried whole until it commits or the daemon
+//! stops; only after the commit are metrics, readiness and logs updated.
+//! A failure episode names its cause on `/readyz` and in a metric, and logs
+//! each new kind of error once, never every attempt.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use super::fetch::Batch;
+use super::write::{self, Outcome, Written};
+use super::Stop;
+use crate::config::Settings;
+use crate::domain::{BlockRef, MatchStatus, Scope};
+use crate::health::Health;
+use crate::metrics::Metrics;
+use crate::reconcile::Policy;
+use crate::retry;
+use crate::store::failure::WriteFailure;
+use crate::store::{Store, TxWork};
+
+/// Order refs named in a batch's review line; the rows hold every one.
+const REVIEW_REFS_SHOWN: usize = 5;
+/// Longest wait between two attempts of a failing commit: once the cause is
+/// gone (space freed, lock released) the next commit is at most this far off.
+const LONGEST_COMMIT_PAUSE: Duration = Duration::from_secs(4);
+
+/// The parts of the indexer a commit needs, borrowed apart from the fetcher
+/// so that fetching the next range can overlap the commit.
+pub(super) struct Writer<'a> {
+    pub store: &'a Store,
+    pub scope: &'a Scope,
+    pub policy: &'a Policy,
+    pub settings: &'a Settings,
+    pub metrics: &'a Metrics,
+    pub health: &'a Health,
+    pub cancel: &'a CancellationToken,
+    pub checkpoint: &'a mut Option<BlockRef>,
+}
+
+impl Writer<'_> {
+    pub async fn commit(&mut self, batch: Batch, head: u64, final_block: u64) -> Result<u64, Stop> {
+        let started = Instant::now();
+        let work = write::WriteBatch {
+            scope: self.scope,
+            policy: self.policy,
+            batch: &batch,
+            final_block,
+            reorg_window: self.settings.chain.reorg_window,
+        };
+        let written: Written =
+            commit_with_retry(self.store, self.metrics, self.health, self.cancel, &work).await?;
+        *self.checkpoint = Some(batch.last);
+        self.after_commit(&batch, &written, head, started.elapsed());
+        Ok(written.rows)
+    }
+
+    fn after_commit(&self, batch: &Batch, written: &Written, head: u64, elapsed: Duration) {
+        let m = self.metrics;
+        m.record_commit(elapsed, written.rows);
+        m.ignored_logs.inc_by(batch.ignored);
+        m.indexed_block.set(batch.last.number as i64);
+        m.lag_blocks
+            .set(head.saturating_sub(batch.last.number) as i64);
+        if let Some(last) = batch.headers.iter().find(|h| h.number == batch.last.number) {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            m.lag_seconds.set(now.saturating_sub(last.timestamp) as i64);
+        }
+        self.health.set_indexed(batch.last.number);
+        let mut per_version = HashMap::new();
+        for o in &written.outcomes {
+            m.record_payment(o.status);
+            *per_version.entry(o.version).or_insert(0u64) += 1;
+            if o.status != MatchStatus::Matched {
+                tracing::debug!(order = o.order_id.as_deref().unwrap_or("-"),
+                    order_ref = %o.order_ref, reason = %o.status, "payment needs review");
+            }
+        }
+        if let Some(review) = Review::of(&written.outcomes) {
+            tracing::warn!(
+                from = batch.first,
+                to = batch.last.number,
+                total = review.total,
+                by_reason = %review.by_reason(),
+                order_refs = %review.first_refs.join(","),
+                "payments need review (`liqpass-indexer status` counts them; contract_events holds each)"
+            );
+        }
+        for (version, n) in per_version {
+            m.record_events(version, n);
+        }
+        m.record_transition("confirming", written.confirming);
+        m.record_transition("paid", written.paid);
+        tracing::debug!(
+            from = batch.first,
+            to = batch.last.number,
+            rows = written.rows,
+            confirming = written.confirming,
+            paid = written.paid,
+            ignored = batch.ignored,
+            "batch committed"
+        );
+    }
+}
+
+/// The payments of one batch that need a person, summed up for one log line.
+#[derive(Debug, PartialEq, Eq)]
+struct Review {
+    total: u64,
+    counts: BTreeMap<&'static str, u64>,
+    /// The first few order refs, in the batch's order.
+    first_refs: Vec<String>,
+}
+
+impl Review {
+    fn of(outcomes: &[Outcome]) -> Option<Review> {
+        let mut review = Review {
+            total: 0,
+            counts: BTreeMap::new(),
+            first_refs: Vec::new(),
+        };
+        for o in outcomes.iter().filter(|o| o.status != MatchStatus::Matched) {
+            review.total += 1;
+            *review.counts.entry(o.status.as_str()).or_default() += 1;
+            if review.first_refs.len() < REVIEW_REFS_SHOWN {
+                review.first_refs.push(format!("{:#x}", o.order_ref));
+            }
+        }
+        (review.total > 0).then_some(review)
+    }
+
+    /// `underpaid=2 unknown_order=17`.
+    fn by_reason(&self) -> String {
+        let parts: Vec<_> = self
+            .counts
+            .iter()
+            .map(|(r, n)| format!("{r}={n}"))
+            .collect();
+        parts.join(" ")
+    }
+}
+
+/// Runs `work` through [`Store::write`] until it commits: on any failure the
+/// transaction rolls back and the whole thing is retried with backoff, so
+/// nothing (in particular the checkpoint) is ever half written. While it
+/// fails, `/readyz` names the cause and a metric counts it; each new kind of
+/// error is logged once per episode, and the recovery once.
+pub(super) async fn commit_with_retry<W: TxWork>(
+    store: &Store,
+    metrics: &Metrics,
+    health: &Health,
+    cancel: &CancellationToken,
+    work: &W,
+) -> Result<W::Output, Stop> {
+    let mut backoff = retry::policy(LONGEST_COMMIT_PAUSE);
+    let mut failures = 0u32;
+    let mut kinds = HashSet::new();
+    loop {
+        match store.write(work).await {
+            Ok(out) => {
+                if failures > 0 {
+                    health.set_db_failing(None);
+                    let kinds: Vec<_> = kinds.iter().map(|k: &WriteFailure| k.label()).collect();
+                    tracing::info!(failures, causes = ?kinds, "database writes recovered");
+                }
+                return Ok(out);
+            }
+            Err(e) => {
+                failures += 1;
+                let cause = WriteFailure::of(&e);
+                metrics.sqlite_busy_retries.inc();
+                metrics.record_write_failure(cause);
+                health.set_db_failing(Some(cause.describe(&e)));
+                if kinds.insert(cause) {
+                    tracing::error!(error = %e, cause = cause.label(), failures,
+                        "batch not committed; rolled back, retrying");
+                } else {
+                    tracing::debug!(error = %e, failures, "batch still not committed");
+                }
+                // A shutdown during a failure episode leaves the batch uncommitted: fine.
+                retry::pause(&mut backoff, cancel).await?;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::EventVersion;
+    use alloy::primitives::B256;
+
+    fn outcome(status: MatchStatus, n: u8) -> Outcome {
+        Outcome {
+            status,
+            order_id: None,
+            order_ref: B256::repeat_byte(n),
+            version: EventVersion::V1,
+        }
+    }
+
+    #[test]
+    fn a_batch_of_matched_payments_needs_no_review_line() {
+        assert_eq!(Review::of(&[outcome(MatchStatus::Matched, 1)]), None);
+    }
+
+    #[test]
+    fn a_review_line_counts_by_reason_and_names_only_the_first_refs() {
+        let mut outcomes = vec![outcome(MatchStatus::Matched, 0)];
+        outcomes.extend((1..=20).map(|n| outcome(MatchStatus::UnknownOrder, n)));
+        outcomes.push(outcome(MatchStatus::Underpaid, 99));
+        let review = Review::of(&outcomes).expect("some need review");
+        assert_eq!(review.total, 21);
+        assert_eq!(review.by_reason(), "underpaid=1 unknown_order=20");
+        assert_eq!(review.first_refs.len(), REVIEW_REFS_SHOWN);
+        assert_eq!(review.first_refs[0], format!("{:#x}", B256::repeat_byte(1)));
+    }
+}

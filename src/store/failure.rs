@@ -1,0 +1,124 @@
+//! Why a write failed, in the words an operator acts on: a few causes, each
+//! with a metric label and the sentence `/readyz` shows. Pure: classifies a
+//! [`StoreError`], decides nothing about retrying.
+
+use super::StoreError;
+
+/// The cause of a failed write transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WriteFailure {
+    /// `SQLITE_FULL`: the disk (or the database's size limit) is full.
+    DiskFull,
+    /// `SQLITE_IOERR`: the operating system failed a read or write.
+    Io,
+    /// `SQLITE_READONLY`: the file or its filesystem is read-only.
+    ReadOnly,
+    /// `SQLITE_BUSY`/`SQLITE_LOCKED`: another writer held the lock past the
+    /// busy timeout.
+    Busy,
+    /// `SQLITE_CORRUPT`/`SQLITE_NOTADB`: a damaged page or file.
+    Corrupt,
+    /// `SQLITE_CANTOPEN`: the file (or its directory) cannot be opened.
+    CantOpen,
+    /// No pooled connection became free in time.
+    PoolTimeout,
+    /// Anything else (constraint, driver, stored data).
+    Other,
+}
+
+impl WriteFailure {
+    pub const ALL: [WriteFailure; 8] = [
+        Self::DiskFull,
+        Self::Io,
+        Self::ReadOnly,
+        Self::Busy,
+        Self::Corrupt,
+        Self::CantOpen,
+        Self::PoolTimeout,
+        Self::Other,
+    ];
+
+    /// Classifies `error` by SQLite's primary result code.
+    pub fn of(error: &StoreError) -> Self {
+        let sql = match error {
+            StoreError::Sql(e) | StoreError::Open { source: e, .. } => e,
+            _ => return Self::Other,
+        };
+        match sql {
+            sqlx::Error::PoolTimedOut => Self::PoolTimeout,
+            sqlx::Error::Io(_) => Self::Io,
+            sqlx::Error::Database(db) => {
+                let code = db.code().and_then(|c| c.parse::<i32>().ok());
+                // Extended result codes keep the primary code in the low byte.
+                match code.map(|c| c & 0xff) {
+                    Some(13) => Self::DiskFull,
+                    Some(10) => Self::Io,
+                    Some(8) => Self::ReadOnly,
+                    Some(5 | 6) => Self::Busy,
+                    Some(11 | 26) => Self::Corrupt,
+                    Some(14) => Self::CantOpen,
+                    _ => Self::Other,
+                }
+            }
+            _ => Self::Other,
+        }
+    }
+
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::DiskFull => "disk_full",
+            Self::Io => "io_error",
+            Self::ReadOnly => "read_only",
+            Self::Busy => "busy",
+            Self::Corrupt => "corrupt",
+            Self::CantOpen => "cannot_open",
+            Self::PoolTimeout => "pool_timeout",
+            Self::Other => "other",
+        }
+    }
+
+    /// What `/readyz` says after "database writes failing: ": the cause in
+    /// SQLite's words, or the error itself when it has no name here.
+    pub fn describe(self, error: &StoreError) -> String {
+        match self {
+            Self::DiskFull => "database or disk is full".into(),
+            Self::Io => "disk I/O error".into(),
+            Self::ReadOnly => "the database is read-only".into(),
+            Self::Busy => "database is locked by another writer past the busy timeout".into(),
+            Self::Corrupt => "database disk image is malformed".into(),
+            Self::CantOpen => "unable to open the database file".into(),
+            Self::PoolTimeout => "no database connection became free in time".into(),
+            Self::Other => error.to_string(),
+        }
+    }
+
+    /// True when the connection that failed may be left unusable: SQLite
+    /// rolls a transaction back by itself after some of these, and the
+    /// driver, which still counts it open, would refuse the next `BEGIN`.
+    pub fn may_poison(self) -> bool {
+        !matches!(self, Self::Busy | Self::PoolTimeout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_that_are_not_sqlite_results_are_other_or_pool_timeouts() {
+        let e = StoreError::Corrupt("bad hash".into());
+        assert_eq!(WriteFailure::of(&e), WriteFailure::Other);
+        let e = StoreError::Sql(sqlx::Error::PoolTimedOut);
+        assert_eq!(WriteFailure::of(&e), WriteFailure::PoolTimeout);
+        assert!(!WriteFailure::PoolTimeout.may_poison());
+        assert!(WriteFailure::DiskFull.may_poison());
+    }
+
+    #[test]
+    fn every_cause_has_its_own_label() {
+        let labels: std::collections::HashSet<_> =
+            WriteFailure::ALL.iter().map(|f| f.label()).collect();
+        assert_eq!(labels.len(), WriteFailure::ALL.len());
+    }
+}
