@@ -235,4 +235,90 @@ async fn sigterm_during_a_backfill_exits_0_in_time_and_a_restart_resumes_where_i
     );
     assert!(events_then < 800);
     assert_eq!(db.events().await.len(), 800, "every event once");
+    // 800 payments without orders: a line per batch for people, not per event.
+    let logs = restarted.logs();
+    let review: Vec<_> = logs
+        .lines()
+        .filter(|l| l.contains("payments need review"))
+        .collect();
+    let batches = logs.matches("batch committed").count();
+    assert!(!review.is_empty() && review.len() <= batches, "{logs}");
+    for line in &review {
+        assert!(
+            line.contains("WARN") && line.contains("by_reason=unknown_order="),
+            "{line}"
+        );
+        let refs = line.split("order_refs=").nth(1).expect("refs named");
+        assert!(refs.split(',').count() <= 5, "at most five refs: {line}");
+    }
+    assert!(
+        !logs
+            .lines()
+            .any(|l| l.contains("WARN") && l.contains("payment needs review")),
+        "per-event lines are debug only"
+    );
+}
+
+#[tokio::test]
+async fn a_second_stop_signal_exits_at_once_with_the_batch_in_hand_rolled_back() {
+    let chain = Chain::start().await;
+    let db = Db::new().await;
+    db.insert_orders(&chain.buyers, 7_000, 1, 5_000_000).await;
+    let mut env = env_for(&chain, &db);
+    env.insert("LIQPASS__SHUTDOWN__GRACE_S".into(), "60".into());
+    // The batch in hand waits this long for the lock, inside SQLite.
+    env.insert("LIQPASS__DATABASE__BUSY_TIMEOUT_MS".into(), "30000".into());
+    let mut daemon = Daemon::spawn(&env);
+    support::caught_up(&chain, &db).await;
+    let before = db.checkpoint().await;
+    // Another writer holds the lock: the next batch cannot commit.
+    let mut blocker = db.store.begin_immediate().await.expect("hold the lock");
+    let paid_in = chain
+        .pay(chain.buyers[0], order_ref(7_000), 5_000_000)
+        .await
+        .block_number
+        .expect("mined");
+    wait_for("the batch with the payment to be in hand", LONG, || async {
+        let logs = daemon.logs();
+        let line = logs.lines().rev().find(|l| l.contains("writing batch"))?;
+        let to: u64 = line
+            .split("to=")
+            .nth(1)?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()?;
+        (to >= paid_in).then_some(())
+    })
+    .await;
+    daemon.signal("TERM");
+    wait_for("the first signal to be taken", LONG, || async {
+        daemon
+            .logs()
+            .contains("finishing the batch in hand")
+            .then_some(())
+    })
+    .await;
+    let second = Instant::now();
+    daemon.signal("TERM");
+    let status = daemon.wait_exit(Duration::from_secs(10)).await;
+    let took = second.elapsed();
+    assert!(status.success(), "exit {status}: {}", daemon.logs());
+    assert!(
+        took < Duration::from_secs(5),
+        "exited {took:?} after the second signal, not at once (grace is 60 s)"
+    );
+    assert!(
+        daemon.logs().contains("second stop signal"),
+        "{}",
+        daemon.logs()
+    );
+    blocker.rollback().await.expect("release the lock");
+    assert_eq!(
+        db.checkpoint().await,
+        before,
+        "the batch in hand was not written"
+    );
+    assert!(db.events().await.is_empty(), "nothing half-written");
+    assert_eq!(db.order("ord_000").await.payment_status, "pending");
 }

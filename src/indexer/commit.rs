@@ -43,6 +43,7 @@ pub(super) struct Writer<'a> {
 impl Writer<'_> {
     pub async fn commit(&mut self, batch: Batch, head: u64, final_block: u64) -> Result<u64, Stop> {
         let started = Instant::now();
+        tracing::debug!(from = batch.first, to = batch.last.number, "writing batch");
         let work = write::WriteBatch {
             scope: self.scope,
             policy: self.policy,
