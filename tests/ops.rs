@@ -272,7 +272,7 @@ async fn a_second_stop_signal_exits_at_once_with_the_batch_in_hand_rolled_back()
     support::caught_up(&chain, &db).await;
     let before = db.checkpoint().await;
     // Another writer holds the lock: the next batch cannot commit.
-    let mut blocker = db.store.begin_immediate().await.expect("hold the lock");
+    let blocker = db.store.begin_immediate().await.expect("hold the lock");
     let paid_in = chain
         .pay(chain.buyers[0], order_ref(7_000), 5_000_000)
         .await
