@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::chain::source::ChainSource;
-use crate::config::Settings;
+use crate::config::{DatabaseSettings, Endpoints, ScopedSettings, Settings};
 use crate::domain::Scope;
 use crate::health::Health;
 use crate::http::{self, AppState};
@@ -22,8 +22,8 @@ use crate::metrics::Metrics;
 use crate::store::{incidents, Store, MIGRATOR};
 
 /// Opens the store and refuses to run on a schema that is not up to date.
-pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
-    let store = Store::open(&settings.database)
+pub async fn open_store(database: &DatabaseSettings) -> anyhow::Result<Store> {
+    let store = Store::open(database)
         .await
         .context("opening the database")?;
     let applied = store.applied_migrations().await?;
@@ -54,7 +54,7 @@ pub async fn start(
     listener: TcpListener,
     cancel: CancellationToken,
 ) -> anyhow::Result<Running> {
-    let store = open_store(&settings).await?;
+    let store = open_store(&settings.database).await?;
     let registry = Arc::new(Registry::new());
     let metrics = Metrics::new(&registry).context("registering metrics")?;
     metrics.init_labels();
@@ -167,7 +167,7 @@ async fn stop_on_signals(cancel: CancellationToken) {
 
 /// `liqpass-indexer backfill --from --to`.
 pub async fn backfill(settings: Settings, from: u64, to: u64) -> anyhow::Result<()> {
-    let store = open_store(&settings).await?;
+    let store = open_store(&settings.database).await?;
     let registry = Registry::new();
     let metrics = Metrics::new(&registry)?;
     let cancel = CancellationToken::new();
@@ -193,13 +193,13 @@ pub async fn backfill(settings: Settings, from: u64, to: u64) -> anyhow::Result<
 }
 
 /// `liqpass-indexer status [--json]`.
-pub async fn status(settings: &Settings, as_json: bool) -> anyhow::Result<()> {
+pub async fn status(settings: &ScopedSettings, as_json: bool) -> anyhow::Result<()> {
     let store = Store::open(&settings.database)
         .await
         .context("opening the database")?;
-    let scope = settings.chain.scope();
+    let scope = settings.scope;
     let st = store.status(&scope).await?;
-    let head = head_of(settings, &scope).await;
+    let head = head_of(&settings.endpoints, &scope).await;
     let lag = match (&head, st.checkpoint_block) {
         (Ok(h), Some(cp)) => Some(h.saturating_sub(cp)),
         _ => None,
@@ -245,9 +245,9 @@ pub async fn status(settings: &Settings, as_json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn head_of(settings: &Settings, scope: &Scope) -> Result<u64, String> {
-    let url = settings.chain.rpc_urls.first().ok_or("no rpc url")?;
-    let timeout = settings.chain.request_timeout.min(Duration::from_secs(5));
+async fn head_of(endpoints: &Endpoints, scope: &Scope) -> Result<u64, String> {
+    let url = endpoints.urls.first().ok_or("no rpc url")?;
+    let timeout = endpoints.request_timeout.min(Duration::from_secs(5));
     let source = ChainSource::connect(url, scope, timeout)
         .await
         .map_err(|e| e.to_string())?;
@@ -255,10 +255,10 @@ async fn head_of(settings: &Settings, scope: &Scope) -> Result<u64, String> {
 }
 
 /// `liqpass-indexer ack-reorg`.
-pub async fn ack_reorg(settings: &Settings) -> anyhow::Result<()> {
-    let store = open_store(settings).await?;
+pub async fn ack_reorg(settings: &ScopedSettings) -> anyhow::Result<()> {
+    let store = open_store(&settings.database).await?;
     let mut tx = store.begin_immediate().await?;
-    let n = incidents::acknowledge_all(&mut tx, &settings.chain.scope()).await?;
+    let n = incidents::acknowledge_all(&mut tx, &settings.scope).await?;
     tx.commit().await?;
     println!("acknowledged {n} deep reorg incident(s)");
     store.close().await;

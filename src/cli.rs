@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::config::{self, Settings};
+use crate::config::{self, DatabaseSettings, Settings};
 use crate::indexer::IndexerError;
 use crate::{app, store::Store};
 
@@ -30,12 +30,16 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The settings each command needs are listed with it; a command reads no
+/// others (an unknown key is still an error for every command).
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon: back-fill from the checkpoint, then follow new blocks.
     /// SIGTERM/SIGINT finish or roll back the batch in hand and exit 0.
+    /// Needs every section (chain.contract and chain.token have no default).
     Run,
     /// Apply the database migrations (creating the database if missing).
+    /// Needs [database] and [log] only.
     Migrate {
         /// Roll back the most recently applied migration instead.
         #[arg(long)]
@@ -43,6 +47,7 @@ pub enum Command {
     },
     /// Re-scan a block range into the same tables. Idempotent: a second run
     /// changes nothing. The live checkpoint is never moved backwards.
+    /// Needs what `run` needs.
     Backfill {
         /// First block to scan.
         #[arg(long)]
@@ -52,15 +57,18 @@ pub enum Command {
         to: u64,
     },
     /// Show checkpoint, head, lag, orders by status and events by outcome.
-    /// Safe to run while the daemon writes.
+    /// Safe to run while the daemon writes. Needs [database], [log],
+    /// chain.chain_id, chain.contract, and the RPC endpoints (for the head).
     Status {
         /// Print JSON for scripts instead of a table.
         #[arg(long)]
         json: bool,
     },
-    /// Print the effective settings, secrets redacted, and exit.
+    /// Validate every setting, print the effective settings (secrets
+    /// redacted) and exit.
     CheckConfig,
-    /// Acknowledge deep reorgs after review, so that /readyz can turn ready again.
+    /// Acknowledge deep reorgs after review, so that /readyz can turn ready
+    /// again. Needs what `status` needs.
     AckReorg,
 }
 
@@ -78,14 +86,7 @@ pub fn main() -> ExitCode {
             };
         }
     };
-    let settings = match config::load(&config::Sources::from_process(cli.config.clone())) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("liqpass-indexer: {e}");
-            return ExitCode::from(EXIT_USAGE);
-        }
-    };
-    crate::telemetry::init(&settings.log);
+    let sources = config::Sources::from_process(cli.config.clone());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -96,8 +97,12 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(dispatch(cli.command, settings)) {
+    match runtime.block_on(dispatch(cli.command, &sources)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<config::ConfigError>().is_some() => {
+            eprintln!("liqpass-indexer: {e}");
+            ExitCode::from(EXIT_USAGE)
+        }
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "liqpass-indexer failed");
             eprintln!("liqpass-indexer: {e:#}");
@@ -115,25 +120,50 @@ pub fn main() -> ExitCode {
     }
 }
 
-async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<()> {
+/// Loads what `command` reads (a bad setting is a [`config::ConfigError`]),
+/// starts logging as configured, and runs it.
+async fn dispatch(command: Command, sources: &config::Sources) -> anyhow::Result<()> {
     match command {
+        Command::Migrate { revert_last } => {
+            let s = config::load_store(sources)?;
+            crate::telemetry::init(&s.log);
+            migrate(&s.database, revert_last).await
+        }
+        Command::Status { json } => {
+            let s = config::load_scoped(sources)?;
+            crate::telemetry::init(&s.log);
+            app::status(&s, json).await
+        }
+        Command::AckReorg => {
+            let s = config::load_scoped(sources)?;
+            crate::telemetry::init(&s.log);
+            app::ack_reorg(&s).await
+        }
         Command::CheckConfig => {
-            print!("{}", settings.to_redacted_toml());
+            let s = config::load(sources)?;
+            print!("{}", s.to_redacted_toml());
             Ok(())
         }
-        Command::Migrate { revert_last } => migrate(&settings, revert_last).await,
-        Command::Status { json } => app::status(&settings, json).await,
-        Command::Run => app::run_daemon(settings).await,
-        Command::Backfill { from, to } => {
-            anyhow::ensure!(from <= to, "--from {from} is after --to {to}");
-            app::backfill(settings, from, to).await
+        Command::Run => {
+            let s = full(sources)?;
+            app::run_daemon(s).await
         }
-        Command::AckReorg => app::ack_reorg(&settings).await,
+        Command::Backfill { from, to } => {
+            let s = full(sources)?;
+            anyhow::ensure!(from <= to, "--from {from} is after --to {to}");
+            app::backfill(s, from, to).await
+        }
     }
 }
 
-async fn migrate(settings: &Settings, revert_last: bool) -> anyhow::Result<()> {
-    let store = Store::open(&settings.database)
+fn full(sources: &config::Sources) -> Result<Settings, config::ConfigError> {
+    let s = config::load(sources)?;
+    crate::telemetry::init(&s.log);
+    Ok(s)
+}
+
+async fn migrate(database: &DatabaseSettings, revert_last: bool) -> anyhow::Result<()> {
+    let store = Store::open(database)
         .await
         .context("opening the database")?;
     if revert_last {

@@ -147,3 +147,115 @@ async fn migrate_applies_and_reverts_and_run_refuses_an_unmigrated_database() {
     let out = command(&env, &["migrate"]);
     assert!(out.status.success());
 }
+
+/// What a command should do: succeed, or exit 64 naming these keys.
+type Expect = Result<(), Vec<&'static str>>;
+
+/// Each command requires exactly the settings it reads: `migrate` the
+/// database, `status` and `ack-reorg` the database and which chain and
+/// contract, `run`/`backfill`/`check-config` everything. Unknown keys are an
+/// error for all of them.
+#[tokio::test]
+async fn each_command_requires_only_the_settings_it_reads() {
+    let db = Db::new().await;
+    let fresh = tempfile::tempdir().expect("temp dir");
+    let fresh_url = format!("sqlite://{}", fresh.path().join("new.db").display());
+    let contract = "0xe7f1725e7734ce288f8367e1bb143e90bb3f0512";
+    let env_of = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (format!("LIQPASS__{k}"), (*v).to_owned()))
+            .collect()
+    };
+    // Nothing listens on the discard port: `status` shows the head as unavailable.
+    let no_node = ("CHAIN__RPC_URL", "http://127.0.0.1:9");
+    let db_url = db.url();
+    let cases: Vec<(Vec<&str>, BTreeMap<String, String>, Expect)> = vec![
+        (
+            vec!["migrate"],
+            env_of(&[("DATABASE__URL", &fresh_url)]),
+            Ok(()),
+        ),
+        (
+            vec!["migrate"],
+            env_of(&[("DATABASE__URL", &fresh_url), ("CHAIN__CONFIRMATIONS", "x")]),
+            Ok(()), // a section migrate does not read
+        ),
+        (
+            vec!["migrate"],
+            env_of(&[
+                ("DATABASE__URL", &fresh_url),
+                ("DATABASE__BUSY_TIMEOUT_MS", "0"),
+            ]),
+            Err(vec!["database.busy_timeout_ms"]),
+        ),
+        (
+            vec!["migrate"],
+            env_of(&[("DATABASE__URL", &fresh_url), ("CHAIN__CONFIRMATONS", "3")]),
+            Err(vec!["chain.confirmatons"]), // a typo is an error everywhere
+        ),
+        (
+            vec!["status"],
+            env_of(&[
+                ("DATABASE__URL", &db_url),
+                ("CHAIN__CONTRACT", contract),
+                no_node,
+            ]),
+            Ok(()),
+        ),
+        (
+            vec!["status"],
+            env_of(&[("DATABASE__URL", &db_url), no_node]),
+            Err(vec!["chain.contract"]),
+        ),
+        (
+            vec!["ack-reorg"],
+            env_of(&[("DATABASE__URL", &db_url), ("CHAIN__CONTRACT", contract)]),
+            Ok(()),
+        ),
+        (
+            vec!["backfill", "--from", "0", "--to", "1"],
+            env_of(&[("DATABASE__URL", &db_url), ("CHAIN__CONTRACT", contract)]),
+            Err(vec!["chain.token"]),
+        ),
+        (
+            vec!["run"],
+            env_of(&[("DATABASE__URL", &db_url)]),
+            Err(vec!["chain.contract", "chain.token"]),
+        ),
+        (
+            vec!["check-config"],
+            env_of(&[("DATABASE__URL", &db_url), ("CHAIN__CONTRACT", contract)]),
+            Err(vec!["chain.token"]),
+        ),
+    ];
+    for (args, env, want) in cases {
+        let out = command(&env, &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        match want {
+            Ok(()) => assert!(out.status.success(), "{args:?} {env:?}: {err}"),
+            Err(keys) => {
+                assert_eq!(out.status.code(), Some(64), "{args:?} {env:?}: {err}");
+                for key in keys {
+                    assert!(err.contains(key), "{args:?}: {key} not named in {err}");
+                }
+                if args == ["backfill", "--from", "0", "--to", "1"] {
+                    assert!(!err.contains("chain.contract"), "{err}");
+                }
+            }
+        }
+    }
+    let status = command(
+        &env_of(&[
+            ("DATABASE__URL", &db_url),
+            ("CHAIN__CONTRACT", contract),
+            no_node,
+        ]),
+        &["status"],
+    );
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains("checkpoint") && text.contains("head         unavailable"),
+        "{text}"
+    );
+}

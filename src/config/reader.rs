@@ -1,0 +1,391 @@
+//! Reads the layered configuration key by key, collecting every problem
+//! instead of stopping at the first; each section has its own method, so a
+//! command validates the sections it reads and no others.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use alloy::primitives::Address;
+use config::{Config, Value, ValueKind};
+
+use super::{
+    ChainSettings, DatabaseSettings, Endpoints, Finality, HttpSettings, LogFormat, LogSettings,
+    OverpaymentPolicy, Problem, ReconcileSettings, RpcUrl, Settings, ShutdownSettings, KEYS,
+};
+use crate::domain::Scope;
+
+pub(super) fn problem(key: &str, message: impl Into<String>) -> Problem {
+    Problem {
+        key: key.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// Reads keys one by one, collecting problems instead of stopping.
+pub(super) struct Reader {
+    pub(super) cfg: Config,
+    pub(super) problems: Vec<Problem>,
+}
+
+impl Reader {
+    fn bad(&mut self, key: &str, message: impl Into<String>) {
+        self.problems.push(problem(key, message));
+    }
+
+    fn value(&mut self, key: &str) -> Option<Value> {
+        match self.cfg.get::<Value>(key) {
+            Ok(v) if !matches!(v.kind, ValueKind::Nil) => Some(v),
+            _ => None,
+        }
+    }
+
+    fn required(&mut self, key: &str) -> Option<Value> {
+        let v = self.value(key);
+        if v.is_none() {
+            let env = format!("LIQPASS__{}", key.replace('.', "__").to_uppercase());
+            self.bad(key, format!("missing (set it in a config file or {env})"));
+        }
+        v
+    }
+
+    fn string(&mut self, key: &str, required: bool) -> Option<String> {
+        let v = if required {
+            self.required(key)?
+        } else {
+            self.value(key)?
+        };
+        match v.kind {
+            ValueKind::String(s) => Some(s),
+            other => {
+                self.bad(key, format!("expected a string, got {other}"));
+                None
+            }
+        }
+    }
+
+    fn int(&mut self, key: &str, min: u64, max: u64) -> Option<u64> {
+        let v = self.required(key)?;
+        let n = match &v.kind {
+            ValueKind::I64(n) => u64::try_from(*n).ok(),
+            ValueKind::U64(n) => Some(*n),
+            ValueKind::I128(n) => u64::try_from(*n).ok(),
+            ValueKind::U128(n) => u64::try_from(*n).ok(),
+            ValueKind::String(s) => s.trim().parse().ok(),
+            _ => None,
+        };
+        match n {
+            Some(n) if (min..=max).contains(&n) => Some(n),
+            Some(n) => {
+                self.bad(key, format!("{n} is out of range {min}..={max}"));
+                None
+            }
+            None => {
+                self.bad(
+                    key,
+                    format!(
+                        "expected an integer in {min}..={max}, got {:?}",
+                        v.kind.to_string()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn millis(&mut self, key: &str, min: u64, max: u64) -> Option<Duration> {
+        self.int(key, min, max).map(Duration::from_millis)
+    }
+
+    fn address(&mut self, key: &str, required: bool) -> Option<Address> {
+        let text = self.string(key, required)?;
+        match parse_address(&text) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                self.bad(key, e);
+                None
+            }
+        }
+    }
+
+    fn choice<T: Copy>(&mut self, key: &str, options: &[(&str, T)]) -> Option<T> {
+        let text = self.string(key, true)?;
+        let found = options
+            .iter()
+            .find(|(name, _)| *name == text)
+            .map(|(_, v)| *v);
+        if found.is_none() {
+            let names: Vec<_> = options.iter().map(|(n, _)| *n).collect();
+            self.bad(key, format!("{text:?} is not one of {names:?}"));
+        }
+        found
+    }
+
+    fn rpc_urls(&mut self) -> Vec<RpcUrl> {
+        let mut texts = Vec::new();
+        if let Some(one) = self
+            .string("chain.rpc_url", false)
+            .filter(|s| !s.is_empty())
+        {
+            texts.push(("chain.rpc_url", one));
+        }
+        if let Some(v) = self.value("chain.rpc_urls") {
+            match v.kind {
+                ValueKind::Array(items) => {
+                    for item in items {
+                        match item.kind {
+                            ValueKind::String(s) if !s.is_empty() => {
+                                texts.push(("chain.rpc_urls", s))
+                            }
+                            ValueKind::String(_) => {}
+                            other => self.bad(
+                                "chain.rpc_urls",
+                                format!("expected URL strings, got {other}"),
+                            ),
+                        }
+                    }
+                }
+                ValueKind::String(s) if !s.is_empty() => texts.push(("chain.rpc_urls", s)),
+                ValueKind::String(_) => {}
+                other => self.bad(
+                    "chain.rpc_urls",
+                    format!("expected a list of URLs, got {other}"),
+                ),
+            }
+        }
+        let mut urls: Vec<RpcUrl> = Vec::new();
+        for (key, text) in texts {
+            match RpcUrl::parse(&text) {
+                Ok(u) if urls.contains(&u) => self.bad(key, format!("{u} is listed twice")),
+                Ok(u) => urls.push(u),
+                Err(e) => self.bad(key, e),
+            }
+        }
+        if urls.is_empty()
+            && !self
+                .problems
+                .iter()
+                .any(|p| p.key.starts_with("chain.rpc_url"))
+        {
+            self.bad(
+                "chain.rpc_url",
+                "missing (set LIQPASS__CHAIN__RPC_URL or chain.rpc_urls)",
+            );
+        }
+        urls
+    }
+
+    pub(super) fn unknown_keys(&mut self) {
+        let table = match self
+            .cfg
+            .clone()
+            .try_deserialize::<config::Map<String, Value>>()
+        {
+            Ok(table) => table,
+            Err(e) => {
+                self.bad("(all)", format!("cannot read the settings as tables: {e}"));
+                return;
+            }
+        };
+        for (section, value) in table {
+            let Some((_, keys)) = KEYS.iter().find(|(s, _)| *s == section) else {
+                let known: Vec<_> = KEYS.iter().map(|(s, _)| *s).collect();
+                self.bad(
+                    &section,
+                    format!("unknown section; known sections: {}", known.join(", ")),
+                );
+                continue;
+            };
+            let ValueKind::Table(entries) = value.kind else {
+                self.bad(&section, "expected a table of settings");
+                continue;
+            };
+            for key in entries.keys() {
+                if !keys.contains(&key.as_str()) {
+                    self.bad(
+                        &format!("{section}.{key}"),
+                        format!(
+                            "unknown key; known keys in [{section}]: {}",
+                            keys.join(", ")
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    pub(super) fn database(&mut self) -> Option<DatabaseSettings> {
+        let url = self.string("database.url", true);
+        if let Some(u) = &url {
+            if !u.starts_with("sqlite:") {
+                self.bad("database.url", format!("{u:?} is not a sqlite: URL"));
+            }
+        }
+        let busy_timeout = self.millis("database.busy_timeout_ms", 1, 600_000);
+        let max_connections = self.int("database.max_connections", 1, 64);
+        Some(DatabaseSettings {
+            url: url?,
+            busy_timeout: busy_timeout?,
+            max_connections: u32::try_from(max_connections?).ok()?,
+        })
+    }
+
+    pub(super) fn log(&mut self) -> Option<LogSettings> {
+        let format = self.choice(
+            "log.format",
+            &[("text", LogFormat::Text), ("json", LogFormat::Json)],
+        );
+        let level = self.string("log.level", true);
+        if let Some(l) = &level {
+            if let Err(e) = tracing_subscriber::EnvFilter::try_new(l) {
+                self.bad("log.level", format!("{l:?} is not a tracing filter: {e}"));
+            }
+        }
+        Some(LogSettings {
+            format: format?,
+            level: level?,
+        })
+    }
+
+    pub(super) fn reconcile(&mut self) -> Option<ReconcileSettings> {
+        self.choice(
+            "reconcile.overpayment",
+            &[
+                ("accept", OverpaymentPolicy::Accept),
+                ("flag", OverpaymentPolicy::Flag),
+            ],
+        )
+        .map(|overpayment| ReconcileSettings { overpayment })
+    }
+
+    pub(super) fn http(&mut self) -> Option<HttpSettings> {
+        let listen = self.string("http.listen", true);
+        let listen = listen.and_then(|l| match l.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.bad(
+                    "http.listen",
+                    format!("{l:?} is not an address like 127.0.0.1:9464"),
+                );
+                None
+            }
+        });
+        let lag = self.int("http.max_ready_lag_blocks", 0, 1_000_000);
+        Some(HttpSettings {
+            listen: listen?,
+            max_ready_lag_blocks: lag?,
+        })
+    }
+
+    pub(super) fn shutdown(&mut self) -> Option<ShutdownSettings> {
+        self.int("shutdown.grace_s", 1, 3600)
+            .map(|s| ShutdownSettings {
+                grace: Duration::from_secs(s),
+            })
+    }
+
+    /// `chain.chain_id` and `chain.contract`: what the stored rows belong to.
+    pub(super) fn scope(&mut self) -> Option<Scope> {
+        let chain_id = self.int("chain.chain_id", 1, u64::MAX >> 1);
+        let contract = self.address("chain.contract", true);
+        Some(Scope {
+            chain_id: chain_id?,
+            contract: contract?,
+        })
+    }
+
+    /// The RPC endpoints and their request timeout.
+    pub(super) fn endpoints(&mut self) -> Option<Endpoints> {
+        let urls = self.rpc_urls();
+        let request_timeout = self.millis("chain.request_timeout_ms", 100, 600_000);
+        if urls.is_empty() {
+            return None;
+        }
+        Some(Endpoints {
+            urls,
+            request_timeout: request_timeout?,
+        })
+    }
+
+    /// Everything: what `run`, `backfill` and `check-config` read.
+    pub(super) fn settings(&mut self) -> Option<Settings> {
+        let database = self.database();
+        let chain = self.chain();
+        let reconcile = self.reconcile();
+        let http = self.http();
+        let log = self.log();
+        let shutdown = self.shutdown();
+        Some(Settings {
+            database: database?,
+            chain: chain?,
+            reconcile: reconcile?,
+            http: http?,
+            log: log?,
+            shutdown: shutdown?,
+        })
+    }
+
+    fn chain(&mut self) -> Option<ChainSettings> {
+        let scope = self.scope();
+        let endpoints = self.endpoints();
+        let token = self.address("chain.token", true);
+        let treasury = self.address("chain.treasury", false);
+        let start_block = self.int("chain.start_block", 0, i64::MAX as u64);
+        let confirmations = self.int("chain.confirmations", 0, 10_000);
+        let finality = self.choice(
+            "chain.finality",
+            &[
+                ("depth", Finality::Depth),
+                ("safe", Finality::Safe),
+                ("finalized", Finality::Finalized),
+            ],
+        );
+        let max_block_range = self.int("chain.max_block_range", 1, 1_000_000);
+        let poll_interval = self.millis("chain.poll_interval_ms", 10, 600_000);
+        let reorg_window = self.int("chain.reorg_window", 1, 100_000);
+        if let (Some(w), Some(c)) = (reorg_window, confirmations) {
+            if w <= c {
+                self.bad(
+                    "chain.reorg_window",
+                    format!("{w} must be greater than chain.confirmations ({c})"),
+                );
+            }
+        }
+        let stall_after = self
+            .int("chain.stall_after_s", 1, 86_400)
+            .map(Duration::from_secs);
+        let (scope, endpoints) = (scope?, endpoints?);
+        Some(ChainSettings {
+            rpc_urls: endpoints.urls,
+            chain_id: scope.chain_id,
+            contract: scope.contract,
+            token: token?,
+            treasury,
+            start_block: start_block?,
+            confirmations: confirmations?,
+            finality: finality?,
+            max_block_range: max_block_range?,
+            poll_interval: poll_interval?,
+            reorg_window: reorg_window?,
+            stall_after: stall_after?,
+            request_timeout: endpoints.request_timeout,
+        })
+    }
+}
+
+/// Parses a 0x address; mixed case must carry a valid EIP-55 checksum.
+pub fn parse_address(text: &str) -> Result<Address, String> {
+    let hex = text
+        .strip_prefix("0x")
+        .ok_or_else(|| format!("{text:?} is not a 0x-prefixed address"))?;
+    if hex.len() != 40 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(format!("{text:?} is not 20 bytes of hex"));
+    }
+    let mixed =
+        hex.chars().any(|c| c.is_ascii_lowercase()) && hex.chars().any(|c| c.is_ascii_uppercase());
+    if mixed {
+        Address::parse_checksummed(text, None)
+            .map_err(|_| format!("{text:?} has a bad EIP-55 checksum"))
+    } else {
+        text.parse().map_err(|e| format!("{text:?}: {e}"))
+    }
+}
