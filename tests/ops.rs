@@ -177,6 +177,7 @@ async fn metrics_expose_every_family_with_values_after_indexing() {
         "liqpass_indexer_indexed_block",
         "liqpass_indexer_lag_blocks",
         "liqpass_indexer_stalled 0",
+        "liqpass_indexer_db_write_failures_total{cause=\"disk_full\"} 0",
     ] {
         assert!(text.contains(line), "{line} missing from:\n{text}");
     }
