@@ -33,7 +33,16 @@ pub const DEFAULTS: &str = include_str!("../config/default.toml");
 
 /// Every known key, by section.
 const KEYS: &[(&str, &[&str])] = &[
-    ("database", &["url", "busy_timeout_ms", "max_connections"]),
+    (
+        "database",
+        &[
+            "url",
+            "busy_timeout_ms",
+            "max_connections",
+            "max_write_ms",
+            "write_gap_ms",
+        ],
+    ),
     (
         "chain",
         &[
@@ -76,6 +85,10 @@ pub struct DatabaseSettings {
     pub url: String,
     pub busy_timeout: Duration,
     pub max_connections: u32,
+    /// How long one of our write transactions may hold the write lock.
+    pub max_write: Duration,
+    /// How long the lock stays free after our commit before our next `BEGIN`.
+    pub write_gap: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -15,6 +15,7 @@
 
 mod commit;
 mod fetch;
+mod pace;
 mod reorg;
 mod write;
 
@@ -28,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use commit::Writer;
 pub use fetch::Batch;
 use fetch::{Fetcher, Near};
+use pace::Pacer;
 
 use crate::chain::pool::{PoolError, RpcPool};
 use crate::chain::range::RangeSizer;
@@ -84,6 +86,8 @@ pub struct Indexer {
     announced: Option<u64>,
     /// Inside a stall episode (see [`Health::stalled`]).
     in_stall: bool,
+    /// Sizes and spaces write transactions (the order API's lock waits).
+    pacer: Pacer,
 }
 
 impl Indexer {
@@ -122,6 +126,7 @@ impl Indexer {
             health.set_indexed(cp.number);
             metrics.indexed_block.set(cp.number as i64);
         }
+        let pacer = Pacer::new(settings.database.max_write, settings.database.write_gap);
         Ok(Self {
             settings,
             scope,
@@ -135,6 +140,7 @@ impl Indexer {
             heads: None,
             announced: None,
             in_stall: false,
+            pacer,
         })
     }
 
@@ -251,28 +257,7 @@ impl Indexer {
             let next = batch.last.number + 1;
             let more = next <= limit && !self.cancel.is_cancelled();
             let (written, fetched) = {
-                let Self {
-                    fetcher,
-                    store,
-                    scope,
-                    policy,
-                    settings,
-                    metrics,
-                    health,
-                    cancel,
-                    checkpoint,
-                    ..
-                } = self;
-                let mut writer = Writer {
-                    store,
-                    scope,
-                    policy,
-                    settings,
-                    metrics,
-                    health,
-                    cancel,
-                    checkpoint,
-                };
+                let (fetcher, mut writer) = self.parts();
                 let fetch = async {
                     if more {
                         Some(fetcher.deep(next, limit).await)
@@ -293,7 +278,14 @@ impl Indexer {
 
     async fn commit(&mut self, batch: Batch, head: u64) -> Result<u64, Stop> {
         let final_block = self.final_block(head).await?;
+        self.parts().1.commit(batch, head, final_block).await
+    }
+
+    /// The fetcher, and the rest borrowed apart from it as a [`Writer`], so
+    /// that fetching the next range can overlap a commit.
+    fn parts(&mut self) -> (&mut Fetcher, Writer<'_>) {
         let Self {
+            fetcher,
             store,
             scope,
             policy,
@@ -302,9 +294,10 @@ impl Indexer {
             health,
             cancel,
             checkpoint,
+            pacer,
             ..
         } = self;
-        Writer {
+        let writer = Writer {
             store,
             scope,
             policy,
@@ -313,9 +306,9 @@ impl Indexer {
             health,
             cancel,
             checkpoint,
-        }
-        .commit(batch, head, final_block)
-        .await
+            pacer,
+        };
+        (fetcher, writer)
     }
 
     /// The newest block whose payments count as final.

@@ -36,6 +36,7 @@ pub struct Metrics {
     getlogs_range: Histogram,
     commit_duration: Histogram,
     batch_rows: Histogram,
+    lock_hold: Histogram,
     pub sqlite_busy_retries: IntCounter,
     db_write_failures: IntCounterVec,
     pub stalled: IntGauge,
@@ -163,9 +164,14 @@ impl Metrics {
             commit_duration: histogram(
                 "batch_commit_duration_seconds",
                 "Time to write and commit one batch.",
-                seconds,
+                seconds.clone(),
             )?,
             batch_rows: histogram("batch_rows", "Events written per batch.", counts)?,
+            lock_hold: histogram(
+                "write_lock_hold_seconds",
+                "How long each write transaction held the database's write lock.",
+                seconds,
+            )?,
             sqlite_busy_retries: counter(
                 "sqlite_busy_retries_total",
                 "Batch transactions retried because SQLite was busy or failed.",
@@ -224,6 +230,10 @@ impl Metrics {
         self.db_write_failures
             .with_label_values(&[cause.label()])
             .inc();
+    }
+
+    pub fn record_lock_hold(&self, held: Duration) {
+        self.lock_hold.observe(held.as_secs_f64());
     }
 
     pub fn record_range(&self, blocks: u64) {

@@ -222,10 +222,14 @@ impl Reader {
         }
         let busy_timeout = self.millis("database.busy_timeout_ms", 1, 600_000);
         let max_connections = self.int("database.max_connections", 1, 64);
+        let max_write = self.millis("database.max_write_ms", 1, 60_000);
+        let write_gap = self.millis("database.write_gap_ms", 0, 1_000);
         Some(DatabaseSettings {
             url: url?,
             busy_timeout: busy_timeout?,
             max_connections: u32::try_from(max_connections?).ok()?,
+            max_write: max_write?,
+            write_gap: write_gap?,
         })
     }
 

@@ -26,6 +26,8 @@ impl Settings {
             "max_connections",
             int(u64::from(d.max_connections)),
         );
+        put("database", "max_write_ms", ms(d.max_write));
+        put("database", "write_gap_ms", ms(d.write_gap));
         let c = &self.chain;
         let urls = c.rpc_urls.iter().map(|u| s(u.redacted())).collect();
         put("chain", "rpc_urls", toml::Value::Array(urls));

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::fetch::Batch;
+use super::pace::{self, Pacer};
 use super::write::{self, Outcome, Written};
 use super::Stop;
 use crate::config::Settings;
@@ -38,40 +39,77 @@ pub(super) struct Writer<'a> {
     pub health: &'a Health,
     pub cancel: &'a CancellationToken,
     pub checkpoint: &'a mut Option<BlockRef>,
+    pub pacer: &'a mut Pacer,
+}
+
+/// The blocks a committed batch covered, for metrics and logs.
+struct Span {
+    first: u64,
+    last: BlockRef,
+    ignored: u64,
+    /// The last block's time, when its header was fetched.
+    last_timestamp: Option<u64>,
 }
 
 impl Writer<'_> {
+    /// Commits `batch` as one or more transactions of whole blocks, each
+    /// sized to the write budget and spaced by the write gap (see `pace`);
+    /// the checkpoint advances with each. Returns the events written.
     pub async fn commit(&mut self, batch: Batch, head: u64, final_block: u64) -> Result<u64, Stop> {
         let started = Instant::now();
-        tracing::debug!(from = batch.first, to = batch.last.number, "writing batch");
-        let work = write::WriteBatch {
-            scope: self.scope,
-            policy: self.policy,
-            batch: &batch,
-            final_block,
-            reorg_window: self.settings.chain.reorg_window,
+        let span = Span {
+            first: batch.first,
+            last: batch.last,
+            ignored: batch.ignored,
+            last_timestamp: batch
+                .headers
+                .iter()
+                .find(|h| h.number == batch.last.number)
+                .map(|h| h.timestamp),
         };
-        let written: Written =
-            commit_with_retry(self.store, self.metrics, self.health, self.cancel, &work).await?;
-        *self.checkpoint = Some(batch.last);
-        self.after_commit(&batch, &written, head, started.elapsed());
-        Ok(written.rows)
+        let mut total = Written::default();
+        for part in pace::split(batch, self.pacer.rows()) {
+            tracing::debug!(from = part.first, to = part.last.number, "writing batch");
+            let work = write::WriteBatch {
+                scope: self.scope,
+                policy: self.policy,
+                batch: &part,
+                final_block,
+                reorg_window: self.settings.chain.reorg_window,
+                late_limit: (self.pacer.rows() as u32).clamp(1, write::LATE_MATCH_LIMIT),
+            };
+            let written: Written = commit_with_retry(
+                self.store,
+                self.metrics,
+                self.health,
+                self.pacer,
+                self.cancel,
+                &work,
+            )
+            .await?;
+            *self.checkpoint = Some(part.last);
+            self.metrics.indexed_block.set(part.last.number as i64);
+            self.health.set_indexed(part.last.number);
+            tracing::debug!(
+                from = part.first,
+                to = part.last.number,
+                rows = written.rows,
+                confirming = written.confirming,
+                paid = written.paid,
+                "transaction committed"
+            );
+            total.absorb(written);
+        }
+        self.after_commit(&span, &total, head, started.elapsed());
+        Ok(total.rows)
     }
 
-    fn after_commit(&self, batch: &Batch, written: &Written, head: u64, elapsed: Duration) {
+    fn after_commit(&self, batch: &Span, written: &Written, head: u64, elapsed: Duration) {
         let m = self.metrics;
         m.record_commit(elapsed, written.rows);
         m.ignored_logs.inc_by(batch.ignored);
-        m.indexed_block.set(batch.last.number as i64);
         m.lag_blocks
             .set(head.saturating_sub(batch.last.number) as i64);
-        if let Some(last) = batch.headers.iter().find(|h| h.number == batch.last.number) {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            m.lag_seconds.set(now.saturating_sub(last.timestamp) as i64);
-        }
-        self.health.set_indexed(batch.last.number);
         let mut per_version = HashMap::new();
         for o in &written.outcomes {
             m.record_payment(o.status);
@@ -105,6 +143,12 @@ impl Writer<'_> {
             ignored = batch.ignored,
             "batch committed"
         );
+        if let Some(timestamp) = batch.last_timestamp {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            m.lag_seconds.set(now.saturating_sub(timestamp) as i64);
+        }
     }
 }
 
@@ -145,15 +189,17 @@ impl Review {
     }
 }
 
-/// Runs `work` through [`Store::write`] until it commits: on any failure the
-/// transaction rolls back and the whole thing is retried with backoff, so
-/// nothing (in particular the checkpoint) is ever half written. While it
-/// fails, `/readyz` names the cause and a metric counts it; each new kind of
-/// error is logged once per episode, and the recovery once.
+/// Runs `work` through [`Store::write`] until it commits, in its turn (the
+/// pacer's gap after our last commit): on any failure the transaction rolls
+/// back and the whole thing is retried with backoff, so nothing (in
+/// particular the checkpoint) is ever half written. While it fails,
+/// `/readyz` names the cause and a metric counts it; each new kind of error
+/// is logged once per episode, and the recovery once.
 pub(super) async fn commit_with_retry<W: TxWork>(
     store: &Store,
     metrics: &Metrics,
     health: &Health,
+    pacer: &mut Pacer,
     cancel: &CancellationToken,
     work: &W,
 ) -> Result<W::Output, Stop> {
@@ -161,8 +207,11 @@ pub(super) async fn commit_with_retry<W: TxWork>(
     let mut failures = 0u32;
     let mut kinds = HashSet::new();
     loop {
+        pacer.wait_turn().await;
         match store.write(work).await {
-            Ok(out) => {
+            Ok((out, held)) => {
+                pacer.committed(work.rows(), held);
+                metrics.record_lock_hold(held);
                 if failures > 0 {
                     health.set_db_failing(None);
                     let kinds: Vec<_> = kinds.iter().map(|k: &WriteFailure| k.label()).collect();

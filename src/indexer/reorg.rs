@@ -60,6 +60,7 @@ impl Indexer {
             health,
             cancel,
             checkpoint,
+            pacer,
             ..
         } = self;
         let work = write::RollBack {
@@ -67,7 +68,7 @@ impl Indexer {
             ancestor,
             old_checkpoint: cp.number,
         };
-        let rolled = commit_with_retry(store, metrics, health, cancel, &work).await?;
+        let rolled = commit_with_retry(store, metrics, health, pacer, cancel, &work).await?;
         *checkpoint = Some(ancestor);
         health.set_indexed(ancestor.number);
         metrics.indexed_block.set(ancestor.number as i64);

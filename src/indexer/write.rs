@@ -14,8 +14,8 @@ use crate::store::events::{self, NewEvent};
 use crate::store::orders::{self, Paying, Reason, Seen};
 use crate::store::{incidents, sync, StoreError, TxWork};
 
-/// Late matches attempted per batch: bounded work.
-const LATE_MATCH_LIMIT: u32 = 256;
+/// Late matches attempted per transaction, at most: bounded work.
+pub const LATE_MATCH_LIMIT: u32 = 256;
 
 /// Writing one batch.
 pub struct WriteBatch<'a> {
@@ -24,10 +24,15 @@ pub struct WriteBatch<'a> {
     pub batch: &'a Batch,
     pub final_block: u64,
     pub reorg_window: u64,
+    /// Late matches to attempt in this transaction.
+    pub late_limit: u32,
 }
 
 impl TxWork for WriteBatch<'_> {
     type Output = Written;
+    fn rows(&self) -> usize {
+        self.batch.payments.len()
+    }
     fn run<'t>(
         &'t self,
         tx: &'t mut SqliteConnection,
@@ -39,6 +44,7 @@ impl TxWork for WriteBatch<'_> {
             self.batch,
             self.final_block,
             self.reorg_window,
+            self.late_limit,
         )
     }
 }
@@ -79,6 +85,16 @@ pub struct Written {
     pub rows: u64,
 }
 
+impl Written {
+    /// Adds what another transaction of the same batch changed.
+    pub fn absorb(&mut self, other: Written) {
+        self.outcomes.extend(other.outcomes);
+        self.confirming += other.confirming;
+        self.paid += other.paid;
+        self.rows += other.rows;
+    }
+}
+
 /// Writes `batch` and advances the checkpoint, inside `tx`.
 pub async fn write_batch(
     tx: &mut SqliteConnection,
@@ -87,6 +103,7 @@ pub async fn write_batch(
     batch: &Batch,
     final_block: u64,
     reorg_window: u64,
+    late_limit: u32,
 ) -> Result<Written, StoreError> {
     let mut written = Written::default();
 
@@ -155,7 +172,7 @@ pub async fn write_batch(
     let paid_at_once = orders::mark_seen(tx, scope, &now_final, Seen::Final).await?;
     written.confirming += paid_at_once;
     written.paid += paid_at_once;
-    late_match(tx, scope, policy, &mut written).await?;
+    late_match(tx, scope, policy, late_limit, &mut written).await?;
 
     sync::record_blocks(tx, scope, &batch.headers, reorg_window).await?;
     sync::set_checkpoint(tx, scope, &batch.last).await?;
@@ -168,9 +185,10 @@ async fn late_match(
     tx: &mut SqliteConnection,
     scope: &Scope,
     policy: &Policy,
+    limit: u32,
     written: &mut Written,
 ) -> Result<(), StoreError> {
-    let waiting = events::unknown_with_order(tx, scope, LATE_MATCH_LIMIT).await?;
+    let waiting = events::unknown_with_order(tx, scope, limit).await?;
     for ev in waiting {
         let order = orders::by_refs(tx, &[ev.payment.order_ref])
             .await?

@@ -31,6 +31,11 @@ pub type WriteTx = Transaction<'static, Sqlite>;
 /// runs it again whole after a failure, so it must hold no state of its own.
 pub trait TxWork {
     type Output;
+    /// Rows it writes, as the caller counts them (for sizing transactions
+    /// by their measured lock-hold time); 0 when that says nothing.
+    fn rows(&self) -> usize {
+        0
+    }
     fn run<'t>(
         &'t self,
         tx: &'t mut SqliteConnection,
@@ -148,13 +153,17 @@ impl Store {
     /// (SQLite rolls back by itself on a full disk or an I/O error, and the
     /// driver, still counting a transaction open, would then refuse every
     /// later `BEGIN` on it) it is closed, so the next attempt gets a new one.
-    pub async fn write<W: TxWork>(&self, work: &W) -> Result<W::Output, StoreError> {
+    ///
+    /// Returns the output and how long the write lock was held (from the
+    /// `BEGIN` that took it to the end of the `COMMIT`).
+    pub async fn write<W: TxWork>(&self, work: &W) -> Result<(W::Output, Duration), StoreError> {
         let mut conn = self.pool.acquire().await?;
         let result = async {
             let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+            let locked = std::time::Instant::now();
             let out = work.run(&mut tx).await?;
             tx.commit().await?;
-            Ok(out)
+            Ok((out, locked.elapsed()))
         }
         .await;
         if let Err(e) = &result {

@@ -45,6 +45,8 @@ pub fn settings(path: &std::path::Path) -> DatabaseSettings {
         url: format!("sqlite://{}", path.display()),
         busy_timeout: Duration::from_secs(5),
         max_connections: 4,
+        max_write: Duration::from_millis(3),
+        write_gap: Duration::from_millis(3),
     }
 }
 

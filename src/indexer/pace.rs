@@ -1,0 +1,136 @@
+//! Keeping SQLite's one write lock short and free: the order API's `INSERT`
+//! must never wait long on us. Two rules, both about the lock:
+//!
+//! - **hold**: a transaction writes about as many rows as fit in
+//!   `database.max_write_ms`, learned from the measured lock-hold time of the
+//!   transactions before it, cut at a block boundary so that the checkpoint
+//!   commits with the whole blocks it covers (one block holding more rows
+//!   than the budget is one transaction, logged at debug);
+//! - **gap**: after a commit the lock stays free for `database.write_gap_ms`
+//!   before our next `BEGIN`, long enough for another writer's busy handler
+//!   (SQLite's default one polls after 1, 3, 8, 18… ms) to find it free.
+//!
+//! Pure, but for the clock and the sleep in [`Pacer::wait_turn`].
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::fetch::Batch;
+
+/// Rows per transaction before anything was measured.
+const START_ROWS: usize = 64;
+/// Never more rows per transaction than this, whatever the budget.
+const MAX_ROWS: usize = 50_000;
+
+/// Sizes transactions and spaces them out.
+#[derive(Debug)]
+pub struct Pacer {
+    budget: Duration,
+    gap: Duration,
+    rows: usize,
+    last_end: Option<Instant>,
+}
+
+impl Pacer {
+    pub fn new(budget: Duration, gap: Duration) -> Self {
+        Self {
+            budget,
+            gap,
+            rows: START_ROWS,
+            last_end: None,
+        }
+    }
+
+    /// Rows the next transaction should write.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Waits until the lock has been free for the gap since our last commit.
+    pub async fn wait_turn(&self) {
+        if let Some(end) = self.last_end {
+            let turn = end + self.gap;
+            if turn > Instant::now() {
+                tokio::time::sleep_until(turn).await;
+            }
+        }
+    }
+
+    /// A transaction of `rows` rows held the lock for `held` and committed.
+    pub fn committed(&mut self, rows: usize, held: Duration) {
+        self.last_end = Some(Instant::now());
+        self.learn(rows, held);
+    }
+
+    fn learn(&mut self, rows: usize, held: Duration) {
+        let over = held > self.budget;
+        // A short tail transaction says little about how many rows would fit,
+        // unless it alone overran the budget.
+        if rows == 0 || (rows * 2 < self.rows && !over) {
+            return;
+        }
+        let fit = rows as f64 * self.budget.as_secs_f64() / held.as_secs_f64().max(1e-6);
+        // Halfway (geometrically) towards what would have fit, at most double.
+        let next = (self.rows as f64 * fit).sqrt().min(self.rows as f64 * 2.0);
+        self.rows = (next as usize).clamp(1, MAX_ROWS);
+    }
+}
+
+/// Cuts `batch` into transactions of about `rows` payments each, at block
+/// boundaries: every part but the last ends at the block of its last payment
+/// (its checkpoint, hash from the logs); the last ends at the batch's end.
+/// Headers go with the part whose blocks they are.
+pub fn split(batch: Batch, rows: usize) -> Vec<Batch> {
+    let rows = rows.max(1);
+    if batch.payments.len() <= rows {
+        return vec![batch];
+    }
+    let Batch {
+        first,
+        last,
+        headers,
+        payments,
+        ignored,
+    } = batch;
+    let mut parts = Vec::new();
+    let mut start = 0;
+    let mut from = first;
+    while start < payments.len() {
+        let mut end = (start + rows).min(payments.len());
+        let block = payments[end - 1].block;
+        while end < payments.len() && payments[end].block.number == block.number {
+            end += 1;
+        }
+        if end - start > rows * 2 {
+            tracing::debug!(
+                block = block.number,
+                rows = end - start,
+                "one block holds more rows than the write budget: one transaction"
+            );
+        }
+        let to = if end == payments.len() { last } else { block };
+        parts.push(Batch {
+            first: from,
+            last: to,
+            headers: headers
+                .iter()
+                .filter(|h| (from..=to.number).contains(&h.number))
+                .copied()
+                .collect(),
+            payments: payments[start..end].to_vec(),
+            ignored: 0,
+        });
+        from = to.number + 1;
+        start = end;
+    }
+    parts
+        .last_mut()
+        .expect("at least one payment, so one part")
+        .ignored = ignored;
+    parts
+}
+
+#[cfg(test)]
+#[path = "pace_tests.rs"]
+mod tests;
