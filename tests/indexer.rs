@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use alloy::primitives::{Address, U256};
 use alloy::providers::Provider;
-use support::caught_up;
 use support::chain::{order_ref, Chain};
 use support::daemon::{command, env_for, Daemon};
 use support::db::Db;
+use support::{caught_up, wait_for};
 
 const PREMIUM: i64 = 5_000_000;
 const LONG: Duration = Duration::from_secs(60);
@@ -442,4 +442,125 @@ async fn with_finality_finalized_an_order_is_paid_only_once_its_block_is_finaliz
     }
     chain.mine(1).await;
     db.wait_payment_status("ord_1", "paid").await;
+}
+
+/// `(from, to)` of every write transaction the daemon logged, in order.
+fn transactions(logs: &str) -> Vec<(u64, u64)> {
+    let field = |line: &str, name: &str| -> u64 {
+        let at = line.find(&format!(" {name}=")).expect("field") + name.len() + 2;
+        line[at..]
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse().ok())
+            .expect("a number")
+    };
+    logs.lines()
+        .filter(|l| l.contains("transaction committed"))
+        .map(|l| (field(l, "from"), field(l, "to")))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_small_write_budget_commits_whole_blocks_in_many_transactions_to_the_same_database() {
+    let chain = Chain::start().await;
+    let buyer = chain.buyers[0];
+    // 50 blocks of 20 matched payments, then 40 without an order.
+    for b in 0..50u64 {
+        chain
+            .emit_many(buyer, order_ref(10_000 + b * 20), 20, PREMIUM as u64)
+            .await;
+    }
+    chain
+        .emit_many(buyer, order_ref(90_000), 40, PREMIUM as u64)
+        .await;
+    chain.mine(3).await;
+    let (small, large) = (Db::new().await, Db::new().await);
+    for db in [&small, &large] {
+        db.insert_orders(&[buyer], 10_000, 1_000, PREMIUM).await;
+    }
+    let budget = |db: &Db, ms: &str| {
+        let mut env = env_for(&chain, db);
+        env.insert("LIQPASS__DATABASE__MAX_WRITE_MS".into(), ms.into());
+        env.insert("LIQPASS__DATABASE__WRITE_GAP_MS".into(), "0".into());
+        // Deep ranges: the whole chain in a few getLogs.
+        env.insert("LIQPASS__CHAIN__REORG_WINDOW".into(), "4".into());
+        Daemon::spawn(&env)
+    };
+    let (tight, loose) = (budget(&small, "1"), budget(&large, "60000"));
+    caught_up(&chain, &small).await;
+    caught_up(&chain, &large).await;
+    for db in [&small, &large] {
+        db.wait_payment_status("ord_999", "paid").await;
+    }
+
+    assert_eq!(small.events().await, large.events().await, "same events");
+    assert_eq!(small.orders().await, large.orders().await, "same orders");
+    assert_eq!(small.audit().await, large.audit().await, "same audit rows");
+    assert_eq!(small.checkpoint().await, large.checkpoint().await);
+    let (many, few) = (transactions(&tight.logs()), transactions(&loose.logs()));
+    let batches = tight.logs().matches("batch committed").count();
+    eprintln!(
+        "{} transactions for {batches} fetched ranges with a 1 ms budget; {} with 60 s",
+        many.len(),
+        few.len()
+    );
+    assert!(
+        many.len() >= 2 * batches && many.len() >= 2 * few.len(),
+        "ranges cut into transactions: {} for {batches} ranges ({} with 60 s)",
+        many.len(),
+        few.len()
+    );
+    // Contiguous block ranges, each ending where the next begins: every
+    // block (and so every block's events) is in exactly one transaction.
+    for pair in many.windows(2) {
+        assert_eq!(pair[1].0, pair[0].1 + 1, "{many:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_writer_holding_the_lock_delays_the_catch_up_but_loses_nothing() {
+    let chain = Chain::start().await;
+    let db = Db::new().await;
+    let buyer = chain.buyers[0];
+    db.insert_orders(&[buyer], 10_000, 100, PREMIUM).await;
+    let mut env = env_for(&chain, &db);
+    env.insert("LIQPASS__DATABASE__BUSY_TIMEOUT_MS".into(), "100".into());
+    let daemon = Daemon::spawn(&env);
+    let base = format!("http://{}", daemon.http_addr().await);
+    caught_up(&chain, &db).await;
+
+    // The order API holds a write transaction open, with a new order in it.
+    let mut api = db.store.begin_immediate().await.expect("hold the lock");
+    sqlx::query(
+        "INSERT INTO orders (id, order_ref, wallet_address, premium_usdc)
+         VALUES ('ord_api', ?, ?, 7)",
+    )
+    .bind(format!("{:#x}", order_ref(777)))
+    .bind(format!("{:#x}", buyer))
+    .execute(&mut *api)
+    .await
+    .expect("the API's insert");
+    for b in 0..5u64 {
+        chain
+            .emit_many(buyer, order_ref(10_000 + b * 20), 20, PREMIUM as u64)
+            .await;
+    }
+    let busy = r#"liqpass_indexer_db_write_failures_total{cause="busy"}"#;
+    wait_for("the indexer to wait on the lock", LONG, || async {
+        (support::metric(&base, busy).await? >= 2.0).then_some(())
+    })
+    .await;
+    assert!(db.events().await.is_empty(), "nothing written while locked");
+    api.commit().await.expect("the API commits");
+
+    chain.mine(3).await;
+    caught_up(&chain, &db).await;
+    db.wait_payment_status("ord_099", "paid").await;
+    assert_eq!(db.events().await.len(), 100, "every payment, once");
+    let api_order = db.order("ord_api").await;
+    assert_eq!(
+        (api_order.status.as_str(), api_order.payment_status.as_str()),
+        ("pending", "pending"),
+        "the API's row is intact"
+    );
 }
