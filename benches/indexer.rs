@@ -5,7 +5,9 @@
 //! (default 10000), `--gap N` (empty blocks for the catch-up run, default
 //! 100000: anvil mines them ever more slowly, 17 min for 100k here, once),
 //! `--big N` (events for the memory run, default 1000000; 0 skips it),
-//! `--live N` (live payments, default 1000), `--json FILE`.
+//! `--live N` (live payments, default 1000), `--json FILE`, `--only
+//! order-api` (only the order API's lock waits during a backfill, at the
+//! shipped write budget and at the others of `order_api_sweep`).
 //! Generated chains are cached as anvil state dumps (gzip-compressed JSON,
 //! as anvil_dumpState gives it) under target/bench.
 
@@ -39,6 +41,7 @@ struct Args {
     live: u64,
     gap: u64,
     json: Option<PathBuf>,
+    only_order_api: bool,
 }
 
 fn args() -> Args {
@@ -49,6 +52,7 @@ fn args() -> Args {
         live: 1_000,
         gap: 100_000,
         json: None,
+        only_order_api: false,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut it = argv.iter();
@@ -65,6 +69,10 @@ fn args() -> Args {
             "--live" => a.live = value().parse().expect("--live N"),
             "--gap" => a.gap = value().parse().expect("--gap N"),
             "--json" => a.json = Some(value().into()),
+            "--only" => match value().as_str() {
+                "order-api" => a.only_order_api = true,
+                other => panic!("--only takes order-api, not {other}"),
+            },
             "--bench" => {}
             other => panic!("unknown option {other}"),
         }
@@ -243,6 +251,14 @@ async fn main() {
         contract: chain.checkout,
     };
 
+    if a.only_order_api {
+        let run = backfill_with_api(&chain, head, first_ref, a.payments, &[]).await;
+        table.push(("order API during backfill (defaults)".into(), run.api_row()));
+        order_api_sweep(&chain, head, first_ref, a.payments, &mut table).await;
+        print_table(&a, &table);
+        return;
+    }
+
     eprintln!("bench: raw fetch");
     // 1. Raw fetch limit: the same getLogs ranges, results discarded; the
     // best of RAW_PASSES passes (anvil's rate varies between passes).
@@ -335,48 +351,35 @@ async fn main() {
     out.insert("single_row_commit_p99_ms".into(), json!(pct(&c, 0.99)));
 
     eprintln!("bench: backfill");
-    // 3. Backfill with matched orders, and 5. API reads while it writes.
-    let db = Db::new().await;
-    orders_for(&db, &chain, a.payments, first_ref).await;
-    let env = env_with(&chain, &db, &[]);
-    let reader_db = db.url();
-    let stop = tokio_util::sync::CancellationToken::new();
-    let reads = tokio::spawn(api_reads(reader_db, a.payments, stop.clone()));
-    let started = Instant::now();
-    let output = command(
-        &env,
-        &["backfill", "--from", "0", "--to", &head.to_string()],
-    );
-    let backfill_s = started.elapsed().as_secs_f64();
-    stop.cancel();
-    let (by_id, join) = reads.await.expect("reader");
-    assert!(
-        output.status.success(),
-        "backfill failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let stored = db.count("SELECT COUNT(*) FROM contract_events").await as f64;
-    let rate = stored / backfill_s;
+    // 3. Backfill with matched orders, 5. API reads while it writes, and the
+    // order API creating orders meanwhile; at the shipped write budget.
+    let run = backfill_with_api(&chain, head, first_ref, a.payments, &[]).await;
     table.push((
         "backfill (binary, from launch, matched orders)".into(),
         format!(
-            "{rate:.0} events/s, {:.0} blocks/s, {:.0}% of raw fetch",
-            head as f64 / backfill_s,
-            100.0 * rate / raw_rate
+            "{:.0} events/s, {:.0} blocks/s, {:.0}% of raw fetch",
+            run.rate,
+            run.blocks_per_s,
+            100.0 * run.rate / raw_rate
         ),
     ));
-    out.insert("backfill_events_per_s".into(), json!(rate));
-    out.insert("backfill_ratio_to_raw".into(), json!(rate / raw_rate));
-    let (i, j) = (sorted(by_id), sorted(join));
+    out.insert("backfill_events_per_s".into(), json!(run.rate));
+    out.insert("backfill_ratio_to_raw".into(), json!(run.rate / raw_rate));
+    let (i, j) = (&run.reads_by_id, &run.join);
     table.push((
         "API reads during backfill (second connection)".into(),
         format!(
             "order by id p50 {:.3} ms p99 {:.3} ms; acceptance join p50 {:.3} ms p99 {:.3} ms ({} reads)",
-            pct(&i, 0.5), pct(&i, 0.99), pct(&j, 0.5), pct(&j, 0.99), i.len() + j.len()
+            pct(i, 0.5), pct(i, 0.99), pct(j, 0.5), pct(j, 0.99), i.len() + j.len()
         ),
     ));
-    out.insert("api_read_by_id_p99_ms".into(), json!(pct(&i, 0.99)));
-    out.insert("api_read_join_p99_ms".into(), json!(pct(&j, 0.99)));
+    out.insert("api_read_by_id_p99_ms".into(), json!(pct(i, 0.99)));
+    out.insert("api_read_join_p99_ms".into(), json!(pct(j, 0.99)));
+    table.push(("order API during backfill (defaults)".into(), run.api_row()));
+    out.insert("api_insert_p99_ms".into(), json!(pct(&run.inserts, 0.99)));
+    out.insert("api_insert_max_ms".into(), json!(run.inserts.last()));
+    order_api_sweep(&chain, head, first_ref, a.payments, &mut table).await;
+    let db = run.db;
 
     eprintln!("bench: catch-up");
     // 7. Catch-up: on a chain of its own, the daemon indexes to the head and
@@ -478,18 +481,187 @@ async fn main() {
         drop(daemon);
     }
 
+    print_table(&a, &table);
+    if let Some(path) = a.json {
+        std::fs::write(&path, serde_json::to_string_pretty(&out).expect("json"))
+            .expect("write --json");
+        println!("\nwritten to {}", path.display());
+    }
+}
+
+/// One backfill of the bench chain with matched orders, while the order
+/// API reads (by id, the acceptance join) and creates orders.
+struct BackfillRun {
+    rate: f64,
+    blocks_per_s: f64,
+    reads_by_id: Vec<f64>,
+    join: Vec<f64>,
+    /// The order API's INSERT latencies (ms), sorted.
+    inserts: Vec<f64>,
+    /// Its read-back-by-id latencies (ms), sorted.
+    read_backs: Vec<f64>,
+    /// The back-filled database.
+    db: Db,
+}
+
+impl BackfillRun {
+    fn api_row(&self) -> String {
+        let (w, r) = (&self.inserts, &self.read_backs);
+        format!(
+            "INSERT p50 {:.2} ms p99 {:.2} ms max {:.1} ms; read by id p50 {:.3} ms p99 {:.3} ms \
+             ({} orders at {API_RATE}/s); backfill {:.0} events/s",
+            pct(w, 0.5),
+            pct(w, 0.99),
+            w.last().copied().unwrap_or(0.0),
+            pct(r, 0.5),
+            pct(r, 0.99),
+            w.len(),
+            self.rate
+        )
+    }
+}
+
+/// Orders the order API creates per second during the backfill.
+const API_RATE: u64 = 200;
+
+async fn backfill_with_api(
+    chain: &Chain,
+    head: u64,
+    first_ref: u64,
+    payments: u64,
+    extra: &[(&str, &str)],
+) -> BackfillRun {
+    let db = Db::new().await;
+    orders_for(&db, chain, payments, first_ref).await;
+    let env = env_with(chain, &db, extra);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let reads = tokio::spawn(api_reads(db.url(), payments, stop.clone()));
+    let writes = tokio::spawn(api_writes(db.path(), stop.clone()));
+    let started = Instant::now();
+    let output = tokio::task::spawn_blocking(move || {
+        command(
+            &env,
+            &["backfill", "--from", "0", "--to", &head.to_string()],
+        )
+    })
+    .await
+    .expect("backfill task");
+    let backfill_s = started.elapsed().as_secs_f64();
+    stop.cancel();
+    let (by_id, join) = reads.await.expect("reader");
+    let (inserts, read_backs) = writes.await.expect("writer");
+    assert!(
+        output.status.success(),
+        "backfill failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stored = db.count("SELECT COUNT(*) FROM contract_events").await as f64;
+    BackfillRun {
+        rate: stored / backfill_s,
+        blocks_per_s: head as f64 / backfill_s,
+        reads_by_id: sorted(by_id),
+        join: sorted(join),
+        inserts: sorted(inserts),
+        read_backs: sorted(read_backs),
+        db,
+    }
+}
+
+/// The write budget's trade-off: backfill rate against the order API's
+/// lock waits, at several settings (the shipped ones are 3 ms / 3 ms).
+async fn order_api_sweep(
+    chain: &Chain,
+    head: u64,
+    first_ref: u64,
+    payments: u64,
+    table: &mut Vec<(String, String)>,
+) {
+    for (hold, gap) in [
+        ("1", "3"),
+        ("5", "5"),
+        ("10", "10"),
+        ("3", "0"),
+        ("60000", "0"),
+    ] {
+        eprintln!("bench: order API at max_write_ms={hold} write_gap_ms={gap}");
+        let run = backfill_with_api(
+            chain,
+            head,
+            first_ref,
+            payments,
+            &[
+                ("LIQPASS__DATABASE__MAX_WRITE_MS", hold),
+                ("LIQPASS__DATABASE__WRITE_GAP_MS", gap),
+            ],
+        )
+        .await;
+        table.push((
+            format!("order API during backfill, max_write_ms={hold} write_gap_ms={gap}"),
+            run.api_row(),
+        ));
+    }
+}
+
+/// The order API creating orders: its own connection with SQLite's default
+/// busy handler (busy timeout 5 s, as Python's sqlite3 and better-sqlite3
+/// use), `API_RATE` idempotent INSERTs a second, each read back by id.
+async fn api_writes(
+    path: PathBuf,
+    stop: tokio_util::sync::CancellationToken,
+) -> (Vec<f64>, Vec<f64>) {
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
+    use sqlx::{ConnectOptions, Connection};
+    let options = SqliteConnectOptions::new()
+        .filename(&path)
+        .journal_mode(SqliteJournalMode::Wal)
+        .busy_timeout(Duration::from_secs(5));
+    let mut conn = options.connect().await.expect("order API connection");
+    let (mut inserts, mut reads) = (Vec::new(), Vec::new());
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / API_RATE));
+    let mut k = 0u64;
+    while !stop.is_cancelled() {
+        tick.tick().await;
+        k += 1;
+        let id = format!("ord_api_{k}");
+        let t = Instant::now();
+        sqlx::query(
+            "INSERT INTO orders (id, order_ref, wallet_address, premium_usdc, payment_proof_id)
+             VALUES (?, ?, ?, 5000000, ?)
+             ON CONFLICT (wallet_address, payment_proof_id) WHERE payment_proof_id IS NOT NULL
+             DO NOTHING",
+        )
+        .bind(&id)
+        .bind(format!("{:#x}", order_ref(9_000_000_000 + k)))
+        .bind(format!(
+            "{:#x}",
+            alloy::primitives::Address::repeat_byte(0xab)
+        ))
+        .bind(format!("proof_{k}"))
+        .execute(&mut conn)
+        .await
+        .expect("order API INSERT");
+        inserts.push(t.elapsed().as_secs_f64() * 1000.0);
+        let t = Instant::now();
+        let found: Option<(String,)> = sqlx::query_as("SELECT status FROM orders WHERE id = ?")
+            .bind(&id)
+            .fetch_optional(&mut conn)
+            .await
+            .expect("order API read");
+        assert!(found.is_some(), "the order just created is there");
+        reads.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    conn.close().await.expect("close");
+    (inserts, reads)
+}
+
+fn print_table(a: &Args, table: &[(String, String)]) {
     println!(
         "\nliqpass-indexer benchmark: {} payments over {} blocks\n",
         a.payments, a.blocks
     );
     println!("| measure | result |\n| --- | --- |");
-    for (k, v) in &table {
+    for (k, v) in table {
         println!("| {k} | {v} |");
-    }
-    if let Some(path) = a.json {
-        std::fs::write(&path, serde_json::to_string_pretty(&out).expect("json"))
-            .expect("write --json");
-        println!("\nwritten to {}", path.display());
     }
 }
 
