@@ -4,10 +4,12 @@
 //! 2. far behind: fetch the next deep range (adaptive getLogs) while the
 //!    previous one commits; near the head: fetch each new header, check it
 //!    builds on the checkpoint (`chain::window`), else roll the reorg back;
-//! 3. decode, then in one `BEGIN IMMEDIATE` transaction insert events,
-//!    reconcile them with their orders, late-match, record block hashes,
-//!    advance the checkpoint, promote final payments (`write`); commit;
-//! 4. after the commit only: metrics, readiness, logs;
+//! 3. decode, cut the batch at block boundaries into transactions that
+//!    hold the write lock about `database.max_write_ms` each (`pace`), and
+//!    in each `BEGIN IMMEDIATE` transaction insert events, reconcile them
+//!    with their orders, late-match, record block hashes, advance the
+//!    checkpoint, promote final payments (`write`); commit (`commit`);
+//! 4. after the commits only: metrics, readiness, logs;
 //! 5. caught up: wait for a new head (websocket push or polling).
 //!
 //! The checkpoint in the database, never a subscription, decides what has

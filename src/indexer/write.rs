@@ -1,4 +1,4 @@
-//! Writing a batch in one `BEGIN IMMEDIATE` transaction: events (idempotent),
+//! Writing a batch (or a part of one) in one `BEGIN IMMEDIATE` transaction: events (idempotent),
 //! reconciliation of each with its order, late matches, block hashes, the
 //! checkpoint, then finality; and rolling a reorg back the same way.
 
