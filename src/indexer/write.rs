@@ -1,6 +1,7 @@
-//! Writing a batch (or a part of one) in one `BEGIN IMMEDIATE` transaction: events (idempotent),
-//! reconciliation of each with its order, late matches, block hashes, the
-//! checkpoint, then finality; and rolling a reorg back the same way.
+//! Writing a batch (or a part of one, see `pace`) in one `BEGIN IMMEDIATE`
+//! transaction: events (idempotent), reconciliation of each with its order,
+//! late matches, block hashes, the checkpoint, then finality; and rolling a
+//! reorg back the same way.
 
 use std::collections::{HashMap, HashSet};
 
