@@ -186,12 +186,7 @@ async fn a_websocket_that_goes_quiet_is_detected_as_a_stall_recovered_and_the_ga
     }
     let started = std::time::Instant::now();
     wait_for("the stall to show on /readyz", LONG, || async {
-        let body = reqwest::get(format!("{base}/readyz"))
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
+        let body = support::readyz(&base).await?;
         body.contains("stalled").then_some(())
     })
     .await;

@@ -53,23 +53,15 @@ impl Indexer {
             }
         };
         let depth = cp.number - ancestor.number;
-        let Self {
-            store,
-            scope,
-            metrics,
-            health,
-            cancel,
-            checkpoint,
-            pacer,
-            ..
-        } = self;
+        let (_, w) = self.parts();
+        let (metrics, health) = (w.metrics, w.health);
         let work = write::RollBack {
-            scope,
+            scope: w.scope,
             ancestor,
             old_checkpoint: cp.number,
         };
-        let rolled = commit_with_retry(store, metrics, health, pacer, cancel, &work).await?;
-        *checkpoint = Some(ancestor);
+        let rolled = commit_with_retry(w.store, metrics, health, w.pacer, w.cancel, &work).await?;
+        *w.checkpoint = Some(ancestor);
         health.set_indexed(ancestor.number);
         metrics.indexed_block.set(ancestor.number as i64);
         metrics.record_reorg(depth);
