@@ -39,6 +39,8 @@ const KEYS: &[(&str, &[&str])] = &[
             "reorg_window",
             "stall_after_s",
             "request_timeout_ms",
+            "verify_rpc_urls",
+            "verify_quorum",
         ],
     ),
     ("reconcile", &["overpayment"]),
@@ -82,6 +84,11 @@ pub struct ChainSettings {
     pub reorg_window: u64,
     pub stall_after: Duration,
     pub request_timeout: Duration,
+    /// Independent endpoints (another provider) that must confirm a payment's
+    /// log before its order is `paid`; empty: no second opinion. Secrets.
+    pub verify_rpc_urls: Vec<RpcUrl>,
+    /// How many of `verify_rpc_urls` must confirm (1..=their number).
+    pub verify_quorum: usize,
 }
 
 impl ChainSettings {
@@ -299,6 +306,7 @@ pub fn load(sources: &Sources) -> Result<Settings, ConfigError> {
             .separator("__")
             .list_separator(",")
             .with_list_parse_key("chain.rpc_urls")
+            .with_list_parse_key("chain.verify_rpc_urls")
             .try_parsing(true)
             .source(Some(vars)),
     );
@@ -624,6 +632,7 @@ impl Reader {
             .int("chain.stall_after_s", 1, 86_400)
             .map(Duration::from_secs);
         let request_timeout = self.millis("chain.request_timeout_ms", 100, 600_000);
+        let (verify_rpc_urls, verify_quorum) = self.verification(&rpc_urls);
         if rpc_urls.is_empty() {
             return None;
         }
@@ -641,7 +650,68 @@ impl Reader {
             reorg_window: reorg_window?,
             stall_after: stall_after?,
             request_timeout: request_timeout?,
+            verify_rpc_urls,
+            verify_quorum: verify_quorum?,
         })
+    }
+
+    /// `chain.verify_rpc_urls` (secrets, none of them one of `primary`) and
+    /// `chain.verify_quorum` (1..=their number).
+    fn verification(&mut self, primary: &[RpcUrl]) -> (Vec<RpcUrl>, Option<usize>) {
+        const KEY: &str = "chain.verify_rpc_urls";
+        let mut texts = Vec::new();
+        match self.value(KEY).map(|v| v.kind) {
+            None => {}
+            Some(ValueKind::Array(items)) => {
+                for item in items {
+                    match item.kind {
+                        ValueKind::String(s) if s.is_empty() => {}
+                        ValueKind::String(s) => texts.push(s),
+                        other => self.bad(KEY, format!("expected URL strings, got {other}")),
+                    }
+                }
+            }
+            Some(ValueKind::String(s)) if s.is_empty() => {}
+            Some(ValueKind::String(s)) => texts.push(s),
+            Some(other) => self.bad(KEY, format!("expected a list of URLs, got {other}")),
+        }
+        let mut urls: Vec<RpcUrl> = Vec::new();
+        for text in texts {
+            match RpcUrl::parse(&text) {
+                Ok(u) if urls.contains(&u) => self.bad(KEY, format!("{u} is listed twice")),
+                Ok(u) if primary.contains(&u) => self.bad(
+                    KEY,
+                    format!("{u} is also in chain.rpc_url(s): a verifier must be independent"),
+                ),
+                Ok(u) => urls.push(u),
+                Err(e) => self.bad(KEY, e),
+            }
+        }
+        let quorum = self
+            .int("chain.verify_quorum", 1, 1_000)
+            .and_then(|q| usize::try_from(q).ok());
+        let quorum = match quorum {
+            Some(q) if q > 1 && urls.is_empty() => {
+                self.bad(
+                    "chain.verify_quorum",
+                    format!("{q} needs chain.verify_rpc_urls (none set: only 1 is accepted)"),
+                );
+                None
+            }
+            Some(q) if q > urls.len().max(1) => {
+                self.bad(
+                    "chain.verify_quorum",
+                    format!(
+                        "{q} is more than the {n} endpoint(s) of chain.verify_rpc_urls \
+                         (it must be 1..={n})",
+                        n = urls.len()
+                    ),
+                );
+                None
+            }
+            other => other,
+        };
+        (urls, quorum)
     }
 }
 
@@ -706,6 +776,9 @@ impl Settings {
         put("chain", "reorg_window", int(c.reorg_window));
         put("chain", "stall_after_s", int(c.stall_after.as_secs()));
         put("chain", "request_timeout_ms", ms(c.request_timeout));
+        let verifiers = c.verify_rpc_urls.iter().map(|u| s(u.redacted())).collect();
+        put("chain", "verify_rpc_urls", toml::Value::Array(verifiers));
+        put("chain", "verify_quorum", int(c.verify_quorum as u64));
         let over = match self.reconcile.overpayment {
             OverpaymentPolicy::Accept => "accept",
             OverpaymentPolicy::Flag => "flag",
