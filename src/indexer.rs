@@ -14,6 +14,7 @@
 //! been indexed; cancellation is honoured between batches only.
 
 mod fetch;
+mod verify;
 mod write;
 
 use std::collections::HashMap;
@@ -84,6 +85,8 @@ pub struct Indexer {
     announced: Option<u64>,
     /// Inside a stall episode (see [`Health::stalled`]).
     in_stall: bool,
+    /// `chain.verify_rpc_urls`, when set (see `verify`).
+    verifiers: Option<verify::Verifiers>,
 }
 
 impl Indexer {
@@ -100,6 +103,7 @@ impl Indexer {
         let pool = RpcPool::new(&chain.rpc_urls, scope, chain.request_timeout);
         verify_endpoints(&pool, &cancel).await?;
         health.set_rpc_ok(true);
+        let verifiers = verify::Verifiers::connect(chain).await?;
         let policy = Policy {
             overpayment: settings.reconcile.overpayment,
             chain_id: chain.chain_id,
@@ -135,6 +139,7 @@ impl Indexer {
             heads: None,
             announced: None,
             in_stall: false,
+            verifiers,
         })
     }
 
@@ -198,6 +203,7 @@ impl Indexer {
                 None => self.fetcher.head().await?,
             };
             self.observe_head(chain_head);
+            self.verify_final(chain_head).await?;
             let head = range.map_or(chain_head, |(_, to)| to.min(chain_head));
             if range.is_none() {
                 next = self
@@ -593,6 +599,7 @@ impl Writer<'_> {
             batch: &batch,
             final_block,
             reorg_window: self.settings.chain.reorg_window,
+            verify: !self.settings.chain.verify_rpc_urls.is_empty(),
         };
         let written: Written =
             commit_with_retry(self.store, self.metrics, self.cancel, &work).await?;

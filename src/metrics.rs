@@ -37,6 +37,8 @@ pub struct Metrics {
     batch_rows: Histogram,
     pub sqlite_busy_retries: IntCounter,
     pub stalled: IntGauge,
+    verifications: IntCounterVec,
+    pub disputed_payments: IntGauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -169,6 +171,16 @@ impl Metrics {
                 "Batch transactions retried because SQLite was busy or failed.",
             )?,
             stalled: gauge("stalled", "1 while the head or the indexer is stalled.")?,
+            verifications: counter_vec(
+                "payment_verifications_total",
+                "Final payments checked against chain.verify_rpc_urls, by outcome \
+                 (verified, disputed, unconfirmed: asked again later).",
+                &["outcome"],
+            )?,
+            disputed_payments: gauge(
+                "disputed_payments",
+                "Live payment events an independent endpoint contradicts (orders held in confirming).",
+            )?,
         })
     }
 
@@ -227,6 +239,13 @@ impl Metrics {
         self.last_commit_timestamp_seconds.set(now);
     }
 
+    /// Outcomes of a verification round (`verified`, `disputed`, `unconfirmed`).
+    pub fn record_verifications(&self, outcome: &str, n: u64) {
+        if n > 0 {
+            self.verifications.with_label_values(&[outcome]).inc_by(n);
+        }
+    }
+
     /// Pre-creates the labelled series so dashboards show zeros, not gaps.
     pub fn init_labels(&self) {
         for status in MatchStatus::ALL {
@@ -237,6 +256,9 @@ impl Metrics {
         }
         for to in ["confirming", "paid", "pending", "reversed"] {
             self.transitions.with_label_values(&[to]);
+        }
+        for outcome in ["verified", "disputed", "unconfirmed"] {
+            self.verifications.with_label_values(&[outcome]);
         }
     }
 }

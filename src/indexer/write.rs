@@ -32,6 +32,9 @@ pub struct WriteBatch<'a> {
     pub batch: &'a Batch,
     pub final_block: u64,
     pub reorg_window: u64,
+    /// `chain.verify_rpc_urls` is set: no order becomes `paid` here unless
+    /// its event is `verified` (the verification step promotes them).
+    pub verify: bool,
 }
 
 impl TxWork for WriteBatch<'_> {
@@ -47,6 +50,7 @@ impl TxWork for WriteBatch<'_> {
             self.batch,
             self.final_block,
             self.reorg_window,
+            self.verify,
         )
     }
 }
@@ -86,6 +90,7 @@ pub async fn write_batch(
     batch: &Batch,
     final_block: u64,
     reorg_window: u64,
+    verify: bool,
 ) -> Result<Written, StoreError> {
     let mut written = Written::default();
 
@@ -135,10 +140,11 @@ pub async fn write_batch(
         })
         .collect();
     written.rows = events::upsert(tx, scope, &new_events).await?;
-    // A payment already final when first seen goes straight to paid.
+    // A payment already final when first seen goes straight to paid, unless
+    // it must be verified first (then it waits in `confirming`).
     let (mut now_final, mut unconfirmed): (Vec<Paying>, Vec<Paying>) = (Vec::new(), Vec::new());
     for (order_id, p) in &applied {
-        let to = if p.block.number <= final_block {
+        let to = if p.block.number <= final_block && !verify {
             &mut now_final
         } else {
             &mut unconfirmed
@@ -153,7 +159,7 @@ pub async fn write_batch(
 
     sync::record_blocks(tx, scope, &batch.headers, reorg_window).await?;
     sync::set_checkpoint(tx, scope, &batch.last).await?;
-    written.paid += orders::promote_final(tx, scope, final_block).await?;
+    written.paid += orders::promote_final(tx, scope, final_block, verify).await?;
     Ok(written)
 }
 
