@@ -1,6 +1,6 @@
--- Drops the verification outcomes (orders keep their state: a disputed one
--- stays `confirming`, and is promoted by the next run only if verification
--- is then off, or verified again).
+-- Drops the verification outcomes. Orders keep their state: one held
+-- `confirming` by a dispute stays so; a build of the schema before 0004
+-- (which knows no verification) would promote it once final.
 DROP INDEX idx_contract_events_disputed;
 ALTER TABLE contract_events DROP COLUMN verified_at;
 ALTER TABLE contract_events DROP COLUMN verification_detail;

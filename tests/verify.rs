@@ -200,6 +200,17 @@ async fn a_lying_primary_cannot_mark_an_order_paid_with_a_fabricated_or_altered_
         !logs.contains(PRIMARY_SECRET) && !logs.contains(VERIFIER_SECRET),
         "a secret leaked into the logs"
     );
+
+    // Verification turned off afterwards: a disputed event still never pays.
+    drop(daemon);
+    let mut unverified = env.clone();
+    unverified.remove("LIQPASS__CHAIN__VERIFY_RPC_URLS");
+    let _daemon = Daemon::spawn(&unverified);
+    chain.mine(5).await;
+    caught_up(&chain, &db).await; // each batch promotes what is final
+    for id in lies {
+        assert_eq!(db.order(id).await.payment_status, "confirming", "{id}");
+    }
 }
 
 #[tokio::test]

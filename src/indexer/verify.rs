@@ -58,8 +58,6 @@ pub struct Verifiers {
     /// Not before this instant (after a round that left payments waiting).
     retry_at: Option<Instant>,
     delay: Duration,
-    /// The disputed-events gauge has been read from the database.
-    counted: bool,
 }
 
 impl Verifiers {
@@ -94,7 +92,6 @@ impl Verifiers {
             max_range: chain.max_block_range,
             retry_at: None,
             delay: FIRST_RETRY,
-            counted: false,
         }))
     }
 
@@ -270,18 +267,15 @@ impl Indexer {
             .acquire()
             .await
             .map_err(StoreError::from)?;
-        if !v.counted {
-            let open = verify::disputed_count(&mut conn, &self.scope).await?;
-            self.metrics.disputed_payments.set(open);
-        }
+        // From the database: right after a restart, and after a reorg
+        // removed a disputed event (a partial index of the few disputes).
+        let open = verify::disputed_count(&mut conn, &self.scope).await?;
+        self.metrics.disputed_payments.set(open);
         // Read first (no RPC): a `safe`/`finalized` head costs a request.
         let mut candidates =
             verify::unverified_final(&mut conn, &self.scope, checkpoint.number, ROUND_LIMIT)
                 .await?;
         drop(conn);
-        if let Some(v) = self.verifiers.as_mut() {
-            v.counted = true;
-        }
         if candidates.is_empty() {
             return Ok(());
         }

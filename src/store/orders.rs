@@ -195,7 +195,8 @@ pub async fn mark_seen(
 
 /// Moves every `confirming` order whose paying event is at or below
 /// `final_block` (and, when `verified_only`, whose event is `verified`) to
-/// `paid`, filling its paid_* columns. Returns how many moved.
+/// `paid`, filling its paid_* columns. A `disputed` event never promotes,
+/// even with verification turned off since. Returns how many moved.
 pub async fn promote_final(
     conn: &mut SqliteConnection,
     scope: &Scope,
@@ -211,7 +212,7 @@ pub async fn promote_final(
            ON ce.order_id = o.id AND ce.removed = 0
          WHERE o.payment_status = 'confirming' AND ce.block_number <= ?1
            AND ce.chain_id = ?2 AND ce.contract_address = ?3
-           AND (?4 = 0 OR ce.verification = 'verified')";
+           AND ce.verification IS NOT 'disputed' AND (?4 = 0 OR ce.verification = 'verified')";
     let contract = hex_address(&scope.contract);
     sqlx::query(&format!("{AUDIT_INSERT}{FINAL_AUDIT}({FINAL})"))
         .bind(final_block as i64)
