@@ -302,3 +302,62 @@ async fn a_verifier_that_is_down_delays_payments_and_disputes_nothing() {
         Some("verified")
     );
 }
+
+#[tokio::test]
+async fn a_verified_payment_moved_by_a_deep_reorg_is_verified_again_on_its_new_block() {
+    let chain = Chain::start().await;
+    let db = Db::new().await;
+    let buyer = chain.buyers[0];
+    db.insert_order("ord_1", order_ref(9_700), buyer, PREMIUM as i64)
+        .await;
+    let verifier = RpcProxy::start(&chain.rpc_url()).await;
+    let env = with(
+        &env_for(&chain, &db),
+        &[("LIQPASS__CHAIN__VERIFY_RPC_URLS", verifier.url())],
+    );
+    let _daemon = Daemon::spawn(&env);
+    caught_up(&chain, &db).await;
+    let receipt = chain.pay(buyer, order_ref(9_700), PREMIUM).await;
+    let block = receipt.block_number.expect("mined") as i64;
+    let raw = chain.raw_tx(receipt.transaction_hash).await;
+    chain.mine(3).await;
+    db.wait_payment_status("ord_1", "paid").await;
+    caught_up(&chain, &db).await;
+    let asked = verifier.calls("eth_getLogs");
+
+    // The payment's block and the three above it replaced, the same
+    // transaction re-included a block later: deeper than the confirmations.
+    chain.reorg(4, vec![(raw, 1)]).await;
+    chain.mine(4).await;
+    wait_for("the order paid again on its new block", LONG, || async {
+        let o = db.order("ord_1").await;
+        (o.payment_status == "paid" && o.paid_block_number == Some(block + 1)).then_some(())
+    })
+    .await;
+    assert!(
+        verifier.calls("eth_getLogs") > asked,
+        "asked again about the new block: {:?}",
+        verifier.all_calls()
+    );
+    let (state, detail) = verification(&db, &hex32(9_700)).await;
+    assert_eq!(state.as_deref(), Some("verified"), "{detail:?}");
+    let stored: String = sqlx::query_scalar("SELECT block_hash FROM contract_events")
+        .fetch_one(db.store.pool())
+        .await
+        .expect("the event");
+    assert_eq!(
+        stored,
+        format!("{:#x}", chain.block_hash(block as u64 + 1).await)
+    );
+    let reasons: Vec<_> = db.audit().await.into_iter().map(|a| a.1).collect();
+    assert_eq!(
+        reasons,
+        [
+            "payment_seen",
+            "payment_final",
+            "deep_reorg",
+            "payment_seen",
+            "payment_final"
+        ]
+    );
+}
