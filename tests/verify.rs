@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use support::chain::{order_ref, Chain};
-use support::daemon::{env_for, Daemon};
+use support::daemon::{command, env_for, Daemon};
 use support::db::Db;
 use support::proxy::RpcProxy;
 use support::{caught_up, http_get, wait_for};
@@ -183,6 +183,16 @@ async fn a_lying_primary_cannot_mark_an_order_paid_with_a_fabricated_or_altered_
             "liqpass_indexer_payment_verifications_total{outcome=\"disputed\"}"
         ),
         Some(3.0)
+    );
+    let status = command(&env, &["status"]);
+    let status = String::from_utf8_lossy(&status.stdout);
+    let line = status
+        .lines()
+        .find(|l| l.trim_start().starts_with("disputed"));
+    assert_eq!(
+        line.and_then(|l| l.split_whitespace().nth(1)),
+        Some("3"),
+        "{status}"
     );
     let logs = daemon.logs();
     let disputed: Vec<&str> = logs
