@@ -1,6 +1,8 @@
 //! The only module that knows every stage. One loop, checkpoint-driven:
 //!
-//! 1. read the head (`fetch`);
+//! 1. read the head (`fetch`); with `chain.verify_rpc_urls`, have final
+//!    payments confirmed by independent endpoints, which alone promotes
+//!    them to paid (`verify`);
 //! 2. far behind: fetch the next deep range (adaptive getLogs) while the
 //!    previous one commits; near the head: fetch each new header, check it
 //!    builds on the checkpoint (`chain::window`), else roll the reorg back;
