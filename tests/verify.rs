@@ -371,3 +371,25 @@ async fn a_verified_payment_moved_by_a_deep_reorg_is_verified_again_on_its_new_b
         ]
     );
 }
+
+#[tokio::test]
+async fn a_verifier_on_another_chain_stops_the_daemon_at_start_with_exit_64() {
+    let chain = Chain::start().await;
+    let db = Db::new().await;
+    let other = alloy::node_bindings::Anvil::at(support::chain::anvil_path())
+        .chain_id(5)
+        .try_spawn()
+        .expect("a second anvil");
+    let env = with(
+        &env_for(&chain, &db),
+        &[("LIQPASS__CHAIN__VERIFY_RPC_URLS", other.endpoint())],
+    );
+    let mut daemon = Daemon::spawn(&env);
+    let status = daemon.wait_exit(LONG).await;
+    assert_eq!(status.code(), Some(64), "{}", daemon.logs());
+    assert!(
+        daemon.logs().contains("serves chain id 5"),
+        "{}",
+        daemon.logs()
+    );
+}
