@@ -21,34 +21,26 @@
 //! verified orders; metrics and logs follow the commit. It must not trust
 //! anything the primary endpoint says about what verifiers see.
 
+mod ask;
 mod compare;
 
 use std::time::{Duration, Instant};
 
-use alloy::rpc::types::Log;
-
 use super::{commit_with_retry, Indexer, Stop};
 use crate::chain::pool::{PoolError, RpcPool};
-use crate::chain::source::{ChainError, ChainSource};
 use crate::config::ChainSettings;
 use crate::domain::Scope;
 use crate::metrics::Metrics;
 use crate::store::verify::{self, Unverified, Verification};
 use crate::store::{orders, StoreError};
-use compare::{combine, judge, runs, Outcome, Verdict};
+use ask::Endpoint;
+use compare::{combine, Outcome, Verdict};
 
 /// Most payments checked in one round (bounded work; the rest next round).
 const ROUND_LIMIT: u32 = 512;
 /// Pause after a round that left payments unconfirmed, doubling to the longest.
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 const LONGEST_RETRY: Duration = Duration::from_secs(30);
-
-/// One verifying endpoint.
-struct Endpoint {
-    pool: RpcPool,
-    /// Redacted, for logs, metrics and the stored detail.
-    name: String,
-}
 
 /// The verifying endpoints and the pace of their rounds.
 pub struct Verifiers {
@@ -121,97 +113,6 @@ impl Verifiers {
     }
 }
 
-impl Endpoint {
-    /// This verifier's verdict on each candidate (sorted by block).
-    async fn ask(
-        &self,
-        candidates: &[Unverified],
-        max_range: u64,
-        metrics: &Metrics,
-    ) -> Vec<Verdict> {
-        let mut verdicts = vec![Verdict::NotYet("not asked".into()); candidates.len()];
-        let source = match self.pool.source().await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(verifier = %self.name, error = %e, "verifier unavailable; asked again later");
-                self.pool.failed();
-                return vec![Verdict::NotYet(e.to_string()); candidates.len()];
-            }
-        };
-        let blocks: Vec<u64> = candidates.iter().map(|c| c.payment.block.number).collect();
-        let mut work = runs(&blocks, max_range);
-        while let Some(run) = work.pop() {
-            let part = &candidates[run.clone()];
-            match self.judge_run(&source, part, metrics).await {
-                Ok(found) => {
-                    self.pool.succeeded();
-                    verdicts[run].clone_from_slice(&found);
-                }
-                // A verifier with smaller caps: halve the run (by payments).
-                Err(ChainError::RangeRefused { .. }) if run.len() > 1 => {
-                    let mid = run.start + run.len() / 2;
-                    work.push(run.start..mid);
-                    work.push(mid..run.end);
-                }
-                Err(e) => {
-                    tracing::warn!(verifier = %self.name, error = %e, "verifier failed; asked again later");
-                    self.pool.failed();
-                    let why = Verdict::NotYet(e.to_string());
-                    verdicts[run].fill(why);
-                }
-            }
-        }
-        verdicts
-    }
-
-    /// Verdicts on `part`, a run of candidates sorted by block.
-    async fn judge_run(
-        &self,
-        source: &ChainSource,
-        part: &[Unverified],
-        metrics: &Metrics,
-    ) -> Result<Vec<Verdict>, ChainError> {
-        let from = part.first().map_or(0, |c| c.payment.block.number);
-        let to = part.last().map_or(0, |c| c.payment.block.number);
-        let logs = self.logs(source, from, to, metrics).await?;
-        let first: Vec<_> = part
-            .iter()
-            .map(|c| judge(&c.payment, &logs, None))
-            .collect();
-        if !first.iter().any(|v| matches!(v, Verdict::NotYet(_))) {
-            return Ok(first);
-        }
-        // Something is missing: its head first, then the logs again.
-        let started = Instant::now();
-        let head = source.head().await;
-        metrics.record_rpc(
-            "eth_blockNumber",
-            &self.name,
-            started.elapsed(),
-            head.is_ok(),
-        );
-        let head = head?;
-        let logs = self.logs(source, from, to, metrics).await?;
-        Ok(part
-            .iter()
-            .map(|c| judge(&c.payment, &logs, Some(head)))
-            .collect())
-    }
-
-    async fn logs(
-        &self,
-        source: &ChainSource,
-        from: u64,
-        to: u64,
-        metrics: &Metrics,
-    ) -> Result<Vec<Log>, ChainError> {
-        let started = Instant::now();
-        let logs = source.logs(from, to).await;
-        metrics.record_rpc("eth_getLogs", &self.name, started.elapsed(), logs.is_ok());
-        logs
-    }
-}
-
 /// Writing a round's outcomes, and promoting what they verified.
 struct Record<'a> {
     scope: &'a Scope,
@@ -255,11 +156,38 @@ impl Indexer {
     /// pausing: asks them about final, unverified payments and records what
     /// they say. Without verifiers it returns at once.
     pub(super) async fn verify_final(&mut self, chain_head: u64) -> Result<(), Stop> {
-        let (Some(v), Some(checkpoint)) = (&self.verifiers, self.checkpoint) else {
+        let Some((candidates, final_block)) = self.final_unverified(chain_head).await? else {
             return Ok(());
         };
+        let v = self
+            .verifiers
+            .as_ref()
+            .expect("candidates only with verifiers");
+        let verdicts = tokio::select! {
+            _ = self.cancel.cancelled() => return Err(Stop::Cancelled),
+            verdicts = v.ask(&candidates, &self.metrics) => verdicts,
+        };
+        let (outcomes, waiting) = self.outcomes(candidates, &verdicts);
+        self.record_verification(outcomes, final_block).await?;
+        self.metrics.record_verifications("unconfirmed", waiting);
+        if let Some(v) = self.verifiers.as_mut() {
+            v.paced(waiting > 0);
+        }
+        Ok(())
+    }
+
+    /// The final, unverified events of `confirming` orders and the final
+    /// block, or `None` when there is nothing to ask (or no verifier, or a
+    /// pause). Also refreshes the disputed-payments gauge.
+    async fn final_unverified(
+        &self,
+        chain_head: u64,
+    ) -> Result<Option<(Vec<Unverified>, u64)>, Stop> {
+        let (Some(v), Some(checkpoint)) = (&self.verifiers, self.checkpoint) else {
+            return Ok(None);
+        };
         if v.retry_at.is_some_and(|t| Instant::now() < t) {
-            return Ok(());
+            return Ok(None);
         }
         let mut conn = self
             .store
@@ -277,25 +205,31 @@ impl Indexer {
                 .await?;
         drop(conn);
         if candidates.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let final_block = self.final_block(chain_head).await?;
         candidates.retain(|c| c.payment.block.number <= final_block);
-        if candidates.is_empty() {
-            return Ok(());
-        }
-        let v = self.verifiers.as_ref().expect("checked above");
-        let verdicts = tokio::select! {
-            _ = self.cancel.cancelled() => return Err(Stop::Cancelled),
-            verdicts = v.ask(&candidates, &self.metrics) => verdicts,
-        };
+        Ok((!candidates.is_empty()).then_some((candidates, final_block)))
+    }
+
+    /// Each candidate's outcome over every verifier (`verdicts[verifier][i]`);
+    /// the pending ones are only counted.
+    fn outcomes(
+        &self,
+        candidates: Vec<Unverified>,
+        verdicts: &[Vec<Verdict>],
+    ) -> (Vec<(Unverified, Verification)>, u64) {
+        let v = self
+            .verifiers
+            .as_ref()
+            .expect("outcomes only with verifiers");
         let mut outcomes = Vec::new();
         let mut waiting = 0u64;
         for (i, c) in candidates.into_iter().enumerate() {
             let per: Vec<(&str, &Verdict)> = v
                 .endpoints
                 .iter()
-                .zip(&verdicts)
+                .zip(verdicts)
                 .map(|(ep, vs)| (ep.name.as_str(), &vs[i]))
                 .collect();
             match combine(&per, v.quorum) {
@@ -311,12 +245,7 @@ impl Indexer {
                 }
             }
         }
-        self.record_verification(outcomes, final_block).await?;
-        self.metrics.record_verifications("unconfirmed", waiting);
-        if let Some(v) = self.verifiers.as_mut() {
-            v.paced(waiting > 0);
-        }
-        Ok(())
+        (outcomes, waiting)
     }
 
     async fn record_verification(
