@@ -19,7 +19,8 @@
 //!
 //! Outcomes are written in one short transaction that also promotes the
 //! verified orders; metrics and logs follow the commit. It must not trust
-//! anything the primary endpoint says about what verifiers see.
+//! anything the primary endpoint says about what verifiers see. It does not
+//! check depth: which block is final still comes from the primary's head.
 
 mod ask;
 mod compare;
