@@ -393,3 +393,41 @@ async fn a_verifier_on_another_chain_stops_the_daemon_at_start_with_exit_64() {
         daemon.logs()
     );
 }
+
+#[tokio::test]
+async fn with_a_quorum_of_two_one_verifier_down_holds_the_payment_until_both_confirm() {
+    let chain = Chain::start().await;
+    let db = Db::new().await;
+    db.insert_order("ord_q", order_ref(9_900), chain.buyers[0], PREMIUM as i64)
+        .await;
+    let down = RpcProxy::start(&chain.rpc_url()).await;
+    down.kill(true);
+    let env = with(
+        &env_for(&chain, &db),
+        &[
+            (
+                "LIQPASS__CHAIN__VERIFY_RPC_URLS",
+                format!("{}/?key=q,{}", chain.rpc_url(), down.url()),
+            ),
+            ("LIQPASS__CHAIN__VERIFY_QUORUM", "2".into()),
+            ("LIQPASS__CHAIN__REQUEST_TIMEOUT_MS", "500".into()),
+        ],
+    );
+    let _daemon = Daemon::spawn(&env);
+    caught_up(&chain, &db).await;
+    chain.pay(chain.buyers[0], order_ref(9_900), PREMIUM).await;
+    chain.mine(5).await;
+    caught_up(&chain, &db).await;
+    wait_for("the down verifier to be asked twice more", LONG, || async {
+        (down.calls("eth_chainId") >= 3).then_some(())
+    })
+    .await;
+    assert_eq!(db.order("ord_q").await.payment_status, "confirming");
+    assert_eq!(verification(&db, &hex32(9_900)).await.0, None);
+    down.kill(false);
+    db.wait_payment_status("ord_q", "paid").await;
+    let (state, detail) = verification(&db, &hex32(9_900)).await;
+    assert_eq!(state.as_deref(), Some("verified"));
+    let detail = detail.expect("who confirmed");
+    assert!(detail.starts_with("confirmed by 2 of 2"), "{detail}");
+}
