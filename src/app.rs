@@ -230,6 +230,7 @@ pub async fn status(settings: &ScopedSettings, as_json: bool) -> anyhow::Result<
             ("orders by status", &st.orders_by_status),
             ("orders by payment_status", &st.orders_by_payment_status),
             ("events by match_status", &st.events_by_match_status),
+            ("events by verification", &st.events_by_verification),
         ] {
             println!("\n{title}");
             if counts.is_empty() {

@@ -60,6 +60,8 @@ const KEYS: &[(&str, &[&str])] = &[
             "reorg_window",
             "stall_after_s",
             "request_timeout_ms",
+            "verify_rpc_urls",
+            "verify_quorum",
         ],
     ),
     ("reconcile", &["overpayment"]),
@@ -107,6 +109,11 @@ pub struct ChainSettings {
     pub reorg_window: u64,
     pub stall_after: Duration,
     pub request_timeout: Duration,
+    /// Independent endpoints (another provider) that must confirm a payment's
+    /// log before its order is `paid`; empty: no second opinion. Secrets.
+    pub verify_rpc_urls: Vec<RpcUrl>,
+    /// How many of `verify_rpc_urls` must confirm (1..=their number).
+    pub verify_quorum: usize,
 }
 
 impl ChainSettings {
@@ -316,6 +323,7 @@ fn load_with<T>(
             .separator("__")
             .list_separator(",")
             .with_list_parse_key("chain.rpc_urls")
+            .with_list_parse_key("chain.verify_rpc_urls")
             .try_parsing(true)
             .source(Some(vars)),
     );

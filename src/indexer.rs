@@ -1,6 +1,8 @@
 //! The only module that knows every stage. One loop, checkpoint-driven:
 //!
-//! 1. read the head (`fetch`);
+//! 1. read the head (`fetch`); with `chain.verify_rpc_urls`, have final
+//!    payments confirmed by independent endpoints, which alone promotes
+//!    them to paid (`verify`);
 //! 2. far behind: fetch the next deep range (adaptive getLogs) while the
 //!    previous one commits; near the head: fetch each new header, check it
 //!    builds on the checkpoint (`chain::window`), else roll the reorg back;
@@ -19,6 +21,7 @@ mod commit;
 mod fetch;
 mod pace;
 mod reorg;
+mod verify;
 mod write;
 
 use std::time::{Duration, Instant};
@@ -90,6 +93,8 @@ pub struct Indexer {
     in_stall: bool,
     /// Sizes and spaces write transactions (the order API's lock waits).
     pacer: Pacer,
+    /// `chain.verify_rpc_urls`, when set (see `verify`).
+    verifiers: Option<verify::Verifiers>,
 }
 
 impl Indexer {
@@ -106,6 +111,7 @@ impl Indexer {
         let pool = RpcPool::new(&chain.rpc_urls, scope, chain.request_timeout);
         verify_endpoints(&pool, &cancel).await?;
         health.set_rpc_ok(true);
+        let verifiers = verify::Verifiers::connect(chain).await?;
         let policy = Policy {
             overpayment: settings.reconcile.overpayment,
             chain_id: chain.chain_id,
@@ -143,6 +149,7 @@ impl Indexer {
             announced: None,
             in_stall: false,
             pacer,
+            verifiers,
         })
     }
 
@@ -206,6 +213,7 @@ impl Indexer {
                 None => self.fetcher.head().await?,
             };
             self.observe_head(chain_head);
+            self.verify_final(chain_head).await?;
             let head = range.map_or(chain_head, |(_, to)| to.min(chain_head));
             if range.is_none() {
                 next = self

@@ -5,7 +5,9 @@
 //! behind, header-checked runs near the head) → `chain::decode` turns them
 //! into `domain::Payment`s → `indexer` writes each batch in one SQLite
 //! transaction through `store`, applying `reconcile`'s pure rules → after the
-//! commit, `metrics` and `health` are updated and `http` serves them.
+//! commit, `metrics` and `health` are updated and `http` serves them. With
+//! `chain.verify_rpc_urls` set, a final payment counts (`paid`) only after
+//! `indexer::verify` has had its log confirmed by independent endpoints.
 //!
 //! | module | job |
 //! | --- | --- |
@@ -13,9 +15,9 @@
 //! | `telemetry` | tracing subscriber |
 //! | `domain` | plain types |
 //! | `chain` | bindings, decode, range sizing, reorg window, RPC source |
-//! | `store` | pool, migrations, events, orders, sync state |
+//! | `store` | pool, migrations, events, orders, sync state, verification outcomes |
 //! | `reconcile` | pure matching rules |
-//! | `indexer` | the loop that knows every stage |
+//! | `indexer` | the loop that knows every stage (and the verification step) |
 //! | `http`, `metrics`, `health` | what operators see |
 //! | `retry` | the one backoff policy |
 //! | `app`, `cli` | wiring and commands |

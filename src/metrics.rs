@@ -40,6 +40,8 @@ pub struct Metrics {
     pub sqlite_busy_retries: IntCounter,
     db_write_failures: IntCounterVec,
     pub stalled: IntGauge,
+    verifications: IntCounterVec,
+    pub disputed_payments: IntGauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -182,6 +184,16 @@ impl Metrics {
                 &["cause"],
             )?,
             stalled: gauge("stalled", "1 while the head or the indexer is stalled.")?,
+            verifications: counter_vec(
+                "payment_verifications_total",
+                "Final payments checked against chain.verify_rpc_urls, by outcome \
+                 (verified, disputed, unconfirmed: asked again later).",
+                &["outcome"],
+            )?,
+            disputed_payments: gauge(
+                "disputed_payments",
+                "Live payment events an independent endpoint contradicts (orders held in confirming).",
+            )?,
         })
     }
 
@@ -250,6 +262,13 @@ impl Metrics {
         self.last_commit_timestamp_seconds.set(now);
     }
 
+    /// Outcomes of a verification round (`verified`, `disputed`, `unconfirmed`).
+    pub fn record_verifications(&self, outcome: &str, n: u64) {
+        if n > 0 {
+            self.verifications.with_label_values(&[outcome]).inc_by(n);
+        }
+    }
+
     /// Pre-creates the labelled series so dashboards show zeros, not gaps.
     pub fn init_labels(&self) {
         for status in MatchStatus::ALL {
@@ -263,6 +282,9 @@ impl Metrics {
         }
         for cause in WriteFailure::ALL {
             self.db_write_failures.with_label_values(&[cause.label()]);
+        }
+        for outcome in ["verified", "disputed", "unconfirmed"] {
+            self.verifications.with_label_values(&[outcome]);
         }
     }
 }

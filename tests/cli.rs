@@ -141,9 +141,9 @@ async fn migrate_applies_and_reverts_and_run_refuses_an_unmigrated_database() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("database is at migration 3"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("database is at migration 4"));
     let out = command(&env, &["migrate", "--revert-last"]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("reverted migration 3"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("reverted migration 4"));
     let out = command(&env, &["migrate"]);
     assert!(out.status.success());
 }

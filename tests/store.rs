@@ -68,8 +68,8 @@ async fn every_migration_goes_down_and_up_again_to_the_same_schema_on_a_fresh_fi
 async fn migrations_round_trip_on_a_file_holding_rows() {
     let db = Db::new().await;
     seed_orders(&db).await;
-    // An event paying ord_a and the audit row pointing at it: the newest
-    // migration rebuilds contract_events under that foreign key.
+    // An event paying ord_a and the audit row pointing at it: migration 0003
+    // rebuilds contract_events under that foreign key.
     sqlx::query(&format!(
         "INSERT INTO contract_events (chain_id, contract_address, tx_hash, log_index,
            block_number, block_hash, event_name, event_version, order_ref, payer,
@@ -118,6 +118,49 @@ async fn migrations_round_trip_on_a_file_holding_rows() {
     }
     db.store.migrate().await.expect("up");
     assert_eq!(schema(&db.store).await, original);
+}
+
+#[tokio::test]
+async fn the_verification_migration_goes_down_and_up_keeping_events_but_not_their_outcomes() {
+    let db = Db::new().await;
+    seed_orders(&db).await;
+    sqlx::query(&format!(
+        "INSERT INTO contract_events (chain_id, contract_address, tx_hash, log_index,
+           block_number, block_hash, event_name, event_version, order_ref, payer,
+           amount_usdc, amount_raw, quote_hash, args_json, order_id, match_status,
+           verification, verification_detail)
+         VALUES (1, '{addr}', '{h}', 0, 1, '{h}', 'PremiumPaid', 1, '{h}', '{addr}',
+           5000000, '5000000', '{h}', '{{}}', 'ord_a', 'matched', 'disputed', 'no log')",
+        addr = format!("{:#x}", wallet(0xa)),
+        h = format!("{:#x}", B256::repeat_byte(1)),
+    ))
+    .execute(db.store.pool())
+    .await
+    .expect("a disputed event");
+    let bad = sqlx::query("UPDATE contract_events SET verification = 'maybe'")
+        .execute(db.store.pool())
+        .await;
+    assert!(bad.is_err(), "only verified or disputed");
+    let original = schema(&db.store).await;
+    let columns = || async {
+        db.count(
+            "SELECT COUNT(*) FROM pragma_table_info('contract_events') WHERE name LIKE 'verifi%'",
+        )
+        .await
+    };
+    assert_eq!(columns().await, 3);
+    let reverted = db.store.revert_last().await.expect("down");
+    assert_eq!(reverted, Some(4));
+    assert_eq!(columns().await, 0);
+    assert_eq!(db.count("SELECT COUNT(*) FROM contract_events").await, 1);
+    db.store.migrate().await.expect("up");
+    assert_eq!(schema(&db.store).await, original);
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM contract_events WHERE verification IS NULL")
+            .await,
+        1,
+        "the event is kept, to be verified again"
+    );
 }
 
 #[tokio::test]

@@ -357,6 +357,8 @@ impl Reader {
         let stall_after = self
             .int("chain.stall_after_s", 1, 86_400)
             .map(Duration::from_secs);
+        let primary = endpoints.as_ref().map_or(&[][..], |e| e.urls.as_slice());
+        let (verify_rpc_urls, verify_quorum) = self.verification(primary);
         let (scope, endpoints) = (scope?, endpoints?);
         Some(ChainSettings {
             rpc_urls: endpoints.urls,
@@ -372,7 +374,68 @@ impl Reader {
             reorg_window: reorg_window?,
             stall_after: stall_after?,
             request_timeout: endpoints.request_timeout,
+            verify_rpc_urls,
+            verify_quorum: verify_quorum?,
         })
+    }
+
+    /// `chain.verify_rpc_urls` (secrets, none of them one of `primary`) and
+    /// `chain.verify_quorum` (1..=their number).
+    fn verification(&mut self, primary: &[RpcUrl]) -> (Vec<RpcUrl>, Option<usize>) {
+        const KEY: &str = "chain.verify_rpc_urls";
+        let mut texts = Vec::new();
+        match self.value(KEY).map(|v| v.kind) {
+            None => {}
+            Some(ValueKind::Array(items)) => {
+                for item in items {
+                    match item.kind {
+                        ValueKind::String(s) if s.is_empty() => {}
+                        ValueKind::String(s) => texts.push(s),
+                        other => self.bad(KEY, format!("expected URL strings, got {other}")),
+                    }
+                }
+            }
+            Some(ValueKind::String(s)) if s.is_empty() => {}
+            Some(ValueKind::String(s)) => texts.push(s),
+            Some(other) => self.bad(KEY, format!("expected a list of URLs, got {other}")),
+        }
+        let mut urls: Vec<RpcUrl> = Vec::new();
+        for text in texts {
+            match RpcUrl::parse(&text) {
+                Ok(u) if urls.contains(&u) => self.bad(KEY, format!("{u} is listed twice")),
+                Ok(u) if primary.contains(&u) => self.bad(
+                    KEY,
+                    format!("{u} is also in chain.rpc_url(s): a verifier must be independent"),
+                ),
+                Ok(u) => urls.push(u),
+                Err(e) => self.bad(KEY, e),
+            }
+        }
+        let quorum = self
+            .int("chain.verify_quorum", 1, 1_000)
+            .and_then(|q| usize::try_from(q).ok());
+        let quorum = match quorum {
+            Some(q) if q > 1 && urls.is_empty() => {
+                self.bad(
+                    "chain.verify_quorum",
+                    format!("{q} needs chain.verify_rpc_urls (none set: only 1 is accepted)"),
+                );
+                None
+            }
+            Some(q) if q > urls.len().max(1) => {
+                self.bad(
+                    "chain.verify_quorum",
+                    format!(
+                        "{q} is more than the {n} endpoint(s) of chain.verify_rpc_urls \
+                         (it must be 1..={n})",
+                        n = urls.len()
+                    ),
+                );
+                None
+            }
+            other => other,
+        };
+        (urls, quorum)
     }
 }
 

@@ -50,6 +50,9 @@ impl Settings {
         put("chain", "reorg_window", int(c.reorg_window));
         put("chain", "stall_after_s", int(c.stall_after.as_secs()));
         put("chain", "request_timeout_ms", ms(c.request_timeout));
+        let verifiers = c.verify_rpc_urls.iter().map(|u| s(u.redacted())).collect();
+        put("chain", "verify_rpc_urls", toml::Value::Array(verifiers));
+        put("chain", "verify_quorum", int(c.verify_quorum as u64));
         let over = match self.reconcile.overpayment {
             OverpaymentPolicy::Accept => "accept",
             OverpaymentPolicy::Flag => "flag",

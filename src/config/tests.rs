@@ -293,3 +293,66 @@ fn a_missing_environment_file_or_config_file_is_a_problem() {
     let err = load(&src).expect_err("missing files");
     assert_eq!(problems(&err), ["LIQPASS_ENV", "--config"]);
 }
+
+#[test]
+fn verification_is_off_by_default_and_verifier_urls_never_show_their_secrets() {
+    let s = load(&sources(required())).expect("defaults");
+    assert!(s.chain.verify_rpc_urls.is_empty());
+    assert_eq!(s.chain.verify_quorum, 1);
+    let mut e = required();
+    e.push((
+        "LIQPASS__CHAIN__VERIFY_RPC_URLS".into(),
+        "https://base.other.example/v3/VERIFYKEY1,wss://u:VERIFYPW2@third.example:8546".into(),
+    ));
+    e.push(("LIQPASS__CHAIN__VERIFY_QUORUM".into(), "2".into()));
+    let s = load(&sources(e)).expect("two verifiers, quorum 2");
+    assert_eq!(s.chain.verify_rpc_urls.len(), 2);
+    assert_eq!(s.chain.verify_quorum, 2);
+    let toml = s.to_redacted_toml();
+    assert!(toml.contains("verify_quorum = 2"), "{toml}");
+    assert!(
+        toml.contains("https://base.other.example/<redacted>"),
+        "{toml}"
+    );
+    for text in [toml, format!("{s:?}")] {
+        for secret in ["VERIFYKEY1", "VERIFYPW2"] {
+            assert!(!text.contains(secret), "{secret} leaked in {text}");
+        }
+    }
+}
+
+#[test]
+fn a_verify_quorum_beyond_the_verifiers_or_a_verifier_that_is_the_primary_is_refused() {
+    let mut e = required();
+    e.push((
+        "LIQPASS__CHAIN__VERIFY_RPC_URLS".into(),
+        "https://a.example/KEY".into(),
+    ));
+    e.push(("LIQPASS__CHAIN__VERIFY_QUORUM".into(), "2".into()));
+    let err = load(&sources(e)).expect_err("quorum 2 of 1");
+    assert_eq!(problems(&err), ["chain.verify_quorum"]);
+    assert!(err.to_string().contains("1..=1"), "{err}");
+    assert!(!err.to_string().contains("KEY"), "{err}");
+
+    let mut e = required();
+    e.push(("LIQPASS__CHAIN__VERIFY_QUORUM".into(), "0".into()));
+    let err = load(&sources(e)).expect_err("quorum 0");
+    assert_eq!(problems(&err), ["chain.verify_quorum"]);
+
+    let mut e = required();
+    e.push(("LIQPASS__CHAIN__VERIFY_QUORUM".into(), "3".into()));
+    let err = load(&sources(e)).expect_err("a quorum without verifiers");
+    assert!(
+        err.to_string().contains("needs chain.verify_rpc_urls"),
+        "{err}"
+    );
+
+    let mut e = required();
+    e.push((
+        "LIQPASS__CHAIN__VERIFY_RPC_URLS".into(),
+        "http://127.0.0.1:8545".into(),
+    ));
+    let err = load(&sources(e)).expect_err("the primary as its own verifier");
+    assert_eq!(problems(&err), ["chain.verify_rpc_urls"]);
+    assert!(err.to_string().contains("independent"), "{err}");
+}

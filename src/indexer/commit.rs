@@ -77,6 +77,7 @@ impl Writer<'_> {
                 final_block,
                 reorg_window: self.settings.chain.reorg_window,
                 late_limit: (self.pacer.rows() as u32).clamp(1, write::LATE_MATCH_LIMIT),
+                verify: !self.settings.chain.verify_rpc_urls.is_empty(),
             };
             let written: Written = commit_with_retry(
                 self.store,

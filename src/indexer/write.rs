@@ -27,6 +27,9 @@ pub struct WriteBatch<'a> {
     pub reorg_window: u64,
     /// Late matches to attempt in this transaction.
     pub late_limit: u32,
+    /// `chain.verify_rpc_urls` is set: no order becomes `paid` here unless
+    /// its event is `verified` (the verification step promotes them).
+    pub verify: bool,
 }
 
 impl TxWork for WriteBatch<'_> {
@@ -38,15 +41,7 @@ impl TxWork for WriteBatch<'_> {
         &'t self,
         tx: &'t mut SqliteConnection,
     ) -> impl std::future::Future<Output = Result<Written, StoreError>> + Send + 't {
-        write_batch(
-            tx,
-            self.scope,
-            self.policy,
-            self.batch,
-            self.final_block,
-            self.reorg_window,
-            self.late_limit,
-        )
+        write_batch(tx, self)
     }
 }
 
@@ -96,16 +91,20 @@ impl Written {
     }
 }
 
-/// Writes `batch` and advances the checkpoint, inside `tx`.
+/// Writes `work.batch` and advances the checkpoint, inside `tx`.
 pub async fn write_batch(
     tx: &mut SqliteConnection,
-    scope: &Scope,
-    policy: &Policy,
-    batch: &Batch,
-    final_block: u64,
-    reorg_window: u64,
-    late_limit: u32,
+    work: &WriteBatch<'_>,
 ) -> Result<Written, StoreError> {
+    let WriteBatch {
+        scope,
+        policy,
+        batch,
+        final_block,
+        reorg_window,
+        late_limit,
+        verify,
+    } = *work;
     let mut written = Written::default();
 
     // Logs already stored and live are replays: skip them entirely.
@@ -159,10 +158,11 @@ pub async fn write_batch(
         })
         .collect();
     written.rows = events::upsert(tx, scope, &new_events).await?;
-    // A payment already final when first seen goes straight to paid.
+    // A payment already final when first seen goes straight to paid, unless
+    // it must be verified first (then it waits in `confirming`).
     let (mut now_final, mut unconfirmed): (Vec<Paying>, Vec<Paying>) = (Vec::new(), Vec::new());
     for (order_id, p) in &applied {
-        let to = if p.block.number <= final_block {
+        let to = if p.block.number <= final_block && !verify {
             &mut now_final
         } else {
             &mut unconfirmed
@@ -177,7 +177,7 @@ pub async fn write_batch(
 
     sync::record_blocks(tx, scope, &batch.headers, reorg_window).await?;
     sync::set_checkpoint(tx, scope, &batch.last).await?;
-    written.paid += orders::promote_final(tx, scope, final_block).await?;
+    written.paid += orders::promote_final(tx, scope, final_block, verify).await?;
     Ok(written)
 }
 

@@ -100,6 +100,7 @@ pub async fn upsert(
                removed = 0, block_number = excluded.block_number,
                block_hash = excluded.block_hash, block_timestamp = excluded.block_timestamp,
                order_id = excluded.order_id, match_status = excluded.match_status,
+               verification = NULL, verification_detail = NULL, verified_at = NULL,
                updated_at = {NOW}
              WHERE contract_events.removed = 1"
         ));
@@ -201,7 +202,10 @@ pub async fn remove_above(
         .collect()
 }
 
-fn payment_from_row(r: &sqlx::sqlite::SqliteRow, contract: Address) -> Result<Payment, StoreError> {
+pub(super) fn payment_from_row(
+    r: &sqlx::sqlite::SqliteRow,
+    contract: Address,
+) -> Result<Payment, StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("contract_events.{what}"));
     let version = match r.get::<i64, _>("event_version") {
         1 => EventVersion::V1,

@@ -11,6 +11,7 @@ pub mod incidents;
 pub mod orders;
 pub mod status;
 pub mod sync;
+pub mod verify;
 
 use std::str::FromStr;
 use std::time::Duration;

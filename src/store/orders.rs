@@ -87,6 +87,9 @@ pub enum Reason {
     Reorg,
     /// A reorg orphaned a payment already counted as final: `reversed`.
     DeepReorg,
+    /// An independent endpoint contradicts the paying log: the order stays
+    /// `confirming` (`chain.verify_rpc_urls`).
+    VerificationDisputed,
 }
 
 impl Reason {
@@ -96,6 +99,7 @@ impl Reason {
             Self::PaymentFinal => "payment_final",
             Self::Reorg => "reorg",
             Self::DeepReorg => "deep_reorg",
+            Self::VerificationDisputed => "verification_disputed",
         }
     }
 }
@@ -190,11 +194,14 @@ pub async fn mark_seen(
 }
 
 /// Moves every `confirming` order whose paying event is at or below
-/// `final_block` to `paid`, filling its paid_* columns. Returns how many moved.
+/// `final_block` (and, when `verified_only`, whose event is `verified`) to
+/// `paid`, filling its paid_* columns. A `disputed` event never promotes,
+/// even with verification turned off since. Returns how many moved.
 pub async fn promote_final(
     conn: &mut SqliteConnection,
     scope: &Scope,
     final_block: u64,
+    verified_only: bool,
 ) -> Result<u64, StoreError> {
     // Driven by the few `confirming` orders (CROSS JOIN keeps them the outer
     // loop), never by a scan of every event below the final block.
@@ -204,12 +211,14 @@ pub async fn promote_final(
          FROM orders o CROSS JOIN contract_events ce INDEXED BY idx_contract_events_order_id
            ON ce.order_id = o.id AND ce.removed = 0
          WHERE o.payment_status = 'confirming' AND ce.block_number <= ?1
-           AND ce.chain_id = ?2 AND ce.contract_address = ?3";
+           AND ce.chain_id = ?2 AND ce.contract_address = ?3
+           AND ce.verification IS NOT 'disputed' AND (?4 = 0 OR ce.verification = 'verified')";
     let contract = hex_address(&scope.contract);
     sqlx::query(&format!("{AUDIT_INSERT}{FINAL_AUDIT}({FINAL})"))
         .bind(final_block as i64)
         .bind(scope.chain_id as i64)
         .bind(&contract)
+        .bind(verified_only)
         .execute(&mut *conn)
         .await?;
     let done = sqlx::query(&format!(
@@ -220,6 +229,7 @@ pub async fn promote_final(
     .bind(final_block as i64)
     .bind(scope.chain_id as i64)
     .bind(&contract)
+    .bind(verified_only)
     .execute(&mut *conn)
     .await?;
     Ok(done.rows_affected())

@@ -21,6 +21,8 @@ pub struct StoreStatus {
     pub orders_by_status: Counts,
     pub orders_by_payment_status: Counts,
     pub events_by_match_status: Counts,
+    /// Live events by `verification` (`unchecked` for NULL).
+    pub events_by_verification: Counts,
     pub events_removed: i64,
 }
 
@@ -49,6 +51,15 @@ impl Store {
         .bind(&contract)
         .fetch_all(&mut *tx)
         .await?;
+        let verification = sqlx::query(
+            "SELECT COALESCE(verification, 'unchecked'), COUNT(*) FROM contract_events
+             WHERE removed = 0 AND chain_id = ? AND contract_address = ?
+             GROUP BY 1 ORDER BY 1",
+        )
+        .bind(scope.chain_id as i64)
+        .bind(&contract)
+        .fetch_all(&mut *tx)
+        .await?;
         let removed: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM contract_events
              WHERE removed = 1 AND chain_id = ? AND contract_address = ?",
@@ -66,6 +77,7 @@ impl Store {
             orders_by_status: status_counts,
             orders_by_payment_status: payment_counts,
             events_by_match_status: events.iter().map(|r| (r.get(0), r.get(1))).collect(),
+            events_by_verification: verification.iter().map(|r| (r.get(0), r.get(1))).collect(),
             events_removed: removed,
         })
     }

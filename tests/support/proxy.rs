@@ -3,8 +3,10 @@
 //!   connection, or stall them (deliver nothing, close nothing);
 //! - [`RpcProxy`] forwards HTTP JSON-RPC and injects faults: range refusals,
 //!   and a seeded schedule of resets, 500s, 429s, timeouts, truncated JSON and
-//!   wrong-chain answers.
+//!   wrong-chain answers; it counts requests by method, and can rewrite
+//!   the logs of `eth_getLogs` answers (a lying provider).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -152,8 +154,13 @@ struct Plan {
     injected: Vec<Fault>,
     refused_ranges: u64,
     forwarded: u64,
+    /// Requests received, by JSON-RPC method.
+    calls: BTreeMap<String, u64>,
     dead: bool,
 }
+
+/// Rewrites the `result` array of an `eth_getLogs` answer.
+pub type LogRewrite = Arc<dyn Fn(&mut Vec<serde_json::Value>) + Send + Sync>;
 
 /// An HTTP JSON-RPC proxy with injected faults.
 #[derive(Clone)]
@@ -161,6 +168,7 @@ pub struct RpcProxy {
     pub addr: SocketAddr,
     upstream: String,
     plan: Arc<Mutex<Plan>>,
+    rewrite: Arc<Mutex<Option<LogRewrite>>>,
     client: reqwest::Client,
 }
 
@@ -174,6 +182,7 @@ impl RpcProxy {
             addr,
             upstream: upstream.to_owned(),
             plan: Arc::new(Mutex::new(Plan::default())),
+            rewrite: Arc::new(Mutex::new(None)),
             client: reqwest::Client::new(),
         };
         let app = axum::Router::new()
@@ -220,6 +229,22 @@ impl RpcProxy {
     pub fn forwarded(&self) -> u64 {
         self.plan.lock().expect("plan").forwarded
     }
+
+    /// Requests received for `method` so far.
+    pub fn calls(&self, method: &str) -> u64 {
+        let p = self.plan.lock().expect("plan");
+        p.calls.get(method).copied().unwrap_or(0)
+    }
+
+    /// Requests received so far, every method.
+    pub fn all_calls(&self) -> BTreeMap<String, u64> {
+        self.plan.lock().expect("plan").calls.clone()
+    }
+
+    /// Lie: pass every `eth_getLogs` answer's logs through `f`.
+    pub fn rewrite_logs(&self, f: impl Fn(&mut Vec<serde_json::Value>) + Send + Sync + 'static) {
+        *self.rewrite.lock().expect("rewrite") = Some(Arc::new(f));
+    }
 }
 
 fn range_of(body: &serde_json::Value) -> Option<u64> {
@@ -235,8 +260,10 @@ fn range_of(body: &serde_json::Value) -> Option<u64> {
 async fn handle(State(proxy): State<RpcProxy>, headers: HeaderMap, body: Bytes) -> Response {
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     let id = json["id"].clone();
+    let method = json["method"].as_str().unwrap_or("").to_owned();
     let fault = {
         let mut p = proxy.plan.lock().expect("plan");
+        *p.calls.entry(method.clone()).or_default() += 1;
         if p.dead {
             return (StatusCode::BAD_GATEWAY, "upstream down").into_response();
         }
@@ -301,14 +328,26 @@ async fn handle(State(proxy): State<RpcProxy>, headers: HeaderMap, body: Bytes) 
         Ok(resp) => {
             let status =
                 StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-            let bytes = resp.bytes().await.unwrap_or_default();
-            (
-                status,
-                [("content-type", "application/json")],
-                bytes.to_vec(),
-            )
-                .into_response()
+            let mut bytes = resp.bytes().await.unwrap_or_default().to_vec();
+            let rewrite = proxy.rewrite.lock().expect("rewrite").clone();
+            if let (Some(f), "eth_getLogs") = (rewrite, method.as_str()) {
+                bytes = rewritten(&bytes, &*f);
+            }
+            (status, [("content-type", "application/json")], bytes).into_response()
         }
         Err(_) => (StatusCode::BAD_GATEWAY, "upstream unreachable").into_response(),
     }
+}
+
+/// An `eth_getLogs` answer with its logs passed through `f` (other answers,
+/// e.g. errors, unchanged).
+fn rewritten(body: &[u8], f: &(dyn Fn(&mut Vec<serde_json::Value>) + Send + Sync)) -> Vec<u8> {
+    let Ok(mut json) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return body.to_vec();
+    };
+    let Some(logs) = json.get_mut("result").and_then(|r| r.as_array_mut()) else {
+        return body.to_vec();
+    };
+    f(logs);
+    serde_json::to_vec(&json).expect("JSON re-serialises")
 }
