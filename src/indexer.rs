@@ -112,6 +112,7 @@ impl Indexer {
             metrics: metrics.clone(),
             health: health.clone(),
             cancel: cancel.clone(),
+            head_read: None,
         };
         let checkpoint = sync::checkpoint(
             &mut *store.pool().acquire().await.map_err(StoreError::from)?,
@@ -273,12 +274,15 @@ impl Indexer {
                     cancel,
                     checkpoint,
                 };
+                let every = fetch::head_refresh_interval(settings.chain.stall_after);
                 let fetch = async {
-                    if more {
-                        Some(fetcher.deep(next, limit).await)
-                    } else {
-                        None
+                    if !more {
+                        return None;
                     }
+                    if let Err(c) = fetcher.refresh_head(every).await {
+                        return Some(Err(c));
+                    }
+                    Some(fetcher.deep(next, limit).await)
                 };
                 tokio::join!(writer.commit(batch, head, final_block), fetch)
             };
@@ -287,6 +291,7 @@ impl Indexer {
                 Some(b) => batch = b?,
                 None => return Ok(events),
             }
+            self.check_stall();
             self.log_progress(progress, next, limit);
         }
     }

@@ -3,7 +3,8 @@
 //! past alloy's own retries) it is rested, its connection dropped so that it
 //! is rebuilt when next used, and the next endpoint takes over. A rested
 //! endpoint comes back after its rest, which doubles while it keeps failing.
-//! Each endpoint's chain id is checked before it serves any data.
+//! Each endpoint's chain id is checked before it serves any data, and the
+//! getLogs block limit it stated in a refusal is remembered with it.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -24,6 +25,8 @@ struct Endpoint {
     failures: u32,
     rest: Duration,
     resting_until: Option<Instant>,
+    /// The getLogs block limit the endpoint stated (or implied) in a refusal.
+    range_cap: Option<u64>,
 }
 
 /// What went wrong when choosing an endpoint.
@@ -68,6 +71,7 @@ impl RpcPool {
                 failures: 0,
                 rest: FIRST_REST,
                 resting_until: None,
+                range_cap: None,
             })
             .collect();
         Self {
@@ -171,6 +175,21 @@ impl RpcPool {
         self.lock()[i].source = None;
     }
 
+    /// The getLogs block limit learned for the current endpoint.
+    pub fn range_cap(&self) -> Option<u64> {
+        self.lock()[self.index()].range_cap
+    }
+
+    /// Remembers a getLogs block limit for the endpoint named `endpoint`
+    /// (redacted, as in [`ChainError`]): the one that refused, even if
+    /// another took over meanwhile. A limit only ever goes down.
+    pub fn learn_range_cap(&self, endpoint: &str, cap: u64) {
+        let mut eps = self.lock();
+        for ep in eps.iter_mut().filter(|ep| ep.url.redacted() == endpoint) {
+            ep.range_cap = Some(ep.range_cap.map_or(cap, |c| c.min(cap)));
+        }
+    }
+
     /// True when the current endpoint can push new heads.
     pub fn is_ws(&self) -> bool {
         self.lock()[self.index()].url.is_ws()
@@ -246,6 +265,18 @@ mod tests {
             p.failed();
         }
         assert_eq!(p.endpoint(), "http://127.0.0.1:10000", "rests ends first");
+    }
+
+    #[test]
+    fn a_learned_range_cap_belongs_to_its_endpoint_and_only_goes_down() {
+        let p = pool(2);
+        p.learn_range_cap("http://127.0.0.1:10000", 1000);
+        p.learn_range_cap("http://127.0.0.1:10000", 5000);
+        assert_eq!(p.range_cap(), Some(1000));
+        for _ in 0..3 {
+            p.failed();
+        }
+        assert_eq!(p.range_cap(), None, "the next endpoint has learned nothing");
     }
 
     #[test]

@@ -1,10 +1,13 @@
 //! Fetching batches from the node: deep ranges with adaptive `eth_getLogs`,
 //! and near-head runs of headers whose logs are checked against those
 //! headers. RPC errors are retried here (with `crate::retry`); range
-//! refusals shrink the range.
+//! refusals shrink the range, and a block limit a provider states is
+//! remembered for its endpoint (`RpcPool::learn_range_cap`). Far behind, the
+//! head is re-read every few seconds between ranges, so that a long catch-up
+//! shows a live head (it is not a stall).
 
 use std::collections::{BTreeSet, HashMap};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use alloy::rpc::types::Log;
 use futures::{StreamExt, TryStreamExt};
@@ -13,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::chain::decode::{self, Skip};
 use crate::chain::pool::{PoolError, RpcPool};
 use crate::chain::range::RangeSizer;
+use crate::chain::refusal::Refusal;
 use crate::chain::source::{ChainError, ChainSource};
 use crate::chain::window::{linkage, Linkage};
 use crate::domain::{BlockHeader, BlockRef, Payment};
@@ -22,6 +26,12 @@ use crate::retry::{self, Cancelled};
 
 /// Header requests in flight at once.
 const HEADER_CONCURRENCY: usize = 8;
+
+/// How often a deep phase re-reads the head: well within the stall bound
+/// (a head quiet for `stall_after` is a stall), and at most every 5 s.
+pub fn head_refresh_interval(stall_after: Duration) -> Duration {
+    (stall_after / 4).clamp(Duration::from_millis(100), Duration::from_secs(5))
+}
 
 /// Decoded logs of a block range, ready to be written in one transaction.
 #[derive(Debug)]
@@ -52,6 +62,14 @@ pub struct Fetcher {
     pub metrics: Metrics,
     pub health: Health,
     pub cancel: CancellationToken,
+    /// When the head was last read during a deep phase.
+    pub head_read: Option<Instant>,
+}
+
+/// A refused range: which endpoint refused it, and what it said.
+struct Refused {
+    endpoint: String,
+    refusal: Refusal,
 }
 
 impl Fetcher {
@@ -149,8 +167,8 @@ impl Fetcher {
             .await
     }
 
-    /// Logs of `from..=to`, or `None` when the node refused the range.
-    async fn logs(&self, from: u64, to: u64) -> Result<Option<Vec<Log>>, Cancelled> {
+    /// Logs of `from..=to`, or what the node said when it refused the range.
+    async fn logs(&self, from: u64, to: u64) -> Result<Result<Vec<Log>, Refused>, Cancelled> {
         let refused = |e: &ChainError| matches!(e, ChainError::RangeRefused { .. });
         match self
             .rpc(
@@ -162,13 +180,33 @@ impl Fetcher {
         {
             Ok(logs) => {
                 self.metrics.record_range(to - from + 1);
-                Ok(Some(logs))
+                Ok(Ok(logs))
             }
-            Err(e) => {
-                tracing::info!(from, to, error = %e, "range refused; halving");
-                Ok(None)
+            Err(ChainError::RangeRefused {
+                endpoint,
+                refusal,
+                message,
+                ..
+            }) => {
+                tracing::info!(from, to, error = %message, "range refused; shrinking it");
+                Ok(Err(Refused { endpoint, refusal }))
             }
+            Err(e) => unreachable!("rpc() gives back range refusals only, not {e}"),
         }
+    }
+
+    /// Reads the head when it was last read more than `every` ago, so that
+    /// health and metrics see it move while a long deep phase runs. One
+    /// cheap request every few seconds, made while a batch commits.
+    pub async fn refresh_head(&mut self, every: Duration) -> Result<(), Cancelled> {
+        if self.head_read.is_some_and(|t| t.elapsed() < every) {
+            return Ok(());
+        }
+        let head = self.head().await?;
+        self.head_read = Some(Instant::now());
+        self.health.set_head(head);
+        self.metrics.head_block.set(head as i64);
+        Ok(())
     }
 
     /// Fetches the next deep range starting at `from`, not past `limit`:
@@ -176,10 +214,14 @@ impl Fetcher {
     /// timestamps for blocks whose logs lack one.
     pub async fn deep(&mut self, from: u64, limit: u64) -> Result<Batch, Cancelled> {
         loop {
+            self.sizer.set_cap(self.pool.range_cap());
             let (from, to) = self.sizer.next_range(from, limit);
-            let Some(logs) = self.logs(from, to).await? else {
-                self.refused(from, to).await?;
-                continue;
+            let logs = match self.logs(from, to).await? {
+                Ok(logs) => logs,
+                Err(refused) => {
+                    self.refused(from, to, refused).await?;
+                    continue;
+                }
             };
             self.sizer.accepted(to - from + 1, logs.len() as u64);
             let last = self.header(to).await?;
@@ -198,6 +240,7 @@ impl Fetcher {
         to: u64,
     ) -> Result<Near, Cancelled> {
         loop {
+            self.sizer.set_cap(self.pool.range_cap());
             let (from, to) = self.sizer.next_range(from, to);
             let headers = self.headers(from..=to).await?;
             match linkage(checkpoint, &headers) {
@@ -211,9 +254,12 @@ impl Fetcher {
                 }
                 Linkage::Extends => {}
             }
-            let Some(logs) = self.logs(from, to).await? else {
-                self.refused(from, to).await?;
-                continue;
+            let logs = match self.logs(from, to).await? {
+                Ok(logs) => logs,
+                Err(refused) => {
+                    self.refused(from, to, refused).await?;
+                    continue;
+                }
             };
             self.sizer.accepted(to - from + 1, logs.len() as u64);
             let by_number: HashMap<u64, &BlockHeader> =
@@ -240,16 +286,29 @@ impl Fetcher {
         }
     }
 
-    /// The node refused `from..=to`: halve the range, or, when a single block
+    /// The node refused `from..=to`: shrink the range as the node said
+    /// (remembering a block limit for its endpoint), or, when a single block
     /// was refused, wait and try again (nothing smaller exists).
-    async fn refused(&mut self, from: u64, to: u64) -> Result<(), Cancelled> {
-        if !self.sizer.refused(to - from + 1) {
-            tracing::error!(
-                block = from,
-                "the node refuses getLogs even for one block; retrying"
-            );
-            let mut backoff = retry::policy(std::time::Duration::from_secs(30));
-            retry::pause(&mut backoff, &self.cancel).await?;
+    async fn refused(&mut self, from: u64, to: u64, why: Refused) -> Result<(), Cancelled> {
+        match self.sizer.refused(to - from + 1, &why.refusal) {
+            Some(shrunk) => {
+                if let Some(cap) = shrunk.cap {
+                    if self.pool.range_cap().is_none_or(|known| cap < known) {
+                        tracing::warn!(endpoint = %why.endpoint, blocks = cap,
+                            "the endpoint limits getLogs ranges; keeping ranges within it");
+                    }
+                    self.pool.learn_range_cap(&why.endpoint, cap);
+                }
+                tracing::debug!(from, to, next = shrunk.next, "next range after the refusal");
+            }
+            None => {
+                tracing::error!(
+                    block = from,
+                    "the node refuses getLogs even for one block; retrying"
+                );
+                let mut backoff = retry::policy(Duration::from_secs(30));
+                retry::pause(&mut backoff, &self.cancel).await?;
+            }
         }
         Ok(())
     }
