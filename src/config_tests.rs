@@ -44,7 +44,7 @@ fn defaults_plus_the_required_keys_give_the_documented_settings() {
     assert_eq!(s.chain.chain_id, 31337);
     assert_eq!(s.chain.confirmations, 10);
     assert_eq!(s.chain.finality, Finality::Depth);
-    assert_eq!(s.chain.max_block_range, 2000);
+    assert_eq!(s.chain.max_block_range, 100_000);
     assert_eq!(s.chain.reorg_window, 128);
     assert_eq!(s.chain.rpc_urls.len(), 1);
     assert_eq!(s.reconcile.overpayment, OverpaymentPolicy::Accept);
