@@ -1,9 +1,10 @@
 //! Test proxies in front of anvil, bound to 127.0.0.1 only:
 //! - [`TcpProxy`] forwards bytes (HTTP or websocket) and can cut every open
 //!   connection, or stall them (deliver nothing, close nothing);
-//! - [`RpcProxy`] forwards HTTP JSON-RPC and injects faults: range refusals,
-//!   and a seeded schedule of resets, 500s, 429s, timeouts, truncated JSON and
-//!   wrong-chain answers.
+//! - [`RpcProxy`] forwards HTTP JSON-RPC and injects faults: range refusals
+//!   (a generic one, or a provider's own wording: [`Wording`]), a latency,
+//!   and a seeded schedule of resets, 500s, 429s, timeouts, truncated JSON
+//!   and wrong-chain answers. It records every getLogs range asked for.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -142,8 +143,61 @@ pub const ALL_FAULTS: [Fault; 7] = [
     Fault::RangeRefused,
 ];
 
+/// What a provider's refusal is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cap {
+    /// Ranges wider than the cap, in blocks, are refused.
+    Blocks,
+    /// Answers holding more than the cap, in logs, are refused.
+    Logs,
+}
+
+/// How a provider words its refusal of a getLogs range. In `message`,
+/// `{N}` is the cap (`{N,}` with thousands separators), `{LEN}` the refused
+/// range's length, `{FROM}`/`{TO}` a range that would be accepted (hex),
+/// `{from}`/`{to}` the same in decimal.
+#[derive(Debug, Clone, Copy)]
+pub struct Wording {
+    pub provider: &'static str,
+    pub status: u16,
+    pub code: i64,
+    pub message: &'static str,
+    pub cap: Cap,
+}
+
+impl Wording {
+    fn render(&self, cap: u64, from: u64, to: u64, ok_to: u64) -> String {
+        let thousands = {
+            let digits = cap.to_string();
+            let mut out = String::new();
+            for (i, c) in digits.chars().enumerate() {
+                if i > 0 && (digits.len() - i).is_multiple_of(3) {
+                    out.push(',');
+                }
+                out.push(c);
+            }
+            out
+        };
+        self.message
+            .replace("{N,}", &thousands)
+            .replace("{N}", &cap.to_string())
+            .replace("{LEN}", &(to - from + 1).to_string())
+            .replace("{FROM}", &format!("{from:#x}"))
+            .replace("{TO}", &format!("{ok_to:#x}"))
+            .replace("{from}", &from.to_string())
+            .replace("{to}", &ok_to.to_string())
+    }
+}
+
 #[derive(Default)]
 struct Plan {
+    /// Refuse getLogs in a provider's words above a cap.
+    wording: Option<(Wording, u64)>,
+    /// Every getLogs range asked for, in order, and those refused.
+    ranges: Vec<(u64, u64)>,
+    refused: Vec<(u64, u64)>,
+    /// Added to every answer.
+    latency: Duration,
     /// eth_getLogs over more than this many blocks is refused (None: never).
     max_range: Option<u64>,
     /// Probability that a request gets a fault, and the seeded generator.
@@ -220,21 +274,85 @@ impl RpcProxy {
     pub fn forwarded(&self) -> u64 {
         self.plan.lock().expect("plan").forwarded
     }
+
+    /// Refuse getLogs as `wording`'s provider does, above `cap` blocks or
+    /// logs.
+    pub fn refuse_like(&self, wording: Wording, cap: u64) {
+        self.plan.lock().expect("plan").wording = Some((wording, cap));
+    }
+
+    /// Delay every answer by `latency` (a hosted provider's round trip).
+    pub fn slow(&self, latency: Duration) {
+        self.plan.lock().expect("plan").latency = latency;
+    }
+
+    /// Every getLogs range asked for, in order.
+    pub fn ranges(&self) -> Vec<(u64, u64)> {
+        self.plan.lock().expect("plan").ranges.clone()
+    }
+
+    /// The getLogs ranges refused in a provider's words, in order.
+    pub fn refused(&self) -> Vec<(u64, u64)> {
+        self.plan.lock().expect("plan").refused.clone()
+    }
 }
 
-fn range_of(body: &serde_json::Value) -> Option<u64> {
+/// `fromBlock..=toBlock` of a getLogs request.
+fn bounds_of(body: &serde_json::Value) -> Option<(u64, u64)> {
     if body["method"] != "eth_getLogs" {
         return None;
     }
     let f = &body["params"][0];
     let num =
         |v: &serde_json::Value| u64::from_str_radix(v.as_str()?.trim_start_matches("0x"), 16).ok();
-    Some(num(&f["toBlock"])?.saturating_sub(num(&f["fromBlock"])?) + 1)
+    Some((num(&f["fromBlock"])?, num(&f["toBlock"])?))
+}
+
+fn range_of(body: &serde_json::Value) -> Option<u64> {
+    bounds_of(body).map(|(from, to)| to.saturating_sub(from) + 1)
+}
+
+/// A provider's refusal as it sends it: its HTTP status, and a JSON-RPC
+/// error with its code and words.
+fn refusal(w: &Wording, id: &serde_json::Value, message: String) -> Response {
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": id, "error": {"code": w.code, "message": message}});
+    let status = StatusCode::from_u16(w.status).expect("a valid status");
+    (status, axum::Json(body)).into_response()
+}
+
+/// For a log cap: the answer when it holds more than `cap` logs, with a
+/// range that would have held at most `cap` (up to the block before the
+/// first log over the cap), as Infura suggests one.
+fn over_log_cap(answer: &[u8], cap: u64, from: u64) -> Option<u64> {
+    let json: serde_json::Value = serde_json::from_slice(answer).ok()?;
+    let logs = json["result"].as_array()?;
+    let first_over = logs.get(cap as usize)?;
+    let block = u64::from_str_radix(
+        first_over["blockNumber"].as_str()?.trim_start_matches("0x"),
+        16,
+    )
+    .ok()?;
+    Some(block.saturating_sub(1).max(from))
 }
 
 async fn handle(State(proxy): State<RpcProxy>, headers: HeaderMap, body: Bytes) -> Response {
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     let id = json["id"].clone();
+    let bounds = bounds_of(&json);
+    let (latency, wording) = {
+        let mut p = proxy.plan.lock().expect("plan");
+        p.ranges.extend(bounds);
+        (p.latency, p.wording)
+    };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    if let (Some((w, cap)), Some((from, to))) = (wording, bounds) {
+        if w.cap == Cap::Blocks && to - from + 1 > cap {
+            proxy.plan.lock().expect("plan").refused.push((from, to));
+            return refusal(&w, &id, w.render(cap, from, to, from + cap - 1));
+        }
+    }
     let fault = {
         let mut p = proxy.plan.lock().expect("plan");
         if p.dead {
@@ -302,6 +420,13 @@ async fn handle(State(proxy): State<RpcProxy>, headers: HeaderMap, body: Bytes) 
             let status =
                 StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
             let bytes = resp.bytes().await.unwrap_or_default();
+            if let (Some((w, cap)), Some((from, to))) = (wording, bounds) {
+                let over = over_log_cap(&bytes, cap, from).filter(|_| w.cap == Cap::Logs);
+                if let Some(ok_to) = over {
+                    proxy.plan.lock().expect("plan").refused.push((from, to));
+                    return refusal(&w, &id, w.render(cap, from, to, ok_to));
+                }
+            }
             (
                 status,
                 [("content-type", "application/json")],
