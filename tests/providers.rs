@@ -236,6 +236,35 @@ async fn each_providers_refusal_is_learned_never_resent_and_its_block_limit_kept
 }
 
 #[tokio::test]
+async fn a_range_that_times_out_is_shrunk_not_sent_again() {
+    let chain = Chain::start().await;
+    pay_sparsely(&chain).await;
+    let db = Db::new().await;
+    db.insert_orders(&chain.buyers, 7_000, PAYMENTS, PREMIUM as i64)
+        .await;
+    let proxy = RpcProxy::start(&chain.rpc_url()).await;
+    proxy.slow_over(BLOCK_CAP, Duration::from_secs(3));
+    let env = with(
+        &env_for(&chain, &db),
+        &[
+            ("LIQPASS__CHAIN__RPC_URL", proxy.url()),
+            ("LIQPASS__CHAIN__REQUEST_TIMEOUT_MS", "500".into()),
+        ],
+    );
+    let _daemon = Daemon::spawn(&env);
+    for i in 0..PAYMENTS {
+        db.wait_payment_status(&format!("ord_{i:03}"), "paid").await;
+    }
+    let ranges = proxy.ranges();
+    let slow: Vec<_> = ranges.iter().filter(|r| len(**r) > BLOCK_CAP).collect();
+    assert!(!slow.is_empty(), "no range was slow");
+    for r in &slow {
+        let sent = ranges.iter().filter(|x| x == r).count();
+        assert_eq!(sent, 1, "the slow range {r:?} was sent {sent} times");
+    }
+}
+
+#[tokio::test]
 async fn a_catch_up_longer_than_stall_after_is_not_a_stall() {
     let chain = Chain::start().await;
     pay_sparsely(&chain).await;

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::chain::decode::{self, Skip};
 use crate::chain::pool::{PoolError, RpcPool};
 use crate::chain::range::RangeSizer;
-use crate::chain::refusal::Refusal;
+use crate::chain::refusal::{Limit, Refusal};
 use crate::chain::source::{ChainError, ChainSource};
 use crate::chain::window::{linkage, Linkage};
 use crate::domain::{BlockHeader, BlockRef, Payment};
@@ -120,8 +120,14 @@ impl Fetcher {
                     return Ok(Ok(v));
                 }
                 Err(e) if give_back(&e) => {
-                    self.pool.succeeded();
-                    self.health.set_rpc_ok(true);
+                    if matches!(e, ChainError::Timeout { .. }) {
+                        // Slow answers count against the endpoint too: after
+                        // a few in a row another one takes over.
+                        self.pool.failed();
+                    } else {
+                        self.pool.succeeded();
+                        self.health.set_rpc_ok(true);
+                    }
                     return Ok(Err(e));
                 }
                 Err(e) => e,
@@ -168,8 +174,16 @@ impl Fetcher {
     }
 
     /// Logs of `from..=to`, or what the node said when it refused the range.
+    /// A range that times out is taken as refused for its size (a node
+    /// scanning 100,000 blocks may need longer than `request_timeout_ms`):
+    /// sent again unchanged, it would time out again.
     async fn logs(&self, from: u64, to: u64) -> Result<Result<Vec<Log>, Refused>, Cancelled> {
-        let refused = |e: &ChainError| matches!(e, ChainError::RangeRefused { .. });
+        let refused = |e: &ChainError| {
+            matches!(
+                e,
+                ChainError::RangeRefused { .. } | ChainError::Timeout { .. }
+            )
+        };
         match self
             .rpc(
                 "eth_getLogs",
@@ -191,7 +205,17 @@ impl Fetcher {
                 tracing::info!(from, to, error = %message, "range refused; shrinking it");
                 Ok(Err(Refused { endpoint, refusal }))
             }
-            Err(e) => unreachable!("rpc() gives back range refusals only, not {e}"),
+            Err(e @ ChainError::Timeout { .. }) => {
+                tracing::info!(from, to, error = %e, "getLogs timed out; shrinking the range");
+                let refusal = Refusal {
+                    limit: Limit::Results,
+                    max: None,
+                    suggested: None,
+                };
+                let endpoint = self.pool.endpoint();
+                Ok(Err(Refused { endpoint, refusal }))
+            }
+            Err(e) => unreachable!("rpc() gives back range refusals and timeouts only, not {e}"),
         }
     }
 
@@ -304,7 +328,7 @@ impl Fetcher {
             None => {
                 tracing::error!(
                     block = from,
-                    "the node refuses getLogs even for one block; retrying"
+                    "the node refuses (or times out on) getLogs even for one block; retrying"
                 );
                 let mut backoff = retry::policy(Duration::from_secs(30));
                 retry::pause(&mut backoff, &self.cancel).await?;

@@ -198,6 +198,8 @@ struct Plan {
     refused: Vec<(u64, u64)>,
     /// Added to every answer.
     latency: Duration,
+    /// getLogs over more blocks than this answers after that long.
+    slow_over: Option<(u64, Duration)>,
     /// eth_getLogs over more than this many blocks is refused (None: never).
     max_range: Option<u64>,
     /// Probability that a request gets a fault, and the seeded generator.
@@ -286,6 +288,12 @@ impl RpcProxy {
         self.plan.lock().expect("plan").latency = latency;
     }
 
+    /// Answer getLogs over more than `blocks` blocks only after `delay` (a
+    /// node that scans a wide range slowly).
+    pub fn slow_over(&self, blocks: u64, delay: Duration) {
+        self.plan.lock().expect("plan").slow_over = Some((blocks, delay));
+    }
+
     /// Every getLogs range asked for, in order.
     pub fn ranges(&self) -> Vec<(u64, u64)> {
         self.plan.lock().expect("plan").ranges.clone()
@@ -342,7 +350,9 @@ async fn handle(State(proxy): State<RpcProxy>, headers: HeaderMap, body: Bytes) 
     let (latency, wording) = {
         let mut p = proxy.plan.lock().expect("plan");
         p.ranges.extend(bounds);
-        (p.latency, p.wording)
+        let wide = matches!((p.slow_over, bounds), (Some((n, _)), Some((f, t))) if t - f + 1 > n);
+        let slow = p.slow_over.filter(|_| wide).map(|(_, d)| d);
+        (p.latency + slow.unwrap_or_default(), p.wording)
     };
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
