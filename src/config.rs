@@ -39,6 +39,7 @@ const KEYS: &[(&str, &[&str])] = &[
             "reorg_window",
             "stall_after_s",
             "request_timeout_ms",
+            "max_requests_per_second",
         ],
     ),
     ("reconcile", &["overpayment"]),
@@ -82,6 +83,8 @@ pub struct ChainSettings {
     pub reorg_window: u64,
     pub stall_after: Duration,
     pub request_timeout: Duration,
+    /// Request budget per endpoint; `None`: unlimited.
+    pub max_requests_per_second: Option<u64>,
 }
 
 impl ChainSettings {
@@ -624,6 +627,11 @@ impl Reader {
             .int("chain.stall_after_s", 1, 86_400)
             .map(Duration::from_secs);
         let request_timeout = self.millis("chain.request_timeout_ms", 100, 600_000);
+        let rps_key = "chain.max_requests_per_second";
+        let max_requests_per_second = match self.value(rps_key) {
+            None => Some(None),
+            Some(_) => self.int(rps_key, 1, 100_000).map(Some),
+        };
         if rpc_urls.is_empty() {
             return None;
         }
@@ -641,6 +649,7 @@ impl Reader {
             reorg_window: reorg_window?,
             stall_after: stall_after?,
             request_timeout: request_timeout?,
+            max_requests_per_second: max_requests_per_second?,
         })
     }
 }
@@ -706,6 +715,9 @@ impl Settings {
         put("chain", "reorg_window", int(c.reorg_window));
         put("chain", "stall_after_s", int(c.stall_after.as_secs()));
         put("chain", "request_timeout_ms", ms(c.request_timeout));
+        if let Some(rps) = c.max_requests_per_second {
+            put("chain", "max_requests_per_second", int(rps));
+        }
         let over = match self.reconcile.overpayment {
             OverpaymentPolicy::Accept => "accept",
             OverpaymentPolicy::Flag => "flag",

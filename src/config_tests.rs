@@ -291,3 +291,21 @@ fn a_missing_environment_file_or_config_file_is_a_problem() {
     let err = load(&src).expect_err("missing files");
     assert_eq!(problems(&err), ["LIQPASS_ENV", "--config"]);
 }
+
+#[test]
+fn the_request_budget_is_unlimited_unless_set_and_then_checked_and_shown() {
+    let s = load(&sources(required())).expect("valid");
+    assert_eq!(s.chain.max_requests_per_second, None);
+    assert!(!s.to_redacted_toml().contains("max_requests_per_second"));
+    let mut e = required();
+    e.extend(env(&[("LIQPASS__CHAIN__MAX_REQUESTS_PER_SECOND", "25")]));
+    let s = load(&sources(e)).expect("valid");
+    assert_eq!(s.chain.max_requests_per_second, Some(25));
+    assert!(s
+        .to_redacted_toml()
+        .contains("max_requests_per_second = 25"));
+    let mut e = required();
+    e.extend(env(&[("LIQPASS__CHAIN__MAX_REQUESTS_PER_SECOND", "0")]));
+    let err = load(&sources(e)).expect_err("zero is no budget");
+    assert_eq!(problems(&err), ["chain.max_requests_per_second"]);
+}

@@ -97,7 +97,8 @@ impl Indexer {
     ) -> Result<Self, IndexerError> {
         let chain = &settings.chain;
         let scope = chain.scope();
-        let pool = RpcPool::new(&chain.rpc_urls, scope, chain.request_timeout);
+        let pool = RpcPool::new(&chain.rpc_urls, scope, chain.request_timeout)
+            .with_rate_budget(chain.max_requests_per_second);
         verify_endpoints(&pool, &cancel).await?;
         health.set_rpc_ok(true);
         let policy = Policy {

@@ -9,6 +9,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::budget::Budget;
 use super::source::{ChainError, ChainSource};
 use crate::config::RpcUrl;
 use crate::domain::Scope;
@@ -27,6 +28,8 @@ struct Endpoint {
     resting_until: Option<Instant>,
     /// The getLogs block limit the endpoint stated (or implied) in a refusal.
     range_cap: Option<u64>,
+    /// Its request budget, kept across rebuilt connections.
+    budget: Option<Budget>,
 }
 
 /// What went wrong when choosing an endpoint.
@@ -72,6 +75,7 @@ impl RpcPool {
                 rest: FIRST_REST,
                 resting_until: None,
                 range_cap: None,
+                budget: None,
             })
             .collect();
         Self {
@@ -80,6 +84,15 @@ impl RpcPool {
             scope,
             timeout,
         }
+    }
+
+    /// Gives every endpoint a budget of `per_second` requests (`None`:
+    /// unlimited), each its own.
+    pub fn with_rate_budget(self, per_second: Option<u64>) -> Self {
+        for ep in self.lock().iter_mut() {
+            ep.budget = per_second.map(Budget::new);
+        }
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Endpoint>> {
@@ -93,15 +106,21 @@ impl RpcPool {
     /// The endpoint to use now: connected, and its chain id verified.
     pub async fn source(&self) -> Result<ChainSource, PoolError> {
         let i = self.index();
-        let (url, existing, verified) = {
+        let (url, existing, verified, budget) = {
             let eps = self.lock();
             let ep = &eps[i];
-            (ep.url.clone(), ep.source.clone(), ep.verified)
+            (
+                ep.url.clone(),
+                ep.source.clone(),
+                ep.verified,
+                ep.budget.clone(),
+            )
         };
         let source = match existing {
             Some(s) => s,
             None => {
-                let s = ChainSource::connect(&url, &self.scope, self.timeout).await?;
+                let s =
+                    ChainSource::connect_within(&url, &self.scope, self.timeout, budget).await?;
                 self.lock()[i].source = Some(s.clone());
                 s
             }

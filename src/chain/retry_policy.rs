@@ -68,6 +68,28 @@ fn http_refusal(h: &HttpError) -> Option<Refusal> {
     parsed
 }
 
+/// True when the provider says we send too much (429, 503 with a
+/// Retry-After, -32005/-32016/-32007/-32012 worded as a rate limit, a
+/// backoff hint): what the request budget slows down for.
+pub fn is_rate_limit(error: &TransportError) -> bool {
+    if refusal_of(error).is_some() {
+        return false;
+    }
+    match error {
+        RpcError::Transport(TransportErrorKind::HttpError(h)) => h.status == 429,
+        RpcError::Transport(TransportErrorKind::HttpErrorWithRetryAfter { error: h, .. }) => {
+            matches!(h.status, 429 | 503)
+        }
+        RpcError::ErrorResp(e) => {
+            e.code == 429
+                || (matches!(e.code, -32005 | -32016 | -32007 | -32012)
+                    && is_rate_wording(&e.message))
+                || RateLimitsOnly.backoff_hint(error).is_some()
+        }
+        _ => false,
+    }
+}
+
 /// True when a message speaks of a rate of requests, not of a query's size.
 fn is_rate_wording(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
@@ -78,6 +100,9 @@ fn is_rate_wording(message: &str) -> bool {
         "request limit",
         "try again",
         "capacity",
+        "credits",
+        "per second",
+        "/sec",
     ]
     .iter()
     .any(|w| m.contains(w))
@@ -123,6 +148,14 @@ mod tests {
             p.backoff_hint(&rpc(-32005, "rate limited, try again in 4ms")),
             Some(Duration::from_millis(4))
         );
+        let infura = serde_json::json!({
+            "code": -32005,
+            "message": "daily request count exceeded, request rate limited",
+            "data": {"rate": {"backoff_seconds": 30}}
+        });
+        let infura = RpcError::ErrorResp(serde_json::from_value(infura).expect("a payload"));
+        assert_eq!(p.backoff_hint(&infura), Some(Duration::from_secs(30)));
+        assert!(is_rate_limit(&infura));
     }
 
     #[test]
@@ -147,6 +180,32 @@ mod tests {
         ] {
             assert!(!p.should_retry(&e), "{e}");
             assert!(refusal_of(&e).is_some(), "{e}");
+        }
+    }
+
+    #[test]
+    fn rate_limits_are_told_from_refusals_and_other_failures() {
+        for e in [
+            http(429, "Too Many Requests"),
+            rpc(
+                429,
+                "Your app has exceeded its compute units per second capacity",
+            ),
+            rpc(-32005, "project ID request rate exceeded"),
+            rpc(-32007, "100/second request limit reached"),
+            rpc(-32012, "credits limited to 6000/sec"),
+            rpc(-32016, "over rate limit"),
+        ] {
+            assert!(is_rate_limit(&e), "{e}");
+        }
+        for e in [
+            rpc(-32005, "please limit the query to at most 1000 blocks"),
+            rpc(-32005, "query timeout exceeded"),
+            http(503, "unavailable"),
+            http(500, "internal error"),
+            rpc(3, "execution reverted"),
+        ] {
+            assert!(!is_rate_limit(&e), "{e}");
         }
     }
 

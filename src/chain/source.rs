@@ -17,6 +17,7 @@ use alloy::transports::TransportError;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 
+use super::budget::{Budget, BudgetLayer};
 use super::decode;
 use super::refusal::Refusal;
 use super::retry_policy::{refusal_of, RateLimitsOnly};
@@ -82,26 +83,39 @@ impl std::fmt::Debug for ChainSource {
 
 impl ChainSource {
     /// Connects to `url` (http(s) or ws(s)); requests time out after `timeout`.
-    #[tracing::instrument(skip_all, fields(endpoint = %url))]
     pub async fn connect(
         url: &RpcUrl,
         scope: &Scope,
         timeout: Duration,
     ) -> Result<Self, ChainError> {
+        Self::connect_within(url, scope, timeout, None).await
+    }
+
+    /// Same, every request (retries included) taking a token of `budget`
+    /// first, when there is one.
+    #[tracing::instrument(skip_all, fields(endpoint = %url))]
+    pub async fn connect_within(
+        url: &RpcUrl,
+        scope: &Scope,
+        timeout: Duration,
+        budget: Option<Budget>,
+    ) -> Result<Self, ChainError> {
         let endpoint = url.redacted();
         // Rate limits (429, Retry-After, -32005 worded as one) are retried
         // here, a few times; range refusals never (see `RateLimitsOnly`).
         let retry = RetryBackoffLayer::new_with_policy(5, 200, 10_000, RateLimitsOnly);
+        // Below the retry layer, so that a retry spends the budget too.
+        let budget = BudgetLayer(budget);
         let connect = async {
+            let builder = RpcClient::builder().layer(retry).layer(budget);
             if url.is_ws() {
-                let client = RpcClient::builder()
-                    .layer(retry)
+                let client = builder
                     .ws(WsConnect::new(url.expose().as_str()))
                     .await
                     .map_err(|e| e.to_string())?;
                 Ok::<_, String>(ProviderBuilder::new().connect_client(client).erased())
             } else {
-                let client = RpcClient::builder().layer(retry).http(url.expose().clone());
+                let client = builder.http(url.expose().clone());
                 Ok(ProviderBuilder::new().connect_client(client).erased())
             }
         };

@@ -200,6 +200,11 @@ struct Plan {
     latency: Duration,
     /// getLogs over more blocks than this answers after that long.
     slow_over: Option<(u64, Duration)>,
+    /// Requests allowed per one-second window (from the proxy's start),
+    /// beyond which it answers 429 with Retry-After: 1.
+    per_second: Option<u64>,
+    window: (u64, u64),
+    too_many: u64,
     /// eth_getLogs over more than this many blocks is refused (None: never).
     max_range: Option<u64>,
     /// Probability that a request gets a fault, and the seeded generator.
@@ -215,6 +220,7 @@ struct Plan {
 #[derive(Clone)]
 pub struct RpcProxy {
     pub addr: SocketAddr,
+    started: std::time::Instant,
     upstream: String,
     plan: Arc<Mutex<Plan>>,
     client: reqwest::Client,
@@ -228,6 +234,7 @@ impl RpcProxy {
         let addr = listener.local_addr().expect("addr");
         let proxy = RpcProxy {
             addr,
+            started: std::time::Instant::now(),
             upstream: upstream.to_owned(),
             plan: Arc::new(Mutex::new(Plan::default())),
             client: reqwest::Client::new(),
@@ -294,6 +301,17 @@ impl RpcProxy {
         self.plan.lock().expect("plan").slow_over = Some((blocks, delay));
     }
 
+    /// Answer 429 (Retry-After: 1) to requests beyond `n` in a second, as
+    /// a provider's plan does.
+    pub fn rate_limit(&self, n: u64) {
+        self.plan.lock().expect("plan").per_second = Some(n);
+    }
+
+    /// Requests answered 429 by [`RpcProxy::rate_limit`].
+    pub fn too_many(&self) -> u64 {
+        self.plan.lock().expect("plan").too_many
+    }
+
     /// Every getLogs range asked for, in order.
     pub fn ranges(&self) -> Vec<(u64, u64)> {
         self.plan.lock().expect("plan").ranges.clone()
@@ -356,6 +374,22 @@ async fn handle(State(proxy): State<RpcProxy>, headers: HeaderMap, body: Bytes) 
     };
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
+    }
+    {
+        let second = proxy.started.elapsed().as_secs();
+        let mut p = proxy.plan.lock().expect("plan");
+        if let Some(n) = p.per_second {
+            if p.window.0 != second {
+                p.window = (second, 0);
+            }
+            p.window.1 += 1;
+            if p.window.1 > n {
+                p.too_many += 1;
+                drop(p);
+                let headers = [("retry-after", "1")];
+                return (StatusCode::TOO_MANY_REQUESTS, headers, "rate limited").into_response();
+            }
+        }
     }
     if let (Some((w, cap)), Some((from, to))) = (wording, bounds) {
         if w.cap == Cap::Blocks && to - from + 1 > cap {
