@@ -7,6 +7,7 @@ pub mod chain;
 pub mod daemon;
 pub mod db;
 pub mod proxy;
+pub mod wording;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
