@@ -33,6 +33,8 @@ pub struct Metrics {
     rpc_errors: IntCounterVec,
     rpc_duration: HistogramVec,
     getlogs_range: Histogram,
+    getlogs_refusals: IntCounterVec,
+    getlogs_range_cap: IntGaugeVec,
     commit_duration: Histogram,
     batch_rows: Histogram,
     pub sqlite_busy_retries: IntCounter,
@@ -97,6 +99,14 @@ impl Metrics {
             &["method"],
         )?;
         registry.register(Box::new(rpc_duration.clone()))?;
+        let getlogs_range_cap = IntGaugeVec::new(
+            Opts::new(
+                name("getlogs_range_cap_blocks"),
+                "getLogs block limit learned from an endpoint's refusals.",
+            ),
+            &["endpoint"],
+        )?;
+        registry.register(Box::new(getlogs_range_cap.clone()))?;
 
         Ok(Self {
             up: gauge("up", "1 while the indexing loop runs.")?,
@@ -158,6 +168,12 @@ impl Metrics {
                 "Block range size of eth_getLogs requests.",
                 counts.clone(),
             )?,
+            getlogs_refusals: counter_vec(
+                "getlogs_refusals_total",
+                "getLogs ranges refused (limit: blocks, results) or timed out, by endpoint.",
+                &["endpoint", "limit"],
+            )?,
+            getlogs_range_cap,
             commit_duration: histogram(
                 "batch_commit_duration_seconds",
                 "Time to write and commit one batch.",
@@ -215,6 +231,19 @@ impl Metrics {
 
     pub fn record_range(&self, blocks: u64) {
         self.getlogs_range.observe(blocks as f64);
+    }
+
+    /// A getLogs range refused by `endpoint` (`limit`: "blocks", "results"
+    /// or "timeout"), and the block limit now kept for it, if any.
+    pub fn record_refusal(&self, endpoint: &str, limit: &str, cap: Option<u64>) {
+        self.getlogs_refusals
+            .with_label_values(&[endpoint, limit])
+            .inc();
+        if let Some(cap) = cap {
+            self.getlogs_range_cap
+                .with_label_values(&[endpoint])
+                .set(i64::try_from(cap).unwrap_or(i64::MAX));
+        }
     }
 
     pub fn record_commit(&self, elapsed: Duration, rows: u64) {

@@ -165,9 +165,16 @@ async fn pay_sparsely(chain: &Chain) {
     }
 }
 
-/// Indexes the chain behind a proxy that refuses as `wording` says; returns
-/// the ranges asked for and those refused.
-async fn index_behind(chain: &Chain, wording: Wording) -> (Vec<(u64, u64)>, Vec<(u64, u64)>) {
+/// What one run behind a refusing proxy saw.
+struct Run {
+    ranges: Vec<(u64, u64)>,
+    refused: Vec<(u64, u64)>,
+    /// The block limit the daemon reported as learned, if any.
+    learned_cap: Option<u64>,
+}
+
+/// Indexes the chain behind a proxy that refuses as `wording` says.
+async fn index_behind(chain: &Chain, wording: Wording) -> Run {
     let db = Db::new().await;
     db.insert_orders(&chain.buyers, 7_000, PAYMENTS, PREMIUM as i64)
         .await;
@@ -194,8 +201,18 @@ async fn index_behind(chain: &Chain, wording: Wording) -> (Vec<(u64, u64)>, Vec<
         "{}: every payment, once",
         wording.provider
     );
+    let base = format!("http://{}", daemon.http_addr().await);
+    let metrics = support::http_get(&format!("{base}/metrics")).await.1;
+    let learned_cap = metrics
+        .lines()
+        .find(|l| l.starts_with("liqpass_indexer_getlogs_range_cap_blocks{"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok());
     drop(daemon);
-    (proxy.ranges(), proxy.refused())
+    Run {
+        ranges: proxy.ranges(),
+        refused: proxy.refused(),
+        learned_cap,
+    }
 }
 
 fn len((from, to): (u64, u64)) -> u64 {
@@ -207,7 +224,12 @@ async fn each_providers_refusal_is_learned_never_resent_and_its_block_limit_kept
     let chain = Chain::start().await;
     pay_sparsely(&chain).await;
     let runs = futures::future::join_all(WORDINGS.iter().map(|w| index_behind(&chain, *w))).await;
-    for (wording, (ranges, refused)) in WORDINGS.iter().zip(runs) {
+    for (wording, run) in WORDINGS.iter().zip(runs) {
+        let Run {
+            ranges,
+            refused,
+            learned_cap,
+        } = run;
         let who = wording.provider;
         eprintln!("{who}: {} getLogs, refused {refused:?}", ranges.len());
         assert!(!refused.is_empty(), "{who}: the proxy never refused");
@@ -228,6 +250,10 @@ async fn each_providers_refusal_is_learned_never_resent_and_its_block_limit_kept
             assert!(
                 widest <= Some(BLOCK_CAP),
                 "{who}: after the refusal a range of {widest:?} blocks"
+            );
+            assert!(
+                learned_cap.is_some_and(|c| c <= BLOCK_CAP),
+                "{who}: reported limit {learned_cap:?}"
             );
         } else {
             assert!(refused.len() <= 2, "{who}: refused {refused:?}");

@@ -70,6 +70,8 @@ pub struct Fetcher {
 struct Refused {
     endpoint: String,
     refusal: Refusal,
+    /// It timed out rather than being refused.
+    timed_out: bool,
 }
 
 impl Fetcher {
@@ -203,7 +205,11 @@ impl Fetcher {
                 ..
             }) => {
                 tracing::info!(from, to, error = %message, "range refused; shrinking it");
-                Ok(Err(Refused { endpoint, refusal }))
+                Ok(Err(Refused {
+                    endpoint,
+                    refusal,
+                    timed_out: false,
+                }))
             }
             Err(e @ ChainError::Timeout { .. }) => {
                 tracing::info!(from, to, error = %e, "getLogs timed out; shrinking the range");
@@ -213,7 +219,11 @@ impl Fetcher {
                     suggested: None,
                 };
                 let endpoint = self.pool.endpoint();
-                Ok(Err(Refused { endpoint, refusal }))
+                Ok(Err(Refused {
+                    endpoint,
+                    refusal,
+                    timed_out: true,
+                }))
             }
             Err(e) => unreachable!("rpc() gives back range refusals and timeouts only, not {e}"),
         }
@@ -314,7 +324,15 @@ impl Fetcher {
     /// (remembering a block limit for its endpoint), or, when a single block
     /// was refused, wait and try again (nothing smaller exists).
     async fn refused(&mut self, from: u64, to: u64, why: Refused) -> Result<(), Cancelled> {
-        match self.sizer.refused(to - from + 1, &why.refusal) {
+        let shrunk = self.sizer.refused(to - from + 1, &why.refusal);
+        let limit = match (why.timed_out, why.refusal.limit) {
+            (true, _) => "timeout",
+            (false, Limit::Blocks) => "blocks",
+            (false, Limit::Results) => "results",
+        };
+        let cap = shrunk.and_then(|s| s.cap);
+        self.metrics.record_refusal(&why.endpoint, limit, cap);
+        match shrunk {
             Some(shrunk) => {
                 if let Some(cap) = shrunk.cap {
                     if self.pool.range_cap().is_none_or(|known| cap < known) {
