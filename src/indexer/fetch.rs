@@ -183,7 +183,11 @@ impl Fetcher {
         let refused = |e: &ChainError| {
             matches!(
                 e,
-                ChainError::RangeRefused { .. } | ChainError::Timeout { .. }
+                ChainError::RangeRefused { .. }
+                    | ChainError::Timeout {
+                        method: "eth_getLogs",
+                        ..
+                    }
             )
         };
         match self
@@ -211,14 +215,15 @@ impl Fetcher {
                     timed_out: false,
                 }))
             }
-            Err(e @ ChainError::Timeout { .. }) => {
-                tracing::info!(from, to, error = %e, "getLogs timed out; shrinking the range");
+            Err(ChainError::Timeout {
+                endpoint, timeout, ..
+            }) => {
+                tracing::info!(from, to, ?timeout, "getLogs timed out; shrinking the range");
                 let refusal = Refusal {
                     limit: Limit::Results,
                     max: None,
                     suggested: None,
                 };
-                let endpoint = self.pool.endpoint();
                 Ok(Err(Refused {
                     endpoint,
                     refusal,
