@@ -125,7 +125,7 @@ const WORDINGS: &[Wording] = &[
         cap: Cap::Blocks,
     },
     Wording {
-        provider: "geth / Erigon, result limit",
+        provider: "geth, result limit",
         status: 200,
         code: -32005,
         message: "query returned more than {N} results",

@@ -53,7 +53,7 @@ const BLOCK_CAPS: &[&str] = &[
 ];
 
 /// Phrases of a block-range refusal that states no number: the range halves.
-/// Ankr, Chainstack, Base, OP, Erigon, scroll/l2geth, Candle.
+/// Ankr, Chainstack, Base, OP Stack, scroll/l2geth, Candle.
 const BLOCK_WORDS: &[&str] = &[
     "block range is too wide",
     "block range limit exceeded",

@@ -89,7 +89,7 @@ fn every_documented_provider_wording_is_parsed_into_its_limit() {
             blocks(Some(5_000), None),
         ),
         (
-            "geth / Erigon, result cap",
+            "geth, result cap",
             "query returned more than 10000 results",
             results(Some(10_000), None),
         ),
@@ -159,6 +159,9 @@ fn rate_limits_and_other_errors_are_not_refusals() {
         "Your app has exceeded its compute units per second capacity",
         "request exceeds limit of 100 per second",
         "error code -32000: execution reverted, data: [0x1, 0x2]",
+        // A load balancer behind the head: retry, the range is fine.
+        "block range extends beyond current head block",
+        "invalid block range params",
     ] {
         assert_eq!(parse(message), None, "{message}");
     }
