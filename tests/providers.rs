@@ -202,7 +202,7 @@ async fn index_behind(chain: &Chain, wording: Wording) -> Run {
         wording.provider
     );
     let base = format!("http://{}", daemon.http_addr().await);
-    let metrics = support::http_get(&format!("{base}/metrics")).await.1;
+    let metrics = get(&format!("{base}/metrics")).await;
     let learned_cap = metrics
         .lines()
         .find(|l| l.starts_with("liqpass_indexer_getlogs_range_cap_blocks{"))
@@ -213,6 +213,13 @@ async fn index_behind(chain: &Chain, wording: Wording) -> Run {
         refused: proxy.refused(),
         learned_cap,
     }
+}
+
+/// The body of a GET to the daemon, within 10 s.
+async fn get(url: &str) -> String {
+    support::within(url, Duration::from_secs(10), support::http_get(url))
+        .await
+        .1
 }
 
 fn len((from, to): (u64, u64)) -> u64 {
@@ -357,7 +364,7 @@ async fn a_catch_up_longer_than_stall_after_is_not_a_stall() {
         }
     };
     let watch = wait_for("the catch-up", Duration::from_secs(90), || async {
-        let (_, body) = support::http_get(&format!("{base}/readyz")).await;
+        let body = get(&format!("{base}/readyz")).await;
         assert!(
             !body.contains("stalled"),
             "readiness during catch-up: {body}"
@@ -373,7 +380,7 @@ async fn a_catch_up_longer_than_stall_after_is_not_a_stall() {
         took > Duration::from_secs(2),
         "the catch-up took only {took:?}"
     );
-    let metrics = support::http_get(&format!("{base}/metrics")).await.1;
+    let metrics = get(&format!("{base}/metrics")).await;
     assert!(metrics.contains("liqpass_indexer_stalled 0"), "{metrics}");
     assert!(!daemon.logs().contains("stalled"), "{}", daemon.logs());
 }
