@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry,
+    GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
 };
 
 use crate::domain::{EventVersion, MatchStatus};
@@ -35,6 +35,7 @@ pub struct Metrics {
     getlogs_range: Histogram,
     getlogs_refusals: IntCounterVec,
     getlogs_range_cap: IntGaugeVec,
+    rpc_budget: GaugeVec,
     commit_duration: Histogram,
     batch_rows: Histogram,
     pub sqlite_busy_retries: IntCounter,
@@ -107,6 +108,14 @@ impl Metrics {
             &["endpoint"],
         )?;
         registry.register(Box::new(getlogs_range_cap.clone()))?;
+        let rpc_budget = GaugeVec::new(
+            Opts::new(
+                name("rpc_budget_requests_per_second"),
+                "Requests per second the endpoint's budget allows now (AIMD).",
+            ),
+            &["endpoint"],
+        )?;
+        registry.register(Box::new(rpc_budget.clone()))?;
 
         Ok(Self {
             up: gauge("up", "1 while the indexing loop runs.")?,
@@ -174,6 +183,7 @@ impl Metrics {
                 &["endpoint", "limit"],
             )?,
             getlogs_range_cap,
+            rpc_budget,
             commit_duration: histogram(
                 "batch_commit_duration_seconds",
                 "Time to write and commit one batch.",
@@ -231,6 +241,13 @@ impl Metrics {
 
     pub fn record_range(&self, blocks: u64) {
         self.getlogs_range.observe(blocks as f64);
+    }
+
+    /// The requests per second `endpoint`'s budget allows now.
+    pub fn record_budget(&self, endpoint: &str, per_second: f64) {
+        self.rpc_budget
+            .with_label_values(&[endpoint])
+            .set(per_second);
     }
 
     /// A getLogs range refused by `endpoint` (`limit`: "blocks", "results"

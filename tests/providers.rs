@@ -298,8 +298,9 @@ async fn a_range_that_times_out_is_shrunk_not_sent_again() {
 }
 
 /// Indexes the chain behind a proxy allowing 25 requests a second, with a
-/// budget of `budget` requests a second; returns the 429s it answered.
-async fn index_within(chain: &Chain, budget: u64) -> u64 {
+/// budget of `budget` requests a second; returns the 429s it answered and
+/// the rate the daemon reports for its budget.
+async fn index_within(chain: &Chain, budget: u64) -> (u64, f64) {
     let db = Db::new().await;
     db.insert_orders(&chain.buyers, 7_000, PAYMENTS, PREMIUM as i64)
         .await;
@@ -315,11 +316,20 @@ async fn index_within(chain: &Chain, budget: u64) -> u64 {
             ),
         ],
     );
-    let _daemon = Daemon::spawn(&env);
+    let daemon = Daemon::spawn(&env);
     for i in 0..PAYMENTS {
         db.wait_payment_status(&format!("ord_{i:03}"), "paid").await;
     }
-    proxy.too_many()
+    let base = format!("http://{}", daemon.http_addr().await);
+    let metrics = get(&format!("{base}/metrics")).await;
+    let rate: Option<f64> = metrics
+        .lines()
+        .find(|l| l.starts_with("liqpass_indexer_rpc_budget_requests_per_second{"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok());
+    (
+        proxy.too_many(),
+        rate.expect("the budget's rate is reported"),
+    )
 }
 
 #[tokio::test]
@@ -327,11 +337,16 @@ async fn a_request_budget_stays_under_the_plan_and_backs_off_from_429s() {
     let chain = Chain::start().await;
     pay_sparsely(&chain).await;
     let (under, over) = tokio::join!(index_within(&chain, 20), index_within(&chain, 100));
-    eprintln!("429s: {under} with a budget of 20/s, {over} with 100/s");
-    assert_eq!(under, 0, "a budget under the plan's 25/s meets no 429");
+    eprintln!("429s and rate: {under:?} with a budget of 20/s, {over:?} with 100/s");
+    assert_eq!(
+        under,
+        (0, 20.0),
+        "a budget under the plan's 25/s meets no 429"
+    );
     // Over the plan: the first 429s halve the rate, down under the plan's,
     // and it climbs back slowly (measured: 2-3; at a fixed 100/s, 18-21).
-    assert!((1..=8).contains(&over), "{over} 429s over the plan");
+    assert!((1..=8).contains(&over.0), "{} 429s over the plan", over.0);
+    assert!(over.1 < 100.0, "the rate was never lowered: {}", over.1);
 }
 
 #[tokio::test]

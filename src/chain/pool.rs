@@ -209,6 +209,14 @@ impl RpcPool {
         }
     }
 
+    /// The requests per second the budget of the endpoint named `endpoint`
+    /// allows now (`None`: no budget).
+    pub fn budget_rate(&self, endpoint: &str) -> Option<f64> {
+        let eps = self.lock();
+        let ep = eps.iter().find(|ep| ep.url.redacted() == endpoint)?;
+        ep.budget.as_ref().map(Budget::rate)
+    }
+
     /// True when the current endpoint can push new heads.
     pub fn is_ws(&self) -> bool {
         self.lock()[self.index()].url.is_ws()

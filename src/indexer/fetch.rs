@@ -112,6 +112,9 @@ impl Fetcher {
             };
             self.metrics
                 .record_rpc(method, &endpoint, started.elapsed(), result.is_ok());
+            if let Some(rate) = self.pool.budget_rate(&endpoint) {
+                self.metrics.record_budget(&endpoint, rate);
+            }
             let error = match result {
                 Ok(v) => {
                     self.pool.succeeded();
