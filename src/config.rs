@@ -62,6 +62,7 @@ const KEYS: &[(&str, &[&str])] = &[
             "request_timeout_ms",
             "verify_rpc_urls",
             "verify_quorum",
+            "max_requests_per_second",
         ],
     ),
     ("reconcile", &["overpayment"]),
@@ -114,6 +115,8 @@ pub struct ChainSettings {
     pub verify_rpc_urls: Vec<RpcUrl>,
     /// How many of `verify_rpc_urls` must confirm (1..=their number).
     pub verify_quorum: usize,
+    /// Request budget per endpoint; `None`: unlimited.
+    pub max_requests_per_second: Option<u64>,
 }
 
 impl ChainSettings {

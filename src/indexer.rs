@@ -108,7 +108,8 @@ impl Indexer {
     ) -> Result<Self, IndexerError> {
         let chain = &settings.chain;
         let scope = chain.scope();
-        let pool = RpcPool::new(&chain.rpc_urls, scope, chain.request_timeout);
+        let pool = RpcPool::new(&chain.rpc_urls, scope, chain.request_timeout)
+            .with_rate_budget(chain.max_requests_per_second);
         verify_endpoints(&pool, &cancel).await?;
         health.set_rpc_ok(true);
         let verifiers = verify::Verifiers::connect(chain).await?;
@@ -124,6 +125,7 @@ impl Indexer {
             metrics: metrics.clone(),
             health: health.clone(),
             cancel: cancel.clone(),
+            head_read: None,
         };
         let checkpoint = sync::checkpoint(
             &mut *store.pool().acquire().await.map_err(StoreError::from)?,
@@ -267,13 +269,16 @@ impl Indexer {
             let next = batch.last.number + 1;
             let more = next <= limit && !self.cancel.is_cancelled();
             let (written, fetched) = {
+                let every = fetch::head_refresh_interval(self.settings.chain.stall_after);
                 let (fetcher, mut writer) = self.parts();
                 let fetch = async {
-                    if more {
-                        Some(fetcher.deep(next, limit).await)
-                    } else {
-                        None
+                    if !more {
+                        return None;
                     }
+                    if let Err(c) = fetcher.refresh_head(every).await {
+                        return Some(Err(c));
+                    }
+                    Some(fetcher.deep(next, limit).await)
                 };
                 tokio::join!(writer.commit(batch, head, final_block), fetch)
             };
@@ -282,6 +287,7 @@ impl Indexer {
                 Some(b) => batch = b?,
                 None => return Ok(events),
             }
+            self.check_stall();
             self.log_progress(progress, next, limit);
         }
     }
@@ -357,7 +363,10 @@ impl Indexer {
                 Err(e) => Err(e.to_string()),
             };
             match subscribed {
-                Ok(stream) => self.heads = Some(std::sync::Mutex::new(stream)),
+                Ok(stream) => {
+                    tracing::debug!("subscribed to new heads");
+                    self.heads = Some(std::sync::Mutex::new(stream));
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot subscribe to new heads; polling meanwhile")
                 }

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry,
+    GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
 };
 
 use crate::domain::{EventVersion, MatchStatus};
@@ -34,6 +34,9 @@ pub struct Metrics {
     rpc_errors: IntCounterVec,
     rpc_duration: HistogramVec,
     getlogs_range: Histogram,
+    getlogs_refusals: IntCounterVec,
+    getlogs_range_cap: IntGaugeVec,
+    rpc_budget: GaugeVec,
     commit_duration: Histogram,
     batch_rows: Histogram,
     lock_hold: Histogram,
@@ -102,6 +105,22 @@ impl Metrics {
             &["method"],
         )?;
         registry.register(Box::new(rpc_duration.clone()))?;
+        let getlogs_range_cap = IntGaugeVec::new(
+            Opts::new(
+                name("getlogs_range_cap_blocks"),
+                "getLogs block limit learned from an endpoint's refusals.",
+            ),
+            &["endpoint"],
+        )?;
+        registry.register(Box::new(getlogs_range_cap.clone()))?;
+        let rpc_budget = GaugeVec::new(
+            Opts::new(
+                name("rpc_budget_requests_per_second"),
+                "Requests per second the endpoint's budget allows now (AIMD).",
+            ),
+            &["endpoint"],
+        )?;
+        registry.register(Box::new(rpc_budget.clone()))?;
 
         Ok(Self {
             up: gauge("up", "1 while the indexing loop runs.")?,
@@ -163,6 +182,13 @@ impl Metrics {
                 "Block range size of eth_getLogs requests.",
                 counts.clone(),
             )?,
+            getlogs_refusals: counter_vec(
+                "getlogs_refusals_total",
+                "getLogs ranges refused (limit: blocks, results) or timed out, by endpoint.",
+                &["endpoint", "limit"],
+            )?,
+            getlogs_range_cap,
+            rpc_budget,
             commit_duration: histogram(
                 "batch_commit_duration_seconds",
                 "Time to write and commit one batch.",
@@ -250,6 +276,26 @@ impl Metrics {
 
     pub fn record_range(&self, blocks: u64) {
         self.getlogs_range.observe(blocks as f64);
+    }
+
+    /// The requests per second `endpoint`'s budget allows now.
+    pub fn record_budget(&self, endpoint: &str, per_second: f64) {
+        self.rpc_budget
+            .with_label_values(&[endpoint])
+            .set(per_second);
+    }
+
+    /// A getLogs range refused by `endpoint` (`limit`: "blocks", "results"
+    /// or "timeout"), and the block limit now kept for it, if any.
+    pub fn record_refusal(&self, endpoint: &str, limit: &str, cap: Option<u64>) {
+        self.getlogs_refusals
+            .with_label_values(&[endpoint, limit])
+            .inc();
+        if let Some(cap) = cap {
+            self.getlogs_range_cap
+                .with_label_values(&[endpoint])
+                .set(i64::try_from(cap).unwrap_or(i64::MAX));
+        }
     }
 
     pub fn record_commit(&self, elapsed: Duration, rows: u64) {

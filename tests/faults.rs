@@ -223,8 +223,10 @@ async fn a_cut_websocket_reconnects_and_pushed_heads_drive_the_indexer_again() {
             ("LIQPASS__CHAIN__CONFIRMATIONS", "1".into()),
         ],
     );
-    let _daemon = Daemon::spawn(&env);
+    let daemon = Daemon::spawn(&env);
     caught_up(&chain, &db).await;
+    // A block mined before the subscription exists is never announced.
+    daemon.logged("subscribed to new heads", 1).await;
     chain.pay(chain.buyers[0], order_ref(7_000), PREMIUM).await;
     db.wait_payment_status("ord_000", "confirming").await;
     // Requests and new heads each have a connection.

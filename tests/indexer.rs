@@ -82,8 +82,10 @@ async fn over_a_websocket_new_heads_drive_the_indexer_without_polling() {
     // Ten minutes (the largest accepted): within this test's waits only a
     // pushed head can wake the indexer.
     env.insert("LIQPASS__CHAIN__POLL_INTERVAL_MS".into(), "600000".into());
-    let _daemon = Daemon::spawn(&env);
+    let daemon = Daemon::spawn(&env);
     caught_up(&chain, &db).await;
+    // A block mined before the subscription exists is never announced.
+    daemon.logged("subscribed to new heads", 1).await;
 
     chain.pay(buyer, order_ref(1), PREMIUM as u64).await;
     db.wait_payment_status("ord_ws", "confirming").await;

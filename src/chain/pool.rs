@@ -3,11 +3,13 @@
 //! past alloy's own retries) it is rested, its connection dropped so that it
 //! is rebuilt when next used, and the next endpoint takes over. A rested
 //! endpoint comes back after its rest, which doubles while it keeps failing.
-//! Each endpoint's chain id is checked before it serves any data.
+//! Each endpoint's chain id is checked before it serves any data, and the
+//! getLogs block limit it stated in a refusal is remembered with it.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::budget::Budget;
 use super::source::{ChainError, ChainSource};
 use crate::config::RpcUrl;
 use crate::domain::Scope;
@@ -24,6 +26,10 @@ struct Endpoint {
     failures: u32,
     rest: Duration,
     resting_until: Option<Instant>,
+    /// The getLogs block limit the endpoint stated (or implied) in a refusal.
+    range_cap: Option<u64>,
+    /// Its request budget, kept across rebuilt connections.
+    budget: Option<Budget>,
 }
 
 /// What went wrong when choosing an endpoint.
@@ -68,6 +74,8 @@ impl RpcPool {
                 failures: 0,
                 rest: FIRST_REST,
                 resting_until: None,
+                range_cap: None,
+                budget: None,
             })
             .collect();
         Self {
@@ -76,6 +84,15 @@ impl RpcPool {
             scope,
             timeout,
         }
+    }
+
+    /// Gives every endpoint a budget of `per_second` requests (`None`:
+    /// unlimited), each its own.
+    pub fn with_rate_budget(self, per_second: Option<u64>) -> Self {
+        for ep in self.lock().iter_mut() {
+            ep.budget = per_second.map(Budget::new);
+        }
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Endpoint>> {
@@ -89,15 +106,21 @@ impl RpcPool {
     /// The endpoint to use now: connected, and its chain id verified.
     pub async fn source(&self) -> Result<ChainSource, PoolError> {
         let i = self.index();
-        let (url, existing, verified) = {
+        let (url, existing, verified, budget) = {
             let eps = self.lock();
             let ep = &eps[i];
-            (ep.url.clone(), ep.source.clone(), ep.verified)
+            (
+                ep.url.clone(),
+                ep.source.clone(),
+                ep.verified,
+                ep.budget.clone(),
+            )
         };
         let source = match existing {
             Some(s) => s,
             None => {
-                let s = ChainSource::connect(&url, &self.scope, self.timeout).await?;
+                let s =
+                    ChainSource::connect_within(&url, &self.scope, self.timeout, budget).await?;
                 self.lock()[i].source = Some(s.clone());
                 s
             }
@@ -169,6 +192,29 @@ impl RpcPool {
     pub fn rebuild(&self) {
         let i = self.index();
         self.lock()[i].source = None;
+    }
+
+    /// The getLogs block limit learned for the current endpoint.
+    pub fn range_cap(&self) -> Option<u64> {
+        self.lock()[self.index()].range_cap
+    }
+
+    /// Remembers a getLogs block limit for the endpoint named `endpoint`
+    /// (redacted, as in [`ChainError`]): the one that refused, even if
+    /// another took over meanwhile. A limit only ever goes down.
+    pub fn learn_range_cap(&self, endpoint: &str, cap: u64) {
+        let mut eps = self.lock();
+        for ep in eps.iter_mut().filter(|ep| ep.url.redacted() == endpoint) {
+            ep.range_cap = Some(ep.range_cap.map_or(cap, |c| c.min(cap)));
+        }
+    }
+
+    /// The requests per second the budget of the endpoint named `endpoint`
+    /// allows now (`None`: no budget).
+    pub fn budget_rate(&self, endpoint: &str) -> Option<f64> {
+        let eps = self.lock();
+        let ep = eps.iter().find(|ep| ep.url.redacted() == endpoint)?;
+        ep.budget.as_ref().map(Budget::rate)
     }
 
     /// True when the current endpoint can push new heads.
@@ -246,6 +292,18 @@ mod tests {
             p.failed();
         }
         assert_eq!(p.endpoint(), "http://127.0.0.1:10000", "rests ends first");
+    }
+
+    #[test]
+    fn a_learned_range_cap_belongs_to_its_endpoint_and_only_goes_down() {
+        let p = pool(2);
+        p.learn_range_cap("http://127.0.0.1:10000", 1000);
+        p.learn_range_cap("http://127.0.0.1:10000", 5000);
+        assert_eq!(p.range_cap(), Some(1000));
+        for _ in 0..3 {
+            p.failed();
+        }
+        assert_eq!(p.range_cap(), None, "the next endpoint has learned nothing");
     }
 
     #[test]

@@ -1,14 +1,35 @@
 //! The adaptive `eth_getLogs` range: starts small and doubles while ranges come
 //! back sparse, shrinks to fit about `TARGET_LOGS` logs when they come back
-//! dense, halves when a provider refuses a range and grows back only after
-//! successes. Never above `max_block_range`. Pure.
+//! dense, and on a provider's refusal shrinks to what the provider said (its
+//! block limit, its suggested range) or else halves. A block limit learned
+//! from a refusal is a ceiling the range never grows past again (the caller
+//! keeps it per endpoint: [`RangeSizer::set_cap`]); a result limit only
+//! shrinks the next range. Never above `max_block_range`. Pure.
 
-/// The current range size, between 1 and the configured maximum.
+use super::refusal::{Limit, Refusal};
+
+/// The current range size, between 1 and the ceiling.
 #[derive(Debug, Clone)]
 pub struct RangeSizer {
+    /// `chain.max_block_range`.
     max: u64,
+    /// `max`, or below it the current endpoint's learned block limit.
+    ceiling: u64,
     current: u64,
     successes: u32,
+    /// Logs one range should bring back: [`TARGET_LOGS`], or less when a
+    /// provider said it caps answers below twice that.
+    target: u64,
+}
+
+/// What a refusal changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shrunk {
+    /// Blocks to ask for next (fewer than were refused).
+    pub next: u64,
+    /// A block limit the provider stated (or, unstated, half the refused
+    /// range): to be remembered for this endpoint.
+    pub cap: Option<u64>,
 }
 
 /// Successes in a row after a refusal before the range grows again.
@@ -26,8 +47,10 @@ impl RangeSizer {
         let max = max.max(1);
         Self {
             max,
+            ceiling: max,
             current: START.min(max),
             successes: GROW_AFTER,
+            target: TARGET_LOGS,
         }
     }
 
@@ -41,27 +64,57 @@ impl RangeSizer {
         (from, limit.min(from.saturating_add(self.current - 1)))
     }
 
-    /// The provider refused a range of `len` blocks; returns false when even a
-    /// single block was refused (nothing smaller to try).
-    pub fn refused(&mut self, len: u64) -> bool {
+    /// The block limit learned for the endpoint about to be asked (`None`:
+    /// none yet): the range stays at or below it.
+    pub fn set_cap(&mut self, cap: Option<u64>) {
+        self.ceiling = cap.map_or(self.max, |c| c.min(self.max)).max(1);
+        self.current = self.current.min(self.ceiling);
+    }
+
+    /// The provider refused a range of `len` blocks, saying `why`. `None`
+    /// when a single block was refused (nothing smaller to try).
+    pub fn refused(&mut self, len: u64, why: &Refusal) -> Option<Shrunk> {
         self.successes = 0;
         if len <= 1 {
-            return false;
+            return None;
         }
-        self.current = (len / 2).max(1);
-        true
+        let below = len - 1;
+        let suggested = why.suggested.map(|(a, b)| b - a + 1);
+        let cap = match why.limit {
+            Limit::Blocks => Some(why.max.unwrap_or(len / 2).clamp(1, below)),
+            Limit::Results => {
+                if let Some(logs) = why.max {
+                    self.target = self.target.min((logs / 2).max(1));
+                }
+                None
+            }
+        };
+        let next = match (cap, suggested) {
+            (Some(c), Some(s)) => s.min(c),
+            (Some(c), None) => c,
+            (None, Some(s)) => s.min(below),
+            (None, None) => len / 2,
+        };
+        if let Some(c) = cap {
+            self.ceiling = self.ceiling.min(c);
+        }
+        self.current = next.clamp(1, self.ceiling);
+        Some(Shrunk {
+            next: self.current,
+            cap,
+        })
     }
 
     /// The provider answered a range of `len` blocks with `logs` logs.
     pub fn accepted(&mut self, len: u64, logs: u64) {
         self.successes = self.successes.saturating_add(1);
-        if logs > TARGET_LOGS {
-            self.current = (len.saturating_mul(TARGET_LOGS) / logs).clamp(1, self.max);
-        } else if logs.saturating_mul(2) <= TARGET_LOGS
+        if logs > self.target {
+            self.current = (len.saturating_mul(self.target) / logs).clamp(1, self.ceiling);
+        } else if logs.saturating_mul(2) <= self.target
             && self.successes >= GROW_AFTER
             && len >= self.current
         {
-            self.current = self.current.saturating_mul(2).min(self.max);
+            self.current = self.current.saturating_mul(2).min(self.ceiling);
         }
     }
 }
@@ -106,22 +159,105 @@ mod tests {
         assert_eq!(r.size(), 16);
     }
 
+    fn refusal(limit: Limit, max: Option<u64>, suggested: Option<(u64, u64)>) -> Refusal {
+        Refusal {
+            limit,
+            max,
+            suggested,
+        }
+    }
+
+    fn grow(r: &mut RangeSizer, times: usize) {
+        for _ in 0..times {
+            r.accepted(r.size(), 0);
+        }
+    }
+
     #[test]
-    fn a_refused_range_is_halved_down_to_one_block() {
+    fn a_refusal_that_states_nothing_halves_the_range_down_to_one_block() {
         let mut r = grown(1000);
         assert_eq!(r.next_range(10, u64::MAX), (10, 1009));
-        assert!(r.refused(1000));
+        let size_refusal = refusal(Limit::Results, None, None);
+        let halved = r.refused(1000, &size_refusal);
+        assert_eq!(halved.map(|s| (s.next, s.cap)), Some((500, None)));
         assert_eq!(r.size(), 500);
-        assert!(r.refused(3));
+        assert!(r.refused(3, &size_refusal).is_some());
         assert_eq!(r.size(), 1);
-        assert!(!r.refused(1));
+        assert_eq!(r.refused(1, &size_refusal), None);
+    }
+
+    #[test]
+    fn a_stated_block_limit_is_a_ceiling_the_range_never_grows_past() {
+        let mut r = grown(100_000);
+        let shrunk = r.refused(100_000, &refusal(Limit::Blocks, Some(1000), None));
+        assert_eq!(
+            shrunk,
+            Some(Shrunk {
+                next: 1000,
+                cap: Some(1000)
+            })
+        );
+        grow(&mut r, 50);
+        assert_eq!(r.size(), 1000, "stays at the provider's limit");
+        // A limit the refused range did not exceed (counted another way):
+        // one block less than was refused, never the same range again.
+        let shrunk = r.refused(1000, &refusal(Limit::Blocks, Some(1000), None));
+        assert_eq!(shrunk.map(|s| s.next), Some(999));
+    }
+
+    #[test]
+    fn a_block_refusal_without_a_number_remembers_half_the_refused_range() {
+        let mut r = grown(4096);
+        let shrunk = r.refused(4096, &refusal(Limit::Blocks, None, None));
+        assert_eq!(shrunk.and_then(|s| s.cap), Some(2048));
+        grow(&mut r, 50);
+        assert_eq!(r.size(), 2048);
+    }
+
+    #[test]
+    fn a_suggested_range_is_the_next_range_within_the_stated_limit() {
+        let mut r = grown(100_000);
+        let alchemy = refusal(Limit::Blocks, Some(2000), Some((100, 599)));
+        assert_eq!(r.refused(100_000, &alchemy).map(|s| s.next), Some(500));
+        grow(&mut r, 50);
+        assert_eq!(r.size(), 2000, "grows back to the limit, not past it");
+        let mut r = grown(100_000);
+        let infura = refusal(Limit::Results, Some(10_000), Some((100, 149)));
+        let shrunk = r.refused(100_000, &infura);
+        assert_eq!(shrunk.map(|s| (s.next, s.cap)), Some((50, None)));
+    }
+
+    #[test]
+    fn a_result_limit_lowers_the_log_target_not_the_block_ceiling() {
+        let mut r = grown(1000);
+        r.refused(1000, &refusal(Limit::Results, Some(100), None));
+        assert_eq!(r.size(), 500);
+        r.accepted(500, 200);
+        assert_eq!(r.size(), 125, "sized to 50 logs, half the provider's cap");
+        grow(&mut r, 50);
+        assert_eq!(r.size(), 1000, "sparse ranges grow back to the maximum");
+    }
+
+    #[test]
+    fn each_endpoint_has_its_own_ceiling() {
+        let mut r = grown(100_000);
+        r.set_cap(Some(1000));
+        assert_eq!(r.size(), 1000);
+        grow(&mut r, 50);
+        assert_eq!(r.size(), 1000);
+        r.set_cap(None);
+        grow(&mut r, 50);
+        assert_eq!(r.size(), 100_000);
+        r.set_cap(Some(1_000_000));
+        assert_eq!(r.size(), 100_000, "never above max_block_range");
     }
 
     #[test]
     fn after_a_refusal_the_range_grows_back_only_after_successes() {
         let mut r = grown(1000);
-        r.refused(1000);
-        r.refused(500);
+        let size_refusal = refusal(Limit::Results, None, None);
+        r.refused(1000, &size_refusal);
+        r.refused(500, &size_refusal);
         assert_eq!(r.size(), 250);
         for _ in 0..GROW_AFTER - 1 {
             r.accepted(250, 0);
@@ -129,9 +265,7 @@ mod tests {
         }
         r.accepted(250, 0);
         assert_eq!(r.size(), 500);
-        for _ in 0..10 {
-            r.accepted(r.size(), 0);
-        }
+        grow(&mut r, 10);
         assert_eq!(r.size(), 1000);
     }
 

@@ -1,8 +1,10 @@
 //! The node, as the indexer needs it: head numbers, headers, ranged
 //! `eth_getLogs` filtered by the checkout contract and both topic0s, and new
 //! head notifications. Every call has a timeout; rate limits are retried by
-//! alloy's `RetryBackoffLayer`; everything else is reported to the caller,
-//! which owns the retry policy (`crate::retry`).
+//! alloy's `RetryBackoffLayer` (with `retry_policy::RateLimitsOnly`, which
+//! never re-sends a refused range); range refusals come back parsed
+//! (`refusal`); everything else is reported to the caller, which owns the
+//! retry policy (`crate::retry`).
 
 use std::time::Duration;
 
@@ -11,10 +13,14 @@ use alloy::providers::{DynProvider, Provider, ProviderBuilder, WsConnect};
 use alloy::rpc::client::RpcClient;
 use alloy::rpc::types::{Filter, Header, Log};
 use alloy::transports::layers::RetryBackoffLayer;
+use alloy::transports::TransportError;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 
+use super::budget::{Budget, BudgetLayer};
 use super::decode;
+use super::refusal::Refusal;
+use super::retry_policy::{refusal_of, RateLimitsOnly};
 use crate::config::RpcUrl;
 use crate::domain::{BlockHeader, Scope};
 
@@ -38,6 +44,8 @@ pub enum ChainError {
         endpoint: String,
         from: u64,
         to: u64,
+        /// What the provider said its limit is.
+        refusal: Refusal,
         message: String,
     },
     #[error("{endpoint}: block {number} is not known to the node")]
@@ -78,33 +86,10 @@ fn rpc_kind(message: &str) -> &'static str {
     }
 }
 
-/// Substrings (lower-case) by which major providers say a getLogs range or
-/// result set is too large: geth/op-geth, reth, Erigon, Alchemy, Infura,
-/// QuickNode, Ankr, Chainstack, BlastAPI, Cloudflare, drpc, llamarpc.
-const RANGE_REFUSALS: &[&str] = &[
-    "query returned more than",
-    "log response size exceeded",
-    "exceed maximum block range",
-    "exceeds max block range",
-    "exceeds max results",
-    "block range is too wide",
-    "block range too large",
-    "block range limit exceeded",
-    "range too large",
-    "limited to a",
-    "too many blocks",
-    "maximum allowed number of requested blocks",
-    "response size should not",
-    "query exceeds",
-    "limit exceeded",
-    "too many results",
-    "max range",
-];
-
-/// True when an error message is a provider refusing a range that is too big.
+/// True when an error message is a provider refusing a range that is too
+/// big (see [`super::refusal`] for the wordings known).
 pub fn is_range_refusal(message: &str) -> bool {
-    let lower = message.to_ascii_lowercase();
-    RANGE_REFUSALS.iter().any(|needle| lower.contains(needle))
+    super::refusal::parse(message).is_some()
 }
 
 /// One RPC endpoint.
@@ -130,25 +115,39 @@ impl std::fmt::Debug for ChainSource {
 
 impl ChainSource {
     /// Connects to `url` (http(s) or ws(s)); requests time out after `timeout`.
-    #[tracing::instrument(skip_all, fields(endpoint = %url))]
     pub async fn connect(
         url: &RpcUrl,
         scope: &Scope,
         timeout: Duration,
     ) -> Result<Self, ChainError> {
+        Self::connect_within(url, scope, timeout, None).await
+    }
+
+    /// Same, every request (retries included) taking a token of `budget`
+    /// first, when there is one.
+    #[tracing::instrument(skip_all, fields(endpoint = %url))]
+    pub async fn connect_within(
+        url: &RpcUrl,
+        scope: &Scope,
+        timeout: Duration,
+        budget: Option<Budget>,
+    ) -> Result<Self, ChainError> {
         let endpoint = url.redacted();
-        // Rate limits (429, -32005, Retry-After) are retried here, a few times.
-        let retry = RetryBackoffLayer::new(5, 200, 10_000);
+        // Rate limits (429, Retry-After, -32005 worded as one) are retried
+        // here, a few times; range refusals never (see `RateLimitsOnly`).
+        let retry = RetryBackoffLayer::new_with_policy(5, 200, 10_000, RateLimitsOnly);
+        // Below the retry layer, so that a retry spends the budget too.
+        let budget = BudgetLayer(budget);
         let connect = async {
+            let builder = RpcClient::builder().layer(retry).layer(budget);
             if url.is_ws() {
-                let client = RpcClient::builder()
-                    .layer(retry)
+                let client = builder
                     .ws(WsConnect::new(url.expose().as_str()))
                     .await
                     .map_err(|e| e.to_string())?;
                 Ok::<_, String>(ProviderBuilder::new().connect_client(client).erased())
             } else {
-                let client = RpcClient::builder().layer(retry).http(url.expose().clone());
+                let client = builder.http(url.expose().clone());
                 Ok(ProviderBuilder::new().connect_client(client).erased())
             }
         };
@@ -189,21 +188,33 @@ impl ChainSource {
 
     async fn call<T, F>(&self, method: &'static str, fut: F) -> Result<T, ChainError>
     where
-        F: std::future::IntoFuture<Output = Result<T, alloy::transports::TransportError>>,
+        F: std::future::IntoFuture<Output = Result<T, TransportError>>,
     {
-        match tokio::time::timeout(self.timeout, fut).await {
-            Err(_) => Err(ChainError::Timeout {
-                endpoint: self.endpoint.clone(),
-                method,
-                timeout: self.timeout,
-            }),
-            Ok(Err(e)) => Err(ChainError::Rpc {
+        self.call_raw(method, fut)
+            .await?
+            .map_err(|e| ChainError::Rpc {
                 endpoint: self.endpoint.clone(),
                 method,
                 message: scrub(e.to_string(), &self.secrets),
-            }),
-            Ok(Ok(value)) => Ok(value),
-        }
+            })
+    }
+
+    /// `fut` with the request timeout; the transport's error left as it is.
+    async fn call_raw<T, F>(
+        &self,
+        method: &'static str,
+        fut: F,
+    ) -> Result<Result<T, TransportError>, ChainError>
+    where
+        F: std::future::IntoFuture<Output = Result<T, TransportError>>,
+    {
+        tokio::time::timeout(self.timeout, fut)
+            .await
+            .map_err(|_| ChainError::Timeout {
+                endpoint: self.endpoint.clone(),
+                method,
+                timeout: self.timeout,
+            })
     }
 
     /// The node's chain id.
@@ -248,20 +259,26 @@ impl ChainSource {
     /// The checkout contract's `PremiumPaid` logs in `from..=to`.
     pub async fn logs(&self, from: u64, to: u64) -> Result<Vec<Log>, ChainError> {
         let filter = self.filter.clone().from_block(from).to_block(to);
-        match self
-            .call("eth_getLogs", self.provider.get_logs(&filter))
-            .await
-        {
-            Err(ChainError::Rpc { message, .. }) if is_range_refusal(&message) => {
-                Err(ChainError::RangeRefused {
+        let answer = self
+            .call_raw("eth_getLogs", self.provider.get_logs(&filter))
+            .await?;
+        answer.map_err(|e| {
+            let message = scrub(e.to_string(), &self.secrets);
+            match refusal_of(&e) {
+                Some(refusal) => ChainError::RangeRefused {
                     endpoint: self.endpoint.clone(),
                     from,
                     to,
+                    refusal,
                     message,
-                })
+                },
+                None => ChainError::Rpc {
+                    endpoint: self.endpoint.clone(),
+                    method: "eth_getLogs",
+                    message,
+                },
             }
-            other => other,
-        }
+        })
     }
 
     /// New heads pushed by a websocket endpoint, on a connection of their

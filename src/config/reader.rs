@@ -357,6 +357,11 @@ impl Reader {
         let stall_after = self
             .int("chain.stall_after_s", 1, 86_400)
             .map(Duration::from_secs);
+        let rps_key = "chain.max_requests_per_second";
+        let max_requests_per_second = match self.value(rps_key) {
+            None => Some(None),
+            Some(_) => self.int(rps_key, 1, 100_000).map(Some),
+        };
         let primary = endpoints.as_ref().map_or(&[][..], |e| e.urls.as_slice());
         let (verify_rpc_urls, verify_quorum) = self.verification(primary);
         let (scope, endpoints) = (scope?, endpoints?);
@@ -376,6 +381,7 @@ impl Reader {
             request_timeout: endpoints.request_timeout,
             verify_rpc_urls,
             verify_quorum: verify_quorum?,
+            max_requests_per_second: max_requests_per_second?,
         })
     }
 

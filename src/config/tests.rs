@@ -46,7 +46,7 @@ fn defaults_plus_the_required_keys_give_the_documented_settings() {
     assert_eq!(s.chain.chain_id, 31337);
     assert_eq!(s.chain.confirmations, 10);
     assert_eq!(s.chain.finality, Finality::Depth);
-    assert_eq!(s.chain.max_block_range, 2000);
+    assert_eq!(s.chain.max_block_range, 100_000);
     assert_eq!(s.chain.reorg_window, 128);
     assert_eq!(s.chain.rpc_urls.len(), 1);
     assert_eq!(s.reconcile.overpayment, OverpaymentPolicy::Accept);
@@ -355,4 +355,22 @@ fn a_verify_quorum_beyond_the_verifiers_or_a_verifier_that_is_the_primary_is_ref
     let err = load(&sources(e)).expect_err("the primary as its own verifier");
     assert_eq!(problems(&err), ["chain.verify_rpc_urls"]);
     assert!(err.to_string().contains("independent"), "{err}");
+}
+
+#[test]
+fn the_request_budget_is_unlimited_unless_set_and_then_checked_and_shown() {
+    let s = load(&sources(required())).expect("valid");
+    assert_eq!(s.chain.max_requests_per_second, None);
+    assert!(!s.to_redacted_toml().contains("max_requests_per_second"));
+    let mut e = required();
+    e.extend(env(&[("LIQPASS__CHAIN__MAX_REQUESTS_PER_SECOND", "25")]));
+    let s = load(&sources(e)).expect("valid");
+    assert_eq!(s.chain.max_requests_per_second, Some(25));
+    assert!(s
+        .to_redacted_toml()
+        .contains("max_requests_per_second = 25"));
+    let mut e = required();
+    e.extend(env(&[("LIQPASS__CHAIN__MAX_REQUESTS_PER_SECOND", "0")]));
+    let err = load(&sources(e)).expect_err("zero is no budget");
+    assert_eq!(problems(&err), ["chain.max_requests_per_second"]);
 }

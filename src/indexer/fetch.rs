@@ -1,10 +1,13 @@
 //! Fetching batches from the node: deep ranges with adaptive `eth_getLogs`,
 //! and near-head runs of headers whose logs are checked against those
 //! headers. RPC errors are retried here (with `crate::retry`); range
-//! refusals shrink the range.
+//! refusals shrink the range, and a block limit a provider states is
+//! remembered for its endpoint (`RpcPool::learn_range_cap`). Far behind, the
+//! head is re-read every few seconds between ranges, so that a long catch-up
+//! shows a live head (it is not a stall).
 
 use std::collections::{BTreeSet, HashMap};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use alloy::rpc::types::Log;
 use futures::{StreamExt, TryStreamExt};
@@ -13,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::chain::decode::{self, Skip};
 use crate::chain::pool::{PoolError, RpcPool};
 use crate::chain::range::RangeSizer;
+use crate::chain::refusal::{Limit, Refusal};
 use crate::chain::source::{ChainError, ChainSource};
 use crate::chain::window::{linkage, Linkage};
 use crate::domain::{BlockHeader, BlockRef, Payment};
@@ -22,6 +26,12 @@ use crate::retry::{self, Cancelled};
 
 /// Header requests in flight at once.
 const HEADER_CONCURRENCY: usize = 8;
+
+/// How often a deep phase re-reads the head: well within the stall bound
+/// (a head quiet for `stall_after` is a stall), and at most every 5 s.
+pub fn head_refresh_interval(stall_after: Duration) -> Duration {
+    (stall_after / 4).clamp(Duration::from_millis(100), Duration::from_secs(5))
+}
 
 /// Decoded logs of a block range, ready to be written in one transaction.
 #[derive(Debug)]
@@ -52,6 +62,16 @@ pub struct Fetcher {
     pub metrics: Metrics,
     pub health: Health,
     pub cancel: CancellationToken,
+    /// When the head was last read during a deep phase.
+    pub head_read: Option<Instant>,
+}
+
+/// A refused range: which endpoint refused it, and what it said.
+struct Refused {
+    endpoint: String,
+    refusal: Refusal,
+    /// It timed out rather than being refused.
+    timed_out: bool,
 }
 
 impl Fetcher {
@@ -93,6 +113,9 @@ impl Fetcher {
             };
             self.metrics
                 .record_rpc(method, &endpoint, started.elapsed(), result.is_ok());
+            if let Some(rate) = self.pool.budget_rate(&endpoint) {
+                self.metrics.record_budget(&endpoint, rate);
+            }
             let error = match result {
                 Ok(v) => {
                     self.pool.succeeded();
@@ -103,8 +126,14 @@ impl Fetcher {
                     return Ok(Ok(v));
                 }
                 Err(e) if give_back(&e) => {
-                    self.pool.succeeded();
-                    self.health.set_rpc_ok(true);
+                    if matches!(e, ChainError::Timeout { .. }) {
+                        // Slow answers count against the endpoint too: after
+                        // a few in a row another one takes over.
+                        self.pool.failed();
+                    } else {
+                        self.pool.succeeded();
+                        self.health.set_rpc_ok(true);
+                    }
                     return Ok(Err(e));
                 }
                 Err(e) => e,
@@ -151,9 +180,21 @@ impl Fetcher {
             .await
     }
 
-    /// Logs of `from..=to`, or `None` when the node refused the range.
-    async fn logs(&self, from: u64, to: u64) -> Result<Option<Vec<Log>>, Cancelled> {
-        let refused = |e: &ChainError| matches!(e, ChainError::RangeRefused { .. });
+    /// Logs of `from..=to`, or what the node said when it refused the range.
+    /// A range that times out is taken as refused for its size (a node
+    /// scanning 100,000 blocks may need longer than `request_timeout_ms`):
+    /// sent again unchanged, it would time out again.
+    async fn logs(&self, from: u64, to: u64) -> Result<Result<Vec<Log>, Refused>, Cancelled> {
+        let refused = |e: &ChainError| {
+            matches!(
+                e,
+                ChainError::RangeRefused { .. }
+                    | ChainError::Timeout {
+                        method: "eth_getLogs",
+                        ..
+                    }
+            )
+        };
         match self
             .rpc(
                 "eth_getLogs",
@@ -164,13 +205,52 @@ impl Fetcher {
         {
             Ok(logs) => {
                 self.metrics.record_range(to - from + 1);
-                Ok(Some(logs))
+                Ok(Ok(logs))
             }
-            Err(e) => {
-                tracing::info!(from, to, error = %e, "range refused; halving");
-                Ok(None)
+            Err(ChainError::RangeRefused {
+                endpoint,
+                refusal,
+                message,
+                ..
+            }) => {
+                tracing::info!(from, to, error = %message, "range refused; shrinking it");
+                Ok(Err(Refused {
+                    endpoint,
+                    refusal,
+                    timed_out: false,
+                }))
             }
+            Err(ChainError::Timeout {
+                endpoint, timeout, ..
+            }) => {
+                tracing::info!(from, to, ?timeout, "getLogs timed out; shrinking the range");
+                let refusal = Refusal {
+                    limit: Limit::Results,
+                    max: None,
+                    suggested: None,
+                };
+                Ok(Err(Refused {
+                    endpoint,
+                    refusal,
+                    timed_out: true,
+                }))
+            }
+            Err(e) => unreachable!("rpc() gives back range refusals and timeouts only, not {e}"),
         }
+    }
+
+    /// Reads the head when it was last read more than `every` ago, so that
+    /// health and metrics see it move while a long deep phase runs. One
+    /// cheap request every few seconds, made while a batch commits.
+    pub async fn refresh_head(&mut self, every: Duration) -> Result<(), Cancelled> {
+        if self.head_read.is_some_and(|t| t.elapsed() < every) {
+            return Ok(());
+        }
+        let head = self.head().await?;
+        self.head_read = Some(Instant::now());
+        self.health.set_head(head);
+        self.metrics.head_block.set(head as i64);
+        Ok(())
     }
 
     /// Fetches the next deep range starting at `from`, not past `limit`:
@@ -178,10 +258,14 @@ impl Fetcher {
     /// timestamps for blocks whose logs lack one.
     pub async fn deep(&mut self, from: u64, limit: u64) -> Result<Batch, Cancelled> {
         loop {
+            self.sizer.set_cap(self.pool.range_cap());
             let (from, to) = self.sizer.next_range(from, limit);
-            let Some(logs) = self.logs(from, to).await? else {
-                self.refused(from, to).await?;
-                continue;
+            let logs = match self.logs(from, to).await? {
+                Ok(logs) => logs,
+                Err(refused) => {
+                    self.refused(from, to, refused).await?;
+                    continue;
+                }
             };
             self.sizer.accepted(to - from + 1, logs.len() as u64);
             let last = self.header(to).await?;
@@ -200,6 +284,7 @@ impl Fetcher {
         to: u64,
     ) -> Result<Near, Cancelled> {
         loop {
+            self.sizer.set_cap(self.pool.range_cap());
             let (from, to) = self.sizer.next_range(from, to);
             let headers = self.headers(from..=to).await?;
             match linkage(checkpoint, &headers) {
@@ -213,9 +298,12 @@ impl Fetcher {
                 }
                 Linkage::Extends => {}
             }
-            let Some(logs) = self.logs(from, to).await? else {
-                self.refused(from, to).await?;
-                continue;
+            let logs = match self.logs(from, to).await? {
+                Ok(logs) => logs,
+                Err(refused) => {
+                    self.refused(from, to, refused).await?;
+                    continue;
+                }
             };
             self.sizer.accepted(to - from + 1, logs.len() as u64);
             let by_number: HashMap<u64, &BlockHeader> =
@@ -242,16 +330,37 @@ impl Fetcher {
         }
     }
 
-    /// The node refused `from..=to`: halve the range, or, when a single block
+    /// The node refused `from..=to`: shrink the range as the node said
+    /// (remembering a block limit for its endpoint), or, when a single block
     /// was refused, wait and try again (nothing smaller exists).
-    async fn refused(&mut self, from: u64, to: u64) -> Result<(), Cancelled> {
-        if !self.sizer.refused(to - from + 1) {
-            tracing::error!(
-                block = from,
-                "the node refuses getLogs even for one block; retrying"
-            );
-            let mut backoff = retry::policy(std::time::Duration::from_secs(30));
-            retry::pause(&mut backoff, &self.cancel).await?;
+    async fn refused(&mut self, from: u64, to: u64, why: Refused) -> Result<(), Cancelled> {
+        let shrunk = self.sizer.refused(to - from + 1, &why.refusal);
+        let limit = match (why.timed_out, why.refusal.limit) {
+            (true, _) => "timeout",
+            (false, Limit::Blocks) => "blocks",
+            (false, Limit::Results) => "results",
+        };
+        let cap = shrunk.and_then(|s| s.cap);
+        self.metrics.record_refusal(&why.endpoint, limit, cap);
+        match shrunk {
+            Some(shrunk) => {
+                if let Some(cap) = shrunk.cap {
+                    if self.pool.range_cap().is_none_or(|known| cap < known) {
+                        tracing::warn!(endpoint = %why.endpoint, blocks = cap,
+                            "the endpoint limits getLogs ranges; keeping ranges within it");
+                    }
+                    self.pool.learn_range_cap(&why.endpoint, cap);
+                }
+                tracing::debug!(from, to, next = shrunk.next, "next range after the refusal");
+            }
+            None => {
+                tracing::error!(
+                    block = from,
+                    "the node refuses (or times out on) getLogs even for one block; retrying"
+                );
+                let mut backoff = retry::policy(Duration::from_secs(30));
+                retry::pause(&mut backoff, &self.cancel).await?;
+            }
         }
         Ok(())
     }

@@ -99,6 +99,16 @@ impl Daemon {
         .await
     }
 
+    /// Waits until the daemon has logged `text` at least `times` times.
+    pub async fn logged(&self, text: &str, times: usize) {
+        super::wait_for(
+            &format!("the daemon to log {text:?} {times} time(s)"),
+            Duration::from_secs(60),
+            || async { (self.logs().matches(text).count() >= times).then_some(()) },
+        )
+        .await
+    }
+
     pub fn logs(&self) -> String {
         self.log.lock().expect("log lock").join("\n")
     }

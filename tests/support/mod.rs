@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod db;
 pub mod disk;
 pub mod proxy;
+pub mod wording;
 
 use std::future::Future;
 use std::time::{Duration, Instant};

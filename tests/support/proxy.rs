@@ -1,10 +1,12 @@
 //! Test proxies in front of anvil, bound to 127.0.0.1 only:
 //! - [`TcpProxy`] forwards bytes (HTTP or websocket) and can cut every open
 //!   connection, or stall them (deliver nothing, close nothing);
-//! - [`RpcProxy`] forwards HTTP JSON-RPC and injects faults: range refusals,
-//!   and a seeded schedule of resets, 500s, 429s, timeouts, truncated JSON and
-//!   wrong-chain answers; it counts requests by method, and can rewrite
-//!   the logs of `eth_getLogs` answers (a lying provider).
+//! - [`RpcProxy`] forwards HTTP JSON-RPC and injects faults: range refusals
+//!   (a generic one, or a provider's own wording: [`Wording`]), a latency,
+//!   and a seeded schedule of resets, 500s, 429s, timeouts, truncated JSON
+//!   and wrong-chain answers. It records every getLogs range asked for,
+//!   counts requests by method, and can rewrite the logs of `eth_getLogs`
+//!   answers (a lying provider).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -20,6 +22,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
+
+use super::wording::{over_log_cap, refusal};
+pub use super::wording::{Cap, Wording};
 
 /// A byte-level proxy whose connections can be cut or stalled.
 pub struct TcpProxy {
@@ -146,6 +151,20 @@ pub const ALL_FAULTS: [Fault; 7] = [
 
 #[derive(Default)]
 struct Plan {
+    /// Refuse getLogs in a provider's words above a cap.
+    wording: Option<(Wording, u64)>,
+    /// Every getLogs range asked for, in order, and those refused.
+    ranges: Vec<(u64, u64)>,
+    refused: Vec<(u64, u64)>,
+    /// Added to every answer.
+    latency: Duration,
+    /// getLogs over more blocks than this answers after that long.
+    slow_over: Option<(u64, Duration)>,
+    /// Requests allowed per one-second window (from the proxy's start),
+    /// beyond which it answers 429 with Retry-After: 1.
+    per_second: Option<u64>,
+    window: (u64, u64),
+    too_many: u64,
     /// eth_getLogs over more than this many blocks is refused (None: never).
     max_range: Option<u64>,
     /// Probability that a request gets a fault, and the seeded generator.
@@ -166,6 +185,7 @@ pub type LogRewrite = Arc<dyn Fn(&mut Vec<serde_json::Value>) + Send + Sync>;
 #[derive(Clone)]
 pub struct RpcProxy {
     pub addr: SocketAddr,
+    started: std::time::Instant,
     upstream: String,
     plan: Arc<Mutex<Plan>>,
     rewrite: Arc<Mutex<Option<LogRewrite>>>,
@@ -180,6 +200,7 @@ impl RpcProxy {
         let addr = listener.local_addr().expect("addr");
         let proxy = RpcProxy {
             addr,
+            started: std::time::Instant::now(),
             upstream: upstream.to_owned(),
             plan: Arc::new(Mutex::new(Plan::default())),
             rewrite: Arc::new(Mutex::new(None)),
@@ -245,22 +266,98 @@ impl RpcProxy {
     pub fn rewrite_logs(&self, f: impl Fn(&mut Vec<serde_json::Value>) + Send + Sync + 'static) {
         *self.rewrite.lock().expect("rewrite") = Some(Arc::new(f));
     }
+
+    /// Refuse getLogs as `wording`'s provider does, above `cap` blocks or
+    /// logs.
+    pub fn refuse_like(&self, wording: Wording, cap: u64) {
+        self.plan.lock().expect("plan").wording = Some((wording, cap));
+    }
+
+    /// Delay every answer by `latency` (a hosted provider's round trip).
+    pub fn slow(&self, latency: Duration) {
+        self.plan.lock().expect("plan").latency = latency;
+    }
+
+    /// Answer getLogs over more than `blocks` blocks only after `delay` (a
+    /// node that scans a wide range slowly).
+    pub fn slow_over(&self, blocks: u64, delay: Duration) {
+        self.plan.lock().expect("plan").slow_over = Some((blocks, delay));
+    }
+
+    /// Answer 429 (Retry-After: 1) to requests beyond `n` in a second, as
+    /// a provider's plan does.
+    pub fn rate_limit(&self, n: u64) {
+        self.plan.lock().expect("plan").per_second = Some(n);
+    }
+
+    /// Requests answered 429 by [`RpcProxy::rate_limit`].
+    pub fn too_many(&self) -> u64 {
+        self.plan.lock().expect("plan").too_many
+    }
+
+    /// Every getLogs range asked for, in order.
+    pub fn ranges(&self) -> Vec<(u64, u64)> {
+        self.plan.lock().expect("plan").ranges.clone()
+    }
+
+    /// The getLogs ranges refused in a provider's words, in order.
+    pub fn refused(&self) -> Vec<(u64, u64)> {
+        self.plan.lock().expect("plan").refused.clone()
+    }
 }
 
-fn range_of(body: &serde_json::Value) -> Option<u64> {
+/// `fromBlock..=toBlock` of a getLogs request.
+fn bounds_of(body: &serde_json::Value) -> Option<(u64, u64)> {
     if body["method"] != "eth_getLogs" {
         return None;
     }
     let f = &body["params"][0];
     let num =
         |v: &serde_json::Value| u64::from_str_radix(v.as_str()?.trim_start_matches("0x"), 16).ok();
-    Some(num(&f["toBlock"])?.saturating_sub(num(&f["fromBlock"])?) + 1)
+    Some((num(&f["fromBlock"])?, num(&f["toBlock"])?))
+}
+
+fn range_of(body: &serde_json::Value) -> Option<u64> {
+    bounds_of(body).map(|(from, to)| to.saturating_sub(from) + 1)
 }
 
 async fn handle(State(proxy): State<RpcProxy>, headers: HeaderMap, body: Bytes) -> Response {
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     let id = json["id"].clone();
     let method = json["method"].as_str().unwrap_or("").to_owned();
+    let bounds = bounds_of(&json);
+    let (latency, wording) = {
+        let mut p = proxy.plan.lock().expect("plan");
+        p.ranges.extend(bounds);
+        let wide = matches!((p.slow_over, bounds), (Some((n, _)), Some((f, t))) if t - f + 1 > n);
+        let slow = p.slow_over.filter(|_| wide).map(|(_, d)| d);
+        (p.latency + slow.unwrap_or_default(), p.wording)
+    };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    {
+        let second = proxy.started.elapsed().as_secs();
+        let mut p = proxy.plan.lock().expect("plan");
+        if let Some(n) = p.per_second {
+            if p.window.0 != second {
+                p.window = (second, 0);
+            }
+            p.window.1 += 1;
+            if p.window.1 > n {
+                p.too_many += 1;
+                drop(p);
+                let headers = [("retry-after", "1")];
+                return (StatusCode::TOO_MANY_REQUESTS, headers, "rate limited").into_response();
+            }
+        }
+    }
+    if let (Some((w, cap)), Some((from, to))) = (wording, bounds) {
+        if w.cap == Cap::Blocks && to - from + 1 > cap {
+            proxy.plan.lock().expect("plan").refused.push((from, to));
+            return refusal(&w, &id, w.render(cap, from, to, from + cap - 1));
+        }
+    }
     let fault = {
         let mut p = proxy.plan.lock().expect("plan");
         *p.calls.entry(method.clone()).or_default() += 1;
@@ -329,6 +426,13 @@ async fn handle(State(proxy): State<RpcProxy>, headers: HeaderMap, body: Bytes) 
             let status =
                 StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
             let mut bytes = resp.bytes().await.unwrap_or_default().to_vec();
+            if let (Some((w, cap)), Some((from, to))) = (wording, bounds) {
+                let over = over_log_cap(&bytes, cap, from).filter(|_| w.cap == Cap::Logs);
+                if let Some(ok_to) = over {
+                    proxy.plan.lock().expect("plan").refused.push((from, to));
+                    return refusal(&w, &id, w.render(cap, from, to, ok_to));
+                }
+            }
             let rewrite = proxy.rewrite.lock().expect("rewrite").clone();
             if let (Some(f), "eth_getLogs") = (rewrite, method.as_str()) {
                 bytes = rewritten(&bytes, &*f);

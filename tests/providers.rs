@@ -1,0 +1,401 @@
+//! Hosted providers' getLogs limits, in their own words (a proxy in front of
+//! anvil refuses as each provider does): the indexer learns each limit from
+//! the refusal, never sends a refused range again, keeps later ranges
+//! within a block limit it learned, and indexes every payment. And a
+//! catch-up longer than `chain.stall_after_s` is not a stall.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use support::chain::{order_ref, Chain};
+use support::daemon::{env_for, Daemon};
+use support::db::Db;
+use support::proxy::{Cap, RpcProxy, Wording};
+use support::wait_for;
+
+const PREMIUM: u64 = 5_000_000;
+const PAYMENTS: u64 = 10;
+/// Empty blocks mined after each payment.
+const GAP: u64 = 60;
+/// A block limit (and for result limits, a log limit) the proxy enforces.
+const BLOCK_CAP: u64 = 50;
+const LOG_CAP: u64 = 3;
+
+/// One case per provider wording; where a provider uses two codes (or an
+/// HTTP error status) for it, both.
+const WORDINGS: &[Wording] = &[
+    Wording {
+        provider: "Coinbase (CDP) Base node, -32005",
+        status: 200,
+        code: -32005,
+        message: "please limit the query to at most {N} blocks",
+        cap: Cap::Blocks,
+    },
+    Wording {
+        provider: "Coinbase (CDP) Base node, -32600 / HTTP 400",
+        status: 400,
+        code: -32600,
+        message: "please limit the query to at most {N} blocks",
+        cap: Cap::Blocks,
+    },
+    Wording {
+        provider: "QuickNode, -32614 / HTTP 413",
+        status: 413,
+        code: -32614,
+        message: "eth_getLogs is limited to a {N,} range",
+        cap: Cap::Blocks,
+    },
+    Wording {
+        provider: "Infura, result limit",
+        status: 200,
+        code: -32005,
+        message: "query returned more than {N} results. Try with this block range [{FROM}, {TO}].",
+        cap: Cap::Logs,
+    },
+    Wording {
+        provider: "Infura, block limit",
+        status: 200,
+        code: -32602,
+        message: "range {LEN} exceeds limit of {N}",
+        cap: Cap::Blocks,
+    },
+    Wording {
+        provider: "Alchemy, block limit, -32600 / HTTP 400",
+        status: 400,
+        code: -32600,
+        message: "You can make eth_getLogs requests with up to a {N} block range. Based on your parameters, this block range should work: [{FROM}, {TO}]",
+        cap: Cap::Blocks,
+    },
+    Wording {
+        provider: "Alchemy, response size, -32602",
+        status: 200,
+        code: -32602,
+        message: "Log response size exceeded. You can make eth_getLogs requests with up to a {N} block range and no limit on the response size, or you can request any block range with a cap of 10K logs in the response. Based on your parameters, this block range should work: [{FROM}, {TO}]",
+        cap: Cap::Blocks,
+    },
+    Wording {
+        provider: "Ankr",
+        status: 200,
+        code: -32600,
+        message: "block range is too wide",
+        cap: Cap::Blocks,
+    },
+    Wording {
+        provider: "Ankr, newer chains",
+        status: 200,
+        code: -32602,
+        message: "maximum [from, to] blocks distance: {N}",
+        cap: Cap::Blocks,
+    },
+    Wording {
+        provider: "Chainstack",
+        status: 200,
+        code: -32000,
+        message: "Block range limit exceeded.",
+        cap: Cap::Blocks,
+    },
+    Wording {
+        provider: "dRPC, free tier",
+        status: 200,
+        code: 35,
+        message: "ranges over {N} blocks are not supported on freetier",
+        cap: Cap::Blocks,
+    },
+    Wording {
+        provider: "dRPC, result limit",
+        status: 200,
+        code: -32602,
+        message: "query returned more than {N} results. Try with this block range [{FROM}, {TO}].",
+        cap: Cap::Logs,
+    },
+    Wording {
+        provider: "Base public endpoint",
+        status: 200,
+        code: -32000,
+        message: "block range too large",
+        cap: Cap::Blocks,
+    },
+    Wording {
+        provider: "geth / BSC",
+        status: 200,
+        code: -32000,
+        message: "exceed maximum block range: {N}",
+        cap: Cap::Blocks,
+    },
+    Wording {
+        provider: "geth, result limit",
+        status: 200,
+        code: -32005,
+        message: "query returned more than {N} results",
+        cap: Cap::Logs,
+    },
+    Wording {
+        provider: "reth / op-reth",
+        status: 200,
+        code: -32602,
+        message: "query exceeds max block range {N}",
+        cap: Cap::Blocks,
+    },
+    Wording {
+        provider: "reth, result limit",
+        status: 200,
+        code: -32602,
+        message: "query exceeds max results {N}, retry with the range {from}-{to}",
+        cap: Cap::Logs,
+    },
+];
+
+fn with(env: &BTreeMap<String, String>, pairs: &[(&str, String)]) -> BTreeMap<String, String> {
+    let mut env = env.clone();
+    for (k, v) in pairs {
+        env.insert((*k).to_owned(), v.clone());
+    }
+    env
+}
+
+/// Payments with `GAP` empty blocks after each, then blocks to make them final.
+async fn pay_sparsely(chain: &Chain) {
+    for i in 0..PAYMENTS {
+        chain
+            .pay(chain.buyers[i as usize % 8], order_ref(7_000 + i), PREMIUM)
+            .await;
+        chain.mine(GAP).await;
+    }
+}
+
+/// What one run behind a refusing proxy saw.
+struct Run {
+    ranges: Vec<(u64, u64)>,
+    refused: Vec<(u64, u64)>,
+    /// The block limit the daemon reported as learned, if any.
+    learned_cap: Option<u64>,
+}
+
+/// Indexes the chain behind a proxy that refuses as `wording` says.
+async fn index_behind(chain: &Chain, wording: Wording) -> Run {
+    let db = Db::new().await;
+    db.insert_orders(&chain.buyers, 7_000, PAYMENTS, PREMIUM as i64)
+        .await;
+    let proxy = RpcProxy::start(&chain.rpc_url()).await;
+    let cap = match wording.cap {
+        Cap::Blocks => BLOCK_CAP,
+        Cap::Logs => LOG_CAP,
+    };
+    proxy.refuse_like(wording, cap);
+    let env = with(
+        &env_for(chain, &db),
+        &[
+            ("LIQPASS__CHAIN__RPC_URL", proxy.url()),
+            ("LIQPASS__CHAIN__POLL_INTERVAL_MS", "200".into()),
+        ],
+    );
+    let daemon = Daemon::spawn(&env);
+    for i in 0..PAYMENTS {
+        db.wait_payment_status(&format!("ord_{i:03}"), "paid").await;
+    }
+    assert_eq!(
+        db.events().await.len() as u64,
+        PAYMENTS,
+        "{}: every payment, once",
+        wording.provider
+    );
+    let base = format!("http://{}", daemon.http_addr().await);
+    let metrics = get(&format!("{base}/metrics")).await;
+    let learned_cap = metrics
+        .lines()
+        .find(|l| l.starts_with("liqpass_indexer_getlogs_range_cap_blocks{"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok());
+    drop(daemon);
+    Run {
+        ranges: proxy.ranges(),
+        refused: proxy.refused(),
+        learned_cap,
+    }
+}
+
+/// The body of a GET to the daemon, within 10 s.
+async fn get(url: &str) -> String {
+    support::within(url, Duration::from_secs(10), support::http_get(url))
+        .await
+        .1
+}
+
+fn len((from, to): (u64, u64)) -> u64 {
+    to - from + 1
+}
+
+#[tokio::test]
+async fn each_providers_refusal_is_learned_never_resent_and_its_block_limit_kept() {
+    let chain = Chain::start().await;
+    pay_sparsely(&chain).await;
+    let runs = futures::future::join_all(WORDINGS.iter().map(|w| index_behind(&chain, *w))).await;
+    for (wording, run) in WORDINGS.iter().zip(runs) {
+        let Run {
+            ranges,
+            refused,
+            learned_cap,
+        } = run;
+        let who = wording.provider;
+        eprintln!("{who}: {} getLogs, refused {refused:?}", ranges.len());
+        assert!(!refused.is_empty(), "{who}: the proxy never refused");
+        for r in &refused {
+            let sent = ranges.iter().filter(|x| *x == r).count();
+            assert_eq!(
+                sent, 1,
+                "{who}: the refused range {r:?} was sent {sent} times"
+            );
+        }
+        if wording.cap == Cap::Blocks {
+            assert_eq!(refused.len(), 1, "{who}: refused again: {refused:?}");
+            let first = ranges
+                .iter()
+                .position(|r| *r == refused[0])
+                .expect("a refused range was asked for");
+            let widest = ranges[first + 1..].iter().map(|r| len(*r)).max();
+            assert!(
+                widest <= Some(BLOCK_CAP),
+                "{who}: after the refusal a range of {widest:?} blocks"
+            );
+            assert!(
+                learned_cap.is_some_and(|c| c <= BLOCK_CAP),
+                "{who}: reported limit {learned_cap:?}"
+            );
+        } else {
+            assert!(refused.len() <= 2, "{who}: refused {refused:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_range_that_times_out_is_shrunk_not_sent_again() {
+    let chain = Chain::start().await;
+    pay_sparsely(&chain).await;
+    let db = Db::new().await;
+    db.insert_orders(&chain.buyers, 7_000, PAYMENTS, PREMIUM as i64)
+        .await;
+    let proxy = RpcProxy::start(&chain.rpc_url()).await;
+    proxy.slow_over(BLOCK_CAP, Duration::from_secs(3));
+    let env = with(
+        &env_for(&chain, &db),
+        &[
+            ("LIQPASS__CHAIN__RPC_URL", proxy.url()),
+            ("LIQPASS__CHAIN__REQUEST_TIMEOUT_MS", "500".into()),
+        ],
+    );
+    let _daemon = Daemon::spawn(&env);
+    for i in 0..PAYMENTS {
+        db.wait_payment_status(&format!("ord_{i:03}"), "paid").await;
+    }
+    let ranges = proxy.ranges();
+    let slow: Vec<_> = ranges.iter().filter(|r| len(**r) > BLOCK_CAP).collect();
+    assert!(!slow.is_empty(), "no range was slow");
+    for r in &slow {
+        let sent = ranges.iter().filter(|x| x == r).count();
+        assert_eq!(sent, 1, "the slow range {r:?} was sent {sent} times");
+    }
+}
+
+/// Indexes the chain behind a proxy allowing 25 requests a second, with a
+/// budget of `budget` requests a second; returns the 429s it answered and
+/// the rate the daemon reports for its budget.
+async fn index_within(chain: &Chain, budget: u64) -> (u64, f64) {
+    let db = Db::new().await;
+    db.insert_orders(&chain.buyers, 7_000, PAYMENTS, PREMIUM as i64)
+        .await;
+    let proxy = RpcProxy::start(&chain.rpc_url()).await;
+    proxy.rate_limit(25);
+    let env = with(
+        &env_for(chain, &db),
+        &[
+            ("LIQPASS__CHAIN__RPC_URL", proxy.url()),
+            (
+                "LIQPASS__CHAIN__MAX_REQUESTS_PER_SECOND",
+                budget.to_string(),
+            ),
+        ],
+    );
+    let daemon = Daemon::spawn(&env);
+    for i in 0..PAYMENTS {
+        db.wait_payment_status(&format!("ord_{i:03}"), "paid").await;
+    }
+    let base = format!("http://{}", daemon.http_addr().await);
+    let metrics = get(&format!("{base}/metrics")).await;
+    let rate: Option<f64> = metrics
+        .lines()
+        .find(|l| l.starts_with("liqpass_indexer_rpc_budget_requests_per_second{"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok());
+    (
+        proxy.too_many(),
+        rate.expect("the budget's rate is reported"),
+    )
+}
+
+#[tokio::test]
+async fn a_request_budget_stays_under_the_plan_and_backs_off_from_429s() {
+    let chain = Chain::start().await;
+    pay_sparsely(&chain).await;
+    let (under, over) = tokio::join!(index_within(&chain, 20), index_within(&chain, 100));
+    eprintln!("429s and rate: {under:?} with a budget of 20/s, {over:?} with 100/s");
+    assert_eq!(
+        under,
+        (0, 20.0),
+        "a budget under the plan's 25/s meets no 429"
+    );
+    // Over the plan: the first 429s halve the rate, down under the plan's,
+    // and it climbs back slowly (measured: 2-3; at a fixed 100/s, 18-21).
+    assert!((1..=8).contains(&over.0), "{} 429s over the plan", over.0);
+    assert!(over.1 < 100.0, "the rate was never lowered: {}", over.1);
+}
+
+#[tokio::test]
+async fn a_catch_up_longer_than_stall_after_is_not_a_stall() {
+    let chain = Chain::start().await;
+    pay_sparsely(&chain).await;
+    let db = Db::new().await;
+    db.insert_orders(&chain.buyers, 7_000, PAYMENTS, PREMIUM as i64)
+        .await;
+    let proxy = RpcProxy::start(&chain.rpc_url()).await;
+    proxy.slow(Duration::from_millis(40));
+    let env = with(
+        &env_for(&chain, &db),
+        &[
+            ("LIQPASS__CHAIN__RPC_URL", proxy.url()),
+            ("LIQPASS__CHAIN__STALL_AFTER_S", "1".into()),
+            // Pinned by the user: many small ranges, a catch-up of seconds.
+            ("LIQPASS__CHAIN__MAX_BLOCK_RANGE", "16".into()),
+        ],
+    );
+    let daemon = Daemon::spawn(&env);
+    let base = format!("http://{}", daemon.http_addr().await);
+    let started = std::time::Instant::now();
+    let head = chain.head().await as i64;
+    // The chain goes on meanwhile, a block every 300 ms (Base: every 2 s).
+    let miner = async {
+        loop {
+            chain.mine(1).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    };
+    let watch = wait_for("the catch-up", Duration::from_secs(90), || async {
+        let body = get(&format!("{base}/readyz")).await;
+        assert!(
+            !body.contains("stalled"),
+            "readiness during catch-up: {body}"
+        );
+        (db.checkpoint().await >= Some(head)).then_some(())
+    });
+    tokio::select! {
+        _ = miner => unreachable!("the miner never ends"),
+        () = watch => {}
+    }
+    let took = started.elapsed();
+    assert!(
+        took > Duration::from_secs(2),
+        "the catch-up took only {took:?}"
+    );
+    let metrics = get(&format!("{base}/metrics")).await;
+    assert!(metrics.contains("liqpass_indexer_stalled 0"), "{metrics}");
+    assert!(!daemon.logs().contains("stalled"), "{}", daemon.logs());
+}
