@@ -127,11 +127,7 @@ impl Indexer {
             cancel: cancel.clone(),
             head_read: None,
         };
-        let checkpoint = sync::checkpoint(
-            &mut *store.pool().acquire().await.map_err(StoreError::from)?,
-            &scope,
-        )
-        .await?;
+        let checkpoint = sync::checkpoint(&mut *store.conn().await?, &scope).await?;
         if let Some(cp) = checkpoint {
             health.set_indexed(cp.number);
             metrics.indexed_block.set(cp.number as i64);
@@ -440,12 +436,7 @@ impl Indexer {
 
     /// Re-reads the open deep-reorg incidents into readiness and metrics.
     async fn refresh_incidents(&self) -> Result<(), Stop> {
-        let mut conn = self
-            .store
-            .pool()
-            .acquire()
-            .await
-            .map_err(StoreError::from)?;
+        let mut conn = self.store.conn().await?;
         let open = incidents::open_count(&mut conn, &self.scope).await?;
         self.health.set_deep_reorgs(open);
         self.metrics.unacknowledged_deep_reorgs.set(open);

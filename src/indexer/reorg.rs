@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use super::commit::commit_with_retry;
 use super::{write, Indexer, Stop};
 use crate::chain::window::common_ancestor;
-use crate::store::{sync, StoreError};
+use crate::store::sync;
 
 impl Indexer {
     /// Finds the common ancestor of the stored blocks and the node's chain,
@@ -18,12 +18,7 @@ impl Indexer {
             .expect("a reorg is only detected against a checkpoint");
         let window = self.settings.chain.reorg_window;
         let stored = {
-            let mut conn = self
-                .store
-                .pool()
-                .acquire()
-                .await
-                .map_err(StoreError::from)?;
+            let mut conn = self.store.conn().await?;
             sync::recent_blocks(&mut conn, &self.scope, cp.number, window).await?
         };
         let mut ancestor = None;

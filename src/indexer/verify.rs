@@ -191,12 +191,7 @@ impl Indexer {
         if v.retry_at.is_some_and(|t| Instant::now() < t) {
             return Ok(None);
         }
-        let mut conn = self
-            .store
-            .pool()
-            .acquire()
-            .await
-            .map_err(StoreError::from)?;
+        let mut conn = self.store.conn().await?;
         // From the database: right after a restart, and after a reorg
         // removed a disputed event (a partial index of the few disputes).
         let open = verify::disputed_count(&mut conn, &self.scope).await?;

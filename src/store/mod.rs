@@ -175,6 +175,11 @@ impl Store {
         result
     }
 
+    /// A pooled connection, for reads outside a write transaction.
+    pub async fn conn(&self) -> Result<sqlx::pool::PoolConnection<Sqlite>, StoreError> {
+        Ok(self.pool.acquire().await?)
+    }
+
     /// The pool, for reads.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
