@@ -68,7 +68,9 @@ impl Writer<'_> {
                 .map(|h| h.timestamp),
         };
         let mut total = Written::default();
-        for part in pace::split(batch, self.pacer.rows()) {
+        let parts = pace::split(batch, self.pacer.rows());
+        let count = parts.len();
+        for (k, part) in parts.into_iter().enumerate() {
             tracing::debug!(from = part.first, to = part.last.number, "writing batch");
             let work = write::WriteBatch {
                 scope: self.scope,
@@ -78,6 +80,7 @@ impl Writer<'_> {
                 reorg_window: self.settings.chain.reorg_window,
                 late_limit: (self.pacer.rows() as u32).clamp(1, write::LATE_MATCH_LIMIT),
                 verify: !self.settings.chain.verify_rpc_urls.is_empty(),
+                finish: k + 1 == count,
             };
             let written: Written = commit_with_retry(
                 self.store,

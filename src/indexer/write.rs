@@ -27,6 +27,9 @@ pub struct WriteBatch<'a> {
     pub reorg_window: u64,
     /// Late matches to attempt in this transaction.
     pub late_limit: u32,
+    /// The last transaction of its batch: it late-matches and promotes
+    /// final payments (once per batch, not in every part).
+    pub finish: bool,
     /// `chain.verify_rpc_urls` is set: no order becomes `paid` here unless
     /// its event is `verified` (the verification step promotes them).
     pub verify: bool,
@@ -104,6 +107,7 @@ pub async fn write_batch(
         reorg_window,
         late_limit,
         verify,
+        finish,
     } = *work;
     let mut written = Written::default();
 
@@ -173,11 +177,14 @@ pub async fn write_batch(
     let paid_at_once = orders::mark_seen(tx, scope, &now_final, Seen::Final).await?;
     written.confirming += paid_at_once;
     written.paid += paid_at_once;
-    late_match(tx, scope, policy, late_limit, &mut written).await?;
-
+    if finish {
+        late_match(tx, scope, policy, late_limit, &mut written).await?;
+    }
     sync::record_blocks(tx, scope, &batch.headers, reorg_window).await?;
     sync::set_checkpoint(tx, scope, &batch.last).await?;
-    written.paid += orders::promote_final(tx, scope, final_block, verify).await?;
+    if finish {
+        written.paid += orders::promote_final(tx, scope, final_block, verify).await?;
+    }
     Ok(written)
 }
 

@@ -88,11 +88,15 @@ pub struct Store {
     writer: SqlitePool,
     options: SqliteConnectOptions,
     busy_timeout: Duration,
+    /// Commits by the writer since its last WAL checkpoint.
+    commits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// How often [`Store::write`] tries again for the write lock while another
 /// writer holds it.
 const LOCK_POLL: Duration = Duration::from_millis(1);
+/// Commits between two WAL checkpoints by the writer (see [`Store::write`]).
+const CHECKPOINT_EVERY: usize = 16;
 
 impl Store {
     /// Opens (creating if missing) the database with the pragmas the database
@@ -121,12 +125,19 @@ impl Store {
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(settings.busy_timeout + Duration::from_secs(5))
-            .connect_lazy_with(options.clone().busy_timeout(Duration::ZERO));
+            .connect_lazy_with(
+                options
+                    .clone()
+                    .busy_timeout(Duration::ZERO)
+                    // Checkpoints are the writer's, after its commits (below).
+                    .pragma("wal_autocheckpoint", "0"),
+            );
         Ok(Self {
             pool,
             writer,
             options,
             busy_timeout: settings.busy_timeout,
+            commits: Default::default(),
         })
     }
 
@@ -200,12 +211,32 @@ impl Store {
             Ok((out, locked.elapsed()))
         }
         .await;
-        if let Err(e) = &result {
-            if failure::WriteFailure::of(e).may_poison() {
-                conn.close_on_drop();
-            }
+        match &result {
+            Ok(_) => self.checkpoint_now_and_then(&mut conn).await,
+            Err(e) if failure::WriteFailure::of(e).may_poison() => conn.close_on_drop(),
+            Err(_) => {}
         }
         result
+    }
+
+    /// Every `CHECKPOINT_EVERY` commits, copies the WAL back into the
+    /// database (PASSIVE: it takes no lock that writers or readers wait
+    /// for). Done here, after the commit, so that the WAL never grows to
+    /// SQLite's auto-checkpoint size on the order API's connections, whose
+    /// `INSERT` would then pay for the copy, and so that a checkpoint never
+    /// counts as lock-hold time. A failed checkpoint is retried next time.
+    async fn checkpoint_now_and_then(&self, conn: &mut SqliteConnection) {
+        use std::sync::atomic::Ordering;
+        if self.commits.fetch_add(1, Ordering::Relaxed) + 1 < CHECKPOINT_EVERY {
+            return;
+        }
+        self.commits.store(0, Ordering::Relaxed);
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&mut *conn)
+            .await
+        {
+            tracing::debug!(error = %e, "WAL checkpoint failed; retried after the next commits");
+        }
     }
 
     /// A pooled connection, for reads outside a write transaction.
