@@ -20,6 +20,11 @@ use super::fetch::Batch;
 
 /// Rows per transaction before anything was measured.
 const START_ROWS: usize = 64;
+/// The share of the budget a transaction is sized for: hold times vary from
+/// one transaction to the next, and one that overruns the budget is what
+/// makes another writer's busy handler miss the free lock (and then sleep
+/// ever longer), so the sizer aims below it.
+const AIM: f64 = 0.7;
 /// Never more rows per transaction than this, whatever the budget.
 const MAX_ROWS: usize = 50_000;
 
@@ -70,7 +75,8 @@ impl Pacer {
         if rows == 0 || (rows * 2 < self.rows && !over) {
             return;
         }
-        let fit = rows as f64 * self.budget.as_secs_f64() / held.as_secs_f64().max(1e-6);
+        let aim = self.budget.as_secs_f64() * AIM;
+        let fit = rows as f64 * aim / held.as_secs_f64().max(1e-6);
         // Halfway (geometrically) towards what would have fit, at most double.
         let next = (self.rows as f64 * fit).sqrt().min(self.rows as f64 * 2.0);
         self.rows = (next as usize).clamp(1, MAX_ROWS);
