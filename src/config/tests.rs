@@ -41,7 +41,7 @@ fn defaults_plus_the_required_keys_give_the_documented_settings() {
     let s = load(&sources(required())).expect("valid");
     assert_eq!(s.database.url, "sqlite:liqpass.db");
     assert_eq!(s.database.busy_timeout, Duration::from_secs(5));
-    assert_eq!(s.database.max_write, Duration::from_millis(3));
+    assert_eq!(s.database.max_write, Duration::from_millis(2));
     assert_eq!(s.database.write_gap, Duration::from_millis(3));
     assert_eq!(s.chain.chain_id, 31337);
     assert_eq!(s.chain.confirmations, 10);
