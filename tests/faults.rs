@@ -6,12 +6,11 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use support::chain::{order_ref, Chain};
-use support::daemon::{env_for, Daemon};
+use support::daemon::{env_for, with, Daemon};
 use support::db::Db;
 use support::proxy::{Fault, RpcProxy, TcpProxy, ALL_FAULTS};
 use support::{caught_up, wait_for};
@@ -20,14 +19,6 @@ const PREMIUM: u64 = 5_000_000;
 const LONG: Duration = Duration::from_secs(90);
 /// The seed of the injected fault schedule.
 const FAULT_SEED: u64 = 0xfa_0175;
-
-fn with(env: &BTreeMap<String, String>, pairs: &[(&str, String)]) -> BTreeMap<String, String> {
-    let mut env = env.clone();
-    for (k, v) in pairs {
-        env.insert((*k).to_owned(), v.clone());
-    }
-    env
-}
 
 #[tokio::test]
 async fn a_seeded_schedule_of_rpc_faults_ends_in_the_same_database_as_a_clean_run() {

@@ -6,11 +6,10 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use support::chain::{order_ref, Chain};
-use support::daemon::{env_for, Daemon};
+use support::daemon::{env_for, with, Daemon};
 use support::db::Db;
 use support::proxy::{Cap, RpcProxy, Wording};
 use support::wait_for;
@@ -147,14 +146,6 @@ const WORDINGS: &[Wording] = &[
     },
 ];
 
-fn with(env: &BTreeMap<String, String>, pairs: &[(&str, String)]) -> BTreeMap<String, String> {
-    let mut env = env.clone();
-    for (k, v) in pairs {
-        env.insert((*k).to_owned(), v.clone());
-    }
-    env
-}
-
 /// Payments with `GAP` empty blocks after each, then blocks to make them final.
 async fn pay_sparsely(chain: &Chain) {
     for i in 0..PAYMENTS {
@@ -163,6 +154,15 @@ async fn pay_sparsely(chain: &Chain) {
             .await;
         chain.mine(GAP).await;
     }
+}
+
+/// A database holding the orders `pay_sparsely` pays, and a proxy in front
+/// of the chain.
+async fn orders_behind_a_proxy(chain: &Chain) -> (Db, RpcProxy) {
+    let db = Db::new().await;
+    db.insert_orders(&chain.buyers, 7_000, PAYMENTS, PREMIUM as i64)
+        .await;
+    (db, RpcProxy::start(&chain.rpc_url()).await)
 }
 
 /// What one run behind a refusing proxy saw.
@@ -175,10 +175,7 @@ struct Run {
 
 /// Indexes the chain behind a proxy that refuses as `wording` says.
 async fn index_behind(chain: &Chain, wording: Wording) -> Run {
-    let db = Db::new().await;
-    db.insert_orders(&chain.buyers, 7_000, PAYMENTS, PREMIUM as i64)
-        .await;
-    let proxy = RpcProxy::start(&chain.rpc_url()).await;
+    let (db, proxy) = orders_behind_a_proxy(chain).await;
     let cap = match wording.cap {
         Cap::Blocks => BLOCK_CAP,
         Cap::Logs => LOG_CAP,
@@ -272,10 +269,7 @@ async fn each_providers_refusal_is_learned_never_resent_and_its_block_limit_kept
 async fn a_range_that_times_out_is_shrunk_not_sent_again() {
     let chain = Chain::start().await;
     pay_sparsely(&chain).await;
-    let db = Db::new().await;
-    db.insert_orders(&chain.buyers, 7_000, PAYMENTS, PREMIUM as i64)
-        .await;
-    let proxy = RpcProxy::start(&chain.rpc_url()).await;
+    let (db, proxy) = orders_behind_a_proxy(&chain).await;
     proxy.slow_over(BLOCK_CAP, Duration::from_secs(3));
     let env = with(
         &env_for(&chain, &db),
@@ -301,10 +295,7 @@ async fn a_range_that_times_out_is_shrunk_not_sent_again() {
 /// budget of `budget` requests a second; returns the 429s it answered and
 /// the rate the daemon reports for its budget.
 async fn index_within(chain: &Chain, budget: u64) -> (u64, f64) {
-    let db = Db::new().await;
-    db.insert_orders(&chain.buyers, 7_000, PAYMENTS, PREMIUM as i64)
-        .await;
-    let proxy = RpcProxy::start(&chain.rpc_url()).await;
+    let (db, proxy) = orders_behind_a_proxy(chain).await;
     proxy.rate_limit(25);
     let env = with(
         &env_for(chain, &db),
@@ -353,10 +344,7 @@ async fn a_request_budget_stays_under_the_plan_and_backs_off_from_429s() {
 async fn a_catch_up_longer_than_stall_after_is_not_a_stall() {
     let chain = Chain::start().await;
     pay_sparsely(&chain).await;
-    let db = Db::new().await;
-    db.insert_orders(&chain.buyers, 7_000, PAYMENTS, PREMIUM as i64)
-        .await;
-    let proxy = RpcProxy::start(&chain.rpc_url()).await;
+    let (db, proxy) = orders_behind_a_proxy(&chain).await;
     proxy.slow(Duration::from_millis(40));
     let env = with(
         &env_for(&chain, &db),

@@ -38,6 +38,15 @@ pub fn env_for(chain: &Chain, db: &Db) -> BTreeMap<String, String> {
     env
 }
 
+/// `env` with `pairs` set over it.
+pub fn with(env: &BTreeMap<String, String>, pairs: &[(&str, String)]) -> BTreeMap<String, String> {
+    let mut env = env.clone();
+    for (k, v) in pairs {
+        env.insert((*k).to_owned(), v.clone());
+    }
+    env
+}
+
 /// Runs a one-shot command of the binary to completion.
 pub fn command(env: &BTreeMap<String, String>, args: &[&str]) -> Output {
     base(env).args(args).output().expect("run liqpass-indexer")
