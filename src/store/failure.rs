@@ -40,11 +40,15 @@ impl WriteFailure {
 
     /// Classifies `error` by SQLite's primary result code.
     pub fn of(error: &StoreError) -> Self {
-        let sql = match error {
-            StoreError::Sql(e) | StoreError::Open { source: e, .. } => e,
-            _ => return Self::Other,
-        };
-        match sql {
+        match error {
+            StoreError::Sql(e) | StoreError::Open { source: e, .. } => Self::of_sql(e),
+            _ => Self::Other,
+        }
+    }
+
+    /// Classifies a driver error by SQLite's primary result code.
+    pub fn of_sql(error: &sqlx::Error) -> Self {
+        match error {
             sqlx::Error::PoolTimedOut => Self::PoolTimeout,
             sqlx::Error::Io(_) => Self::Io,
             sqlx::Error::Database(db) => {

@@ -21,6 +21,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Connection, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 use crate::config::DatabaseSettings;
+use failure::WriteFailure;
 
 /// The migrations in `migrations/`, compiled in.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
@@ -56,25 +57,6 @@ pub enum StoreError {
     Sql(#[from] sqlx::Error),
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
-}
-
-impl StoreError {
-    /// True when the database was busy or locked past the busy timeout: the
-    /// caller may retry the whole transaction.
-    pub fn is_busy(&self) -> bool {
-        matches!(self, Self::Sql(e) if is_busy(e))
-    }
-}
-
-/// `SQLITE_BUSY` or `SQLITE_LOCKED`: another connection holds the lock.
-fn is_busy(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Database(e) => {
-            let msg = e.message();
-            msg.contains("database is locked") || msg.contains("database is busy")
-        }
-        _ => false,
-    }
 }
 
 /// The shared database.
@@ -184,11 +166,13 @@ impl Store {
     }
 
     /// Runs `work` in one `BEGIN IMMEDIATE` transaction and commits it; on
-    /// error everything is rolled back. The connection is one of the pool's,
-    /// held by this call: after a failure that may have left it unusable
-    /// (SQLite rolls back by itself on a full disk or an I/O error, and the
-    /// driver, still counting a transaction open, would then refuse every
-    /// later `BEGIN` on it) it is closed, so the next attempt gets a new one.
+    /// error everything is rolled back. The connection is the writer's, held
+    /// by this call; while another writer holds the lock it tries again
+    /// every `LOCK_POLL`, up to the busy timeout. After a failure that may
+    /// have left the connection unusable (SQLite rolls back by itself on a
+    /// full disk or an I/O error, and the driver, still counting a
+    /// transaction open, would then refuse every later `BEGIN` on it) it is
+    /// closed, so the next attempt gets a new one.
     ///
     /// Returns the output and how long the write lock was held (from the
     /// `BEGIN` that took it to the end of the `COMMIT`).
@@ -199,7 +183,10 @@ impl Store {
             let mut tx = loop {
                 match conn.begin_with("BEGIN IMMEDIATE").await {
                     Ok(tx) => break tx,
-                    Err(e) if is_busy(&e) && std::time::Instant::now() < gives_up => {
+                    Err(e)
+                        if WriteFailure::of_sql(&e) == WriteFailure::Busy
+                            && std::time::Instant::now() < gives_up =>
+                    {
                         tokio::time::sleep(LOCK_POLL).await;
                     }
                     Err(e) => return Err(e.into()),
@@ -213,7 +200,7 @@ impl Store {
         .await;
         match &result {
             Ok(_) => self.checkpoint_now_and_then(&mut conn).await,
-            Err(e) if failure::WriteFailure::of(e).may_poison() => conn.close_on_drop(),
+            Err(e) if WriteFailure::of(e).may_poison() => conn.close_on_drop(),
             Err(_) => {}
         }
         result
