@@ -21,6 +21,8 @@ const LONGEST_REST: Duration = Duration::from_secs(300);
 
 struct Endpoint {
     url: RpcUrl,
+    /// `url` redacted, as logs, metrics and errors name the endpoint.
+    name: String,
     source: Option<ChainSource>,
     verified: bool,
     failures: u32,
@@ -69,6 +71,7 @@ impl RpcPool {
             .iter()
             .map(|url| Endpoint {
                 url: url.clone(),
+                name: url.redacted(),
                 source: None,
                 verified: false,
                 failures: 0,
@@ -204,7 +207,7 @@ impl RpcPool {
     /// another took over meanwhile. A limit only ever goes down.
     pub fn learn_range_cap(&self, endpoint: &str, cap: u64) {
         let mut eps = self.lock();
-        for ep in eps.iter_mut().filter(|ep| ep.url.redacted() == endpoint) {
+        for ep in eps.iter_mut().filter(|ep| ep.name == endpoint) {
             ep.range_cap = Some(ep.range_cap.map_or(cap, |c| c.min(cap)));
         }
     }
@@ -213,7 +216,7 @@ impl RpcPool {
     /// allows now (`None`: no budget).
     pub fn budget_rate(&self, endpoint: &str) -> Option<f64> {
         let eps = self.lock();
-        let ep = eps.iter().find(|ep| ep.url.redacted() == endpoint)?;
+        let ep = eps.iter().find(|ep| ep.name == endpoint)?;
         ep.budget.as_ref().map(Budget::rate)
     }
 
@@ -224,7 +227,7 @@ impl RpcPool {
 
     /// The current endpoint's name, redacted.
     pub fn endpoint(&self) -> String {
-        self.lock()[self.index()].url.redacted()
+        self.lock()[self.index()].name.clone()
     }
 
     pub fn len(&self) -> usize {
