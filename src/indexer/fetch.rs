@@ -239,6 +239,18 @@ impl Fetcher {
         }
     }
 
+    /// Logs of `from..=to`; `None` when the node refused the range, which
+    /// has then shrunk the next one (see [`Fetcher::refused`]).
+    async fn logs_or_shrink(&mut self, from: u64, to: u64) -> Result<Option<Vec<Log>>, Cancelled> {
+        match self.logs(from, to).await? {
+            Ok(logs) => Ok(Some(logs)),
+            Err(refused) => {
+                self.refused(from, to, refused).await?;
+                Ok(None)
+            }
+        }
+    }
+
     /// Reads the head when it was last read more than `every` ago, so that
     /// health and metrics see it move while a long deep phase runs. One
     /// cheap request every few seconds, made while a batch commits.
@@ -260,12 +272,8 @@ impl Fetcher {
         loop {
             self.sizer.set_cap(self.pool.range_cap());
             let (from, to) = self.sizer.next_range(from, limit);
-            let logs = match self.logs(from, to).await? {
-                Ok(logs) => logs,
-                Err(refused) => {
-                    self.refused(from, to, refused).await?;
-                    continue;
-                }
+            let Some(logs) = self.logs_or_shrink(from, to).await? else {
+                continue;
             };
             self.sizer.accepted(to - from + 1, logs.len() as u64);
             let last = self.header(to).await?;
@@ -298,12 +306,8 @@ impl Fetcher {
                 }
                 Linkage::Extends => {}
             }
-            let logs = match self.logs(from, to).await? {
-                Ok(logs) => logs,
-                Err(refused) => {
-                    self.refused(from, to, refused).await?;
-                    continue;
-                }
+            let Some(logs) = self.logs_or_shrink(from, to).await? else {
+                continue;
             };
             self.sizer.accepted(to - from + 1, logs.len() as u64);
             let by_number: HashMap<u64, &BlockHeader> =
