@@ -106,6 +106,7 @@ known = {
   "liqpass_indexer_sqlite_busy_retries_total", "liqpass_indexer_db_write_failures_total",
   "liqpass_indexer_write_lock_hold_seconds_bucket", "liqpass_indexer_stalled",
   "liqpass_indexer_payment_verifications_total", "liqpass_indexer_disputed_payments",
+  "liqpass_indexer_leader", "liqpass_indexer_lease_epoch",
 }
 d = json.load(open("deploy/grafana/liqpass-indexer.json"))
 assert d["panels"], "no panels"

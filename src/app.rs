@@ -15,11 +15,12 @@ use tokio_util::sync::CancellationToken;
 use crate::chain::source::ChainSource;
 use crate::config::{DatabaseSettings, Endpoints, ScopedSettings, Settings};
 use crate::domain::Scope;
+use crate::ha::Lease;
 use crate::health::Health;
 use crate::http::{self, AppState};
 use crate::indexer::{Indexer, IndexerError};
 use crate::metrics::Metrics;
-use crate::store::{incidents, Store, MIGRATOR};
+use crate::store::{incidents, Store, StoreError, MIGRATOR};
 
 /// Opens the store and refuses to run on a schema that is not up to date.
 pub async fn open_store(database: &DatabaseSettings) -> anyhow::Result<Store> {
@@ -71,40 +72,44 @@ pub async fn start(
     };
     let http_stop = CancellationToken::new();
     let server = tokio::spawn(http::serve(listener, state, http_stop.clone()));
-    let grace = settings.shutdown.grace;
     let handle = health.clone();
     let task = tokio::spawn(async move {
-        let indexing = async {
-            let connected = Indexer::connect(
-                settings,
-                store.clone(),
-                metrics,
+        let lease = Lease::new(
+            store.clone(),
+            settings.chain.scope(),
+            settings.ha.clone(),
+            metrics.clone(),
+            handle.clone(),
+        );
+        let result = loop {
+            let Some(fence) = lease.lead(&cancel).await else {
+                break Ok(());
+            };
+            let leading = cancel.child_token();
+            let keeper = {
+                let (lease, fence, leading) = (lease.clone(), fence.clone(), leading.clone());
+                tokio::spawn(async move { lease.keep(&fence, &leading).await })
+            };
+            let fenced = store.fenced(fence.clone());
+            let term = lead(
+                settings.clone(),
+                fenced,
+                metrics.clone(),
                 handle.clone(),
-                cancel.clone(),
+                &leading,
             )
             .await;
-            match connected {
-                Ok(indexer) => indexer.run().await?,
-                // Stopped while waiting for the endpoint: a clean exit.
-                Err(IndexerError::Cancelled) => {}
-                Err(e) => return Err(e.into()),
-            }
-            Ok::<_, anyhow::Error>(())
-        };
-        tokio::pin!(indexing);
-        let result = tokio::select! {
-            r = &mut indexing => r,
-            _ = cancel.cancelled() => {
-                handle.set_stopping();
-                // The batch in hand commits or rolls back; past the grace
-                // period it is dropped, which rolls its transaction back.
-                match tokio::time::timeout(grace, &mut indexing).await {
-                    Ok(r) => r,
-                    Err(_) => {
-                        tracing::warn!(grace_s = grace.as_secs(), "grace period over; abandoning the batch in hand");
-                        Ok(())
-                    }
+            leading.cancel();
+            let stepped_down = keeper.await.ok().flatten();
+            match (term, stepped_down) {
+                (Err(e), None) if is_fenced(&e) => lease.step_down(&fence, &e.to_string()),
+                // Stopped (or failed) while leading: the lease goes at once.
+                (term, None) => {
+                    lease.release(&fence).await;
+                    break term;
                 }
+                // The keeper stepped down and said why; stand by again.
+                (_, Some(_)) => {}
             }
         };
         handle.set_stopping();
@@ -123,6 +128,59 @@ pub async fn start(
         result
     });
     Ok(Running { addr, health, task })
+}
+
+/// One term as leader: indexes with the fenced store until `leading` is
+/// cancelled (shutdown or step-down), then lets the batch in hand commit or
+/// roll back within `shutdown.grace_s`.
+async fn lead(
+    settings: Settings,
+    store: Store,
+    metrics: Metrics,
+    health: Health,
+    leading: &CancellationToken,
+) -> anyhow::Result<()> {
+    let grace = settings.shutdown.grace;
+    let indexing = async {
+        let connected =
+            Indexer::connect(settings, store, metrics, health.clone(), leading.clone()).await;
+        match connected {
+            Ok(indexer) => indexer.run().await?,
+            // Stopped while waiting for the endpoint: a clean exit.
+            Err(IndexerError::Cancelled) => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok::<_, anyhow::Error>(())
+    };
+    tokio::pin!(indexing);
+    tokio::select! {
+        r = &mut indexing => r,
+        _ = leading.cancelled() => {
+            if !health.standby() {
+                health.set_stopping();
+            }
+            // The batch in hand commits or rolls back; past the grace
+            // period it is dropped, which rolls its transaction back.
+            match tokio::time::timeout(grace, &mut indexing).await {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::warn!(grace_s = grace.as_secs(), "grace period over; abandoning the batch in hand");
+                    Ok(())
+                }
+            }
+        }
+    }
+}
+
+/// Whether `e` is a write refused by the lease's fence.
+fn is_fenced(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<IndexerError>(),
+        Some(IndexerError::Store(StoreError::Fenced { .. }))
+    ) || matches!(
+        e.downcast_ref::<StoreError>(),
+        Some(StoreError::Fenced { .. })
+    )
 }
 
 /// `liqpass-indexer run`: the daemon, until SIGTERM or SIGINT.
@@ -165,30 +223,63 @@ async fn stop_on_signals(cancel: CancellationToken) {
     }
 }
 
-/// `liqpass-indexer backfill --from --to`.
+/// `liqpass-indexer backfill --from --to`. Takes the write lease for its
+/// run (refused while another replica leads: it would write alongside it).
 pub async fn backfill(settings: Settings, from: u64, to: u64) -> anyhow::Result<()> {
     let store = open_store(&settings.database).await?;
     let registry = Registry::new();
     let metrics = Metrics::new(&registry)?;
+    let health = Health::default();
+    let lease = Lease::new(
+        store.clone(),
+        settings.chain.scope(),
+        settings.ha.clone(),
+        metrics.clone(),
+        health.clone(),
+    );
+    let Some(fence) = lease.try_take().await? else {
+        let who = lease.holder().await?.map_or_else(
+            || "another replica".to_owned(),
+            |h| format!("{} (epoch {}, until {})", h.holder, h.epoch, h.expires_at),
+        );
+        anyhow::bail!(
+            "the write lease is held by {who}: an indexer is running on this database; \
+             backfill writes only as the leader, so stop it first (or wait for its lease to expire)"
+        );
+    };
     let cancel = CancellationToken::new();
     let signals = tokio::spawn(stop_on_signals(cancel.clone()));
-    let indexer = Indexer::connect(
-        settings,
-        store.clone(),
-        metrics.clone(),
-        Health::default(),
-        cancel,
-    )
-    .await?;
+    let keeper = {
+        let (lease, fence, cancel) = (lease.clone(), fence.clone(), cancel.clone());
+        tokio::spawn(async move { lease.keep(&fence, &cancel).await })
+    };
     let started = std::time::Instant::now();
-    indexer.backfill(from, to).await?;
+    let result = async {
+        let indexer = Indexer::connect(
+            settings,
+            store.fenced(fence.clone()),
+            metrics.clone(),
+            health,
+            cancel.clone(),
+        )
+        .await?;
+        indexer.backfill(from, to).await
+    }
+    .await;
+    cancel.cancel();
+    let stepped_down = keeper.await.ok().flatten();
     signals.abort();
+    lease.release(&fence).await;
+    store.close().await;
+    result?;
+    if let Some(why) = stepped_down {
+        anyhow::bail!("backfill stopped: {why}");
+    }
     let events = metrics.events_total();
     println!(
         "backfill {from}..={to}: {events} new event(s) written in {:.2} s",
         started.elapsed().as_secs_f64()
     );
-    store.close().await;
     Ok(())
 }
 
@@ -226,6 +317,14 @@ pub async fn status(settings: &ScopedSettings, as_json: bool) -> anyhow::Result<
             "lag          {}",
             lag.map_or("-".into(), |l| format!("{l} blocks"))
         );
+        let leader = st
+            .lease
+            .as_ref()
+            .map_or("none (no indexer has run)".into(), |l| {
+                let state = if l.live { "until" } else { "expired at" };
+                format!("{} (epoch {}, {state} {})", l.holder, l.epoch, l.expires_at)
+            });
+        println!("leader       {leader}");
         for (title, counts) in [
             ("orders by status", &st.orders_by_status),
             ("orders by payment_status", &st.orders_by_payment_status),

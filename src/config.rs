@@ -69,6 +69,7 @@ const KEYS: &[(&str, &[&str])] = &[
     ("http", &["listen", "max_ready_lag_blocks"]),
     ("log", &["format", "level"]),
     ("shutdown", &["grace_s"]),
+    ("ha", &["lease_ttl_ms", "renew_interval_ms", "replica_id"]),
 ];
 
 /// All settings.
@@ -80,6 +81,7 @@ pub struct Settings {
     pub http: HttpSettings,
     pub log: LogSettings,
     pub shutdown: ShutdownSettings,
+    pub ha: HaSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -170,6 +172,18 @@ pub enum LogFormat {
 #[derive(Debug, Clone)]
 pub struct ShutdownSettings {
     pub grace: Duration,
+}
+
+/// The write lease (README, "Replicas and the write lease").
+#[derive(Debug, Clone)]
+pub struct HaSettings {
+    /// How long a lease lasts without renewal: the takeover bound.
+    pub lease_ttl: Duration,
+    /// How often the leader renews it (at most a third of the TTL).
+    pub renew_interval: Duration,
+    /// This replica's name in the lease; `ha.replica_id`, or
+    /// `<hostname>:<pid>:<start ms>` when that is empty.
+    pub replica_id: String,
 }
 
 /// One bad key.

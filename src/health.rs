@@ -28,6 +28,8 @@ struct Inner {
     deep_reorgs_unacknowledged: AtomicI64,
     /// While write transactions fail: why, in words.
     db_failing: Mutex<Option<String>>,
+    /// Waiting for the write lease instead of writing.
+    standby: AtomicBool,
 }
 
 /// Why the indexer is not ready, as shown by `/readyz`.
@@ -117,6 +119,23 @@ impl Health {
             .unwrap_or_else(|e| e.into_inner()) = cause;
     }
 
+    /// A standby waits for the write lease: it is ready (it must not block
+    /// a rollout) as long as the database answers, and writes nothing.
+    pub fn set_standby(&self, standby: bool) {
+        self.inner.standby.store(standby, Ordering::Relaxed);
+    }
+    pub fn standby(&self) -> bool {
+        self.inner.standby.load(Ordering::Relaxed)
+    }
+    /// `leader` or `standby`, as `/readyz` names it.
+    pub fn role(&self) -> &'static str {
+        if self.standby() {
+            "standby"
+        } else {
+            "leader"
+        }
+    }
+
     pub fn set_deep_reorgs(&self, unacknowledged: i64) {
         self.inner
             .deep_reorgs_unacknowledged
@@ -142,6 +161,9 @@ impl Health {
         let i = &self.inner;
         if i.stopping.load(Ordering::Relaxed) {
             return Err(NotReady::Stopping);
+        }
+        if self.standby() {
+            return Ok(());
         }
         let deep = i.deep_reorgs_unacknowledged.load(Ordering::Relaxed);
         if deep > 0 {
@@ -221,6 +243,19 @@ mod tests {
         assert_eq!(reason, "database writes failing: database or disk is full");
         h.set_db_failing(None);
         assert!(matches!(h.readiness(5), Err(NotReady::Lagging { .. })));
+    }
+
+    #[test]
+    fn a_standby_is_ready_without_having_synced_until_it_stops() {
+        let h = Health::default();
+        h.set_standby(true);
+        assert_eq!(h.role(), "standby");
+        assert_eq!(h.readiness(5), Ok(()));
+        h.set_standby(false);
+        assert_eq!(h.readiness(5), Err(NotReady::RpcUnreachable));
+        h.set_standby(true);
+        h.set_stopping();
+        assert_eq!(h.readiness(5), Err(NotReady::Stopping));
     }
 
     #[test]

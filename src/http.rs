@@ -80,10 +80,14 @@ async fn not_ready(state: &AppState) -> Option<String> {
 
 async fn readyz(State(state): State<AppState>) -> Response {
     match not_ready(&state).await {
-        None => (StatusCode::OK, Json(json!({"ready": true}))).into_response(),
+        None => (
+            StatusCode::OK,
+            Json(json!({"ready": true, "role": state.health.role()})),
+        )
+            .into_response(),
         Some(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"ready": false, "reason": reason})),
+            Json(json!({"ready": false, "reason": reason, "role": state.health.role()})),
         )
             .into_response(),
     }

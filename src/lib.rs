@@ -28,6 +28,7 @@ pub mod chain;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod ha;
 pub mod health;
 pub mod http;
 pub mod indexer;

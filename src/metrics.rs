@@ -43,6 +43,8 @@ pub struct Metrics {
     pub sqlite_busy_retries: IntCounter,
     db_write_failures: IntCounterVec,
     pub stalled: IntGauge,
+    pub leader: IntGauge,
+    pub lease_epoch: IntGauge,
     verifications: IntCounterVec,
     pub disputed_payments: IntGauge,
 }
@@ -210,6 +212,14 @@ impl Metrics {
                 &["cause"],
             )?,
             stalled: gauge("stalled", "1 while the head or the indexer is stalled.")?,
+            leader: gauge(
+                "leader",
+                "1 while this replica holds the write lease (the one that writes), 0 as a standby.",
+            )?,
+            lease_epoch: gauge(
+                "lease_epoch",
+                "The epoch (fencing token) of the write lease this replica holds or last held.",
+            )?,
             verifications: counter_vec(
                 "payment_verifications_total",
                 "Final payments checked against chain.verify_rpc_urls, by outcome \

@@ -472,3 +472,128 @@ async fn the_database_runs_in_wal_mode_with_foreign_keys() {
     .expect_err("audit row for a missing order");
     assert!(err.to_string().contains("FOREIGN KEY"), "{err}");
 }
+
+/// A write that moves the checkpoint to `block`: enough to see whether a
+/// fenced transaction committed.
+struct MoveCheckpoint(liqpass_indexer::domain::Scope, u64);
+
+impl liqpass_indexer::store::TxWork for MoveCheckpoint {
+    type Output = ();
+    fn run<'t>(
+        &'t self,
+        tx: &'t mut sqlx::SqliteConnection,
+    ) -> impl std::future::Future<Output = Result<(), liqpass_indexer::store::StoreError>> + Send + 't
+    {
+        let block = liqpass_indexer::domain::BlockRef {
+            number: self.1,
+            hash: B256::repeat_byte(self.1 as u8),
+        };
+        async move { liqpass_indexer::store::sync::set_checkpoint(tx, &self.0, &block).await }
+    }
+}
+
+#[tokio::test]
+async fn the_write_lease_fences_every_transaction_of_a_replica_that_lost_it() {
+    use liqpass_indexer::store::lease;
+    use liqpass_indexer::store::StoreError;
+    let db = Db::new().await;
+    let scope = liqpass_indexer::domain::Scope {
+        chain_id: 8453,
+        contract: wallet(0xcc),
+    };
+    let ttl = Duration::from_secs(30);
+    let conn = || async { db.store.conn().await.expect("a connection") };
+    let checkpoint = || async {
+        liqpass_indexer::store::sync::checkpoint(&mut *conn().await, &scope)
+            .await
+            .expect("checkpoint")
+            .map(|c| c.number)
+    };
+
+    let a = lease::take(&mut *conn().await, &scope, "replica-a", ttl)
+        .await
+        .expect("take");
+    assert_eq!(a, Some(1), "a free lease is taken under epoch 1");
+    assert_eq!(
+        lease::take(&mut *conn().await, &scope, "replica-b", ttl)
+            .await
+            .expect("take"),
+        None,
+        "a live lease is not taken over"
+    );
+    let fence_a = lease::Fence {
+        scope,
+        holder: "replica-a".into(),
+        epoch: 1,
+    };
+    let as_a = db.store.fenced(fence_a.clone());
+    as_a.write(&MoveCheckpoint(scope, 10))
+        .await
+        .expect("the leader writes");
+    assert_eq!(checkpoint().await, Some(10));
+
+    // Time passes past the TTL (as for a paused leader): on the database's
+    // clock the lease is over, and replica A may no longer write, even
+    // before anyone takes it over.
+    sqlx::query("UPDATE indexer_lease SET expires_at = '2000-01-01T00:00:00.000Z'")
+        .execute(db.store.pool())
+        .await
+        .expect("expire the lease");
+    let refused = as_a.write(&MoveCheckpoint(scope, 11)).await;
+    assert!(
+        matches!(refused, Err(StoreError::Fenced { epoch: 1 })),
+        "an expired lease fences: {refused:?}"
+    );
+    assert_eq!(
+        checkpoint().await,
+        Some(10),
+        "nothing of the fenced transaction"
+    );
+
+    let b = lease::take(&mut *conn().await, &scope, "replica-b", ttl)
+        .await
+        .expect("take");
+    assert_eq!(b, Some(2), "a takeover bumps the epoch");
+    let fence_b = lease::Fence {
+        scope,
+        holder: "replica-b".into(),
+        epoch: 2,
+    };
+    let as_b = db.store.fenced(fence_b.clone());
+    as_b.write(&MoveCheckpoint(scope, 12))
+        .await
+        .expect("the new leader writes");
+    assert!(matches!(
+        as_a.write(&MoveCheckpoint(scope, 13)).await,
+        Err(StoreError::Fenced { epoch: 1 })
+    ));
+    assert!(
+        !lease::renew(&mut *conn().await, &fence_a, ttl)
+            .await
+            .expect("renew"),
+        "the old leader cannot renew"
+    );
+    assert!(!lease::release(&mut *conn().await, &fence_a)
+        .await
+        .expect("release"));
+    assert_eq!(checkpoint().await, Some(12), "only the new leader's writes");
+
+    // A clean release hands over at once, under the next epoch.
+    assert!(lease::release(&mut *conn().await, &fence_b)
+        .await
+        .expect("release"));
+    assert_eq!(
+        lease::take(&mut *conn().await, &scope, "replica-a", ttl)
+            .await
+            .expect("take"),
+        Some(3)
+    );
+    let held = lease::current(&mut *conn().await, &scope)
+        .await
+        .expect("read")
+        .expect("a lease");
+    assert_eq!(
+        (held.holder.as_str(), held.epoch, held.live),
+        ("replica-a", 3, true)
+    );
+}

@@ -9,8 +9,9 @@ use alloy::primitives::Address;
 use config::{Config, Value, ValueKind};
 
 use super::{
-    ChainSettings, DatabaseSettings, Endpoints, Finality, HttpSettings, LogFormat, LogSettings,
-    OverpaymentPolicy, Problem, ReconcileSettings, RpcUrl, Settings, ShutdownSettings, KEYS,
+    ChainSettings, DatabaseSettings, Endpoints, Finality, HaSettings, HttpSettings, LogFormat,
+    LogSettings, OverpaymentPolicy, Problem, ReconcileSettings, RpcUrl, Settings, ShutdownSettings,
+    KEYS,
 };
 use crate::domain::Scope;
 
@@ -287,6 +288,39 @@ impl Reader {
             })
     }
 
+    pub(super) fn ha(&mut self) -> Option<HaSettings> {
+        let ttl = self.millis("ha.lease_ttl_ms", 300, 600_000);
+        let renew = self.millis("ha.renew_interval_ms", 100, 200_000);
+        let id = self.string("ha.replica_id", true);
+        if let (Some(ttl), Some(renew)) = (ttl, renew) {
+            if renew * 3 > ttl {
+                self.bad(
+                    "ha.renew_interval_ms",
+                    format!(
+                        "{} ms is more than a third of ha.lease_ttl_ms ({} ms): a leader \
+                         must be able to miss a renewal and still step down before its \
+                         lease expires",
+                        renew.as_millis(),
+                        ttl.as_millis()
+                    ),
+                );
+            }
+        }
+        let id = id?;
+        if id.len() > 200 {
+            self.bad("ha.replica_id", "longer than 200 characters".to_owned());
+        }
+        Some(HaSettings {
+            lease_ttl: ttl?,
+            renew_interval: renew?,
+            replica_id: if id.trim().is_empty() {
+                default_replica_id()
+            } else {
+                id
+            },
+        })
+    }
+
     /// `chain.chain_id` and `chain.contract`: what the stored rows belong to.
     pub(super) fn scope(&mut self) -> Option<Scope> {
         let chain_id = self.int("chain.chain_id", 1, u64::MAX >> 1);
@@ -318,6 +352,7 @@ impl Reader {
         let http = self.http();
         let log = self.log();
         let shutdown = self.shutdown();
+        let ha = self.ha();
         Some(Settings {
             database: database?,
             chain: chain?,
@@ -325,6 +360,7 @@ impl Reader {
             http: http?,
             log: log?,
             shutdown: shutdown?,
+            ha: ha?,
         })
     }
 
@@ -461,4 +497,18 @@ pub fn parse_address(text: &str) -> Result<Address, String> {
     } else {
         text.parse().map_err(|e| format!("{text:?}: {e}"))
     }
+}
+
+/// `<hostname>:<pid>:<start ms>`: unique among replicas (a pod's hostname is
+/// its name) and across restarts of one.
+fn default_replica_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    format!("{host}:{}:{started}", std::process::id())
 }

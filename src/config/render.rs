@@ -74,6 +74,17 @@ impl Settings {
         put("log", "format", s(format.into()));
         put("log", "level", s(self.log.level.clone()));
         put("shutdown", "grace_s", int(self.shutdown.grace.as_secs()));
+        put(
+            "ha",
+            "lease_ttl_ms",
+            int(self.ha.lease_ttl.as_millis() as u64),
+        );
+        put(
+            "ha",
+            "renew_interval_ms",
+            int(self.ha.renew_interval.as_millis() as u64),
+        );
+        put("ha", "replica_id", s(self.ha.replica_id.clone()));
         let mut out = String::new();
         for (section, _) in KEYS {
             if let Some(table) = doc.get(section) {

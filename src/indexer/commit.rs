@@ -20,7 +20,7 @@ use crate::metrics::Metrics;
 use crate::reconcile::Policy;
 use crate::retry;
 use crate::store::failure::WriteFailure;
-use crate::store::{Store, TxWork};
+use crate::store::{Store, StoreError, TxWork};
 
 /// Order refs named in a batch's review line; the rows hold every one.
 const REVIEW_REFS_SHOWN: usize = 5;
@@ -223,6 +223,8 @@ pub(super) async fn commit_with_retry<W: TxWork>(
                 }
                 return Ok(out);
             }
+            // Another replica leads now: never retried, never written.
+            Err(e @ StoreError::Fenced { .. }) => return Err(Stop::Fatal(e.into())),
             Err(e) => {
                 failures += 1;
                 let cause = WriteFailure::of(&e);

@@ -8,6 +8,7 @@
 pub mod events;
 pub mod failure;
 pub mod incidents;
+pub mod lease;
 pub mod orders;
 pub mod status;
 pub mod sync;
@@ -23,8 +24,8 @@ use sqlx::{Connection, Sqlite, SqliteConnection, SqlitePool, Transaction};
 use crate::config::DatabaseSettings;
 use failure::WriteFailure;
 
-/// The migrations in `migrations/`, compiled in.
-pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+/// The migrations in `migrations/sqlite/`, compiled in.
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// A write transaction opened with `BEGIN IMMEDIATE`.
 pub type WriteTx = Transaction<'static, Sqlite>;
@@ -57,6 +58,10 @@ pub enum StoreError {
     Sql(#[from] sqlx::Error),
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
+    /// The write lease is no longer this replica's under `epoch` (another
+    /// took it over, or it expired): the transaction was rolled back.
+    #[error("fenced: the write lease is no longer held under epoch {epoch}")]
+    Fenced { epoch: i64 },
 }
 
 /// The shared database.
@@ -72,6 +77,9 @@ pub struct Store {
     busy_timeout: Duration,
     /// Commits by the writer since its last WAL checkpoint.
     commits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// When set, every [`Store::write`] first checks, in its transaction,
+    /// that this lease is still held (see `lease`).
+    fence: Option<std::sync::Arc<lease::Fence>>,
 }
 
 /// How often [`Store::write`] tries again for the write lock while another
@@ -120,7 +128,18 @@ impl Store {
             options,
             busy_timeout: settings.busy_timeout,
             commits: Default::default(),
+            fence: None,
         })
+    }
+
+    /// This store, with every [`Store::write`] fenced by `fence`: a write
+    /// transaction in which the lease is no longer held under its epoch
+    /// rolls back with [`StoreError::Fenced`].
+    pub fn fenced(&self, fence: lease::Fence) -> Self {
+        Self {
+            fence: Some(std::sync::Arc::new(fence)),
+            ..self.clone()
+        }
     }
 
     /// Applies every pending migration.
@@ -166,7 +185,8 @@ impl Store {
     }
 
     /// Runs `work` in one `BEGIN IMMEDIATE` transaction and commits it; on
-    /// error everything is rolled back. The connection is the writer's, held
+    /// error everything is rolled back. A fenced store (see
+    /// [`Store::fenced`]) checks its lease first, in the same transaction. The connection is the writer's, held
     /// by this call; while another writer holds the lock it tries again
     /// every `LOCK_POLL`, up to the busy timeout. After a failure that may
     /// have left the connection unusable (SQLite rolls back by itself on a
@@ -193,6 +213,11 @@ impl Store {
                 }
             };
             let locked = std::time::Instant::now();
+            if let Some(fence) = &self.fence {
+                if !lease::holds(&mut tx, fence).await? {
+                    return Err(StoreError::Fenced { epoch: fence.epoch });
+                }
+            }
             let out = work.run(&mut tx).await?;
             tx.commit().await?;
             Ok((out, locked.elapsed()))

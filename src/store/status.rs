@@ -4,6 +4,7 @@
 use serde::Serialize;
 use sqlx::{Row, SqliteConnection};
 
+use super::lease::{self, Holder};
 use super::sync::checkpoint;
 use super::{Store, StoreError};
 use crate::domain::{hex32, hex_address, Scope};
@@ -24,6 +25,8 @@ pub struct StoreStatus {
     /// Live events by `verification` (`unchecked` for NULL).
     pub events_by_verification: Counts,
     pub events_removed: i64,
+    /// The write lease: who leads, under which epoch, until when.
+    pub lease: Option<Holder>,
 }
 
 impl Store {
@@ -68,6 +71,7 @@ impl Store {
         .bind(&contract)
         .fetch_one(&mut *tx)
         .await?;
+        let lease = lease::current(&mut tx, scope).await?;
         tx.commit().await?;
         Ok(StoreStatus {
             chain_id: scope.chain_id,
@@ -79,6 +83,7 @@ impl Store {
             events_by_match_status: events.iter().map(|r| (r.get(0), r.get(1))).collect(),
             events_by_verification: verification.iter().map(|r| (r.get(0), r.get(1))).collect(),
             events_removed: removed,
+            lease,
         })
     }
 }

@@ -18,7 +18,8 @@ pub fn bin() -> std::path::PathBuf {
     }
 }
 
-/// Environment for the binary: the test chain, the test database, fast polling.
+/// Environment for the binary: the test chain, the test database, fast
+/// polling, a short write lease.
 pub fn env_for(chain: &Chain, db: &Db) -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
     let mut set = |k: &str, v: String| {
@@ -35,6 +36,10 @@ pub fn env_for(chain: &Chain, db: &Db) -> BTreeMap<String, String> {
     set("CHAIN__POLL_INTERVAL_MS", "20".into());
     set("HTTP__LISTEN", "127.0.0.1:0".into());
     set("LOG__LEVEL", "info,liqpass_indexer=debug".into());
+    // A daemon killed by a test leaves its lease behind: the next one
+    // waits for it to expire, so tests keep it short.
+    set("HA__LEASE_TTL_MS", "2000".into());
+    set("HA__RENEW_INTERVAL_MS", "400".into());
     env
 }
 

@@ -1,0 +1,221 @@
+//! Leadership: of the replicas started on one database, exactly one writes.
+//! It holds the write lease (`store::lease`) and renews it; the others wait
+//! as standbys, polling the lease, and take it over, under the next epoch,
+//! once it has expired on the database's clock. A leader that cannot renew
+//! steps down before its lease can expire, and every one of its write
+//! transactions checks the lease anyway (the fence), so a leader that was
+//! paused or cut off past its lease commits nothing when it comes back.
+
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::HaSettings;
+use crate::domain::Scope;
+use crate::health::Health;
+use crate::metrics::Metrics;
+use crate::store::lease::{self, Fence};
+use crate::store::{Store, StoreError};
+
+/// Takes, keeps and gives up the lease for one replica.
+#[derive(Clone)]
+pub struct Lease {
+    store: Store,
+    scope: Scope,
+    settings: HaSettings,
+    metrics: Metrics,
+    health: Health,
+}
+
+/// Why a leader stopped leading.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepDown {
+    /// The lease is no longer ours (taken over, or found expired).
+    Lost,
+    /// No renewal succeeded for this long: stepping down before the lease
+    /// can expire.
+    Unrenewed(Duration),
+}
+
+impl Lease {
+    pub fn new(
+        store: Store,
+        scope: Scope,
+        settings: HaSettings,
+        metrics: Metrics,
+        health: Health,
+    ) -> Self {
+        Self {
+            store,
+            scope,
+            settings,
+            metrics,
+            health,
+        }
+    }
+
+    /// This replica's name in the lease.
+    pub fn replica(&self) -> &str {
+        &self.settings.replica_id
+    }
+
+    /// Takes the lease if it is free; `None` when another replica holds it.
+    pub async fn try_take(&self) -> Result<Option<Fence>, StoreError> {
+        let mut conn = self.store.conn().await?;
+        let epoch = lease::take(
+            &mut conn,
+            &self.scope,
+            &self.settings.replica_id,
+            self.settings.lease_ttl,
+        )
+        .await?;
+        Ok(epoch.map(|epoch| self.leading(epoch)))
+    }
+
+    /// The lease as stored.
+    pub async fn holder(&self) -> Result<Option<lease::Holder>, StoreError> {
+        lease::current(&mut *self.store.conn().await?, &self.scope).await
+    }
+
+    fn leading(&self, epoch: i64) -> Fence {
+        self.health.set_standby(false);
+        self.metrics.leader.set(1);
+        self.metrics.lease_epoch.set(epoch);
+        tracing::info!(replica = %self.settings.replica_id, epoch, "took the write lease: leading");
+        Fence {
+            scope: self.scope,
+            holder: self.settings.replica_id.clone(),
+            epoch,
+        }
+    }
+
+    /// Waits, as a standby, until this replica holds the lease; `None` if
+    /// `cancel` fired first. Logs who holds it whenever that changes.
+    pub async fn lead(&self, cancel: &CancellationToken) -> Option<Fence> {
+        let mut seen: Option<(String, i64)> = None;
+        let mut failing = false;
+        loop {
+            match self.try_take().await {
+                Ok(Some(fence)) => return Some(fence),
+                Ok(None) => {
+                    self.stand_by();
+                    failing = false;
+                    if let Ok(Some(h)) = self.holder().await {
+                        let now = (h.holder.clone(), h.epoch);
+                        if seen.as_ref() != Some(&now) {
+                            tracing::info!(leader = %h.holder, epoch = h.epoch,
+                                expires_at = %h.expires_at, replica = %self.settings.replica_id,
+                                "standby: another replica holds the write lease");
+                            seen = Some(now);
+                        }
+                    }
+                }
+                Err(e) => {
+                    self.stand_by();
+                    if !failing {
+                        tracing::warn!(error = %e, "cannot read the write lease; trying again");
+                        failing = true;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.settings.renew_interval) => {}
+                _ = cancel.cancelled() => return None,
+            }
+        }
+    }
+
+    fn stand_by(&self) {
+        self.health.set_standby(true);
+        self.metrics.leader.set(0);
+    }
+
+    /// Renews `fence` every `ha.renew_interval` until `leading` is
+    /// cancelled (returns `None`), or until this replica must step down:
+    /// then it cancels `leading`, stands by and says why. The step-down
+    /// comes at `ha.lease_ttl` minus one renew interval after the last
+    /// renewal that succeeded (timed from when it was sent), so before the
+    /// lease can expire on the database's clock.
+    pub async fn keep(&self, fence: &Fence, leading: &CancellationToken) -> Option<StepDown> {
+        let ttl = self.settings.lease_ttl;
+        let every = self.settings.renew_interval;
+        let mut renewed = Instant::now();
+        let mut failing = false;
+        let why = loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = leading.cancelled() => return None,
+            }
+            let deadline = renewed + ttl - every;
+            let sent = Instant::now();
+            if sent >= deadline {
+                break StepDown::Unrenewed(sent - renewed);
+            }
+            let attempt = async {
+                let mut conn = self.store.conn().await?;
+                lease::renew(&mut conn, fence, ttl).await
+            };
+            match tokio::time::timeout(deadline - sent, attempt).await {
+                Ok(Ok(true)) => {
+                    renewed = sent;
+                    if failing {
+                        tracing::info!(epoch = fence.epoch, "write lease renewed again");
+                        failing = false;
+                    }
+                }
+                Ok(Ok(false)) => break StepDown::Lost,
+                Ok(Err(e)) => {
+                    if !failing {
+                        tracing::warn!(error = %e, epoch = fence.epoch,
+                            "cannot renew the write lease; stepping down if it lasts");
+                        failing = true;
+                    }
+                }
+                Err(_) => break StepDown::Unrenewed(renewed.elapsed()),
+            }
+        };
+        self.step_down(fence, &why.to_string());
+        leading.cancel();
+        Some(why)
+    }
+
+    /// Stops leading under `fence`: stands by, logs why.
+    pub fn step_down(&self, fence: &Fence, why: &str) {
+        self.stand_by();
+        tracing::warn!(epoch = fence.epoch, replica = %self.settings.replica_id, why,
+            "stepping down: no longer writing under this epoch");
+    }
+
+    /// Gives the lease up (clean shutdown), so a standby takes over at its
+    /// next poll instead of after the TTL.
+    pub async fn release(&self, fence: &Fence) {
+        let released = async {
+            let mut conn = self.store.conn().await?;
+            lease::release(&mut conn, fence).await
+        };
+        match tokio::time::timeout(Duration::from_secs(5), released).await {
+            Ok(Ok(true)) => {
+                tracing::info!(epoch = fence.epoch, "released the write lease");
+            }
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "could not release the write lease; it expires by itself")
+            }
+            Err(_) => tracing::warn!("releasing the write lease timed out; it expires by itself"),
+        }
+        self.metrics.leader.set(0);
+    }
+}
+
+impl std::fmt::Display for StepDown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Lost => f.write_str("the lease was taken over or has expired"),
+            Self::Unrenewed(d) => write!(
+                f,
+                "the lease could not be renewed for {:.1} s",
+                d.as_secs_f64()
+            ),
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! `indexer_lease`: which replica writes, under which epoch, until when (the
+//! database's clock). Taking the lease over bumps the epoch; every write
+//! transaction of the indexer re-checks it ([`holds`], through
+//! [`super::Store::write`]), so a replica that lost it writes nothing more.
+//! It decides nothing: when to take, renew or give up the lease is
+//! `crate::ha`'s.
+
+use std::time::Duration;
+
+use sqlx::{Row, SqliteConnection};
+
+use super::{StoreError, NOW};
+use crate::domain::{hex_address, Scope};
+
+/// Who may write: a replica and the epoch it holds the lease under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub scope: Scope,
+    pub holder: String,
+    pub epoch: i64,
+}
+
+/// The lease as stored, for standbys' logs and `status`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Holder {
+    pub holder: String,
+    pub epoch: i64,
+    pub expires_at: String,
+    /// Whether `expires_at` is still ahead of the database's clock.
+    pub live: bool,
+}
+
+/// `now` plus `ttl`, on the database's clock, as the schema's ISO text.
+fn now_plus(ttl: Duration) -> String {
+    format!(
+        "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+{}.{:03} seconds')",
+        ttl.as_secs(),
+        ttl.subsec_millis()
+    )
+}
+
+/// Takes the lease for `holder` when nobody holds it or it has expired,
+/// under the next epoch; returns that epoch, or `None` when another live
+/// holder has it.
+pub async fn take(
+    conn: &mut SqliteConnection,
+    scope: &Scope,
+    holder: &str,
+    ttl: Duration,
+) -> Result<Option<i64>, StoreError> {
+    let row = sqlx::query(&format!(
+        "INSERT INTO indexer_lease
+           (chain_id, contract_address, holder, epoch, acquired_at, renewed_at, expires_at)
+         VALUES (?1, ?2, ?3, 1, {NOW}, {NOW}, {until})
+         ON CONFLICT (chain_id, contract_address) DO UPDATE SET
+           holder = excluded.holder, epoch = indexer_lease.epoch + 1,
+           acquired_at = excluded.acquired_at, renewed_at = excluded.renewed_at,
+           expires_at = excluded.expires_at
+         WHERE indexer_lease.expires_at <= excluded.acquired_at
+         RETURNING epoch",
+        until = now_plus(ttl)
+    ))
+    .bind(scope.chain_id as i64)
+    .bind(hex_address(&scope.contract))
+    .bind(holder)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// Extends the lease by `ttl` from now if `fence` still holds it, unexpired;
+/// false when it does not (taken over, or expired).
+pub async fn renew(
+    conn: &mut SqliteConnection,
+    fence: &Fence,
+    ttl: Duration,
+) -> Result<bool, StoreError> {
+    let set = format!("renewed_at = {NOW}, expires_at = {}", now_plus(ttl));
+    update_if_held(conn, fence, &set).await
+}
+
+/// Whether `fence` still holds the lease, unexpired. Inside a write
+/// transaction this is the fence: an `UPDATE` (of nothing), so that on a
+/// backend with row locks a takeover waits for this transaction to end.
+pub async fn holds(conn: &mut SqliteConnection, fence: &Fence) -> Result<bool, StoreError> {
+    update_if_held(conn, fence, "epoch = epoch").await
+}
+
+/// Gives the lease up at once (a clean shutdown), so a standby need not
+/// wait for it to expire. False if `fence` no longer held it.
+pub async fn release(conn: &mut SqliteConnection, fence: &Fence) -> Result<bool, StoreError> {
+    update_if_held(conn, fence, &format!("expires_at = {NOW}")).await
+}
+
+/// `UPDATE indexer_lease SET {set}` on the lease row if `fence` holds it,
+/// unexpired; whether it did.
+async fn update_if_held(
+    conn: &mut SqliteConnection,
+    fence: &Fence,
+    set: &str,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(&format!(
+        "UPDATE indexer_lease SET {set}
+         WHERE chain_id = ? AND contract_address = ? AND holder = ? AND epoch = ?
+           AND expires_at > {NOW}"
+    ))
+    .bind(fence.scope.chain_id as i64)
+    .bind(hex_address(&fence.scope.contract))
+    .bind(&fence.holder)
+    .bind(fence.epoch)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The stored lease, if any.
+pub async fn current(
+    conn: &mut SqliteConnection,
+    scope: &Scope,
+) -> Result<Option<Holder>, StoreError> {
+    let row = sqlx::query(&format!(
+        "SELECT holder, epoch, expires_at, expires_at > {NOW} FROM indexer_lease
+         WHERE chain_id = ? AND contract_address = ?"
+    ))
+    .bind(scope.chain_id as i64)
+    .bind(hex_address(&scope.contract))
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.map(|r| Holder {
+        holder: r.get(0),
+        epoch: r.get(1),
+        expires_at: r.get(2),
+        live: r.get(3),
+    }))
+}

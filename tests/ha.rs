@@ -1,0 +1,241 @@
+//! Replicas on one database: exactly one writes (the lease's holder), the
+//! others stand by, ready, and take over; a leader paused past its lease
+//! writes nothing when it resumes; a leader killed mid-backfill is replaced
+//! and the result equals one clean run.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::chain::{order_ref, Chain};
+use support::daemon::{env_for, Daemon};
+use support::db::Db;
+use support::{caught_up, http_get, metric, wait_for};
+
+const PREMIUM: u64 = 5_000_000;
+
+async fn base(d: &Daemon) -> String {
+    format!("http://{}", d.http_addr().await)
+}
+
+/// The lease's epoch and holder, as stored.
+async fn lease(db: &Db) -> (i64, String) {
+    let row: (i64, String) = sqlx::query_as("SELECT epoch, holder FROM indexer_lease")
+        .fetch_one(db.store.pool())
+        .await
+        .expect("a lease row");
+    row
+}
+
+#[tokio::test]
+async fn a_second_run_on_one_database_stands_by_ready_and_takes_over_when_the_first_stops() {
+    let chain = Chain::start().await;
+    let db = Db::new().await;
+    db.insert_orders(&chain.buyers, 100, 4, PREMIUM as i64)
+        .await;
+    let env = env_for(&chain, &db);
+    let mut first = Daemon::spawn(&env);
+    first.logged("took the write lease", 1).await;
+    chain.pay(chain.buyers[0], order_ref(100), PREMIUM).await;
+    chain.mine(3).await;
+    db.wait_payment_status("ord_000", "paid").await;
+
+    let second = Daemon::spawn(&env);
+    second
+        .logged("standby: another replica holds the write lease", 1)
+        .await;
+    let (first_url, second_url) = (base(&first).await, base(&second).await);
+    let (status, body) = http_get(&format!("{second_url}/readyz")).await;
+    assert_eq!(status, 200, "a standby is ready: {body}");
+    assert!(body.contains(r#""role":"standby""#), "{body}");
+    assert_eq!(
+        metric(&second_url, "liqpass_indexer_leader").await,
+        Some(0.0)
+    );
+    assert_eq!(
+        metric(&first_url, "liqpass_indexer_leader").await,
+        Some(1.0)
+    );
+    assert!(http_get(&format!("{first_url}/readyz"))
+        .await
+        .1
+        .contains(r#""role":"leader""#));
+
+    // `status` names the leader; `backfill` refuses to write alongside it.
+    let status = support::daemon::command(&env, &["status"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{text}");
+    assert!(
+        text.contains("leader") && text.contains("(epoch 1, until"),
+        "{text}"
+    );
+    let backfill = support::daemon::command(&env, &["backfill", "--from", "0", "--to", "5"]);
+    let err = String::from_utf8_lossy(&backfill.stderr);
+    assert_eq!(backfill.status.code(), Some(1), "{err}");
+    assert!(err.contains("the write lease is held by"), "{err}");
+
+    // The leader alone writes what comes while both run.
+    chain.pay(chain.buyers[1], order_ref(101), PREMIUM).await;
+    chain.mine(3).await;
+    db.wait_payment_status("ord_001", "paid").await;
+    caught_up(&chain, &db).await;
+    assert!(!second.logs().contains("took the write lease"));
+    assert!(
+        !second.logs().contains("batch committed"),
+        "the standby wrote:\n{}",
+        second.logs()
+    );
+
+    // A clean stop hands the lease over at once, under the next epoch.
+    first.signal("TERM");
+    assert!(first.wait_exit(Duration::from_secs(30)).await.success());
+    assert!(first.logs().contains("released the write lease"));
+    second.logged("took the write lease", 1).await;
+    assert_eq!(lease(&db).await.0, 2);
+    assert_eq!(
+        metric(&second_url, "liqpass_indexer_lease_epoch").await,
+        Some(2.0)
+    );
+    chain.pay(chain.buyers[2], order_ref(102), PREMIUM).await;
+    chain.mine(3).await;
+    db.wait_payment_status("ord_002", "paid").await;
+    assert_eq!(db.events().await.len(), 3, "every payment once");
+}
+
+#[tokio::test]
+async fn a_leader_paused_past_its_lease_writes_nothing_when_it_resumes() {
+    let chain = Chain::start().await;
+    let db = Db::new().await;
+    db.insert_orders(&chain.buyers, 200, 4, PREMIUM as i64)
+        .await;
+    let env = env_for(&chain, &db);
+    let old = Daemon::spawn(&env);
+    old.logged("took the write lease", 1).await;
+    let standby = Daemon::spawn(&env);
+    standby
+        .logged("standby: another replica holds the write lease", 1)
+        .await;
+
+    old.signal("STOP");
+    let paused = Instant::now();
+    standby.logged("took the write lease", 1).await;
+    let took_over = paused.elapsed();
+    println!(
+        "standby took over {:.2} s after the leader paused",
+        took_over.as_secs_f64()
+    );
+    chain.pay(chain.buyers[0], order_ref(200), PREMIUM).await;
+    chain.mine(3).await;
+    db.wait_payment_status("ord_000", "paid").await;
+
+    let before = old.logs().lines().count();
+    old.signal("CONT");
+    old.logged("stepping down", 1).await;
+    // It stands by again, behind the new leader, and never commits.
+    old.logged("standby: another replica holds the write lease", 1)
+        .await;
+    chain.pay(chain.buyers[1], order_ref(201), PREMIUM).await;
+    chain.mine(3).await;
+    db.wait_payment_status("ord_001", "paid").await;
+    caught_up(&chain, &db).await;
+    let after: Vec<String> = old.logs().lines().skip(before).map(str::to_owned).collect();
+    let after = after.join("\n");
+    assert!(
+        !after.contains("batch committed"),
+        "the old leader committed:\n{after}"
+    );
+    assert!(
+        after.contains("epoch=1"),
+        "the step-down names its epoch:\n{after}"
+    );
+    assert_eq!(lease(&db).await.0, 2);
+    assert_eq!(db.events().await.len(), 2);
+    assert_eq!(
+        db.audit().await.len(),
+        4,
+        "payment_seen + payment_final per order, once"
+    );
+}
+
+#[tokio::test]
+async fn a_leader_killed_mid_backfill_is_replaced_and_the_database_equals_one_clean_run() {
+    const PAYMENTS: u64 = 300;
+    let chain = Chain::start().await;
+    for i in 0..PAYMENTS / 10 {
+        chain
+            .emit_many(chain.buyers[0], order_ref(5_000 + i * 10), 10, PREMIUM)
+            .await;
+    }
+    chain.mine(3).await;
+    let buyer = [chain.buyers[0]];
+    let db = Db::new().await;
+    db.insert_orders(&buyer, 5_000, PAYMENTS, PREMIUM as i64)
+        .await;
+    // Small write transactions, so that the kill lands mid-catch-up.
+    let env = support::daemon::with(
+        &env_for(&chain, &db),
+        &[
+            ("LIQPASS__CHAIN__MAX_BLOCK_RANGE", "1".into()),
+            ("LIQPASS__DATABASE__WRITE_GAP_MS", "50".into()),
+        ],
+    );
+    let leader = Daemon::spawn(&env);
+    leader.logged("took the write lease", 1).await;
+    let standby = Daemon::spawn(&env);
+    standby
+        .logged("standby: another replica holds the write lease", 1)
+        .await;
+    wait_for(
+        "the leader to commit some events",
+        Duration::from_secs(60),
+        || async { (db.count("SELECT COUNT(*) FROM contract_events").await >= 20).then_some(()) },
+    )
+    .await;
+    let written = db.count("SELECT COUNT(*) FROM contract_events").await;
+    leader.kill9();
+    let killed = Instant::now();
+    standby.logged("took the write lease", 1).await;
+    println!(
+        "killed with {written} of {PAYMENTS} events written; standby took over after {:.2} s",
+        killed.elapsed().as_secs_f64()
+    );
+    assert!(
+        written < PAYMENTS as i64,
+        "the kill landed after the backfill"
+    );
+    caught_up(&chain, &db).await;
+    wait_for("every order paid", Duration::from_secs(60), || async {
+        (db.count("SELECT COUNT(*) FROM orders WHERE payment_status = 'paid'")
+            .await
+            == PAYMENTS as i64)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(lease(&db).await.0, 2);
+
+    let clean = Db::new().await;
+    clean
+        .insert_orders(&buyer, 5_000, PAYMENTS, PREMIUM as i64)
+        .await;
+    let _reference = Daemon::spawn(&env_for(&chain, &clean));
+    caught_up(&chain, &clean).await;
+    wait_for(
+        "every order paid (reference)",
+        Duration::from_secs(60),
+        || async {
+            (clean
+                .count("SELECT COUNT(*) FROM orders WHERE payment_status = 'paid'")
+                .await
+                == PAYMENTS as i64)
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        db.events().await,
+        clean.events().await,
+        "same events, none lost or doubled"
+    );
+    assert_eq!(db.orders().await, clean.orders().await, "same order states");
+    assert_eq!(db.audit().await, clean.audit().await, "same audit rows");
+}
