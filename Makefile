@@ -2,15 +2,16 @@
 CARGO ?= cargo
 ANVIL := tests/chain/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 
-.PHONY: demo test anvil lint bench check-deploy clean-demo
+.PHONY: demo test anvil postgres lint bench check-deploy clean-demo
 
 ## make demo: anvil devnet, deploy, orders, payments, watch them reconcile.
 demo: anvil
 	$(CARGO) build --quiet --bin liqpass-indexer
 	$(CARGO) run --quiet --example demo
 
-## make test: the whole suite against a real anvil (installed from npm).
-test: anvil
+## make test: the whole suite against a real anvil (installed from npm) and a
+## throwaway PostgreSQL cluster (Debian's package, installed when missing).
+test: anvil postgres
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test --lib --bins --tests
@@ -19,6 +20,10 @@ test: anvil
 anvil: $(ANVIL)
 $(ANVIL): tests/chain/package.json tests/chain/package-lock.json
 	bash tests/chain/install.sh
+
+## make postgres: PostgreSQL's server binaries for the tests' own cluster.
+postgres:
+	bash tests/pg/install.sh >/dev/null
 
 lint:
 	$(CARGO) fmt --check

@@ -149,8 +149,14 @@ async fn the_verification_migration_goes_down_and_up_keeping_events_but_not_thei
         .await
     };
     assert_eq!(columns().await, 3);
-    let reverted = db.store.revert_last().await.expect("down");
-    assert_eq!(reverted, Some(4));
+    // Down to 0003: every migration after 0004 first, then 0004 itself.
+    loop {
+        let reverted = db.store.revert_last().await.expect("down");
+        if reverted == Some(4) {
+            break;
+        }
+        assert!(reverted > Some(4), "0004 was reverted before {reverted:?}");
+    }
     assert_eq!(columns().await, 0);
     assert_eq!(db.count("SELECT COUNT(*) FROM contract_events").await, 1);
     db.store.migrate().await.expect("up");

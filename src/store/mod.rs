@@ -10,6 +10,7 @@ pub mod failure;
 pub mod incidents;
 pub mod lease;
 pub mod orders;
+pub mod postgres;
 pub mod status;
 pub mod sync;
 pub mod verify;

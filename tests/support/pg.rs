@@ -1,0 +1,186 @@
+//! A throwaway PostgreSQL cluster: `initdb` into a temporary directory and
+//! `pg_ctl start` on a Unix socket there (no TCP port, so nothing can clash
+//! with a server this suite did not start), once per test binary, one
+//! database per test. Run as the `postgres` user when the tests run as root
+//! (`initdb` refuses root). A watchdog stops the cluster and removes its
+//! directory when the test binary exits. The binaries come from
+//! `tests/pg/install.sh` (Debian's `postgresql` package).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+use sqlx::{Connection, PgConnection};
+
+/// The socket port (part of the socket's file name only).
+const PORT: u16 = 5432;
+
+pub struct Cluster {
+    dir: PathBuf,
+}
+
+static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+static DATABASES: AtomicUsize = AtomicUsize::new(0);
+
+/// The test binary's cluster, started on first use.
+pub fn cluster() -> &'static Cluster {
+    CLUSTER.get_or_init(Cluster::start)
+}
+
+/// Whether this process runs as root (`/proc/self` belongs to its user).
+fn as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// `program args…`, as the `postgres` user when we are root.
+fn server_command(program: &Path, args: &[&str]) -> Command {
+    if as_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program).args(args);
+        c
+    } else {
+        let mut c = Command::new(program);
+        c.args(args);
+        c
+    }
+}
+
+fn run(what: &str, mut cmd: Command) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pg/install.sh");
+        let out = Command::new("bash")
+            .arg(script)
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run tests/pg/install.sh");
+        assert!(
+            out.status.success(),
+            "PostgreSQL is needed for these tests and could not be installed: \
+             run `sudo apt-get install -y postgresql` (or `bash tests/pg/install.sh`)"
+        );
+        let bin = PathBuf::from(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .last()
+                .expect("install.sh prints the bin directory")
+                .trim(),
+        );
+        // /tmp, not a tempdir under the build tree: the postgres user must
+        // be able to enter it.
+        let dir = PathBuf::from(format!(
+            "/tmp/liqpass-pg-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        ));
+        std::fs::create_dir_all(&dir).expect("create the cluster directory");
+        if as_root() {
+            run("chown", {
+                let mut c = Command::new("chown");
+                c.args(["postgres:postgres"]).arg(&dir);
+                c
+            });
+        }
+        let data = dir.join("data");
+        let (data_s, dir_s) = (data.to_str().expect("utf-8"), dir.to_str().expect("utf-8"));
+        run(
+            "initdb",
+            server_command(
+                &bin.join("initdb"),
+                &[
+                    "-D",
+                    data_s,
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "--no-sync",
+                    "-E",
+                    "UTF8",
+                ],
+            ),
+        );
+        let options = format!(
+            "-c listen_addresses='' -k {dir_s} -p {PORT} -c fsync=off \
+             -c synchronous_commit=off -c max_connections=300"
+        );
+        let log = dir.join("server.log");
+        run(
+            "pg_ctl start",
+            server_command(
+                &bin.join("pg_ctl"),
+                &[
+                    "-D",
+                    data_s,
+                    "-l",
+                    log.to_str().expect("utf-8"),
+                    "-w",
+                    "-o",
+                    &options,
+                    "start",
+                ],
+            ),
+        );
+        // Stops the cluster once this test binary is gone, however it ends.
+        let stop = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
+             {runas} {pg_ctl} -D {data_s} stop -m immediate >/dev/null 2>&1; rm -rf {dir_s}",
+            pid = std::process::id(),
+            runas = if as_root() {
+                "runuser -u postgres --"
+            } else {
+                ""
+            },
+            pg_ctl = bin.join("pg_ctl").display(),
+        );
+        use std::os::unix::process::CommandExt;
+        // Never waited for: it outlives this process by design (init reaps it).
+        #[allow(clippy::zombie_processes)]
+        Command::new("sh")
+            .args(["-c", &stop])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("start the cluster's watchdog");
+        Cluster { dir }
+    }
+
+    /// The URL of database `name` on this cluster.
+    pub fn url(&self, name: &str) -> String {
+        format!(
+            "postgres://postgres@localhost:{PORT}/{name}?host={}",
+            self.dir.display()
+        )
+    }
+
+    /// A new, empty database for one test; its URL.
+    pub async fn database(&self) -> String {
+        let name = format!("t{}", DATABASES.fetch_add(1, Ordering::Relaxed));
+        let mut admin = PgConnection::connect(&self.url("postgres"))
+            .await
+            .expect("connect to the test cluster");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .expect("create a test database");
+        admin.close().await.expect("close");
+        self.url(&name)
+    }
+}
