@@ -86,11 +86,12 @@ pub async fn start(
                 break Ok(());
             };
             let leading = cancel.child_token();
+            let fenced = lease.fenced(&fence);
             let keeper = {
                 let (lease, fence, leading) = (lease.clone(), fence.clone(), leading.clone());
-                tokio::spawn(async move { lease.keep(&fence, &leading).await })
+                let writes = fenced.clone();
+                tokio::spawn(async move { lease.keep(&fence, &writes, &leading).await })
             };
-            let fenced = store.fenced(fence.clone());
             let term = lead(
                 settings.clone(),
                 fenced,
@@ -249,20 +250,16 @@ pub async fn backfill(settings: Settings, from: u64, to: u64) -> anyhow::Result<
     };
     let cancel = CancellationToken::new();
     let signals = tokio::spawn(stop_on_signals(cancel.clone()));
+    let fenced = lease.fenced(&fence);
     let keeper = {
         let (lease, fence, cancel) = (lease.clone(), fence.clone(), cancel.clone());
-        tokio::spawn(async move { lease.keep(&fence, &cancel).await })
+        let writes = fenced.clone();
+        tokio::spawn(async move { lease.keep(&fence, &writes, &cancel).await })
     };
     let started = std::time::Instant::now();
     let result = async {
-        let indexer = Indexer::connect(
-            settings,
-            store.fenced(fence.clone()),
-            metrics.clone(),
-            health,
-            cancel.clone(),
-        )
-        .await?;
+        let indexer =
+            Indexer::connect(settings, fenced, metrics.clone(), health, cancel.clone()).await?;
         indexer.backfill(from, to).await
     }
     .await;

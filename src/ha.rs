@@ -59,6 +59,11 @@ impl Lease {
         &self.settings.replica_id
     }
 
+    /// `store`, fenced by `fence`: every write checks and renews the lease.
+    pub fn fenced(&self, fence: &Fence) -> Store {
+        self.store.fenced(fence.clone(), self.settings.lease_ttl)
+    }
+
     /// Takes the lease if it is free; `None` when another replica holds it.
     pub async fn try_take(&self) -> Result<Option<Fence>, StoreError> {
         let mut conn = self.store.conn().await?;
@@ -134,9 +139,17 @@ impl Lease {
     /// cancelled (returns `None`), or until this replica must step down:
     /// then it cancels `leading`, stands by and says why. The step-down
     /// comes at `ha.lease_ttl` minus one renew interval after the last
-    /// renewal that succeeded (timed from when it was sent), so before the
-    /// lease can expire on the database's clock.
-    pub async fn keep(&self, fence: &Fence, leading: &CancellationToken) -> Option<StepDown> {
+    /// renewal that succeeded (timed from when it was sent; a commit of
+    /// `writes`, the fenced store, renews too: see `Store::write`), so
+    /// before the lease can expire on the database's clock. So a renewal
+    /// held up behind a long write transaction is no reason to step down
+    /// while commits go on.
+    pub async fn keep(
+        &self,
+        fence: &Fence,
+        writes: &Store,
+        leading: &CancellationToken,
+    ) -> Option<StepDown> {
         let ttl = self.settings.lease_ttl;
         let every = self.settings.renew_interval;
         let mut renewed = Instant::now();
@@ -145,6 +158,9 @@ impl Lease {
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
                 _ = leading.cancelled() => return None,
+            }
+            if let Some(by_commit) = writes.renewed_by_commit() {
+                renewed = renewed.max(by_commit);
             }
             let deadline = renewed + ttl - every;
             let sent = Instant::now();

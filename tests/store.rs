@@ -532,7 +532,7 @@ async fn the_write_lease_fences_every_transaction_of_a_replica_that_lost_it() {
         holder: "replica-a".into(),
         epoch: 1,
     };
-    let as_a = db.store.fenced(fence_a.clone());
+    let as_a = db.store.fenced(fence_a.clone(), ttl);
     as_a.write(&MoveCheckpoint(scope, 10))
         .await
         .expect("the leader writes");
@@ -565,7 +565,7 @@ async fn the_write_lease_fences_every_transaction_of_a_replica_that_lost_it() {
         holder: "replica-b".into(),
         epoch: 2,
     };
-    let as_b = db.store.fenced(fence_b.clone());
+    let as_b = db.store.fenced(fence_b.clone(), ttl);
     as_b.write(&MoveCheckpoint(scope, 12))
         .await
         .expect("the new leader writes");

@@ -1,6 +1,6 @@
 //! `indexer_lease`: which replica writes, under which epoch, until when (the
 //! database's clock). Taking the lease over bumps the epoch; every write
-//! transaction of the indexer re-checks it ([`holds`], through
+//! transaction of the indexer re-checks (and renews) it ([`renew`], through
 //! [`super::Store::write`]), so a replica that lost it writes nothing more.
 //! It decides nothing: when to take, renew or give up the lease is
 //! `crate::ha`'s.
@@ -69,7 +69,10 @@ pub async fn take(
 }
 
 /// Extends the lease by `ttl` from now if `fence` still holds it, unexpired;
-/// false when it does not (taken over, or expired).
+/// false when it does not (taken over, or expired). Inside a write
+/// transaction this is the fence, and every commit renews the lease: an
+/// `UPDATE`, so that on a backend with row locks a takeover waits for the
+/// transaction to end.
 pub async fn renew(
     conn: &mut SqliteConnection,
     fence: &Fence,
@@ -77,13 +80,6 @@ pub async fn renew(
 ) -> Result<bool, StoreError> {
     let set = format!("renewed_at = {NOW}, expires_at = {}", now_plus(ttl));
     update_if_held(conn, fence, &set).await
-}
-
-/// Whether `fence` still holds the lease, unexpired. Inside a write
-/// transaction this is the fence: an `UPDATE` (of nothing), so that on a
-/// backend with row locks a takeover waits for this transaction to end.
-pub async fn holds(conn: &mut SqliteConnection, fence: &Fence) -> Result<bool, StoreError> {
-    update_if_held(conn, fence, "epoch = epoch").await
 }
 
 /// Gives the lease up at once (a clean shutdown), so a standby need not

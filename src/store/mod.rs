@@ -79,8 +79,18 @@ pub struct Store {
     /// Commits by the writer since its last WAL checkpoint.
     commits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// When set, every [`Store::write`] first checks, in its transaction,
-    /// that this lease is still held (see `lease`).
-    fence: Option<std::sync::Arc<lease::Fence>>,
+    /// that this lease is still held, and renews it (see `lease`).
+    fence: Option<std::sync::Arc<Fenced>>,
+}
+
+/// The lease a fenced store writes under, and when a commit last renewed it.
+#[derive(Debug)]
+struct Fenced {
+    fence: lease::Fence,
+    ttl: Duration,
+    /// When the last committed transaction began (its renewal is at least
+    /// that recent).
+    renewed: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 /// How often [`Store::write`] tries again for the write lock while another
@@ -135,12 +145,24 @@ impl Store {
 
     /// This store, with every [`Store::write`] fenced by `fence`: a write
     /// transaction in which the lease is no longer held under its epoch
-    /// rolls back with [`StoreError::Fenced`].
-    pub fn fenced(&self, fence: lease::Fence) -> Self {
+    /// rolls back with [`StoreError::Fenced`]; one that commits has renewed
+    /// the lease for `ttl`.
+    pub fn fenced(&self, fence: lease::Fence, ttl: Duration) -> Self {
         Self {
-            fence: Some(std::sync::Arc::new(fence)),
+            fence: Some(std::sync::Arc::new(Fenced {
+                fence,
+                ttl,
+                renewed: Default::default(),
+            })),
             ..self.clone()
         }
+    }
+
+    /// When the last committed write of this fenced store began: its lease
+    /// was renewed then, at the latest. `None` before the first.
+    pub fn renewed_by_commit(&self) -> Option<std::time::Instant> {
+        let fenced = self.fence.as_ref()?;
+        *fenced.renewed.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Applies every pending migration.
@@ -187,7 +209,8 @@ impl Store {
 
     /// Runs `work` in one `BEGIN IMMEDIATE` transaction and commits it; on
     /// error everything is rolled back. A fenced store (see
-    /// [`Store::fenced`]) checks its lease first, in the same transaction. The connection is the writer's, held
+    /// [`Store::fenced`]) checks and renews its lease first, in the same
+    /// transaction. The connection is the writer's, held
     /// by this call; while another writer holds the lock it tries again
     /// every `LOCK_POLL`, up to the busy timeout. After a failure that may
     /// have left the connection unusable (SQLite rolls back by itself on a
@@ -214,13 +237,18 @@ impl Store {
                 }
             };
             let locked = std::time::Instant::now();
-            if let Some(fence) = &self.fence {
-                if !lease::holds(&mut tx, fence).await? {
-                    return Err(StoreError::Fenced { epoch: fence.epoch });
+            if let Some(f) = &self.fence {
+                if !lease::renew(&mut tx, &f.fence, f.ttl).await? {
+                    return Err(StoreError::Fenced {
+                        epoch: f.fence.epoch,
+                    });
                 }
             }
             let out = work.run(&mut tx).await?;
             tx.commit().await?;
+            if let Some(f) = &self.fence {
+                *f.renewed.lock().unwrap_or_else(|e| e.into_inner()) = Some(locked);
+            }
             Ok((out, locked.elapsed()))
         }
         .await;
