@@ -34,7 +34,7 @@ use crate::config::ChainSettings;
 use crate::domain::Scope;
 use crate::metrics::Metrics;
 use crate::store::verify::{self, Unverified, Verification};
-use crate::store::{orders, StoreError};
+use crate::store::{orders, StoreError, Tx};
 use ask::Endpoint;
 use compare::{combine, Outcome, Verdict};
 
@@ -133,16 +133,13 @@ impl crate::store::TxWork for Record<'_> {
     type Output = Recorded;
     fn run<'t>(
         &'t self,
-        tx: &'t mut sqlx::SqliteConnection,
+        tx: &'t mut Tx,
     ) -> impl std::future::Future<Output = Result<Recorded, StoreError>> + Send + 't {
         record_round(tx, self)
     }
 }
 
-async fn record_round(
-    tx: &mut sqlx::SqliteConnection,
-    work: &Record<'_>,
-) -> Result<Recorded, StoreError> {
+async fn record_round(tx: &mut Tx, work: &Record<'_>) -> Result<Recorded, StoreError> {
     let disputed = verify::record(tx, work.outcomes).await?;
     let promoted = orders::promote_final(tx, work.scope, work.final_block, true).await?;
     let open_disputes = verify::disputed_count(tx, work.scope).await?;

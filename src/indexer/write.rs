@@ -6,14 +6,13 @@
 use std::collections::{HashMap, HashSet};
 
 use alloy::primitives::B256;
-use sqlx::SqliteConnection;
 
 use super::fetch::Batch;
 use crate::domain::{BlockRef, EventVersion, MatchStatus, Order, Scope};
 use crate::reconcile::{reconcile, Decision, Policy};
 use crate::store::events::{self, NewEvent};
 use crate::store::orders::{self, Paying, Reason, Seen};
-use crate::store::{incidents, sync, StoreError, TxWork};
+use crate::store::{incidents, sync, StoreError, Tx, TxWork};
 
 /// Late matches attempted per transaction, at most: bounded work.
 pub const LATE_MATCH_LIMIT: u32 = 256;
@@ -42,7 +41,7 @@ impl TxWork for WriteBatch<'_> {
     }
     fn run<'t>(
         &'t self,
-        tx: &'t mut SqliteConnection,
+        tx: &'t mut Tx,
     ) -> impl std::future::Future<Output = Result<Written, StoreError>> + Send + 't {
         write_batch(tx, self)
     }
@@ -59,7 +58,7 @@ impl TxWork for RollBack<'_> {
     type Output = RolledBack;
     fn run<'t>(
         &'t self,
-        tx: &'t mut SqliteConnection,
+        tx: &'t mut Tx,
     ) -> impl std::future::Future<Output = Result<RolledBack, StoreError>> + Send + 't {
         roll_back(tx, self.scope, &self.ancestor, self.old_checkpoint)
     }
@@ -95,10 +94,7 @@ impl Written {
 }
 
 /// Writes `work.batch` and advances the checkpoint, inside `tx`.
-pub async fn write_batch(
-    tx: &mut SqliteConnection,
-    work: &WriteBatch<'_>,
-) -> Result<Written, StoreError> {
+pub async fn write_batch(tx: &mut Tx, work: &WriteBatch<'_>) -> Result<Written, StoreError> {
     let WriteBatch {
         scope,
         policy,
@@ -190,7 +186,7 @@ pub async fn write_batch(
 
 /// Matches stored `unknown_order` events whose order has since been inserted.
 async fn late_match(
-    tx: &mut SqliteConnection,
+    tx: &mut Tx,
     scope: &Scope,
     policy: &Policy,
     limit: u32,
@@ -234,7 +230,7 @@ pub struct RolledBack {
 /// Undoes everything above `ancestor`: events marked removed, the orders they
 /// paid put back, block hashes forgotten, checkpoint moved back.
 pub async fn roll_back(
-    tx: &mut SqliteConnection,
+    tx: &mut Tx,
     scope: &Scope,
     ancestor: &BlockRef,
     old_checkpoint: u64,

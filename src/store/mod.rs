@@ -31,6 +31,11 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 /// A write transaction opened with `BEGIN IMMEDIATE`.
 pub type WriteTx = Transaction<'static, Sqlite>;
 
+/// The connection a [`TxWork`] writes on, inside its transaction. Callers
+/// outside this module name it only through this alias and hand it to the
+/// store's functions, so they never see which driver is underneath.
+pub type Tx = SqliteConnection;
+
 /// Work done inside one write transaction: [`Store::write`] runs it, and
 /// runs it again whole after a failure, so it must hold no state of its own.
 pub trait TxWork {
@@ -42,7 +47,7 @@ pub trait TxWork {
     }
     fn run<'t>(
         &'t self,
-        tx: &'t mut SqliteConnection,
+        tx: &'t mut Tx,
     ) -> impl std::future::Future<Output = Result<Self::Output, StoreError>> + Send + 't;
 }
 
