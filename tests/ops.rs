@@ -444,3 +444,44 @@ async fn caught_up_metrics(base: &str) {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_catch_up_against_a_rate_limited_provider_reports_the_throttling() {
+    let chain = Chain::start().await;
+    chain.mine(400).await;
+    let db = Db::new().await;
+    let (proxy, env) = proxied(&chain, &db).await;
+    proxy.rate_limit(25); // the plan; the budget below asks for 100/s
+    let env = support::daemon::with(
+        &env,
+        &[
+            ("LIQPASS__CHAIN__MAX_BLOCK_RANGE", "16".into()),
+            ("LIQPASS__CHAIN__MAX_REQUESTS_PER_SECOND", "100".into()),
+            ("LIQPASS__CHAIN__REQUEST_TIMEOUT_MS", "5000".into()),
+            ("LIQPASS__LOG__PROGRESS_INTERVAL_MS", "100".into()),
+        ],
+    );
+    let daemon = Daemon::spawn(&env);
+    daemon.logged("caught up", 1).await;
+    let logs = daemon.logs();
+    let lines: Vec<_> = logs
+        .lines()
+        .filter(|l| l.contains("catching up"))
+        .map(fields)
+        .collect();
+    let limited: f64 = lines.iter().map(|f| number(f, "rate_limited")).sum();
+    assert!(limited >= 1.0, "no rate limit reported: {logs}");
+    assert!(
+        limited <= proxy.too_many() as f64,
+        "{limited} reported, {} answered",
+        proxy.too_many()
+    );
+    let throttled = lines.iter().any(|f| {
+        let (now, max) = f["budget_per_s"].split_once('/').expect("now/max");
+        now.parse::<f64>().expect("rate") < max.parse::<f64>().expect("ceiling")
+    });
+    assert!(
+        throttled,
+        "the budget never showed below its ceiling: {logs}"
+    );
+}

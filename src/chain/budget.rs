@@ -249,7 +249,10 @@ mod tests {
             b.limited(after, None);
         }
         assert_eq!(b.rate, FLOOR_PER_S);
-        assert_eq!(b.limits, 11, "every rate limit is counted (progress shows them)");
+        assert_eq!(
+            b.limits, 11,
+            "every rate limit is counted (progress shows them)"
+        );
     }
 
     #[test]
