@@ -11,7 +11,8 @@
 //!    in each `BEGIN IMMEDIATE` transaction insert events, reconcile them
 //!    with their orders, late-match, record block hashes, advance the
 //!    checkpoint, promote final payments (`write`); commit (`commit`);
-//! 4. after the commits only: metrics, readiness, logs;
+//! 4. after the commits only: metrics, readiness, logs; while catching up,
+//!    progress every `log.progress_interval_ms` (`progress`);
 //! 5. caught up: wait for a new head (websocket push or polling).
 //!
 //! The checkpoint in the database, never a subscription, decides what has
