@@ -107,6 +107,10 @@ known = {
   "liqpass_indexer_write_lock_hold_seconds_bucket", "liqpass_indexer_stalled",
   "liqpass_indexer_payment_verifications_total", "liqpass_indexer_disputed_payments",
   "liqpass_indexer_leader", "liqpass_indexer_lease_epoch",
+  "liqpass_indexer_catchup_active", "liqpass_indexer_catchup_start_block",
+  "liqpass_indexer_catchup_done_ratio", "liqpass_indexer_catchup_blocks_per_second",
+  "liqpass_indexer_catchup_events_per_second", "liqpass_indexer_catchup_eta_seconds",
+  "liqpass_indexer_catchup_range_blocks",
 }
 d = json.load(open("deploy/grafana/liqpass-indexer.json"))
 assert d["panels"], "no panels"

@@ -292,12 +292,19 @@ pub async fn status(settings: &ScopedSettings, as_json: bool) -> anyhow::Result<
         (Ok(h), Some(cp)) => Some(h.saturating_sub(cp)),
         _ => None,
     };
+    let start = settings.start_block;
+    let synced = head
+        .as_ref()
+        .ok()
+        .map(|&h| synced_percent(start, st.checkpoint_block, h));
     if as_json {
         let doc = json!({
             "store": st,
             "head_block": head.as_ref().ok(),
             "head_error": head.as_ref().err(),
             "lag_blocks": lag,
+            "start_block": start,
+            "synced_percent": synced,
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
@@ -313,6 +320,10 @@ pub async fn status(settings: &ScopedSettings, as_json: bool) -> anyhow::Result<
         println!(
             "lag          {}",
             lag.map_or("-".into(), |l| format!("{l} blocks"))
+        );
+        println!(
+            "synced       {} of blocks {start}..=head (chain.start_block {start})",
+            synced.map_or("-".into(), |p| format!("{p:.1}%"))
         );
         let leader = st
             .lease
@@ -340,6 +351,16 @@ pub async fn status(settings: &ScopedSettings, as_json: bool) -> anyhow::Result<
     }
     store.close().await;
     Ok(())
+}
+
+/// Share of `start..=head` indexed, in percent: what `status` can tell
+/// without the daemon (its rates are in the log and on `/metrics`).
+fn synced_percent(start: u64, checkpoint: Option<u64>, head: u64) -> f64 {
+    let total = head.saturating_sub(start) + 1;
+    let done = checkpoint
+        .map_or(0, |c| (c + 1).saturating_sub(start))
+        .min(total);
+    (1000.0 * done as f64 / total as f64).round() / 10.0
 }
 
 async fn head_of(endpoints: &Endpoints, scope: &Scope) -> Result<u64, String> {

@@ -67,7 +67,7 @@ const KEYS: &[(&str, &[&str])] = &[
     ),
     ("reconcile", &["overpayment"]),
     ("http", &["listen", "max_ready_lag_blocks"]),
-    ("log", &["format", "level"]),
+    ("log", &["format", "level", "progress_interval_ms"]),
     ("shutdown", &["grace_s"]),
     ("ha", &["lease_ttl_ms", "renew_interval_ms", "replica_id"]),
 ];
@@ -161,6 +161,8 @@ pub struct HttpSettings {
 pub struct LogSettings {
     pub format: LogFormat,
     pub level: String,
+    /// How often a catch-up logs its progress (`log.progress_interval_ms`).
+    pub progress_interval: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -255,6 +257,8 @@ pub struct ScopedSettings {
     pub log: LogSettings,
     pub scope: crate::domain::Scope,
     pub endpoints: Endpoints,
+    /// `chain.start_block`: `status` measures the sync from it.
+    pub start_block: u64,
 }
 
 /// The RPC endpoints, in order of preference, and their request timeout.
@@ -290,11 +294,13 @@ pub fn load_scoped(sources: &Sources) -> Result<ScopedSettings, ConfigError> {
         let log = r.log();
         let scope = r.scope();
         let endpoints = r.endpoints();
+        let start_block = r.start_block();
         Some(ScopedSettings {
             database: database?,
             log: log?,
             scope: scope?,
             endpoints: endpoints?,
+            start_block: start_block?,
         })
     })
 }

@@ -11,7 +11,8 @@
 //!    in each `BEGIN IMMEDIATE` transaction insert events, reconcile them
 //!    with their orders, late-match, record block hashes, advance the
 //!    checkpoint, promote final payments (`write`); commit (`commit`);
-//! 4. after the commits only: metrics, readiness, logs;
+//! 4. after the commits only: metrics, readiness, logs; while catching up,
+//!    progress every `log.progress_interval_ms` (`progress`);
 //! 5. caught up: wait for a new head (websocket push or polling).
 //!
 //! The checkpoint in the database, never a subscription, decides what has
@@ -20,6 +21,7 @@
 mod commit;
 mod fetch;
 mod pace;
+mod progress;
 mod reorg;
 mod verify;
 mod write;
@@ -35,6 +37,7 @@ use commit::Writer;
 pub use fetch::Batch;
 use fetch::{Fetcher, Near};
 use pace::Pacer;
+use progress::{Counters, Progress};
 
 use crate::chain::pool::{PoolError, RpcPool};
 use crate::chain::range::RangeSizer;
@@ -48,8 +51,6 @@ use crate::store::{incidents, sync, Store, StoreError};
 
 /// Blocks fetched header by header near the head, at most, per batch.
 const NEAR_BATCH: u64 = 64;
-/// How often catch-up progress is logged.
-const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 /// Errors that stop the indexer (everything else is retried).
 #[derive(Debug, thiserror::Error)]
@@ -61,14 +62,6 @@ pub enum IndexerError {
     Store(#[from] StoreError),
     #[error("stopped before indexing started")]
     Cancelled,
-}
-
-/// Where indexing stands, for progress logs.
-struct Progress {
-    started: Instant,
-    start_block: u64,
-    events: u64,
-    last_log: Instant,
 }
 
 /// Follows the contract and writes what it sees.
@@ -126,6 +119,7 @@ impl Indexer {
             health: health.clone(),
             cancel: cancel.clone(),
             head_read: None,
+            last_head: None,
         };
         let checkpoint = sync::checkpoint(&mut *store.conn().await?, &scope).await?;
         if let Some(cp) = checkpoint {
@@ -190,12 +184,7 @@ impl Indexer {
                 .checkpoint
                 .map_or(self.settings.chain.start_block, |c| c.number + 1),
         };
-        let mut progress = Progress {
-            started: Instant::now(),
-            start_block: first,
-            events: 0,
-            last_log: Instant::now(),
-        };
+        let mut progress = None;
         let mut next = first;
         self.refresh_incidents().await?;
         loop {
@@ -211,6 +200,7 @@ impl Indexer {
                 None => self.fetcher.head().await?,
             };
             self.observe_head(chain_head);
+            self.fetcher.last_head = Some(chain_head);
             self.verify_final(chain_head).await?;
             let head = range.map_or(chain_head, |(_, to)| to.min(chain_head));
             if range.is_none() {
@@ -219,6 +209,7 @@ impl Indexer {
                     .map_or(self.settings.chain.start_block, |c| c.number + 1);
             }
             if next > head {
+                self.finish_progress(&mut progress, next);
                 if let Some((_, to)) = range {
                     if next > to {
                         return Ok(());
@@ -228,10 +219,16 @@ impl Indexer {
                 continue;
             }
             let window = self.settings.chain.reorg_window;
-            let written = if head - next + 1 > window || range.is_some() {
+            if head - next + 1 > window || range.is_some() {
                 let limit = if range.is_some() { head } else { head - window };
-                self.deep_phase(next, limit, chain_head, &mut progress)
-                    .await?
+                let progress = progress.get_or_insert_with(|| {
+                    progress::start(&self.metrics, next);
+                    let counters = Counters::read(&self.fetcher, &self.metrics);
+                    let every = self.settings.log.progress_interval;
+                    Progress::new(next, every, Instant::now(), counters)
+                });
+                self.deep_phase(next, limit, chain_head, range, progress)
+                    .await?;
             } else {
                 let to = head.min(next + NEAR_BATCH - 1);
                 let checkpoint = self.checkpoint;
@@ -240,27 +237,33 @@ impl Indexer {
                         self.roll_back_reorg().await?;
                         continue;
                     }
-                    Near::Batch(batch) => self.commit(batch, chain_head).await?,
+                    Near::Batch(batch) => {
+                        let written = self.commit(batch, chain_head).await?;
+                        if let Some(p) = progress.as_mut() {
+                            p.add_events(written);
+                        }
+                    }
                 }
-            };
-            progress.events += written;
+            }
             next = self.checkpoint.map_or(next, |c| c.number + 1);
-            self.log_progress(&mut progress, next, head);
+            if let Some(p) = progress.as_mut() {
+                self.report_progress(p, next, range);
+            }
         }
     }
 
     /// Commits deep ranges up to `limit`, fetching the next range while the
-    /// previous one commits. Returns the events written.
+    /// previous one commits; counts their events into `progress`.
     async fn deep_phase(
         &mut self,
         from: u64,
         limit: u64,
         head: u64,
+        range: Option<(u64, u64)>,
         progress: &mut Progress,
-    ) -> Result<u64, Stop> {
+    ) -> Result<(), Stop> {
         let mut batch = self.fetcher.deep(from, limit).await?;
         let final_block = self.final_block(head).await?;
-        let mut events = 0;
         loop {
             let next = batch.last.number + 1;
             let more = next <= limit && !self.cancel.is_cancelled();
@@ -278,13 +281,13 @@ impl Indexer {
                 };
                 tokio::join!(writer.commit(batch, head, final_block), fetch)
             };
-            events += written?;
+            progress.add_events(written?);
             match fetched {
                 Some(b) => batch = b?,
-                None => return Ok(events),
+                None => return Ok(()),
             }
             self.check_stall();
-            self.log_progress(progress, next, limit);
+            self.report_progress(progress, next, range);
         }
     }
 
@@ -443,28 +446,26 @@ impl Indexer {
         Ok(())
     }
 
-    fn log_progress(&self, p: &mut Progress, next: u64, target: u64) {
-        if p.last_log.elapsed() < PROGRESS_EVERY || next > target {
+    /// Reports catch-up progress when an interval is over. The target is
+    /// the head last read (a back-fill's end, if sooner).
+    fn report_progress(&self, p: &mut Progress, next: u64, range: Option<(u64, u64)>) {
+        let now = Instant::now();
+        if !p.due(now) {
             return;
         }
-        p.last_log = Instant::now();
-        let done = next.saturating_sub(p.start_block);
-        let total = target.saturating_sub(p.start_block) + 1;
-        let secs = p.started.elapsed().as_secs_f64().max(0.001);
-        let rate = done as f64 / secs;
-        let eta = if rate > 0.0 {
-            (total - done.min(total)) as f64 / rate
-        } else {
-            f64::INFINITY
-        };
-        tracing::info!(
-            block = next,
-            done,
-            total,
-            events_per_s = (p.events as f64 / secs).round(),
-            eta_s = eta.round(),
-            "catching up"
-        );
+        let head = self.fetcher.last_head.unwrap_or(next);
+        let target = range.map_or(head, |(_, to)| to.min(head));
+        let counters = Counters::read(&self.fetcher, &self.metrics);
+        let line = p.line(next, target, counters, now);
+        let budget = self.fetcher.pool.budget().map(|b| (b.rate(), b.ceiling()));
+        progress::report(&self.metrics, &line, self.fetcher.sizer.size(), budget);
+    }
+
+    /// Ends the catch-up in progress, if any: `next` is the next block.
+    fn finish_progress(&self, progress: &mut Option<Progress>, next: u64) {
+        if let Some(p) = progress.take() {
+            progress::finish(&self.metrics, &p.summary(next, Instant::now()));
+        }
     }
 }
 

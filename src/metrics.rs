@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
+use prometheus::core::Collector;
 use prometheus::{
-    GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry,
 };
 
@@ -47,6 +48,23 @@ pub struct Metrics {
     pub lease_epoch: IntGauge,
     verifications: IntCounterVec,
     pub disputed_payments: IntGauge,
+    /// Catch-up progress (`indexer::progress`).
+    pub catchup: Catchup,
+}
+
+/// Gauges of the catch-up in progress (see `indexer::progress`); the blocks
+/// left and the target are `lag_blocks` and `head_block`.
+#[derive(Clone)]
+pub struct Catchup {
+    /// 1 while catching up.
+    pub active: IntGauge,
+    pub start_block: IntGauge,
+    /// Share of the catch-up's blocks done, 0..=1.
+    pub done_ratio: Gauge,
+    pub blocks_per_second: Gauge,
+    pub events_per_second: Gauge,
+    pub eta_seconds: Gauge,
+    pub range_blocks: IntGauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -123,8 +141,41 @@ impl Metrics {
             &["endpoint"],
         )?;
         registry.register(Box::new(rpc_budget.clone()))?;
+        let float = |thing: &str, help: &str| -> Result<Gauge, prometheus::Error> {
+            let g = Gauge::new(name(thing), help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let catchup = Catchup {
+            active: gauge("catchup_active", "1 while a catch-up (deep sync) runs.")?,
+            start_block: gauge(
+                "catchup_start_block",
+                "First block of the current or last catch-up.",
+            )?,
+            done_ratio: float(
+                "catchup_done_ratio",
+                "Share of the catch-up's blocks (start block to head) indexed, 0..1.",
+            )?,
+            blocks_per_second: float(
+                "catchup_blocks_per_second",
+                "Blocks indexed per second over the last progress interval.",
+            )?,
+            events_per_second: float(
+                "catchup_events_per_second",
+                "Events written per second over the last progress interval.",
+            )?,
+            eta_seconds: float(
+                "catchup_eta_seconds",
+                "Estimated seconds until caught up, at the last interval's rate (-1: unknown).",
+            )?,
+            range_blocks: gauge(
+                "catchup_range_blocks",
+                "Block range size the next getLogs request asks for.",
+            )?,
+        };
 
         Ok(Self {
+            catchup,
             up: gauge("up", "1 while the indexing loop runs.")?,
             ready: gauge("ready", "1 when /readyz answers 200.")?,
             head_block: gauge("head_block", "Latest block number reported by the node.")?,
@@ -231,6 +282,16 @@ impl Metrics {
                 "Live payment events an independent endpoint contradicts (orders held in confirming).",
             )?,
         })
+    }
+
+    /// RPC requests and failed ones since start, all methods and endpoints.
+    pub fn rpc_totals(&self) -> (u64, u64) {
+        (sum(&self.rpc_requests), sum(&self.rpc_errors))
+    }
+
+    /// getLogs ranges refused or timed out since start, all endpoints.
+    pub fn refusals_total(&self) -> u64 {
+        sum(&self.getlogs_refusals)
     }
 
     pub fn record_events(&self, version: EventVersion, n: u64) {
@@ -343,6 +404,16 @@ impl Metrics {
             self.verifications.with_label_values(&[outcome]);
         }
     }
+}
+
+/// The sum of a counter family's series.
+fn sum(counters: &IntCounterVec) -> u64 {
+    counters
+        .collect()
+        .iter()
+        .flat_map(|family| family.get_metric())
+        .map(|m| m.get_counter().get_value() as u64)
+        .sum()
 }
 
 /// Renders `registry` in the Prometheus text format.

@@ -403,6 +403,11 @@ async fn status_shows_checkpoint_head_lag_and_counts() {
     assert_eq!(doc["store"]["checkpoint_block"], head);
     assert_eq!(doc["head_block"], head + 4);
     assert_eq!(doc["lag_blocks"], 4);
+    let synced = (1000.0 * (head + 1) as f64 / (head + 5) as f64).round() / 10.0;
+    assert_eq!(
+        doc["synced_percent"], synced,
+        "blocks 0..=checkpoint of 0..=head"
+    );
     let counts = doc["store"]["events_by_match_status"].to_string();
     assert!(
         counts.contains("matched") && counts.contains("unknown_order"),

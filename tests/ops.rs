@@ -323,3 +323,165 @@ async fn a_second_stop_signal_exits_at_once_with_the_batch_in_hand_rolled_back()
     assert!(db.events().await.is_empty(), "nothing half-written");
     assert_eq!(db.order("ord_000").await.payment_status, "pending");
 }
+
+/// The `key=value` fields of a log line (values unquoted).
+fn fields(line: &str) -> std::collections::HashMap<&str, &str> {
+    line.split_whitespace()
+        .filter_map(|w| w.split_once('='))
+        .map(|(k, v)| (k, v.trim_matches('"')))
+        .collect()
+}
+
+fn number(f: &std::collections::HashMap<&str, &str>, key: &str) -> f64 {
+    f.get(key)
+        .unwrap_or_else(|| panic!("no {key} in {f:?}"))
+        .parse()
+        .unwrap_or_else(|e| panic!("{key} in {f:?}: {e}"))
+}
+
+#[tokio::test]
+async fn a_long_catch_up_reports_its_progress_in_the_log_the_metrics_and_status() {
+    let chain = Chain::start().await;
+    for i in 0..3 {
+        chain.mine(700).await;
+        chain
+            .pay(chain.buyers[0], order_ref(8_000 + i), 5_000_000)
+            .await;
+    }
+    chain.mine(10).await;
+    let head = chain.head().await;
+    let db = Db::new().await;
+    let (proxy, env) = proxied(&chain, &db).await;
+    proxy.slow(Duration::from_millis(5)); // ~2 requests per 16 blocks: > 1 s
+    let env = support::daemon::with(
+        &env,
+        &[
+            ("LIQPASS__CHAIN__MAX_BLOCK_RANGE", "16".into()),
+            ("LIQPASS__CHAIN__MAX_REQUESTS_PER_SECOND", "1000".into()),
+            ("LIQPASS__LOG__PROGRESS_INTERVAL_MS", "100".into()),
+        ],
+    );
+    let daemon = Daemon::spawn(&env);
+    let base = format!("http://{}", daemon.http_addr().await);
+    daemon.logged("catching up", 2).await;
+    let rate = support::metric(&base, "liqpass_indexer_catchup_blocks_per_second").await;
+    assert!(rate.is_some_and(|r| r >= 0.0), "{rate:?}");
+    let range = support::metric(&base, "liqpass_indexer_catchup_range_blocks").await;
+    assert!(
+        range.is_some_and(|r| (1.0..=16.0).contains(&r)),
+        "{range:?}"
+    );
+    daemon.logged("caught up", 1).await;
+
+    let logs = daemon.logs();
+    let lines: Vec<_> = logs.lines().filter(|l| l.contains("catching up")).collect();
+    assert!(lines.len() >= 2, "{logs}");
+    let mut last_done = 0.0;
+    for line in &lines {
+        let f = fields(line);
+        let (done, total, percent) = (
+            number(&f, "done"),
+            number(&f, "total"),
+            number(&f, "percent"),
+        );
+        assert!(done <= total && total <= (head + 1) as f64, "{line}");
+        assert!((0.0..=100.0).contains(&percent), "{line}");
+        assert!(done >= last_done, "done went backwards: {line}");
+        last_done = done;
+        for key in ["blocks_per_s", "events_per_s", "requests_per_s", "range"] {
+            assert!(number(&f, key) >= 0.0, "{key}: {line}");
+        }
+        assert!(
+            f.contains_key("eta_s") && f.contains_key("rate_limited"),
+            "{line}"
+        );
+        assert!(f["budget_per_s"].ends_with("/1000.0"), "{line}");
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| number(&fields(l), "requests_per_s") > 0.0),
+        "requests were made: {logs}"
+    );
+    let end = logs
+        .lines()
+        .find(|l| l.contains("caught up"))
+        .expect("a final line");
+    let f = fields(end);
+    assert_eq!(number(&f, "blocks"), (head + 1) as f64, "{end}");
+    let stored = db.events().await.len();
+    assert!(stored >= 3, "the three payments at least: {stored}");
+    assert_eq!(number(&f, "events"), stored as f64, "{end}");
+    assert!(number(&f, "elapsed_s") > 0.0, "{end}");
+    caught_up_metrics(&base).await;
+
+    // Straight to anvil: `command` blocks the runtime the proxy runs on.
+    let env = support::daemon::with(&env, &[("LIQPASS__CHAIN__RPC_URL", chain.rpc_url())]);
+    let out = command(&env, &["status", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(doc["start_block"], 0);
+    assert_eq!(doc["synced_percent"], 100.0, "{doc}");
+    let table = String::from_utf8(command(&env, &["status"]).stdout).expect("utf-8");
+    assert!(
+        table.contains("synced       100.0% of blocks 0..=head"),
+        "{table}"
+    );
+}
+
+/// Once caught up, the gauges say so.
+async fn caught_up_metrics(base: &str) {
+    wait_for("the catch-up gauges to settle", LONG, || async {
+        let active = support::metric(base, "liqpass_indexer_catchup_active").await?;
+        let ratio = support::metric(base, "liqpass_indexer_catchup_done_ratio").await?;
+        let eta = support::metric(base, "liqpass_indexer_catchup_eta_seconds").await?;
+        let start = support::metric(base, "liqpass_indexer_catchup_start_block").await?;
+        (active == 0.0 && ratio == 1.0 && eta == 0.0 && start == 0.0).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_catch_up_against_a_rate_limited_provider_reports_the_throttling() {
+    let chain = Chain::start().await;
+    chain.mine(400).await;
+    let db = Db::new().await;
+    let (proxy, env) = proxied(&chain, &db).await;
+    proxy.rate_limit(25); // the plan; the budget below asks for 100/s
+    let env = support::daemon::with(
+        &env,
+        &[
+            ("LIQPASS__CHAIN__MAX_BLOCK_RANGE", "16".into()),
+            ("LIQPASS__CHAIN__MAX_REQUESTS_PER_SECOND", "100".into()),
+            ("LIQPASS__CHAIN__REQUEST_TIMEOUT_MS", "5000".into()),
+            ("LIQPASS__LOG__PROGRESS_INTERVAL_MS", "100".into()),
+        ],
+    );
+    let daemon = Daemon::spawn(&env);
+    daemon.logged("caught up", 1).await;
+    let logs = daemon.logs();
+    let lines: Vec<_> = logs
+        .lines()
+        .filter(|l| l.contains("catching up"))
+        .map(fields)
+        .collect();
+    let limited: f64 = lines.iter().map(|f| number(f, "rate_limited")).sum();
+    assert!(limited >= 1.0, "no rate limit reported: {logs}");
+    assert!(
+        limited <= proxy.too_many() as f64,
+        "{limited} reported, {} answered",
+        proxy.too_many()
+    );
+    let throttled = lines.iter().any(|f| {
+        let (now, max) = f["budget_per_s"].split_once('/').expect("now/max");
+        now.parse::<f64>().expect("rate") < max.parse::<f64>().expect("ceiling")
+    });
+    assert!(
+        throttled,
+        "the budget never showed below its ceiling: {logs}"
+    );
+}

@@ -39,6 +39,8 @@ struct Bucket {
     paused_until: Option<Instant>,
     /// Since when answers have raised the rate.
     gained: Instant,
+    /// Rate limits seen since start.
+    limits: u64,
 }
 
 impl Bucket {
@@ -51,6 +53,7 @@ impl Bucket {
             refilled: now,
             paused_until: None,
             gained: now,
+            limits: 0,
         }
     }
 
@@ -79,6 +82,7 @@ impl Bucket {
     fn limited(&mut self, now: Instant, hint: Option<Duration>) {
         self.rate = (self.rate / 2.0).max(FLOOR_PER_S);
         self.tokens = 0.0;
+        self.limits += 1;
         let until = now + hint.unwrap_or(DEFAULT_PAUSE);
         let until = self.paused_until.map_or(until, |u| u.max(until));
         self.paused_until = Some(until);
@@ -125,6 +129,16 @@ impl Budget {
     /// The requests per second currently allowed.
     pub fn rate(&self) -> f64 {
         self.bucket().rate
+    }
+
+    /// The configured rate: the most the budget ever allows.
+    pub fn ceiling(&self) -> f64 {
+        self.bucket().max
+    }
+
+    /// Rate-limit answers seen since start.
+    pub fn rate_limits(&self) -> u64 {
+        self.bucket().limits
     }
 
     /// Adapts the rate to an answer.
@@ -235,6 +249,10 @@ mod tests {
             b.limited(after, None);
         }
         assert_eq!(b.rate, FLOOR_PER_S);
+        assert_eq!(
+            b.limits, 11,
+            "every rate limit is counted (progress shows them)"
+        );
     }
 
     #[test]

@@ -220,6 +220,11 @@ impl RpcPool {
         ep.budget.as_ref().map(Budget::rate)
     }
 
+    /// The current endpoint's budget (`None`: unlimited).
+    pub fn budget(&self) -> Option<Budget> {
+        self.lock()[self.index()].budget.clone()
+    }
+
     /// True when the current endpoint can push new heads.
     pub fn is_ws(&self) -> bool {
         self.lock()[self.index()].url.is_ws()

@@ -245,9 +245,11 @@ impl Reader {
                 self.bad("log.level", format!("{l:?} is not a tracing filter: {e}"));
             }
         }
+        let progress_interval = self.millis("log.progress_interval_ms", 100, 3_600_000);
         Some(LogSettings {
             format: format?,
             level: level?,
+            progress_interval: progress_interval?,
         })
     }
 
@@ -331,6 +333,11 @@ impl Reader {
         })
     }
 
+    /// `chain.start_block`: where indexing starts.
+    pub(super) fn start_block(&mut self) -> Option<u64> {
+        self.int("chain.start_block", 0, i64::MAX as u64)
+    }
+
     /// The RPC endpoints and their request timeout.
     pub(super) fn endpoints(&mut self) -> Option<Endpoints> {
         let urls = self.rpc_urls();
@@ -369,7 +376,7 @@ impl Reader {
         let endpoints = self.endpoints();
         let token = self.address("chain.token", true);
         let treasury = self.address("chain.treasury", false);
-        let start_block = self.int("chain.start_block", 0, i64::MAX as u64);
+        let start_block = self.start_block();
         let confirmations = self.int("chain.confirmations", 0, 10_000);
         let finality = self.choice(
             "chain.finality",

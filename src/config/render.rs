@@ -73,6 +73,11 @@ impl Settings {
         };
         put("log", "format", s(format.into()));
         put("log", "level", s(self.log.level.clone()));
+        put(
+            "log",
+            "progress_interval_ms",
+            ms(self.log.progress_interval),
+        );
         put("shutdown", "grace_s", int(self.shutdown.grace.as_secs()));
         put(
             "ha",

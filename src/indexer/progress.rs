@@ -1,0 +1,250 @@
+//! Catch-up progress people can read: while the indexer is far behind (from
+//! the first deep range until it reaches the head, or a back-fill's end),
+//! one `catching up` line every `log.progress_interval_ms`, the
+//! `liqpass_indexer_catchup_*` gauges with it, and one `caught up` line at
+//! the end. The arithmetic (`Progress::line`) is pure: time and counters
+//! come in as arguments. It reads counters others keep; it changes nothing
+//! the indexer decides with.
+
+use std::time::{Duration, Instant};
+
+use super::fetch::Fetcher;
+use crate::metrics::Metrics;
+
+/// Counters read at each report; rates are their change over the interval.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Counters {
+    pub requests: u64,
+    pub rpc_errors: u64,
+    pub refusals: u64,
+    pub rate_limits: u64,
+}
+
+impl Counters {
+    /// The counters as they stand now.
+    pub fn read(fetcher: &Fetcher, metrics: &Metrics) -> Self {
+        let (requests, rpc_errors) = metrics.rpc_totals();
+        Self {
+            requests,
+            rpc_errors,
+            refusals: metrics.refusals_total(),
+            rate_limits: fetcher.pool.budget().map_or(0, |b| b.rate_limits()),
+        }
+    }
+}
+
+/// What one report says (all rates over the last interval).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Line {
+    /// The next block to index.
+    pub block: u64,
+    pub done: u64,
+    pub total: u64,
+    pub percent: f64,
+    pub blocks_per_s: f64,
+    pub events_per_s: f64,
+    /// `None` while nothing advanced in the interval.
+    pub eta_s: Option<f64>,
+    pub requests_per_s: f64,
+    /// Changes over the interval.
+    pub rpc_errors: u64,
+    pub refused: u64,
+    pub rate_limited: u64,
+}
+
+/// The end of a catch-up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    pub blocks: u64,
+    pub events: u64,
+    pub elapsed: Duration,
+}
+
+/// One catch-up, from its start block to the head.
+#[derive(Debug)]
+pub struct Progress {
+    every: Duration,
+    started: Instant,
+    start_block: u64,
+    events: u64,
+    /// At the last report: when, the next block, events, counters.
+    last: (Instant, u64, u64, Counters),
+}
+
+impl Progress {
+    pub fn new(start_block: u64, every: Duration, now: Instant, counters: Counters) -> Self {
+        Self {
+            every,
+            started: now,
+            start_block,
+            events: 0,
+            last: (now, start_block, 0, counters),
+        }
+    }
+
+    /// Events written since the catch-up started.
+    pub fn add_events(&mut self, n: u64) {
+        self.events += n;
+    }
+
+    /// True when the interval since the last report is over.
+    pub fn due(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.last.0) >= self.every
+    }
+
+    /// The report for `next` (the next block to index) heading for `target`
+    /// (the head, inclusive); starts the next interval.
+    pub fn line(&mut self, next: u64, target: u64, counters: Counters, now: Instant) -> Line {
+        let (at, last_next, last_events, was) = self.last;
+        let secs = now.saturating_duration_since(at).as_secs_f64().max(1e-3);
+        let total = target
+            .max(next.saturating_sub(1))
+            .saturating_sub(self.start_block)
+            + 1;
+        let done = next.saturating_sub(self.start_block).min(total);
+        let blocks_per_s = next.saturating_sub(last_next) as f64 / secs;
+        let eta_s = (blocks_per_s > 0.0).then(|| (total - done) as f64 / blocks_per_s);
+        let line = Line {
+            block: next,
+            done,
+            total,
+            percent: 100.0 * done as f64 / total as f64,
+            blocks_per_s,
+            events_per_s: self.events.saturating_sub(last_events) as f64 / secs,
+            eta_s,
+            requests_per_s: counters.requests.saturating_sub(was.requests) as f64 / secs,
+            rpc_errors: counters.rpc_errors.saturating_sub(was.rpc_errors),
+            refused: counters.refusals.saturating_sub(was.refusals),
+            rate_limited: counters.rate_limits.saturating_sub(was.rate_limits),
+        };
+        self.last = (now, next.max(last_next), self.events, counters);
+        line
+    }
+
+    /// The totals once `next` is the next block to index.
+    pub fn summary(&self, next: u64, now: Instant) -> Summary {
+        Summary {
+            blocks: next.saturating_sub(self.start_block),
+            events: self.events,
+            elapsed: now.saturating_duration_since(self.started),
+        }
+    }
+}
+
+/// Logs `line` and sets the gauges. `range`: the next getLogs range size;
+/// `budget`: the budget's rate now and its ceiling, when there is one.
+pub fn report(metrics: &Metrics, line: &Line, range: u64, budget: Option<(f64, f64)>) {
+    let g = &metrics.catchup;
+    g.done_ratio.set(line.done as f64 / line.total as f64);
+    g.blocks_per_second.set(line.blocks_per_s);
+    g.events_per_second.set(line.events_per_s);
+    g.eta_seconds.set(line.eta_s.unwrap_or(-1.0));
+    g.range_blocks.set(i64::try_from(range).unwrap_or(i64::MAX));
+    let budget = budget.map_or("unlimited".to_owned(), |(now, max)| {
+        format!("{now:.1}/{max:.1}")
+    });
+    tracing::info!(
+        block = line.block,
+        done = line.done,
+        total = line.total,
+        percent = %format!("{:.1}", line.percent),
+        blocks_per_s = line.blocks_per_s.round(),
+        events_per_s = %format!("{:.1}", line.events_per_s),
+        eta_s = %line.eta_s.map_or("unknown".to_owned(), |s| format!("{s:.0}")),
+        range,
+        requests_per_s = %format!("{:.1}", line.requests_per_s),
+        rpc_errors = line.rpc_errors,
+        refused = line.refused,
+        rate_limited = line.rate_limited,
+        budget_per_s = %budget,
+        "catching up"
+    );
+}
+
+/// Logs the end of a catch-up and clears the gauges that only mean
+/// something during one.
+pub fn finish(metrics: &Metrics, summary: &Summary) {
+    let g = &metrics.catchup;
+    g.active.set(0);
+    g.done_ratio.set(1.0);
+    g.eta_seconds.set(0.0);
+    let secs = summary.elapsed.as_secs_f64();
+    tracing::info!(
+        blocks = summary.blocks,
+        events = summary.events,
+        elapsed_s = %format!("{secs:.1}"),
+        blocks_per_s = (summary.blocks as f64 / secs.max(1e-3)).round(),
+        "caught up"
+    );
+}
+
+/// Sets the gauges for a catch-up starting at `from`.
+pub fn start(metrics: &Metrics, from: u64) {
+    let g = &metrics.catchup;
+    g.active.set(1);
+    g.start_block.set(i64::try_from(from).unwrap_or(i64::MAX));
+    g.done_ratio.set(0.0);
+    g.eta_seconds.set(-1.0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counters(requests: u64, refusals: u64) -> Counters {
+        Counters {
+            requests,
+            refusals,
+            ..Counters::default()
+        }
+    }
+
+    #[test]
+    fn a_report_gives_the_interval_rates_and_an_eta_at_that_rate() {
+        let t0 = Instant::now();
+        let mut p = Progress::new(100, Duration::from_secs(5), t0, counters(10, 1));
+        let t1 = t0 + Duration::from_secs(5);
+        assert!(p.due(t1) && !p.due(t0 + Duration::from_secs(4)));
+        p.add_events(50);
+        let line = p.line(600, 1099, counters(60, 3), t1);
+        assert_eq!((line.done, line.total), (500, 1000));
+        assert_eq!(line.percent, 50.0);
+        assert_eq!(line.blocks_per_s, 100.0);
+        assert_eq!(line.events_per_s, 10.0);
+        assert_eq!(line.eta_s, Some(5.0));
+        assert_eq!(line.requests_per_s, 10.0);
+        assert_eq!(line.refused, 2);
+    }
+
+    #[test]
+    fn the_next_report_counts_from_the_last_one_and_follows_the_moving_head() {
+        let t0 = Instant::now();
+        let mut p = Progress::new(0, Duration::from_secs(1), t0, Counters::default());
+        p.line(100, 999, Counters::default(), t0 + Duration::from_secs(1));
+        let line = p.line(100, 1999, Counters::default(), t0 + Duration::from_secs(2));
+        assert_eq!((line.done, line.total), (100, 2000));
+        assert_eq!(line.blocks_per_s, 0.0);
+        assert_eq!(line.eta_s, None, "nothing advanced: no guess");
+    }
+
+    #[test]
+    fn done_never_passes_total_even_when_the_head_read_is_older_than_the_checkpoint() {
+        let t0 = Instant::now();
+        let mut p = Progress::new(10, Duration::from_secs(1), t0, Counters::default());
+        let line = p.line(60, 40, Counters::default(), t0 + Duration::from_secs(1));
+        assert_eq!((line.done, line.total, line.percent), (50, 50, 100.0));
+        assert_eq!(line.eta_s, Some(0.0));
+    }
+
+    #[test]
+    fn the_summary_counts_every_block_and_event_since_the_start() {
+        let t0 = Instant::now();
+        let mut p = Progress::new(10, Duration::from_secs(1), t0, Counters::default());
+        p.add_events(3);
+        p.line(20, 100, Counters::default(), t0 + Duration::from_secs(1));
+        p.add_events(4);
+        let s = p.summary(101, t0 + Duration::from_secs(3));
+        assert_eq!((s.blocks, s.events), (91, 7));
+        assert_eq!(s.elapsed, Duration::from_secs(3));
+    }
+}
