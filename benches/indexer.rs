@@ -7,28 +7,37 @@
 //! `--big N` (events for the memory run, default 1000000; 0 skips it),
 //! `--live N` (live payments, default 1000), `--json FILE`, `--only
 //! order-api` (only the order API's lock waits during a backfill, at the
-//! shipped write budget and at the others of `order_api_sweep`).
+//! shipped write budget and at the others of `order_api_sweep`), `--only
+//! failover` (only the failover row: leader `kill -9` to the standby's first
+//! commit).
 //! Generated chains are cached as anvil state dumps (gzip-compressed JSON,
 //! as anvil_dumpState gives it) under target/bench.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::collections::{BTreeMap, HashMap};
+#[path = "indexer/failover.rs"]
+mod failover;
+#[path = "indexer/live.rs"]
+mod live;
+#[path = "indexer/order_api.rs"]
+mod order_api;
+
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use alloy::providers::ext::AnvilApi;
-use alloy::providers::{Provider, ProviderBuilder, WsConnect};
+use alloy::providers::Provider;
 use alloy::rpc::types::Filter;
-use futures::StreamExt;
 use liqpass_indexer::chain::decode;
 use liqpass_indexer::domain::{MatchStatus, Scope};
 use liqpass_indexer::store::events::{self, NewEvent};
+use live::live;
+use order_api::{backfill_with_api, order_api_sweep};
 use serde_json::json;
 use support::chain::{order_ref, Chain};
-use support::daemon::{command, env_for, Daemon};
+use support::daemon::{env_for, Daemon};
 use support::db::Db;
 
 /// Passes of the raw fetch; the fastest is the limit.
@@ -42,6 +51,7 @@ struct Args {
     gap: u64,
     json: Option<PathBuf>,
     only_order_api: bool,
+    only_failover: bool,
 }
 
 fn args() -> Args {
@@ -53,6 +63,7 @@ fn args() -> Args {
         gap: 100_000,
         json: None,
         only_order_api: false,
+        only_failover: false,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut it = argv.iter();
@@ -71,7 +82,8 @@ fn args() -> Args {
             "--json" => a.json = Some(value().into()),
             "--only" => match value().as_str() {
                 "order-api" => a.only_order_api = true,
-                other => panic!("--only takes order-api, not {other}"),
+                "failover" => a.only_failover = true,
+                other => panic!("--only takes order-api or failover, not {other}"),
             },
             "--bench" => {}
             other => panic!("unknown option {other}"),
@@ -210,6 +222,9 @@ fn sorted(mut v: Vec<f64>) -> Vec<f64> {
 
 fn env_with(chain: &Chain, db: &Db, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
     let mut env = env_for(chain, db);
+    // The shipped write lease, not the tests' short one.
+    env.remove("LIQPASS__HA__LEASE_TTL_MS");
+    env.remove("LIQPASS__HA__RENEW_INTERVAL_MS");
     env.insert("LIQPASS__LOG__LEVEL".into(), "warn".into());
     env.insert("LIQPASS__CHAIN__CONFIRMATIONS".into(), "1".into());
     env.insert("LIQPASS__CHAIN__REORG_WINDOW".into(), "64".into());
@@ -243,6 +258,16 @@ async fn main() {
     let a = args();
     let mut table: Vec<(String, String)> = Vec::new();
     let mut out = serde_json::Map::new();
+    if a.only_failover {
+        let times = failover::failover().await;
+        table.push((
+            "failover: leader kill -9 -> standby's first commit (SQLite)".into(),
+            failover::row(&times),
+        ));
+        print_table(&a, &table);
+        return;
+    }
+
     let first_ref = 1_000_000u64;
     let chain = chain_with(a.payments, a.blocks, first_ref).await;
     let head = chain.head().await;
@@ -381,6 +406,14 @@ async fn main() {
     order_api_sweep(&chain, head, first_ref, a.payments, &mut table).await;
     let db = run.db;
 
+    eprintln!("bench: failover");
+    let times = failover::failover().await;
+    table.push((
+        "failover: leader kill -9 -> standby's first commit (SQLite)".into(),
+        failover::row(&times),
+    ));
+    out.insert("failover_median_s".into(), json!(pct(&times, 0.5)));
+
     eprintln!("bench: catch-up");
     // 7. Catch-up: on a chain of its own, the daemon indexes to the head and
     // is killed; `gap` empty blocks and one payment later it is started again.
@@ -489,174 +522,6 @@ async fn main() {
     }
 }
 
-/// One backfill of the bench chain with matched orders, while the order
-/// API reads (by id, the acceptance join) and creates orders.
-struct BackfillRun {
-    rate: f64,
-    blocks_per_s: f64,
-    reads_by_id: Vec<f64>,
-    join: Vec<f64>,
-    /// The order API's INSERT latencies (ms), sorted.
-    inserts: Vec<f64>,
-    /// Its read-back-by-id latencies (ms), sorted.
-    read_backs: Vec<f64>,
-    /// The back-filled database.
-    db: Db,
-}
-
-impl BackfillRun {
-    fn api_row(&self) -> String {
-        let (w, r) = (&self.inserts, &self.read_backs);
-        format!(
-            "INSERT p50 {:.2} ms p99 {:.2} ms max {:.1} ms; read by id p50 {:.3} ms p99 {:.3} ms \
-             ({} orders at {API_RATE}/s); backfill {:.0} events/s",
-            pct(w, 0.5),
-            pct(w, 0.99),
-            w.last().copied().unwrap_or(0.0),
-            pct(r, 0.5),
-            pct(r, 0.99),
-            w.len(),
-            self.rate
-        )
-    }
-}
-
-/// Orders the order API creates per second during the backfill.
-const API_RATE: u64 = 200;
-
-async fn backfill_with_api(
-    chain: &Chain,
-    head: u64,
-    first_ref: u64,
-    payments: u64,
-    extra: &[(&str, &str)],
-) -> BackfillRun {
-    let db = Db::new().await;
-    orders_for(&db, chain, payments, first_ref).await;
-    let env = env_with(chain, &db, extra);
-    let stop = tokio_util::sync::CancellationToken::new();
-    let reads = tokio::spawn(api_reads(db.url(), payments, stop.clone()));
-    let writes = tokio::spawn(api_writes(db.path(), stop.clone()));
-    let started = Instant::now();
-    let output = tokio::task::spawn_blocking(move || {
-        command(
-            &env,
-            &["backfill", "--from", "0", "--to", &head.to_string()],
-        )
-    })
-    .await
-    .expect("backfill task");
-    let backfill_s = started.elapsed().as_secs_f64();
-    stop.cancel();
-    let (by_id, join) = reads.await.expect("reader");
-    let (inserts, read_backs) = writes.await.expect("writer");
-    assert!(
-        output.status.success(),
-        "backfill failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let stored = db.count("SELECT COUNT(*) FROM contract_events").await as f64;
-    BackfillRun {
-        rate: stored / backfill_s,
-        blocks_per_s: head as f64 / backfill_s,
-        reads_by_id: sorted(by_id),
-        join: sorted(join),
-        inserts: sorted(inserts),
-        read_backs: sorted(read_backs),
-        db,
-    }
-}
-
-/// Write-budget settings the order API row is measured at besides the
-/// shipped ones (`max_write_ms/write_gap_ms`; `LIQPASS_BENCH_SWEEP` to choose
-/// others).
-const SWEEP: &str = "2/3,4/4,5/5,10/10,3/0,60000/0";
-
-/// The write budget's trade-off: backfill rate against the order API's
-/// lock waits, at several settings.
-async fn order_api_sweep(
-    chain: &Chain,
-    head: u64,
-    first_ref: u64,
-    payments: u64,
-    table: &mut Vec<(String, String)>,
-) {
-    let settings = std::env::var("LIQPASS_BENCH_SWEEP").unwrap_or_else(|_| SWEEP.to_owned());
-    for pair in settings.split(',').filter(|p| !p.is_empty()) {
-        let (hold, gap) = pair
-            .split_once('/')
-            .expect("LIQPASS_BENCH_SWEEP: max_write_ms/write_gap_ms pairs, comma-separated");
-        eprintln!("bench: order API at max_write_ms={hold} write_gap_ms={gap}");
-        let run = backfill_with_api(
-            chain,
-            head,
-            first_ref,
-            payments,
-            &[
-                ("LIQPASS__DATABASE__MAX_WRITE_MS", hold),
-                ("LIQPASS__DATABASE__WRITE_GAP_MS", gap),
-            ],
-        )
-        .await;
-        table.push((
-            format!("order API during backfill, max_write_ms={hold} write_gap_ms={gap}"),
-            run.api_row(),
-        ));
-    }
-}
-
-/// The order API creating orders: its own connection with SQLite's default
-/// busy handler (busy timeout 5 s, as Python's sqlite3 and better-sqlite3
-/// use), `API_RATE` idempotent INSERTs a second, each read back by id.
-async fn api_writes(
-    path: PathBuf,
-    stop: tokio_util::sync::CancellationToken,
-) -> (Vec<f64>, Vec<f64>) {
-    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
-    use sqlx::{ConnectOptions, Connection};
-    let options = SqliteConnectOptions::new()
-        .filename(&path)
-        .journal_mode(SqliteJournalMode::Wal)
-        .busy_timeout(Duration::from_secs(5));
-    let mut conn = options.connect().await.expect("order API connection");
-    let (mut inserts, mut reads) = (Vec::new(), Vec::new());
-    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / API_RATE));
-    let mut k = 0u64;
-    while !stop.is_cancelled() {
-        tick.tick().await;
-        k += 1;
-        let id = format!("ord_api_{k}");
-        let t = Instant::now();
-        sqlx::query(
-            "INSERT INTO orders (id, order_ref, wallet_address, premium_usdc, payment_proof_id)
-             VALUES (?, ?, ?, 5000000, ?)
-             ON CONFLICT (wallet_address, payment_proof_id) WHERE payment_proof_id IS NOT NULL
-             DO NOTHING",
-        )
-        .bind(&id)
-        .bind(format!("{:#x}", order_ref(9_000_000_000 + k)))
-        .bind(format!(
-            "{:#x}",
-            alloy::primitives::Address::repeat_byte(0xab)
-        ))
-        .bind(format!("proof_{k}"))
-        .execute(&mut conn)
-        .await
-        .expect("order API INSERT");
-        inserts.push(t.elapsed().as_secs_f64() * 1000.0);
-        let t = Instant::now();
-        let found: Option<(String,)> = sqlx::query_as("SELECT status FROM orders WHERE id = ?")
-            .bind(&id)
-            .fetch_optional(&mut conn)
-            .await
-            .expect("order API read");
-        assert!(found.is_some(), "the order just created is there");
-        reads.push(t.elapsed().as_secs_f64() * 1000.0);
-    }
-    conn.close().await.expect("close");
-    (inserts, reads)
-}
-
 fn print_table(a: &Args, table: &[(String, String)]) {
     println!(
         "\nliqpass-indexer benchmark: {} payments over {} blocks\n",
@@ -724,142 +589,4 @@ async fn make_gap(gap: u64, args: &[&str], state: &std::path::Path, saved_db: &s
         );
     }
     save(&chain, state).await;
-}
-
-/// Latencies of live payments, in milliseconds, sorted.
-struct Live {
-    /// Block announced to the bench -> order `confirming`.
-    seen: Vec<f64>,
-    /// Next block announced -> order `paid`.
-    paid: Vec<f64>,
-    /// The same, from sending the payment / asking for the next block: upper
-    /// bounds that include anvil's mining.
-    seen_sent: Vec<f64>,
-    paid_sent: Vec<f64>,
-}
-
-/// `n` live payments, each with its order: from each block's announcement
-/// (a newHeads notification on the bench's own websocket) and from the call
-/// that mined it, to the order's next state in the database (polled every
-/// 0.5 ms; an observation is never earlier than the call's return).
-async fn live(chain: &Chain, db: &Db, first: u64, n: u64) -> Live {
-    let announced = announcements(chain).await;
-    let (mut seen, mut paid, mut seen_sent, mut paid_sent) = (vec![], vec![], vec![], vec![]);
-    for k in first..first + n {
-        let id = format!("live_{k}");
-        db.insert_order(&id, order_ref(k), chain.buyers[2], 1_000_000)
-            .await;
-        let sent = Instant::now();
-        let receipt = chain.pay(chain.buyers[2], order_ref(k), 1_000_000).await;
-        let block = receipt.block_number.expect("mined");
-        wait_status(db, &id, &["confirming", "paid"]).await;
-        let observed = Instant::now();
-        seen_sent.push((observed - sent).as_secs_f64() * 1000.0);
-        seen.push(since(&announced, block, observed).await);
-        let sent = Instant::now();
-        chain.mine(1).await;
-        wait_status(db, &id, &["paid"]).await;
-        let observed = Instant::now();
-        paid_sent.push((observed - sent).as_secs_f64() * 1000.0);
-        paid.push(since(&announced, block + 1, observed).await);
-    }
-    Live {
-        seen: sorted(seen),
-        paid: sorted(paid),
-        seen_sent: sorted(seen_sent),
-        paid_sent: sorted(paid_sent),
-    }
-}
-
-/// Milliseconds from `block`'s announcement to `observed` (0 if the
-/// announcement came later).
-async fn since(announced: &Mutex<HashMap<u64, Instant>>, block: u64, observed: Instant) -> f64 {
-    let at = support::wait_for("the block's announcement", Duration::from_secs(30), || {
-        let at = announced.lock().expect("lock").get(&block).copied();
-        async move { at }
-    })
-    .await;
-    observed.saturating_duration_since(at).as_secs_f64() * 1000.0
-}
-
-/// When each block's newHeads notification reached the bench, recorded by
-/// a task of its own on a websocket of its own, from now on.
-async fn announcements(chain: &Chain) -> Arc<Mutex<HashMap<u64, Instant>>> {
-    let ws = ProviderBuilder::new()
-        .connect_ws(WsConnect::new(chain.ws_url()))
-        .await
-        .expect("bench websocket");
-    let mut heads = ws
-        .subscribe_blocks()
-        .await
-        .expect("newHeads subscription")
-        .into_stream();
-    let at = Arc::new(Mutex::new(HashMap::new()));
-    let record = at.clone();
-    tokio::spawn(async move {
-        let _connection = ws;
-        while let Some(h) = heads.next().await {
-            record
-                .lock()
-                .expect("lock")
-                .insert(h.number, Instant::now());
-        }
-    });
-    at
-}
-
-async fn wait_status(db: &Db, id: &str, any_of: &[&str]) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let s: String = sqlx::query_scalar("SELECT payment_status FROM orders WHERE id = ?")
-            .bind(id)
-            .fetch_one(db.store.pool())
-            .await
-            .expect("order");
-        if any_of.contains(&s.as_str()) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "order {id} never reached {any_of:?}"
-        );
-        tokio::time::sleep(Duration::from_micros(500)).await;
-    }
-}
-
-/// The order API's typical reads, on their own connection, until stopped.
-async fn api_reads(
-    url: String,
-    orders: u64,
-    stop: tokio_util::sync::CancellationToken,
-) -> (Vec<f64>, Vec<f64>) {
-    use sqlx::Connection;
-    let mut conn = sqlx::SqliteConnection::connect(&url)
-        .await
-        .expect("reader connection");
-    let (mut by_id, mut join) = (Vec::new(), Vec::new());
-    let mut k = 0u64;
-    while !stop.is_cancelled() {
-        k += 7919;
-        let t = Instant::now();
-        let _: Option<(String, String)> =
-            sqlx::query_as("SELECT id, payment_status FROM orders WHERE id = ?")
-                .bind(format!("ord_{}", k % orders.max(1)))
-                .fetch_optional(&mut conn)
-                .await
-                .expect("read by id");
-        by_id.push(t.elapsed().as_secs_f64() * 1000.0);
-        let t = Instant::now();
-        let _ = sqlx::query(
-            "SELECT o.id, o.status, ce.event_name, ce.amount_usdc
-             FROM orders o LEFT JOIN contract_events ce ON o.id = ce.order_id
-             WHERE o.status IN ('pending', 'paid') LIMIT 10",
-        )
-        .fetch_all(&mut conn)
-        .await
-        .expect("acceptance join");
-        join.push(t.elapsed().as_secs_f64() * 1000.0);
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    (by_id, join)
 }
