@@ -124,16 +124,14 @@ pub async fn unknown_with_order(
     scope: &Scope,
     limit: u32,
 ) -> Result<Vec<Unmatched>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT ce.id, ce.tx_hash, ce.log_index, ce.block_number, ce.block_hash,
-                ce.block_timestamp, ce.event_version, ce.order_ref, ce.payer, ce.amount_raw,
-                ce.quote_hash, ce.args_json
+    let rows = sqlx::query(&format!(
+        "SELECT ce.id, {PAYMENT_COLUMNS}
          FROM contract_events ce INDEXED BY idx_contract_events_unknown
          CROSS JOIN orders o ON o.order_ref = ce.order_ref
          WHERE ce.match_status = 'unknown_order' AND ce.removed = 0
            AND ce.chain_id = ? AND ce.contract_address = ?
-         ORDER BY ce.block_number, ce.log_index LIMIT ?",
-    )
+         ORDER BY ce.block_number, ce.log_index LIMIT ?"
+    ))
     .bind(scope.chain_id as i64)
     .bind(hex_address(&scope.contract))
     .bind(i64::from(limit))
@@ -202,6 +200,12 @@ pub async fn remove_above(
         .collect()
 }
 
+/// The columns of `contract_events ce` that [`payment_from_row`] reads.
+pub(super) const PAYMENT_COLUMNS: &str = "ce.tx_hash, ce.log_index, ce.block_number,
+    ce.block_hash, ce.block_timestamp, ce.event_version, ce.order_ref, ce.payer, ce.amount_raw,
+    ce.quote_hash, ce.args_json";
+
+/// The payment in a row selecting [`PAYMENT_COLUMNS`].
 pub(super) fn payment_from_row(
     r: &sqlx::sqlite::SqliteRow,
     contract: Address,

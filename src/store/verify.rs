@@ -6,7 +6,7 @@
 
 use sqlx::{Row, SqliteConnection};
 
-use super::events::payment_from_row;
+use super::events::{payment_from_row, PAYMENT_COLUMNS};
 use super::orders::{self, Reason};
 use super::{StoreError, NOW};
 use crate::domain::{hex_address, Payment, Scope};
@@ -37,16 +37,14 @@ pub async fn unverified_final(
     final_block: u64,
     limit: u32,
 ) -> Result<Vec<Unverified>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT ce.id, o.id AS order_id, ce.tx_hash, ce.log_index, ce.block_number,
-                ce.block_hash, ce.block_timestamp, ce.event_version, ce.order_ref, ce.payer,
-                ce.amount_raw, ce.quote_hash, ce.args_json
+    let rows = sqlx::query(&format!(
+        "SELECT ce.id, o.id AS order_id, {PAYMENT_COLUMNS}
          FROM orders o CROSS JOIN contract_events ce INDEXED BY idx_contract_events_order_id
            ON ce.order_id = o.id AND ce.removed = 0
          WHERE o.payment_status = 'confirming' AND ce.verification IS NULL
            AND ce.block_number <= ? AND ce.chain_id = ? AND ce.contract_address = ?
-         ORDER BY ce.block_number, ce.log_index LIMIT ?",
-    )
+         ORDER BY ce.block_number, ce.log_index LIMIT ?"
+    ))
     .bind(final_block as i64)
     .bind(scope.chain_id as i64)
     .bind(hex_address(&scope.contract))
