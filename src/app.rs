@@ -74,24 +74,13 @@ pub async fn start(
     let server = tokio::spawn(http::serve(listener, state, http_stop.clone()));
     let handle = health.clone();
     let task = tokio::spawn(async move {
-        let lease = Lease::new(
-            store.clone(),
-            settings.chain.scope(),
-            settings.ha.clone(),
-            metrics.clone(),
-            handle.clone(),
-        );
+        let lease = Lease::new(store.clone(), &settings, metrics.clone(), handle.clone());
         let result = loop {
             let Some(fence) = lease.lead(&cancel).await else {
                 break Ok(());
             };
             let leading = cancel.child_token();
-            let fenced = lease.fenced(&fence);
-            let keeper = {
-                let (lease, fence, leading) = (lease.clone(), fence.clone(), leading.clone());
-                let writes = fenced.clone();
-                tokio::spawn(async move { lease.keep(&fence, &writes, &leading).await })
-            };
+            let (fenced, keeper) = lease.hold(&fence, &leading);
             let term = lead(
                 settings.clone(),
                 fenced,
@@ -173,14 +162,12 @@ async fn lead(
     }
 }
 
-/// Whether `e` is a write refused by the lease's fence.
+/// Whether `e` (from [`lead`], whose errors are the indexer's) is a write
+/// refused by the lease's fence.
 fn is_fenced(e: &anyhow::Error) -> bool {
     matches!(
         e.downcast_ref::<IndexerError>(),
         Some(IndexerError::Store(StoreError::Fenced { .. }))
-    ) || matches!(
-        e.downcast_ref::<StoreError>(),
-        Some(StoreError::Fenced { .. })
     )
 }
 
@@ -231,13 +218,7 @@ pub async fn backfill(settings: Settings, from: u64, to: u64) -> anyhow::Result<
     let registry = Registry::new();
     let metrics = Metrics::new(&registry)?;
     let health = Health::default();
-    let lease = Lease::new(
-        store.clone(),
-        settings.chain.scope(),
-        settings.ha.clone(),
-        metrics.clone(),
-        health.clone(),
-    );
+    let lease = Lease::new(store.clone(), &settings, metrics.clone(), health.clone());
     let Some(fence) = lease.try_take().await? else {
         let who = lease.holder().await?.map_or_else(
             || "another replica".to_owned(),
@@ -250,12 +231,7 @@ pub async fn backfill(settings: Settings, from: u64, to: u64) -> anyhow::Result<
     };
     let cancel = CancellationToken::new();
     let signals = tokio::spawn(stop_on_signals(cancel.clone()));
-    let fenced = lease.fenced(&fence);
-    let keeper = {
-        let (lease, fence, cancel) = (lease.clone(), fence.clone(), cancel.clone());
-        let writes = fenced.clone();
-        tokio::spawn(async move { lease.keep(&fence, &writes, &cancel).await })
-    };
+    let (fenced, keeper) = lease.hold(&fence, &cancel);
     let started = std::time::Instant::now();
     let result = async {
         let indexer =

@@ -8,9 +8,10 @@
 
 use std::time::{Duration, Instant};
 
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::HaSettings;
+use crate::config::{HaSettings, Settings};
 use crate::domain::Scope;
 use crate::health::Health;
 use crate::metrics::Metrics;
@@ -38,17 +39,13 @@ pub enum StepDown {
 }
 
 impl Lease {
-    pub fn new(
-        store: Store,
-        scope: Scope,
-        settings: HaSettings,
-        metrics: Metrics,
-        health: Health,
-    ) -> Self {
+    /// The lease of `settings`' chain and contract, on `store`, as
+    /// `settings.ha` says.
+    pub fn new(store: Store, settings: &Settings, metrics: Metrics, health: Health) -> Self {
         Self {
             store,
-            scope,
-            settings,
+            scope: settings.chain.scope(),
+            settings: settings.ha.clone(),
             metrics,
             health,
         }
@@ -59,9 +56,22 @@ impl Lease {
         &self.settings.replica_id
     }
 
-    /// `store`, fenced by `fence`: every write checks and renews the lease.
-    pub fn fenced(&self, fence: &Fence) -> Store {
-        self.store.fenced(fence.clone(), self.settings.lease_ttl)
+    /// Holds `fence`'s lease until `leading` is cancelled: the store to
+    /// write with (fenced: every write checks and renews the lease) and the
+    /// task that keeps renewing it ([`Lease::keep`]), which says why if it
+    /// stepped down.
+    pub fn hold(
+        &self,
+        fence: &Fence,
+        leading: &CancellationToken,
+    ) -> (Store, JoinHandle<Option<StepDown>>) {
+        let writes = self.store.fenced(fence.clone(), self.settings.lease_ttl);
+        let keeper = {
+            let (lease, fence, leading) = (self.clone(), fence.clone(), leading.clone());
+            let writes = writes.clone();
+            tokio::spawn(async move { lease.keep(&fence, &writes, &leading).await })
+        };
+        (writes, keeper)
     }
 
     /// Takes the lease if it is free; `None` when another replica holds it.
