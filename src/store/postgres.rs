@@ -20,11 +20,7 @@ const MIGRATION_LOCK: i64 = 0x6c69_7170_6173_7301;
 /// transaction-pooling PgBouncer); a replica that waited finds nothing left
 /// to do.
 pub async fn migrate(conn: &mut PgConnection) -> Result<(), StoreError> {
-    let mut tx = conn.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(MIGRATION_LOCK)
-        .execute(&mut *tx)
-        .await?;
+    let mut tx = locked(conn).await?;
     MIGRATOR.run_direct(&mut *tx).await?;
     tx.commit().await?;
     Ok(())
@@ -33,11 +29,7 @@ pub async fn migrate(conn: &mut PgConnection) -> Result<(), StoreError> {
 /// Reverts the most recently applied migration, under the same lock;
 /// returns its version, or `None` when nothing was applied.
 pub async fn revert_last(conn: &mut PgConnection) -> Result<Option<i64>, StoreError> {
-    let mut tx = conn.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(MIGRATION_LOCK)
-        .execute(&mut *tx)
-        .await?;
+    let mut tx = locked(conn).await?;
     let applied: Vec<i64> =
         if sqlx::query_scalar::<_, bool>("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
             .fetch_one(&mut *tx)
@@ -58,4 +50,16 @@ pub async fn revert_last(conn: &mut PgConnection) -> Result<Option<i64>, StoreEr
     MIGRATOR.undo(&mut *tx, target).await?;
     tx.commit().await?;
     Ok(Some(last))
+}
+
+/// A transaction holding the migration lock until it ends.
+async fn locked(
+    conn: &mut PgConnection,
+) -> Result<sqlx::Transaction<'_, sqlx::Postgres>, StoreError> {
+    let mut tx = conn.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
 }
