@@ -119,7 +119,6 @@ impl Indexer {
             health: health.clone(),
             cancel: cancel.clone(),
             head_read: None,
-            last_head: None,
         };
         let checkpoint = sync::checkpoint(&mut *store.conn().await?, &scope).await?;
         if let Some(cp) = checkpoint {
@@ -200,7 +199,6 @@ impl Indexer {
                 None => self.fetcher.head().await?,
             };
             self.observe_head(chain_head);
-            self.fetcher.last_head = Some(chain_head);
             self.verify_final(chain_head).await?;
             let head = range.map_or(chain_head, |(_, to)| to.min(chain_head));
             if range.is_none() {
@@ -453,7 +451,8 @@ impl Indexer {
         if !p.due(now) {
             return;
         }
-        let head = self.fetcher.last_head.unwrap_or(next);
+        // Set by every read of the head (`observe_head`, `Fetcher::refresh_head`).
+        let head = self.health.head();
         let target = range.map_or(head, |(_, to)| to.min(head));
         let counters = Counters::read(&self.fetcher, &self.metrics);
         let line = p.line(next, target, counters, now);

@@ -64,8 +64,6 @@ pub struct Fetcher {
     pub cancel: CancellationToken,
     /// When the head was last read during a deep phase.
     pub head_read: Option<Instant>,
-    /// The head last read.
-    pub last_head: Option<u64>,
 }
 
 /// A refused range: which endpoint refused it, and what it said.
@@ -262,7 +260,6 @@ impl Fetcher {
         }
         let head = self.head().await?;
         self.head_read = Some(Instant::now());
-        self.last_head = Some(head);
         self.health.set_head(head);
         self.metrics.head_block.set(head as i64);
         Ok(())
