@@ -179,7 +179,13 @@ async fn load(cache: &std::path::Path, args: &[&str]) -> Chain {
 /// Orders for every payment, inserted as the order API would (batched).
 async fn orders_for(db: &Db, chain: &Chain, n: u64, first_ref: u64) {
     let wallet = format!("{:#x}", chain.buyers[0]);
-    let mut tx = db.store.begin_immediate().await.expect("tx");
+    let mut tx = db
+        .store
+        .sqlite_pool()
+        .expect("an SQLite store")
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .expect("tx");
     for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
         let mut q = sqlx::QueryBuilder::new(
             "INSERT INTO orders (id, order_ref, wallet_address, premium_usdc) ",
@@ -338,8 +344,8 @@ async fn main() {
                 order_id: None,
             })
             .collect();
-        let mut tx = store_db.store.begin_immediate().await.expect("tx");
-        events::upsert(&mut tx, &scope, &rows)
+        let mut tx = store_db.store.begin().await.expect("tx");
+        events::upsert(&mut tx.conn(), &scope, &rows)
             .await
             .expect("insert");
         tx.commit().await.expect("commit");
@@ -359,7 +365,13 @@ async fn main() {
     let mut commits = Vec::new();
     for k in 0..1_000 {
         let t = Instant::now();
-        let mut tx = one.store.begin_immediate().await.expect("tx");
+        let mut tx = one
+            .store
+            .sqlite_pool()
+            .expect("an SQLite store")
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .expect("tx");
         sqlx::query("UPDATE orders SET updated_at = ? WHERE id = 'ord_one'")
             .bind(format!("2030-01-01T00:00:{:02}.000Z", k % 60))
             .execute(&mut *tx)

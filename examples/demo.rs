@@ -115,7 +115,7 @@ async fn show(db: &Db) {
              WHERE o.id = ? ORDER BY ce.block_number, ce.log_index",
         )
         .bind(&o.id)
-        .fetch_all(db.store.pool())
+        .fetch_all(db.store.sqlite_pool().expect("the demo runs on SQLite"))
         .await
         .expect("events")
         .iter()

@@ -20,7 +20,7 @@ use crate::health::Health;
 use crate::http::{self, AppState};
 use crate::indexer::{Indexer, IndexerError};
 use crate::metrics::Metrics;
-use crate::store::{incidents, Store, StoreError, MIGRATOR};
+use crate::store::{incidents, Store, StoreError};
 
 /// Opens the store and refuses to run on a schema that is not up to date.
 pub async fn open_store(database: &DatabaseSettings) -> anyhow::Result<Store> {
@@ -28,11 +28,7 @@ pub async fn open_store(database: &DatabaseSettings) -> anyhow::Result<Store> {
         .await
         .context("opening the database")?;
     let applied = store.applied_migrations().await?;
-    let expected: Vec<i64> = MIGRATOR
-        .iter()
-        .filter(|m| m.migration_type.is_up_migration())
-        .map(|m| m.version)
-        .collect();
+    let expected = store.expected_migrations();
     anyhow::ensure!(
         applied == expected,
         "the database schema is at migrations {applied:?}, this build expects {expected:?}: \
@@ -351,8 +347,8 @@ async fn head_of(endpoints: &Endpoints, scope: &Scope) -> Result<u64, String> {
 /// `liqpass-indexer ack-reorg`.
 pub async fn ack_reorg(settings: &ScopedSettings) -> anyhow::Result<()> {
     let store = open_store(&settings.database).await?;
-    let mut tx = store.begin_immediate().await?;
-    let n = incidents::acknowledge_all(&mut tx, &settings.scope).await?;
+    let mut tx = store.begin().await?;
+    let n = incidents::acknowledge_all(&mut tx.conn(), &settings.scope).await?;
     tx.commit().await?;
     println!("acknowledged {n} deep reorg incident(s)");
     store.close().await;

@@ -37,6 +37,7 @@ const KEYS: &[(&str, &[&str])] = &[
         "database",
         &[
             "url",
+            "schema",
             "busy_timeout_ms",
             "max_connections",
             "max_write_ms",
@@ -86,8 +87,11 @@ pub struct Settings {
 
 #[derive(Debug, Clone)]
 pub struct DatabaseSettings {
-    /// An sqlx SQLite URL (`sqlite:...`).
+    /// The database, as an sqlx URL: `sqlite:...` or `postgres://...` (a
+    /// secret: print it through `store::display_url`).
     pub url: String,
+    /// PostgreSQL: the schema holding the contract's tables.
+    pub schema: String,
     pub busy_timeout: Duration,
     pub max_connections: u32,
     /// How long one of our write transactions may hold the write lock.

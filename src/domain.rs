@@ -112,7 +112,7 @@ pub struct Payment {
 
 impl Payment {
     /// The decoded arguments as JSON, stored in `contract_events.args_json`.
-    pub fn args_json(&self) -> String {
+    pub fn args_json(&self) -> serde_json::Value {
         let payment = self;
         let mut args = serde_json::json!({
             "orderId": format!("{:#x}", payment.order_ref),
@@ -126,7 +126,7 @@ impl Payment {
             args["chainId"] = dest.chain_id.to_string().into();
             args["timestamp"] = dest.timestamp.to_string().into();
         }
-        args.to_string()
+        args
     }
 }
 

@@ -78,7 +78,7 @@ impl Lease {
     pub async fn try_take(&self) -> Result<Option<Fence>, StoreError> {
         let mut conn = self.store.conn().await?;
         let epoch = lease::take(
-            &mut conn,
+            &mut conn.conn(),
             &self.scope,
             &self.settings.replica_id,
             self.settings.lease_ttl,
@@ -89,7 +89,7 @@ impl Lease {
 
     /// The lease as stored.
     pub async fn holder(&self) -> Result<Option<lease::Holder>, StoreError> {
-        lease::current(&mut *self.store.conn().await?, &self.scope).await
+        lease::current(&mut self.store.conn().await?.conn(), &self.scope).await
     }
 
     fn leading(&self, epoch: i64) -> Fence {
@@ -179,7 +179,7 @@ impl Lease {
             }
             let attempt = async {
                 let mut conn = self.store.conn().await?;
-                lease::renew(&mut conn, fence, ttl).await
+                lease::renew(&mut conn.conn(), fence, ttl).await
             };
             match tokio::time::timeout(deadline - sent, attempt).await {
                 Ok(Ok(true)) => {
@@ -217,7 +217,7 @@ impl Lease {
     pub async fn release(&self, fence: &Fence) {
         let released = async {
             let mut conn = self.store.conn().await?;
-            lease::release(&mut conn, fence).await
+            lease::release(&mut conn.conn(), fence).await
         };
         match tokio::time::timeout(Duration::from_secs(5), released).await {
             Ok(Ok(true)) => {

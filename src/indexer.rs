@@ -120,7 +120,7 @@ impl Indexer {
             cancel: cancel.clone(),
             head_read: None,
         };
-        let checkpoint = sync::checkpoint(&mut *store.conn().await?, &scope).await?;
+        let checkpoint = sync::checkpoint(&mut store.conn().await?.conn(), &scope).await?;
         if let Some(cp) = checkpoint {
             health.set_indexed(cp.number);
             metrics.indexed_block.set(cp.number as i64);
@@ -165,9 +165,9 @@ impl Indexer {
         // A re-scan must not rewind the live checkpoint.
         if let (Some(saved), Some(now)) = (saved, self.checkpoint) {
             if now.number < saved.number {
-                let mut tx = self.store.begin_immediate().await?;
-                sync::set_checkpoint(&mut tx, &self.scope, &saved).await?;
-                tx.commit().await.map_err(StoreError::from)?;
+                let mut tx = self.store.begin().await?;
+                sync::set_checkpoint(&mut tx.conn(), &self.scope, &saved).await?;
+                tx.commit().await?;
             }
         }
         match result {
@@ -438,7 +438,7 @@ impl Indexer {
     /// Re-reads the open deep-reorg incidents into readiness and metrics.
     async fn refresh_incidents(&self) -> Result<(), Stop> {
         let mut conn = self.store.conn().await?;
-        let open = incidents::open_count(&mut conn, &self.scope).await?;
+        let open = incidents::open_count(&mut conn.conn(), &self.scope).await?;
         self.health.set_deep_reorgs(open);
         self.metrics.unacknowledged_deep_reorgs.set(open);
         Ok(())

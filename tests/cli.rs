@@ -141,7 +141,7 @@ async fn migrate_applies_and_reverts_and_run_refuses_an_unmigrated_database() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let last = liqpass_indexer::store::MIGRATOR
+    let last = liqpass_indexer::store::sqlite::MIGRATOR
         .iter()
         .map(|m| m.version)
         .max()

@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use support::caught_up;
 use support::chain::{order_ref, Chain};
 use support::daemon::{env_for, Daemon};
-use support::db::Db;
+use support::db::{Backend, Db};
 use support::proxy::{RpcProxy, TcpProxy};
 
 const PREMIUM: u64 = 5_000_000;
@@ -19,12 +19,17 @@ const PREMIUM: u64 = 5_000_000;
 /// The seed of the kill schedule; change it to explore other schedules.
 const KILL_SEED: u64 = 0x11_9a55;
 
-#[tokio::test]
-async fn kill_9_at_random_moments_ends_in_the_same_database_as_a_run_without_kills() {
+both_backends!(
+    kill_9_at_random_moments_ends_in_the_same_database_as_a_run_without_kills,
+    kill_9_at_random_moments_ends_in_the_same_database_as_a_run_without_kills_on
+);
+async fn kill_9_at_random_moments_ends_in_the_same_database_as_a_run_without_kills_on(
+    backend: Backend,
+) {
     const PAYMENTS: u64 = 60;
     const KILLS: usize = 20;
     let chain = Chain::start().await;
-    let killed = Db::new().await;
+    let killed = Db::on(backend).await;
     killed
         .insert_orders(&chain.buyers, 1_000, PAYMENTS, PREMIUM as i64)
         .await;
@@ -67,7 +72,7 @@ async fn kill_9_at_random_moments_ends_in_the_same_database_as_a_run_without_kil
     drop(daemon);
 
     // The reference: a fresh database indexed once, without kills.
-    let clean = Db::new().await;
+    let clean = Db::on(backend).await;
     clean
         .insert_orders(&chain.buyers, 1_000, PAYMENTS, PREMIUM as i64)
         .await;

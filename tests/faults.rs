@@ -265,7 +265,7 @@ async fn a_failing_commit_rolls_back_is_retried_and_never_advances_the_checkpoin
          BEGIN SELECT RAISE(ABORT, 'injected disk I/O error'); END",
     ] {
         sqlx::query(sql)
-            .execute(db.store.pool())
+            .execute(db.store.sqlite_pool().expect("an SQLite store"))
             .await
             .expect("fault setup");
     }
@@ -279,7 +279,7 @@ async fn a_failing_commit_rolls_back_is_retried_and_never_advances_the_checkpoin
     let before = db.checkpoint().await;
 
     sqlx::query("INSERT INTO fault VALUES (1)")
-        .execute(db.store.pool())
+        .execute(db.store.sqlite_pool().expect("an SQLite store"))
         .await
         .expect("fault on");
     chain.pay(chain.buyers[0], order_ref(7_000), PREMIUM).await;
@@ -291,14 +291,16 @@ async fn a_failing_commit_rolls_back_is_retried_and_never_advances_the_checkpoin
     assert_eq!(db.checkpoint().await, before, "the checkpoint did not move");
     assert_eq!(db.events().await.len(), 0, "nothing half-written");
     sqlx::query("DELETE FROM fault")
-        .execute(db.store.pool())
+        .execute(db.store.sqlite_pool().expect("an SQLite store"))
         .await
         .expect("fault off");
 
     // A writer holding the lock past the busy timeout: also retried.
     let mut blocker = db
         .store
-        .begin_immediate()
+        .sqlite_pool()
+        .expect("an SQLite store")
+        .begin_with("BEGIN IMMEDIATE")
         .await
         .expect("hold the write lock");
     chain.pay(chain.buyers[1], order_ref(7_001), PREMIUM).await;

@@ -21,7 +21,7 @@ async fn base(d: &Daemon) -> String {
 /// The lease's epoch and holder, as stored.
 async fn lease(db: &Db) -> (i64, String) {
     let row: (i64, String) = sqlx::query_as("SELECT epoch, holder FROM indexer_lease")
-        .fetch_one(db.store.pool())
+        .fetch_one(db.store.sqlite_pool().expect("an SQLite store"))
         .await
         .expect("a lease row");
     row

@@ -10,18 +10,21 @@ use alloy::primitives::{Address, U256};
 use alloy::providers::Provider;
 use support::chain::{order_ref, Chain};
 use support::daemon::{command, env_for, Daemon};
-use support::db::Db;
+use support::db::{Backend, Db};
 use support::{caught_up, wait_for};
 
 const PREMIUM: i64 = 5_000_000;
 const LONG: Duration = Duration::from_secs(60);
 
-/// Waits until the checkpoint reaches the chain's head.
-
-#[tokio::test]
-async fn a_payment_turns_the_order_confirming_then_paid_after_the_confirmations() {
+both_backends!(
+    a_payment_turns_the_order_confirming_then_paid_after_the_confirmations,
+    a_payment_turns_the_order_confirming_then_paid_after_the_confirmations_on
+);
+async fn a_payment_turns_the_order_confirming_then_paid_after_the_confirmations_on(
+    backend: Backend,
+) {
     let chain = Chain::start().await;
-    let db = Db::new().await;
+    let db = Db::on(backend).await;
     let buyer = chain.buyers[0];
     db.insert_order("ord_1", order_ref(1), buyer, PREMIUM).await;
     let _daemon = Daemon::spawn(&env_for(&chain, &db));
@@ -95,10 +98,13 @@ async fn over_a_websocket_new_heads_drive_the_indexer_without_polling() {
     assert_eq!(db.checkpoint().await, Some(chain.head().await as i64));
 }
 
-#[tokio::test]
-async fn each_mismatch_gets_its_match_status_and_leaves_the_order_alone() {
+both_backends!(
+    each_mismatch_gets_its_match_status_and_leaves_the_order_alone,
+    each_mismatch_gets_its_match_status_and_leaves_the_order_alone_on
+);
+async fn each_mismatch_gets_its_match_status_and_leaves_the_order_alone_on(backend: Backend) {
     let chain = Chain::start().await;
-    let db = Db::new().await;
+    let db = Db::on(backend).await;
     let (alice, bob) = (chain.buyers[0], chain.buyers[1]);
     db.insert_order("ord_under", order_ref(10), alice, PREMIUM)
         .await;
@@ -174,10 +180,15 @@ async fn a_flagged_overpayment_leaves_the_order_pending() {
     assert_eq!(db.order("ord_over").await.payment_status, "pending");
 }
 
-#[tokio::test]
-async fn payments_made_while_the_indexer_is_down_are_backfilled_and_matched_once() {
+both_backends!(
+    payments_made_while_the_indexer_is_down_are_backfilled_and_matched_once,
+    payments_made_while_the_indexer_is_down_are_backfilled_and_matched_once_on
+);
+async fn payments_made_while_the_indexer_is_down_are_backfilled_and_matched_once_on(
+    backend: Backend,
+) {
     let chain = Chain::start().await;
-    let db = Db::new().await;
+    let db = Db::on(backend).await;
     let env = env_for(&chain, &db);
     let buyers = chain.buyers.clone();
     for i in 0..6u64 {
@@ -220,10 +231,13 @@ async fn payments_made_while_the_indexer_is_down_are_backfilled_and_matched_once
     );
 }
 
-#[tokio::test]
-async fn an_order_inserted_after_its_payment_is_matched_late() {
+both_backends!(
+    an_order_inserted_after_its_payment_is_matched_late,
+    an_order_inserted_after_its_payment_is_matched_late_on
+);
+async fn an_order_inserted_after_its_payment_is_matched_late_on(backend: Backend) {
     let chain = Chain::start().await;
-    let db = Db::new().await;
+    let db = Db::on(backend).await;
     let alice = chain.buyers[0];
     let _daemon = Daemon::spawn(&env_for(&chain, &db));
     chain.pay(alice, order_ref(7), PREMIUM as u64).await;
@@ -341,10 +355,13 @@ async fn v2_events_are_checked_against_the_configured_destination() {
     assert_eq!(db.order("ord_chain").await.payment_status, "pending");
 }
 
-#[tokio::test]
-async fn backfill_of_a_range_twice_changes_nothing_the_second_time() {
+both_backends!(
+    backfill_of_a_range_twice_changes_nothing_the_second_time,
+    backfill_of_a_range_twice_changes_nothing_the_second_time_on
+);
+async fn backfill_of_a_range_twice_changes_nothing_the_second_time_on(backend: Backend) {
     let chain = Chain::start().await;
-    let db = Db::new().await;
+    let db = Db::on(backend).await;
     let alice = chain.buyers[0];
     db.insert_order("ord_1", order_ref(1), alice, PREMIUM).await;
     db.insert_order("ord_2", order_ref(2), alice, PREMIUM).await;
@@ -375,10 +392,13 @@ async fn backfill_of_a_range_twice_changes_nothing_the_second_time() {
     );
 }
 
-#[tokio::test]
-async fn status_shows_checkpoint_head_lag_and_counts() {
+both_backends!(
+    status_shows_checkpoint_head_lag_and_counts,
+    status_shows_checkpoint_head_lag_and_counts_on
+);
+async fn status_shows_checkpoint_head_lag_and_counts_on(backend: Backend) {
     let chain = Chain::start().await;
-    let db = Db::new().await;
+    let db = Db::on(backend).await;
     let alice = chain.buyers[0];
     db.insert_order("ord_1", order_ref(1), alice, PREMIUM).await;
     chain.pay(alice, order_ref(1), PREMIUM as u64).await;
@@ -537,7 +557,13 @@ async fn a_writer_holding_the_lock_delays_the_catch_up_but_loses_nothing() {
     caught_up(&chain, &db).await;
 
     // The order API holds a write transaction open, with a new order in it.
-    let mut api = db.store.begin_immediate().await.expect("hold the lock");
+    let mut api = db
+        .store
+        .sqlite_pool()
+        .expect("an SQLite store")
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .expect("hold the lock");
     sqlx::query(
         "INSERT INTO orders (id, order_ref, wallet_address, premium_usdc)
          VALUES ('ord_api', ?, ?, 7)",

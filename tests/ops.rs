@@ -121,7 +121,7 @@ async fn a_deep_reorg_keeps_readiness_false_until_acknowledged() {
     db.insert_order("ord_1", order_ref(1), chain.buyers[0], 5)
         .await;
     sqlx::query("UPDATE orders SET payment_status = 'reversed' WHERE id = 'ord_1'")
-        .execute(db.store.pool())
+        .execute(db.store.sqlite_pool().expect("an SQLite store"))
         .await
         .expect("reversed");
     sqlx::query(
@@ -129,7 +129,7 @@ async fn a_deep_reorg_keeps_readiness_false_until_acknowledged() {
            old_checkpoint, reversed_orders) VALUES (31337, ?, 3, 1, 4, '[\"ord_1\"]')",
     )
     .bind(format!("{:#x}", chain.checkout))
-    .execute(db.store.pool())
+    .execute(db.store.sqlite_pool().expect("an SQLite store"))
     .await
     .expect("incident");
     let env = env_for(&chain, &db);
@@ -273,7 +273,13 @@ async fn a_second_stop_signal_exits_at_once_with_the_batch_in_hand_rolled_back()
     support::caught_up(&chain, &db).await;
     let before = db.checkpoint().await;
     // Another writer holds the lock: the next batch cannot commit.
-    let blocker = db.store.begin_immediate().await.expect("hold the lock");
+    let blocker = db
+        .store
+        .sqlite_pool()
+        .expect("an SQLite store")
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .expect("hold the lock");
     let paid_in = chain
         .pay(chain.buyers[0], order_ref(7_000), 5_000_000)
         .await

@@ -151,14 +151,14 @@ async fn the_postgres_contract_has_the_sqlite_contracts_tables_columns_and_index
         "SELECT name FROM sqlite_master WHERE type = 'table'
            AND name NOT LIKE '_sqlx%' AND name NOT LIKE 'sqlite_%'",
     )
-    .fetch_all(sqlite.store.pool())
+    .fetch_all(sqlite.store.sqlite_pool().expect("an SQLite store"))
     .await
     .expect("sqlite tables");
     let mut sqlite_columns = BTreeMap::new();
     for t in tables {
         let cols: BTreeSet<String> =
             sqlx::query_scalar(&format!("SELECT name FROM pragma_table_info('{t}')"))
-                .fetch_all(sqlite.store.pool())
+                .fetch_all(sqlite.store.sqlite_pool().expect("an SQLite store"))
                 .await
                 .expect("sqlite columns")
                 .into_iter()
@@ -168,7 +168,7 @@ async fn the_postgres_contract_has_the_sqlite_contracts_tables_columns_and_index
     let sqlite_indexes: BTreeSet<String> = sqlx::query_scalar(
         "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'idx\\_%' ESCAPE '\\'",
     )
-    .fetch_all(sqlite.store.pool())
+    .fetch_all(sqlite.store.sqlite_pool().expect("an SQLite store"))
     .await
     .expect("sqlite indexes")
     .into_iter()

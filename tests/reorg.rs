@@ -9,7 +9,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use support::chain::{order_ref, Chain};
 use support::daemon::{env_for, Daemon};
-use support::db::Db;
+use support::db::{Backend, Db};
 use support::wait_for;
 
 const PREMIUM: u64 = 5_000_000;
@@ -25,11 +25,7 @@ async fn synced(chain: &Chain, db: &Db) {
         "the indexer to sync to the canonical head",
         LONG,
         || async {
-            let stored: Option<(i64, String)> =
-                sqlx::query_as("SELECT block_number, block_hash FROM sync_state")
-                    .fetch_optional(db.store.pool())
-                    .await
-                    .expect("sync_state");
+            let stored = db.checkpoint_ref().await;
             (stored == Some((head as i64, hash.clone()))).then_some(())
         },
     )
@@ -44,11 +40,14 @@ fn env(chain: &Chain, db: &Db) -> std::collections::BTreeMap<String, String> {
     env
 }
 
-#[tokio::test]
-async fn reorgs_of_depth_1_2_5_and_20_remove_the_orphaned_payment() {
+both_backends!(
+    reorgs_of_depth_1_2_5_and_20_remove_the_orphaned_payment,
+    reorgs_of_depth_1_2_5_and_20_remove_the_orphaned_payment_on
+);
+async fn reorgs_of_depth_1_2_5_and_20_remove_the_orphaned_payment_on(backend: Backend) {
     for depth in [1u64, 2, 5, 20] {
         let chain = Chain::start().await;
-        let db = Db::new().await;
+        let db = Db::on(backend).await;
         let buyer = chain.buyers[0];
         db.insert_order("ord_1", order_ref(1), buyer, PREMIUM as i64)
             .await;
@@ -79,10 +78,13 @@ async fn reorgs_of_depth_1_2_5_and_20_remove_the_orphaned_payment() {
     }
 }
 
-#[tokio::test]
-async fn a_payment_re_included_by_the_reorg_is_matched_exactly_once() {
+both_backends!(
+    a_payment_re_included_by_the_reorg_is_matched_exactly_once,
+    a_payment_re_included_by_the_reorg_is_matched_exactly_once_on
+);
+async fn a_payment_re_included_by_the_reorg_is_matched_exactly_once_on(backend: Backend) {
     let chain = Chain::start().await;
-    let db = Db::new().await;
+    let db = Db::on(backend).await;
     let buyer = chain.buyers[0];
     db.insert_order("ord_1", order_ref(1), buyer, PREMIUM as i64)
         .await;
@@ -138,10 +140,13 @@ async fn a_snapshot_revert_and_remine_orphans_the_payment() {
     assert!(db.events().await[0].removed);
 }
 
-#[tokio::test]
-async fn a_reorg_deeper_than_the_confirmations_reverses_a_paid_order_loudly() {
+both_backends!(
+    a_reorg_deeper_than_the_confirmations_reverses_a_paid_order_loudly,
+    a_reorg_deeper_than_the_confirmations_reverses_a_paid_order_loudly_on
+);
+async fn a_reorg_deeper_than_the_confirmations_reverses_a_paid_order_loudly_on(backend: Backend) {
     let chain = Chain::start().await;
-    let db = Db::new().await;
+    let db = Db::on(backend).await;
     let buyer = chain.buyers[0];
     db.insert_order("ord_1", order_ref(1), buyer, PREMIUM as i64)
         .await;

@@ -6,16 +6,16 @@ mod support;
 use std::time::Duration;
 
 use alloy::primitives::{Address, B256};
-use liqpass_indexer::store::{Store, MIGRATOR};
+use liqpass_indexer::store::{sqlite::MIGRATOR, Store};
 use sqlx::Row;
-use support::db::{settings, Db};
+use support::db::{Backend, Db};
 
 async fn schema(store: &Store) -> Vec<(String, String, Option<String>)> {
     sqlx::query(
         "SELECT type, name, sql FROM sqlite_master
          WHERE name NOT LIKE '_sqlx%' AND name NOT LIKE 'sqlite_%' ORDER BY type, name",
     )
-    .fetch_all(store.pool())
+    .fetch_all(store.sqlite_pool().expect("an SQLite store"))
     .await
     .expect("schema")
     .iter()
@@ -79,7 +79,7 @@ async fn migrations_round_trip_on_a_file_holding_rows() {
         addr = format!("{:#x}", wallet(0xa)),
         h = format!("{:#x}", B256::repeat_byte(1)),
     ))
-    .execute(db.store.pool())
+    .execute(db.store.sqlite_pool().expect("an SQLite store"))
     .await
     .expect("event");
     sqlx::query(
@@ -87,7 +87,7 @@ async fn migrations_round_trip_on_a_file_holding_rows() {
            from_payment_status, to_payment_status, event_id)
          VALUES ('ord_a', 'payment_seen', 'pending', 'pending', 'pending', 'confirming', 1)",
     )
-    .execute(db.store.pool())
+    .execute(db.store.sqlite_pool().expect("an SQLite store"))
     .await
     .expect("audit");
     let original = schema(&db.store).await;
@@ -134,11 +134,11 @@ async fn the_verification_migration_goes_down_and_up_keeping_events_but_not_thei
         addr = format!("{:#x}", wallet(0xa)),
         h = format!("{:#x}", B256::repeat_byte(1)),
     ))
-    .execute(db.store.pool())
+    .execute(db.store.sqlite_pool().expect("an SQLite store"))
     .await
     .expect("a disputed event");
     let bad = sqlx::query("UPDATE contract_events SET verification = 'maybe'")
-        .execute(db.store.pool())
+        .execute(db.store.sqlite_pool().expect("an SQLite store"))
         .await;
     assert!(bad.is_err(), "only verified or disputed");
     let original = schema(&db.store).await;
@@ -185,21 +185,21 @@ async fn the_order_apis_acceptance_queries_run_unchanged() {
     .bind(format!("{:#x}", B256::repeat_byte(9)))
     .bind(format!("{:#x}", B256::repeat_byte(1)))
     .bind(format!("{:#x}", wallet(0xa)))
-    .execute(db.store.pool())
+    .execute(db.store.sqlite_pool().expect("an SQLite store"))
     .await
     .expect("event");
     sqlx::query("UPDATE orders SET status = 'paid', payment_status = 'paid' WHERE id = 'ord_a'")
-        .execute(db.store.pool())
+        .execute(db.store.sqlite_pool().expect("an SQLite store"))
         .await
         .expect("paid");
     sqlx::query("UPDATE orders SET created_at = '2020-01-01T00:00:00.000Z' WHERE id = 'ord_c'")
-        .execute(db.store.pool())
+        .execute(db.store.sqlite_pool().expect("an SQLite store"))
         .await
         .expect("old order");
 
     let latest =
         sqlx::query("SELECT id, status, created_at FROM orders ORDER BY created_at DESC LIMIT 3;")
-            .fetch_all(db.store.pool())
+            .fetch_all(db.store.sqlite_pool().expect("an SQLite store"))
             .await
             .expect("query 1");
     assert_eq!(latest.len(), 3);
@@ -210,7 +210,7 @@ async fn the_order_apis_acceptance_queries_run_unchanged() {
 FROM orders o LEFT JOIN contract_events ce ON o.id = ce.order_id
 WHERE o.status IN ('pending', 'paid') LIMIT 10;",
     )
-    .fetch_all(db.store.pool())
+    .fetch_all(db.store.sqlite_pool().expect("an SQLite store"))
     .await
     .expect("query 2");
     let mut rows: Vec<(String, String, Option<String>, Option<i64>)> = joined
@@ -238,7 +238,7 @@ async fn constraints_reject_bad_orders_with_a_clear_error_and_write_nothing() {
     let db = Db::new().await;
     seed_orders(&db).await;
     sqlx::query("UPDATE orders SET payment_proof_id = 'proof-1' WHERE id = 'ord_a'")
-        .execute(db.store.pool())
+        .execute(db.store.sqlite_pool().expect("an SQLite store"))
         .await
         .expect("proof");
     let good_ref = format!("{:#x}", B256::repeat_byte(0x44));
@@ -355,7 +355,7 @@ async fn constraints_reject_bad_orders_with_a_clear_error_and_write_nothing() {
             .bind(&wallet)
             .bind(status)
             .bind(proof)
-            .execute(db.store.pool())
+            .execute(db.store.sqlite_pool().expect("an SQLite store"))
             .await
             .expect_err(what);
         let msg = err.to_string();
@@ -376,7 +376,13 @@ async fn a_long_reader_does_not_block_a_writer_and_a_writer_does_not_block_reade
     let db = Db::new().await;
     seed_orders(&db).await;
     // A reader holds a read transaction open (a snapshot).
-    let mut reader = db.store.pool().begin().await.expect("read tx");
+    let mut reader = db
+        .store
+        .sqlite_pool()
+        .expect("an SQLite store")
+        .begin()
+        .await
+        .expect("read tx");
     let before: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders")
         .fetch_one(&mut *reader)
         .await
@@ -384,7 +390,9 @@ async fn a_long_reader_does_not_block_a_writer_and_a_writer_does_not_block_reade
     // A writer commits meanwhile, well within the busy timeout.
     let mut writer = db
         .store
-        .begin_immediate()
+        .sqlite_pool()
+        .expect("an SQLite store")
+        .begin_with("BEGIN IMMEDIATE")
         .await
         .expect("write lock despite reader");
     sqlx::query("UPDATE orders SET payment_status = 'confirming' WHERE id = 'ord_a'")
@@ -393,7 +401,7 @@ async fn a_long_reader_does_not_block_a_writer_and_a_writer_does_not_block_reade
         .expect("write");
     // While the writer holds the lock, another connection still reads.
     let during: String = sqlx::query_scalar("SELECT payment_status FROM orders WHERE id = 'ord_a'")
-        .fetch_one(db.store.pool())
+        .fetch_one(db.store.sqlite_pool().expect("an SQLite store"))
         .await
         .expect("read during write");
     assert_eq!(
@@ -420,7 +428,12 @@ async fn two_writers_serialize_without_lock_errors() {
         let store = db.store.clone();
         tasks.push(tokio::spawn(async move {
             for i in 0..50 {
-                let mut tx = store.begin_immediate().await.expect("begin immediate");
+                let mut tx = store
+                    .sqlite_pool()
+                    .expect("an SQLite store")
+                    .begin_with("BEGIN IMMEDIATE")
+                    .await
+                    .expect("begin immediate");
                 sqlx::query("UPDATE orders SET updated_at = ? WHERE id = 'ord_b'")
                     .bind(format!("2030-01-01T00:00:{:02}.{w}{i:02}Z", i % 60))
                     .execute(&mut *tx)
@@ -437,22 +450,13 @@ async fn two_writers_serialize_without_lock_errors() {
     }
 }
 
-#[tokio::test]
-async fn orders_survive_a_restart() {
-    let db = Db::new().await;
+both_backends!(orders_survive_a_restart, survive_a_restart);
+async fn survive_a_restart(backend: Backend) {
+    let db = Db::on(backend).await;
     seed_orders(&db).await;
     let before = db.orders().await;
-    db.store.close().await;
-    let reopened = Store::open(&settings(&db.path())).await.expect("reopen");
-    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders")
-        .fetch_one(reopened.pool())
-        .await
-        .expect("count");
-    assert_eq!(count, 3);
-    let again = Db {
-        dir: db.dir,
-        store: reopened,
-    };
+    let again = db.reopen().await;
+    assert_eq!(again.count("SELECT COUNT(*) FROM orders").await, 3);
     assert_eq!(again.orders().await, before);
 }
 
@@ -460,12 +464,12 @@ async fn orders_survive_a_restart() {
 async fn the_database_runs_in_wal_mode_with_foreign_keys() {
     let db = Db::new().await;
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
-        .fetch_one(db.store.pool())
+        .fetch_one(db.store.sqlite_pool().expect("an SQLite store"))
         .await
         .expect("pragma");
     assert_eq!(mode, "wal");
     let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
-        .fetch_one(db.store.pool())
+        .fetch_one(db.store.sqlite_pool().expect("an SQLite store"))
         .await
         .expect("pragma");
     assert_eq!(fk, 1);
@@ -473,7 +477,7 @@ async fn the_database_runs_in_wal_mode_with_foreign_keys() {
         "INSERT INTO order_audit (order_id, reason, from_status, to_status, from_payment_status,
            to_payment_status) VALUES ('nope', 'x', 'a', 'b', 'c', 'd')",
     )
-    .execute(db.store.pool())
+    .execute(db.store.sqlite_pool().expect("an SQLite store"))
     .await
     .expect_err("audit row for a missing order");
     assert!(err.to_string().contains("FOREIGN KEY"), "{err}");
@@ -487,7 +491,7 @@ impl liqpass_indexer::store::TxWork for MoveCheckpoint {
     type Output = ();
     fn run<'t>(
         &'t self,
-        tx: &'t mut sqlx::SqliteConnection,
+        tx: &'t mut liqpass_indexer::store::Conn<'t>,
     ) -> impl std::future::Future<Output = Result<(), liqpass_indexer::store::StoreError>> + Send + 't
     {
         let block = liqpass_indexer::domain::BlockRef {
@@ -498,11 +502,14 @@ impl liqpass_indexer::store::TxWork for MoveCheckpoint {
     }
 }
 
-#[tokio::test]
-async fn the_write_lease_fences_every_transaction_of_a_replica_that_lost_it() {
+both_backends!(
+    the_write_lease_fences_every_transaction_of_a_replica_that_lost_it,
+    lease_fences
+);
+async fn lease_fences(backend: Backend) {
     use liqpass_indexer::store::lease;
     use liqpass_indexer::store::StoreError;
-    let db = Db::new().await;
+    let db = Db::on(backend).await;
     let scope = liqpass_indexer::domain::Scope {
         chain_id: 8453,
         contract: wallet(0xcc),
@@ -510,18 +517,18 @@ async fn the_write_lease_fences_every_transaction_of_a_replica_that_lost_it() {
     let ttl = Duration::from_secs(30);
     let conn = || async { db.store.conn().await.expect("a connection") };
     let checkpoint = || async {
-        liqpass_indexer::store::sync::checkpoint(&mut *conn().await, &scope)
+        liqpass_indexer::store::sync::checkpoint(&mut conn().await.conn(), &scope)
             .await
             .expect("checkpoint")
             .map(|c| c.number)
     };
 
-    let a = lease::take(&mut *conn().await, &scope, "replica-a", ttl)
+    let a = lease::take(&mut conn().await.conn(), &scope, "replica-a", ttl)
         .await
         .expect("take");
     assert_eq!(a, Some(1), "a free lease is taken under epoch 1");
     assert_eq!(
-        lease::take(&mut *conn().await, &scope, "replica-b", ttl)
+        lease::take(&mut conn().await.conn(), &scope, "replica-b", ttl)
             .await
             .expect("take"),
         None,
@@ -541,10 +548,8 @@ async fn the_write_lease_fences_every_transaction_of_a_replica_that_lost_it() {
     // Time passes past the TTL (as for a paused leader): on the database's
     // clock the lease is over, and replica A may no longer write, even
     // before anyone takes it over.
-    sqlx::query("UPDATE indexer_lease SET expires_at = '2000-01-01T00:00:00.000Z'")
-        .execute(db.store.pool())
-        .await
-        .expect("expire the lease");
+    db.execute("UPDATE indexer_lease SET expires_at = '2000-01-01T00:00:00.000Z'")
+        .await;
     let refused = as_a.write(&MoveCheckpoint(scope, 11)).await;
     assert!(
         matches!(refused, Err(StoreError::Fenced { epoch: 1 })),
@@ -556,7 +561,7 @@ async fn the_write_lease_fences_every_transaction_of_a_replica_that_lost_it() {
         "nothing of the fenced transaction"
     );
 
-    let b = lease::take(&mut *conn().await, &scope, "replica-b", ttl)
+    let b = lease::take(&mut conn().await.conn(), &scope, "replica-b", ttl)
         .await
         .expect("take");
     assert_eq!(b, Some(2), "a takeover bumps the epoch");
@@ -574,27 +579,27 @@ async fn the_write_lease_fences_every_transaction_of_a_replica_that_lost_it() {
         Err(StoreError::Fenced { epoch: 1 })
     ));
     assert!(
-        !lease::renew(&mut *conn().await, &fence_a, ttl)
+        !lease::renew(&mut conn().await.conn(), &fence_a, ttl)
             .await
             .expect("renew"),
         "the old leader cannot renew"
     );
-    assert!(!lease::release(&mut *conn().await, &fence_a)
+    assert!(!lease::release(&mut conn().await.conn(), &fence_a)
         .await
         .expect("release"));
     assert_eq!(checkpoint().await, Some(12), "only the new leader's writes");
 
     // A clean release hands over at once, under the next epoch.
-    assert!(lease::release(&mut *conn().await, &fence_b)
+    assert!(lease::release(&mut conn().await.conn(), &fence_b)
         .await
         .expect("release"));
     assert_eq!(
-        lease::take(&mut *conn().await, &scope, "replica-a", ttl)
+        lease::take(&mut conn().await.conn(), &scope, "replica-a", ttl)
             .await
             .expect("take"),
         Some(3)
     );
-    let held = lease::current(&mut *conn().await, &scope)
+    let held = lease::current(&mut conn().await.conn(), &scope)
         .await
         .expect("read")
         .expect("a lease");

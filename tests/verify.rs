@@ -38,7 +38,7 @@ async fn verification(db: &Db, order_ref_hex: &str) -> (Option<String>, Option<S
         "SELECT verification, verification_detail FROM contract_events WHERE order_ref = ?",
     )
     .bind(order_ref_hex)
-    .fetch_one(db.store.pool())
+    .fetch_one(db.store.sqlite_pool().expect("an SQLite store"))
     .await
     .expect("one event for the order");
     row
@@ -352,7 +352,7 @@ async fn a_verified_payment_moved_by_a_deep_reorg_is_verified_again_on_its_new_b
     let (state, detail) = verification(&db, &hex32(9_700)).await;
     assert_eq!(state.as_deref(), Some("verified"), "{detail:?}");
     let stored: String = sqlx::query_scalar("SELECT block_hash FROM contract_events")
-        .fetch_one(db.store.pool())
+        .fetch_one(db.store.sqlite_pool().expect("an SQLite store"))
         .await
         .expect("the event");
     assert_eq!(

@@ -99,7 +99,7 @@ async fn wait_status(db: &Db, id: &str, any_of: &[&str]) {
     loop {
         let s: String = sqlx::query_scalar("SELECT payment_status FROM orders WHERE id = ?")
             .bind(id)
-            .fetch_one(db.store.pool())
+            .fetch_one(db.store.sqlite_pool().expect("an SQLite store"))
             .await
             .expect("order");
         if any_of.contains(&s.as_str()) {

@@ -217,8 +217,29 @@ impl Reader {
     pub(super) fn database(&mut self) -> Option<DatabaseSettings> {
         let url = self.string("database.url", true);
         if let Some(u) = &url {
-            if !u.starts_with("sqlite:") {
-                self.bad("database.url", format!("{u:?} is not a sqlite: URL"));
+            if !u.starts_with("sqlite:") && !crate::store::postgres::is_url(u) {
+                self.bad(
+                    "database.url",
+                    format!(
+                        "{} is neither a sqlite: nor a postgres:// URL",
+                        crate::store::display_url(u)
+                    ),
+                );
+            }
+        }
+        let schema = self.string("database.schema", true);
+        if let Some(s) = &schema {
+            let ok = s.len() <= 63
+                && s.chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+                && s.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if !ok {
+                self.bad(
+                    "database.schema",
+                    format!("{s:?} is not a plain lower-case identifier (a-z, 0-9, _; at most 63)"),
+                );
             }
         }
         let busy_timeout = self.millis("database.busy_timeout_ms", 1, 600_000);
@@ -227,6 +248,7 @@ impl Reader {
         let write_gap = self.millis("database.write_gap_ms", 0, 1_000);
         Some(DatabaseSettings {
             url: url?,
+            schema: schema?,
             busy_timeout: busy_timeout?,
             max_connections: u32::try_from(max_connections?).ok()?,
             max_write: max_write?,

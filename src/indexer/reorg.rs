@@ -19,7 +19,7 @@ impl Indexer {
         let window = self.settings.chain.reorg_window;
         let stored = {
             let mut conn = self.store.conn().await?;
-            sync::recent_blocks(&mut conn, &self.scope, cp.number, window).await?
+            sync::recent_blocks(&mut conn.conn(), &self.scope, cp.number, window).await?
         };
         let mut ancestor = None;
         for chunk in stored.chunks(16) {

@@ -34,7 +34,7 @@ use crate::config::ChainSettings;
 use crate::domain::Scope;
 use crate::metrics::Metrics;
 use crate::store::verify::{self, Unverified, Verification};
-use crate::store::{orders, StoreError, Tx};
+use crate::store::{orders, Conn, StoreError};
 use ask::Endpoint;
 use compare::{combine, Outcome, Verdict};
 
@@ -133,13 +133,13 @@ impl crate::store::TxWork for Record<'_> {
     type Output = Recorded;
     fn run<'t>(
         &'t self,
-        tx: &'t mut Tx,
+        tx: &'t mut Conn<'t>,
     ) -> impl std::future::Future<Output = Result<Recorded, StoreError>> + Send + 't {
         record_round(tx, self)
     }
 }
 
-async fn record_round(tx: &mut Tx, work: &Record<'_>) -> Result<Recorded, StoreError> {
+async fn record_round(tx: &mut Conn<'_>, work: &Record<'_>) -> Result<Recorded, StoreError> {
     let disputed = verify::record(tx, work.outcomes).await?;
     let promoted = orders::promote_final(tx, work.scope, work.final_block, true).await?;
     let open_disputes = verify::disputed_count(tx, work.scope).await?;
@@ -191,12 +191,16 @@ impl Indexer {
         let mut conn = self.store.conn().await?;
         // From the database: right after a restart, and after a reorg
         // removed a disputed event (a partial index of the few disputes).
-        let open = verify::disputed_count(&mut conn, &self.scope).await?;
+        let open = verify::disputed_count(&mut conn.conn(), &self.scope).await?;
         self.metrics.disputed_payments.set(open);
         // Read first (no RPC): a `safe`/`finalized` head costs a request.
-        let mut candidates =
-            verify::unverified_final(&mut conn, &self.scope, checkpoint.number, ROUND_LIMIT)
-                .await?;
+        let mut candidates = verify::unverified_final(
+            &mut conn.conn(),
+            &self.scope,
+            checkpoint.number,
+            ROUND_LIMIT,
+        )
+        .await?;
         drop(conn);
         if candidates.is_empty() {
             return Ok(None);

@@ -12,7 +12,7 @@ use crate::domain::{BlockRef, EventVersion, MatchStatus, Order, Scope};
 use crate::reconcile::{reconcile, Decision, Policy};
 use crate::store::events::{self, NewEvent};
 use crate::store::orders::{self, Paying, Reason, Seen};
-use crate::store::{incidents, sync, StoreError, Tx, TxWork};
+use crate::store::{incidents, sync, Conn, StoreError, TxWork};
 
 /// Late matches attempted per transaction, at most: bounded work.
 pub const LATE_MATCH_LIMIT: u32 = 256;
@@ -41,7 +41,7 @@ impl TxWork for WriteBatch<'_> {
     }
     fn run<'t>(
         &'t self,
-        tx: &'t mut Tx,
+        tx: &'t mut Conn<'t>,
     ) -> impl std::future::Future<Output = Result<Written, StoreError>> + Send + 't {
         write_batch(tx, self)
     }
@@ -58,7 +58,7 @@ impl TxWork for RollBack<'_> {
     type Output = RolledBack;
     fn run<'t>(
         &'t self,
-        tx: &'t mut Tx,
+        tx: &'t mut Conn<'t>,
     ) -> impl std::future::Future<Output = Result<RolledBack, StoreError>> + Send + 't {
         roll_back(tx, self.scope, &self.ancestor, self.old_checkpoint)
     }
@@ -94,7 +94,7 @@ impl Written {
 }
 
 /// Writes `work.batch` and advances the checkpoint, inside `tx`.
-pub async fn write_batch(tx: &mut Tx, work: &WriteBatch<'_>) -> Result<Written, StoreError> {
+pub async fn write_batch(tx: &mut Conn<'_>, work: &WriteBatch<'_>) -> Result<Written, StoreError> {
     let WriteBatch {
         scope,
         policy,
@@ -186,7 +186,7 @@ pub async fn write_batch(tx: &mut Tx, work: &WriteBatch<'_>) -> Result<Written, 
 
 /// Matches stored `unknown_order` events whose order has since been inserted.
 async fn late_match(
-    tx: &mut Tx,
+    tx: &mut Conn<'_>,
     scope: &Scope,
     policy: &Policy,
     limit: u32,
@@ -230,7 +230,7 @@ pub struct RolledBack {
 /// Undoes everything above `ancestor`: events marked removed, the orders they
 /// paid put back, block hashes forgotten, checkpoint moved back.
 pub async fn roll_back(
-    tx: &mut Tx,
+    tx: &mut Conn<'_>,
     scope: &Scope,
     ancestor: &BlockRef,
     old_checkpoint: u64,

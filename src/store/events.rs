@@ -4,10 +4,11 @@
 use std::collections::HashSet;
 
 use alloy::primitives::{Address, U256};
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+use sqlx::types::Json;
+use sqlx::{FromRow, QueryBuilder, Row};
 
 use super::sync::{parse_b256, to_u64};
-use super::{StoreError, NOW};
+use super::{on, Conn, StoreError};
 use crate::domain::{
     hex32, hex_address, Amount, BlockRef, Destination, EventVersion, LogKey, MatchStatus, Payment,
     Scope,
@@ -27,32 +28,34 @@ pub struct NewEvent<'a> {
 
 /// Which of `keys` are already stored and live (not removed).
 pub async fn live_keys(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn<'_>,
     scope: &Scope,
     keys: &[LogKey],
 ) -> Result<HashSet<LogKey>, StoreError> {
     let mut found = HashSet::new();
     for chunk in keys.chunks(CHUNK) {
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "SELECT tx_hash, log_index FROM contract_events WHERE removed = 0 AND chain_id = ",
-        );
-        q.push_bind(scope.chain_id as i64)
-            .push(" AND (tx_hash, log_index) IN (VALUES ");
-        let mut values = q.separated(", ");
-        for key in chunk {
-            values.push("(");
-            values.push_bind_unseparated(hex32(&key.tx_hash));
-            values.push_unseparated(", ");
-            values.push_bind_unseparated(key.log_index as i64);
-            values.push_unseparated(")");
-        }
-        q.push(")");
-        for row in q.build().fetch_all(&mut *conn).await? {
-            found.insert(LogKey {
-                tx_hash: parse_b256(&row.get::<String, _>(0))?,
-                log_index: to_u64(row.get::<i64, _>(1))?,
-            });
-        }
+        on!(&mut *conn, |c, d| {
+            let mut q = QueryBuilder::new(
+                "SELECT tx_hash, log_index FROM contract_events WHERE removed = 0 AND chain_id = ",
+            );
+            q.push_bind(scope.chain_id as i64)
+                .push(" AND (tx_hash, log_index) IN (VALUES ");
+            let mut values = q.separated(", ");
+            for key in chunk {
+                values.push("(");
+                values.push_bind_unseparated(hex32(&key.tx_hash));
+                values.push_unseparated(", ");
+                values.push_bind_unseparated(key.log_index as i64);
+                values.push_unseparated(")");
+            }
+            q.push(")");
+            for row in q.build().fetch_all(&mut **c).await? {
+                found.insert(LogKey {
+                    tx_hash: parse_b256(&row.get::<String, _>(0))?,
+                    log_index: to_u64(row.get::<i64, _>(1))?,
+                });
+            }
+        });
     }
     Ok(found)
 }
@@ -60,51 +63,54 @@ pub async fn live_keys(
 /// Inserts new events, or revives a row a reorg had removed (same log
 /// re-included); returns how many rows were written.
 pub async fn upsert(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn<'_>,
     scope: &Scope,
     events: &[NewEvent<'_>],
 ) -> Result<u64, StoreError> {
     let contract = hex_address(&scope.contract);
     let mut written = 0;
     for chunk in events.chunks(CHUNK) {
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO contract_events (chain_id, contract_address, tx_hash, log_index,
+        written += on!(&mut *conn, |c, d| {
+            let mut q = QueryBuilder::new(
+                "INSERT INTO contract_events (chain_id, contract_address, tx_hash, log_index,
                block_number, block_hash, block_timestamp, event_name, event_version, order_ref,
                payer, amount_usdc, amount_raw, amount_overflow, quote_hash, args_json, order_id,
                match_status) ",
-        );
-        q.push_values(chunk, |mut row, ev| {
-            let p = ev.payment;
-            let micro = p.amount.micro_usdc();
-            row.push_bind(scope.chain_id as i64)
-                .push_bind(&contract)
-                .push_bind(hex32(&p.key.tx_hash))
-                .push_bind(p.key.log_index as i64)
-                .push_bind(p.block.number as i64)
-                .push_bind(hex32(&p.block.hash))
-                .push_bind(p.block_timestamp.map(|t| t as i64))
-                .push_bind("PremiumPaid")
-                .push_bind(p.version.number())
-                .push_bind(hex32(&p.order_ref))
-                .push_bind(hex_address(&p.payer))
-                .push_bind(micro)
-                .push_bind(p.amount.decimal())
-                .push_bind(i64::from(micro.is_none()))
-                .push_bind(hex32(&p.quote_hash))
-                .push_bind(p.args_json())
-                .push_bind(ev.order_id)
-                .push_bind(ev.status.as_str());
-        });
-        q.push(format!(
-            " ON CONFLICT (chain_id, tx_hash, log_index) DO UPDATE SET
+            );
+            q.push_values(chunk, |mut row, ev| {
+                let p = ev.payment;
+                let micro = p.amount.micro_usdc();
+                row.push_bind(scope.chain_id as i64)
+                    .push_bind(&contract)
+                    .push_bind(hex32(&p.key.tx_hash))
+                    .push_bind(p.key.log_index as i64)
+                    .push_bind(p.block.number as i64)
+                    .push_bind(hex32(&p.block.hash))
+                    .push_bind(p.block_timestamp.map(|t| t as i64))
+                    .push_bind("PremiumPaid")
+                    .push_bind(p.version.number())
+                    .push_bind(hex32(&p.order_ref))
+                    .push_bind(hex_address(&p.payer))
+                    .push_bind(micro)
+                    .push_bind(p.amount.decimal())
+                    .push_bind(i64::from(micro.is_none()))
+                    .push_bind(hex32(&p.quote_hash))
+                    .push_bind(Json(p.args_json()))
+                    .push_bind(ev.order_id)
+                    .push_bind(ev.status.as_str());
+            });
+            q.push(format!(
+                " ON CONFLICT (chain_id, tx_hash, log_index) DO UPDATE SET
                removed = 0, block_number = excluded.block_number,
                block_hash = excluded.block_hash, block_timestamp = excluded.block_timestamp,
                order_id = excluded.order_id, match_status = excluded.match_status,
                verification = NULL, verification_detail = NULL, verified_at = NULL,
-               updated_at = {NOW}
-             WHERE contract_events.removed = 1"
-        ));
-        written += q.build().execute(&mut *conn).await?.rows_affected();
+               updated_at = {}
+             WHERE contract_events.removed = 1",
+                d.now
+            ));
+            q.build().execute(&mut **c).await?.rows_affected()
+        });
     }
     Ok(written)
 }
@@ -120,49 +126,57 @@ pub struct Unmatched {
 /// inserted, oldest first. Driven by the partial index of unmatched events,
 /// so its cost follows their number, not the size of the history.
 pub async fn unknown_with_order(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn<'_>,
     scope: &Scope,
     limit: u32,
 ) -> Result<Vec<Unmatched>, StoreError> {
-    let rows = sqlx::query(&format!(
-        "SELECT ce.id, {PAYMENT_COLUMNS}
-         FROM contract_events ce INDEXED BY idx_contract_events_unknown
-         CROSS JOIN orders o ON o.order_ref = ce.order_ref
-         WHERE ce.match_status = 'unknown_order' AND ce.removed = 0
-           AND ce.chain_id = ? AND ce.contract_address = ?
-         ORDER BY ce.block_number, ce.log_index LIMIT ?"
-    ))
-    .bind(scope.chain_id as i64)
-    .bind(hex_address(&scope.contract))
-    .bind(i64::from(limit))
-    .fetch_all(&mut *conn)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Unmatched {
-                event_id: r.get("id"),
-                payment: payment_from_row(r, scope.contract)?,
+    on!(conn, |c, d| {
+        let rows = sqlx::query(&format!(
+            "SELECT ce.id, {PAYMENT_COLUMNS}
+             FROM contract_events ce{hint}
+             {join} orders o ON o.order_ref = ce.order_ref
+             WHERE ce.match_status = 'unknown_order' AND ce.removed = 0
+               AND ce.chain_id = $1 AND ce.contract_address = $2
+             ORDER BY ce.block_number, ce.log_index LIMIT $3",
+            hint = d.indexed_by("idx_contract_events_unknown"),
+            join = d.ordered_join,
+        ))
+        .bind(scope.chain_id as i64)
+        .bind(hex_address(&scope.contract))
+        .bind(i64::from(limit))
+        .fetch_all(&mut **c)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Unmatched {
+                    event_id: r.get("id"),
+                    payment: payment_from_row(PaymentRow::from_row(r)?, scope.contract)?,
+                })
             })
-        })
-        .collect()
+            .collect()
+    })
 }
 
 /// Records a new outcome for a stored event (late matching).
 pub async fn set_outcome(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn<'_>,
     event_id: i64,
     status: MatchStatus,
     order_id: Option<&str>,
 ) -> Result<(), StoreError> {
-    sqlx::query(&format!(
-        "UPDATE contract_events SET match_status = ?, order_id = ?, updated_at = {NOW} WHERE id = ?"
-    ))
-    .bind(status.as_str())
-    .bind(order_id)
-    .bind(event_id)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
+    on!(conn, |c, d| {
+        sqlx::query(&format!(
+            "UPDATE contract_events SET match_status = $1, order_id = $2, updated_at = {}
+             WHERE id = $3",
+            d.now
+        ))
+        .bind(status.as_str())
+        .bind(order_id)
+        .bind(event_id)
+        .execute(&mut **c)
+        .await?;
+        Ok(())
+    })
 }
 
 /// A live event removed by a reorg.
@@ -175,56 +189,69 @@ pub struct Removed {
 
 /// Marks every live event above `number` as removed; returns them.
 pub async fn remove_above(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn<'_>,
     scope: &Scope,
     number: u64,
 ) -> Result<Vec<Removed>, StoreError> {
-    let rows = sqlx::query(&format!(
-        "UPDATE contract_events SET removed = 1, updated_at = {NOW}
-         WHERE chain_id = ? AND contract_address = ? AND block_number > ? AND removed = 0
-         RETURNING id, order_id, block_number"
-    ))
-    .bind(scope.chain_id as i64)
-    .bind(hex_address(&scope.contract))
-    .bind(number as i64)
-    .fetch_all(&mut *conn)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Removed {
-                event_id: r.get(0),
-                order_id: r.get(1),
-                block_number: to_u64(r.get::<i64, _>(2))?,
+    on!(conn, |c, d| {
+        let rows = sqlx::query(&format!(
+            "UPDATE contract_events SET removed = 1, updated_at = {}
+             WHERE chain_id = $1 AND contract_address = $2 AND block_number > $3
+               AND removed = 0
+             RETURNING id, order_id, block_number",
+            d.now
+        ))
+        .bind(scope.chain_id as i64)
+        .bind(hex_address(&scope.contract))
+        .bind(number as i64)
+        .fetch_all(&mut **c)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Removed {
+                    event_id: r.get(0),
+                    order_id: r.get(1),
+                    block_number: to_u64(r.get::<i64, _>(2))?,
+                })
             })
-        })
-        .collect()
+            .collect()
+    })
 }
 
 /// The columns of `contract_events ce` that [`payment_from_row`] reads.
 pub(super) const PAYMENT_COLUMNS: &str = "ce.tx_hash, ce.log_index, ce.block_number,
-    ce.block_hash, ce.block_timestamp, ce.event_version, ce.order_ref, ce.payer, ce.amount_raw,
-    ce.quote_hash, ce.args_json";
+    ce.block_hash, ce.block_timestamp, CAST(ce.event_version AS BIGINT) AS event_version,
+    ce.order_ref, ce.payer, ce.amount_raw, ce.quote_hash, ce.args_json";
+
+/// The columns [`PAYMENT_COLUMNS`] selects, as both drivers decode them.
+#[derive(Debug, FromRow)]
+pub(super) struct PaymentRow {
+    tx_hash: String,
+    log_index: i64,
+    block_number: i64,
+    block_hash: String,
+    block_timestamp: Option<i64>,
+    event_version: i64,
+    order_ref: String,
+    payer: String,
+    amount_raw: String,
+    quote_hash: String,
+    args_json: Json<serde_json::Value>,
+}
 
 /// The payment in a row selecting [`PAYMENT_COLUMNS`].
-pub(super) fn payment_from_row(
-    r: &sqlx::sqlite::SqliteRow,
-    contract: Address,
-) -> Result<Payment, StoreError> {
+pub(super) fn payment_from_row(r: PaymentRow, contract: Address) -> Result<Payment, StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("contract_events.{what}"));
-    let version = match r.get::<i64, _>("event_version") {
+    let version = match r.event_version {
         1 => EventVersion::V1,
         2 => EventVersion::V2,
         _ => return Err(corrupt("event_version")),
     };
-    let amount: U256 = r
-        .get::<String, _>("amount_raw")
-        .parse()
-        .map_err(|_| corrupt("amount_raw"))?;
+    let amount: U256 = r.amount_raw.parse().map_err(|_| corrupt("amount_raw"))?;
     let destination = match version {
         EventVersion::V1 => None,
         EventVersion::V2 => {
-            let args: serde_json::Value = serde_json::from_str(&r.get::<String, _>("args_json"))
-                .map_err(|_| corrupt("args_json"))?;
+            let args = &r.args_json.0;
             let field = |name: &str| args[name].as_str().ok_or_else(|| corrupt("args_json"));
             Some(Destination {
                 token: field("token")?
@@ -244,26 +271,20 @@ pub(super) fn payment_from_row(
     };
     Ok(Payment {
         key: LogKey {
-            tx_hash: parse_b256(&r.get::<String, _>("tx_hash"))?,
-            log_index: to_u64(r.get("log_index"))?,
+            tx_hash: parse_b256(&r.tx_hash)?,
+            log_index: to_u64(r.log_index)?,
         },
         contract,
         block: BlockRef {
-            number: to_u64(r.get("block_number"))?,
-            hash: parse_b256(&r.get::<String, _>("block_hash"))?,
+            number: to_u64(r.block_number)?,
+            hash: parse_b256(&r.block_hash)?,
         },
-        block_timestamp: r
-            .get::<Option<i64>, _>("block_timestamp")
-            .map(to_u64)
-            .transpose()?,
+        block_timestamp: r.block_timestamp.map(to_u64).transpose()?,
         version,
-        order_ref: parse_b256(&r.get::<String, _>("order_ref"))?,
-        payer: r
-            .get::<String, _>("payer")
-            .parse()
-            .map_err(|_| corrupt("payer"))?,
+        order_ref: parse_b256(&r.order_ref)?,
+        payer: r.payer.parse().map_err(|_| corrupt("payer"))?,
         amount: Amount(amount),
-        quote_hash: parse_b256(&r.get::<String, _>("quote_hash"))?,
+        quote_hash: parse_b256(&r.quote_hash)?,
         destination,
     })
 }

@@ -46,11 +46,19 @@ impl WriteFailure {
         }
     }
 
-    /// Classifies a driver error by SQLite's primary result code.
+    /// Classifies a driver error by SQLite's primary result code, or
+    /// PostgreSQL's SQLSTATE.
     pub fn of_sql(error: &sqlx::Error) -> Self {
         match error {
             sqlx::Error::PoolTimedOut => Self::PoolTimeout,
             sqlx::Error::Io(_) => Self::Io,
+            sqlx::Error::Database(db)
+                if db
+                    .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                    .is_some() =>
+            {
+                Self::of_sqlstate(db.code().as_deref().unwrap_or(""))
+            }
             sqlx::Error::Database(db) => {
                 let code = db.code().and_then(|c| c.parse::<i32>().ok());
                 // Extended result codes keep the primary code in the low byte.
@@ -64,6 +72,21 @@ impl WriteFailure {
                     _ => Self::Other,
                 }
             }
+            _ => Self::Other,
+        }
+    }
+
+    /// Classifies a PostgreSQL SQLSTATE: the same causes in the server's
+    /// words (a lost connection counts as I/O, a terminated backend too).
+    fn of_sqlstate(code: &str) -> Self {
+        match code {
+            "53100" => Self::DiskFull,
+            "58030" => Self::Io,
+            c if c.starts_with("08") || c.starts_with("57P") => Self::Io,
+            "25006" => Self::ReadOnly,
+            "40001" | "40P01" | "55P03" => Self::Busy,
+            "XX001" | "XX002" => Self::Corrupt,
+            "3D000" | "28000" | "28P01" => Self::CantOpen,
             _ => Self::Other,
         }
     }

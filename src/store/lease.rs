@@ -7,9 +7,9 @@
 
 use std::time::Duration;
 
-use sqlx::{Row, SqliteConnection};
+use sqlx::Row;
 
-use super::{StoreError, NOW};
+use super::{on, Conn, Dialect, StoreError};
 use crate::domain::{hex_address, Scope};
 
 /// Who may write: a replica and the epoch it holds the lease under.
@@ -30,42 +30,36 @@ pub struct Holder {
     pub live: bool,
 }
 
-/// `now` plus `ttl`, on the database's clock, as the schema's ISO text.
-fn now_plus(ttl: Duration) -> String {
-    format!(
-        "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+{}.{:03} seconds')",
-        ttl.as_secs(),
-        ttl.subsec_millis()
-    )
-}
-
 /// Takes the lease for `holder` when nobody holds it or it has expired,
 /// under the next epoch; returns that epoch, or `None` when another live
 /// holder has it.
 pub async fn take(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn<'_>,
     scope: &Scope,
     holder: &str,
     ttl: Duration,
 ) -> Result<Option<i64>, StoreError> {
-    let row = sqlx::query(&format!(
-        "INSERT INTO indexer_lease
-           (chain_id, contract_address, holder, epoch, acquired_at, renewed_at, expires_at)
-         VALUES (?1, ?2, ?3, 1, {NOW}, {NOW}, {until})
-         ON CONFLICT (chain_id, contract_address) DO UPDATE SET
-           holder = excluded.holder, epoch = indexer_lease.epoch + 1,
-           acquired_at = excluded.acquired_at, renewed_at = excluded.renewed_at,
-           expires_at = excluded.expires_at
-         WHERE indexer_lease.expires_at <= excluded.acquired_at
-         RETURNING epoch",
-        until = now_plus(ttl)
-    ))
-    .bind(scope.chain_id as i64)
-    .bind(hex_address(&scope.contract))
-    .bind(holder)
-    .fetch_optional(&mut *conn)
-    .await?;
-    Ok(row.map(|r| r.get(0)))
+    on!(conn, |c, d| {
+        let row = sqlx::query(&format!(
+            "INSERT INTO indexer_lease
+               (chain_id, contract_address, holder, epoch, acquired_at, renewed_at, expires_at)
+             VALUES ($1, $2, $3, 1, {now}, {now}, {until})
+             ON CONFLICT (chain_id, contract_address) DO UPDATE SET
+               holder = excluded.holder, epoch = indexer_lease.epoch + 1,
+               acquired_at = excluded.acquired_at, renewed_at = excluded.renewed_at,
+               expires_at = excluded.expires_at
+             WHERE indexer_lease.expires_at <= excluded.acquired_at
+             RETURNING epoch",
+            now = d.now,
+            until = d.now_plus(ttl)
+        ))
+        .bind(scope.chain_id as i64)
+        .bind(hex_address(&scope.contract))
+        .bind(holder)
+        .fetch_optional(&mut **c)
+        .await?;
+        Ok(row.map(|r| r.get(0)))
+    })
 }
 
 /// Extends the lease by `ttl` from now if `fence` still holds it, unexpired;
@@ -73,59 +67,62 @@ pub async fn take(
 /// transaction this is the fence, and every commit renews the lease: an
 /// `UPDATE`, so that on a backend with row locks a takeover waits for the
 /// transaction to end.
-pub async fn renew(
-    conn: &mut SqliteConnection,
-    fence: &Fence,
-    ttl: Duration,
-) -> Result<bool, StoreError> {
-    let set = format!("renewed_at = {NOW}, expires_at = {}", now_plus(ttl));
-    update_if_held(conn, fence, &set).await
+pub async fn renew(conn: &mut Conn<'_>, fence: &Fence, ttl: Duration) -> Result<bool, StoreError> {
+    update_if_held(conn, fence, |d| {
+        format!("renewed_at = {}, expires_at = {}", d.now, d.now_plus(ttl))
+    })
+    .await
 }
 
 /// Gives the lease up at once (a clean shutdown), so a standby need not
 /// wait for it to expire. False if `fence` no longer held it.
-pub async fn release(conn: &mut SqliteConnection, fence: &Fence) -> Result<bool, StoreError> {
-    update_if_held(conn, fence, &format!("expires_at = {NOW}")).await
+pub async fn release(conn: &mut Conn<'_>, fence: &Fence) -> Result<bool, StoreError> {
+    update_if_held(conn, fence, |d| format!("expires_at = {}", d.now)).await
 }
 
 /// `UPDATE indexer_lease SET {set}` on the lease row if `fence` holds it,
 /// unexpired; whether it did.
 async fn update_if_held(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn<'_>,
     fence: &Fence,
-    set: &str,
+    set: impl Fn(&Dialect) -> String,
 ) -> Result<bool, StoreError> {
-    let done = sqlx::query(&format!(
-        "UPDATE indexer_lease SET {set}
-         WHERE chain_id = ? AND contract_address = ? AND holder = ? AND epoch = ?
-           AND expires_at > {NOW}"
-    ))
-    .bind(fence.scope.chain_id as i64)
-    .bind(hex_address(&fence.scope.contract))
-    .bind(&fence.holder)
-    .bind(fence.epoch)
-    .execute(&mut *conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    on!(conn, |c, d| {
+        let done = sqlx::query(&format!(
+            "UPDATE indexer_lease SET {set}
+             WHERE chain_id = $1 AND contract_address = $2 AND holder = $3 AND epoch = $4
+               AND expires_at > {now}",
+            set = set(d),
+            now = d.now
+        ))
+        .bind(fence.scope.chain_id as i64)
+        .bind(hex_address(&fence.scope.contract))
+        .bind(&fence.holder)
+        .bind(fence.epoch)
+        .execute(&mut **c)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    })
 }
 
 /// The stored lease, if any.
-pub async fn current(
-    conn: &mut SqliteConnection,
-    scope: &Scope,
-) -> Result<Option<Holder>, StoreError> {
-    let row = sqlx::query(&format!(
-        "SELECT holder, epoch, expires_at, expires_at > {NOW} FROM indexer_lease
-         WHERE chain_id = ? AND contract_address = ?"
-    ))
-    .bind(scope.chain_id as i64)
-    .bind(hex_address(&scope.contract))
-    .fetch_optional(&mut *conn)
-    .await?;
-    Ok(row.map(|r| Holder {
-        holder: r.get(0),
-        epoch: r.get(1),
-        expires_at: r.get(2),
-        live: r.get(3),
-    }))
+pub async fn current(conn: &mut Conn<'_>, scope: &Scope) -> Result<Option<Holder>, StoreError> {
+    on!(conn, |c, d| {
+        let row = sqlx::query(&format!(
+            "SELECT holder, epoch, {expires}, expires_at > {now} FROM indexer_lease
+             WHERE chain_id = $1 AND contract_address = $2",
+            expires = d.to_iso("expires_at"),
+            now = d.now
+        ))
+        .bind(scope.chain_id as i64)
+        .bind(hex_address(&scope.contract))
+        .fetch_optional(&mut **c)
+        .await?;
+        Ok(row.map(|r| Holder {
+            holder: r.get(0),
+            epoch: r.get(1),
+            expires_at: r.get(2),
+            live: r.get(3),
+        }))
+    })
 }

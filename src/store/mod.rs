@@ -1,6 +1,9 @@
-//! The SQLite store: the pool (WAL, busy timeout, foreign keys), the embedded
-//! reversible migrations, and the `BEGIN IMMEDIATE` write transaction every
-//! write goes through. All SQL of the crate lives below this module.
+//! The store: the database contract on SQLite (the embedded default) or
+//! PostgreSQL, chosen by `database.url`. The rest of the crate sees one
+//! [`Store`] and one connection type, [`Conn`]; each module below writes its
+//! SQL once, for both, with the few differences named by a [`Dialect`], and
+//! what only one backend has lives in `sqlite` and `postgres`. All SQL of the
+//! crate lives below this module.
 //!
 //! It must not decide anything: reconciliation is done by the caller, which
 //! hands this module rows to write inside one transaction.
@@ -11,30 +14,141 @@ pub mod incidents;
 pub mod lease;
 pub mod orders;
 pub mod postgres;
+pub mod sqlite;
 pub mod status;
 pub mod sync;
 pub mod verify;
 
-use std::str::FromStr;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use sqlx::migrate::Migrator;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Connection, Sqlite, SqliteConnection, SqlitePool, Transaction};
+use sqlx::{PgConnection, SqliteConnection};
 
 use crate::config::DatabaseSettings;
-use failure::WriteFailure;
 
-/// The migrations in `migrations/sqlite/`, compiled in.
-pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+/// A connection the store's functions run on: inside a write transaction
+/// ([`TxWork`]), or a pooled reader ([`Pooled::conn`]). Callers outside this
+/// module only hand it on, so they never learn which backend is underneath.
+pub enum Conn<'c> {
+    Sqlite(&'c mut SqliteConnection),
+    Postgres(&'c mut PgConnection),
+}
 
-/// A write transaction opened with `BEGIN IMMEDIATE`.
-pub type WriteTx = Transaction<'static, Sqlite>;
+/// The owner of a pooled connection, for reads outside a write transaction.
+pub enum Pooled {
+    Sqlite(sqlx::pool::PoolConnection<sqlx::Sqlite>),
+    Postgres(sqlx::pool::PoolConnection<sqlx::Postgres>),
+}
 
-/// The connection a [`TxWork`] writes on, inside its transaction. Callers
-/// outside this module name it only through this alias and hand it to the
-/// store's functions, so they never see which driver is underneath.
-pub type Tx = SqliteConnection;
+impl Pooled {
+    /// The connection, for the store's functions.
+    pub fn conn(&mut self) -> Conn<'_> {
+        match self {
+            Self::Sqlite(c) => Conn::Sqlite(c),
+            Self::Postgres(c) => Conn::Postgres(c),
+        }
+    }
+}
+
+/// An open transaction outside [`Store::write`] (unfenced: operator
+/// commands); rolled back unless committed.
+pub enum Begun {
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+impl Begun {
+    pub fn conn(&mut self) -> Conn<'_> {
+        match self {
+            Self::Sqlite(tx) => Conn::Sqlite(tx),
+            Self::Postgres(tx) => Conn::Postgres(tx),
+        }
+    }
+
+    pub async fn commit(self) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(tx) => tx.commit().await?,
+            Self::Postgres(tx) => tx.commit().await?,
+        }
+        Ok(())
+    }
+}
+
+/// What differs between the two backends' SQL, as fragments the statements
+/// below splice in. Placeholders are `$1`, `$2`… on both.
+#[derive(Debug)]
+pub struct Dialect {
+    /// The current time, in the type time columns have.
+    pub now: &'static str,
+    /// `now` plus a number of milliseconds given as `{}`.
+    now_plus_ms: &'static str,
+    /// A unix time (seconds) in a column `{}` as a time value.
+    from_unix: &'static str,
+    /// A time column `{}` as unix seconds (BIGINT).
+    to_unix: &'static str,
+    /// A time column `{}` as ISO-8601 UTC text with milliseconds.
+    to_iso: &'static str,
+    /// `SELECT` of the text elements of a JSON array column `{}`.
+    json_elements: &'static str,
+    /// One row of JSON text aggregating `json_array({})` over the rows.
+    json_rows: &'static str,
+    /// A join the planner must keep in the written order (SQLite's
+    /// `CROSS JOIN`; PostgreSQL plans it alone).
+    pub ordered_join: &'static str,
+    /// Whether the index hints (`INDEXED BY`) exist.
+    index_hints: bool,
+}
+
+impl Dialect {
+    pub fn now_plus(&self, d: Duration) -> String {
+        self.now_plus_ms.replace("{}", &d.as_millis().to_string())
+    }
+    pub fn from_unix(&self, column: &str) -> String {
+        self.from_unix.replace("{}", column)
+    }
+    pub fn to_unix(&self, column: &str) -> String {
+        self.to_unix.replace("{}", column)
+    }
+    pub fn to_iso(&self, column: &str) -> String {
+        self.to_iso.replace("{}", column)
+    }
+    pub fn json_elements(&self, column: &str) -> String {
+        self.json_elements.replace("{}", column)
+    }
+    pub fn json_rows(&self, values: &str) -> String {
+        self.json_rows.replace("{}", values)
+    }
+    /// ` INDEXED BY index` where hints exist, else nothing.
+    pub fn indexed_by(&self, index: &str) -> String {
+        if self.index_hints {
+            format!(" INDEXED BY {index}")
+        } else {
+            String::new()
+        }
+    }
+}
+
+/// Runs `$body` with `$c` bound to the backend's connection
+/// (`&mut &mut SqliteConnection` or `&mut &mut PgConnection`: pass
+/// `&mut **$c` as the executor) and `$d` to its [`Dialect`]: the statement
+/// is written once and compiled for both drivers.
+macro_rules! on {
+    ($conn:expr, |$c:ident, $d:ident| $body:expr) => {
+        match $conn {
+            $crate::store::Conn::Sqlite($c) => {
+                #[allow(unused_variables)]
+                let $d = &$crate::store::sqlite::DIALECT;
+                $body
+            }
+            $crate::store::Conn::Postgres($c) => {
+                #[allow(unused_variables)]
+                let $d = &$crate::store::postgres::DIALECT;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use on;
 
 /// Work done inside one write transaction: [`Store::write`] runs it, and
 /// runs it again whole after a failure, so it must hold no state of its own.
@@ -47,17 +161,21 @@ pub trait TxWork {
     }
     fn run<'t>(
         &'t self,
-        tx: &'t mut Tx,
+        tx: &'t mut Conn<'t>,
     ) -> impl std::future::Future<Output = Result<Self::Output, StoreError>> + Send + 't;
 }
 
-/// Errors of the store boundary.
+/// Errors of the store boundary. URLs in them are redacted.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("invalid database url {url:?}: {source}")]
+    #[error("invalid database url {url}: {source}")]
     Url { url: String, source: sqlx::Error },
-    #[error("cannot open database {url:?}: {source}")]
+    #[error("cannot open database {url}: {source}")]
     Open { url: String, source: sqlx::Error },
+    #[error(
+        "database {url}: schema {schema:?} does not exist (create it, or set database.schema)"
+    )]
+    NoSchema { url: String, schema: String },
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database error: {0}")]
@@ -73,19 +191,18 @@ pub enum StoreError {
 /// The shared database.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: SqlitePool,
-    /// The one connection [`Store::write`] writes on. It has no busy handler
-    /// of SQLite's, which sleeps 1, 2, 5, 10… ms between tries and so would
-    /// cost the indexer up to 10 ms after every `INSERT` of the order API's;
-    /// `write` polls for the lock itself, every `LOCK_POLL`.
-    writer: SqlitePool,
-    options: SqliteConnectOptions,
-    busy_timeout: Duration,
-    /// Commits by the writer since its last WAL checkpoint.
-    commits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    backend: Backend,
     /// When set, every [`Store::write`] first checks, in its transaction,
     /// that this lease is still held, and renews it (see `lease`).
-    fence: Option<std::sync::Arc<Fenced>>,
+    fence: Option<Arc<Fenced>>,
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
+    // Boxed: the SQLite side holds its connect options; a store is cloned
+    // a few times per process, never per row.
+    Sqlite(Box<sqlite::Sqlite>),
+    Postgres(postgres::Postgres),
 }
 
 /// The lease a fenced store writes under, and when a commit last renewed it.
@@ -95,57 +212,33 @@ struct Fenced {
     ttl: Duration,
     /// When the last committed transaction began (its renewal is at least
     /// that recent).
-    renewed: std::sync::Mutex<Option<std::time::Instant>>,
+    renewed: Mutex<Option<Instant>>,
 }
 
-/// How often [`Store::write`] tries again for the write lock while another
-/// writer holds it.
-const LOCK_POLL: Duration = Duration::from_millis(1);
-/// Commits between two WAL checkpoints by the writer (see [`Store::write`]).
-const CHECKPOINT_EVERY: usize = 16;
-
 impl Store {
-    /// Opens (creating if missing) the database with the pragmas the database
-    /// contract relies on. Does not migrate.
-    #[tracing::instrument(skip_all, fields(url = %settings.url))]
+    /// Opens the database named by `settings.url`: SQLite (`sqlite:`,
+    /// created if missing, with the pragmas the contract relies on) or
+    /// PostgreSQL (`postgres://`, `postgresql://`, its `database.schema`
+    /// checked). Does not migrate.
+    #[tracing::instrument(skip_all, fields(url = %display_url(&settings.url)))]
     pub async fn open(settings: &DatabaseSettings) -> Result<Self, StoreError> {
-        let url = settings.url.clone();
-        let options = SqliteConnectOptions::from_str(&url)
-            .map_err(|source| StoreError::Url {
-                url: url.clone(),
-                source,
-            })?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // Safe with WAL: a lost last commit is re-indexed, because the
-            // checkpoint commits in the same transaction as the data.
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(settings.busy_timeout)
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(settings.max_connections)
-            .acquire_timeout(settings.busy_timeout + Duration::from_secs(5))
-            .connect_with(options.clone())
-            .await
-            .map_err(|source| StoreError::Open { url, source })?;
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(settings.busy_timeout + Duration::from_secs(5))
-            .connect_lazy_with(
-                options
-                    .clone()
-                    .busy_timeout(Duration::ZERO)
-                    // Checkpoints are the writer's, after its commits (below).
-                    .pragma("wal_autocheckpoint", "0"),
-            );
+        let backend = if postgres::is_url(&settings.url) {
+            Backend::Postgres(postgres::Postgres::open(settings).await?)
+        } else {
+            Backend::Sqlite(Box::new(sqlite::Sqlite::open(settings).await?))
+        };
         Ok(Self {
-            pool,
-            writer,
-            options,
-            busy_timeout: settings.busy_timeout,
-            commits: Default::default(),
+            backend,
             fence: None,
         })
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
     }
 
     /// This store, with every [`Store::write`] fenced by `fence`: a write
@@ -154,7 +247,7 @@ impl Store {
     /// the lease for `ttl`.
     pub fn fenced(&self, fence: lease::Fence, ttl: Duration) -> Self {
         Self {
-            fence: Some(std::sync::Arc::new(Fenced {
+            fence: Some(Arc::new(Fenced {
                 fence,
                 ttl,
                 renewed: Default::default(),
@@ -165,156 +258,192 @@ impl Store {
 
     /// When the last committed write of this fenced store began: its lease
     /// was renewed then, at the latest. `None` before the first.
-    pub fn renewed_by_commit(&self) -> Option<std::time::Instant> {
+    pub fn renewed_by_commit(&self) -> Option<Instant> {
         let fenced = self.fence.as_ref()?;
         *fenced.renewed.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Applies every pending migration.
+    /// Applies every pending migration (on PostgreSQL under an advisory
+    /// lock, so that replicas starting together apply each once).
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR.run(&self.pool).await?;
-        Ok(())
+        match &self.backend {
+            Backend::Sqlite(s) => s.migrate().await,
+            Backend::Postgres(p) => p.migrate().await,
+        }
     }
 
     /// Reverts the most recently applied migration; returns its version, or
     /// `None` when nothing was applied.
     pub async fn revert_last(&self) -> Result<Option<i64>, StoreError> {
-        let applied = self.applied_migrations().await?;
-        let Some(&last) = applied.last() else {
-            return Ok(None);
-        };
-        let target = applied.iter().rev().nth(1).copied().unwrap_or(0);
-        MIGRATOR.undo(&self.pool, target).await?;
-        Ok(Some(last))
+        match &self.backend {
+            Backend::Sqlite(s) => s.revert_last().await,
+            Backend::Postgres(p) => p.revert_last().await,
+        }
     }
 
     /// Versions of the applied migrations, oldest first.
     pub async fn applied_migrations(&self) -> Result<Vec<i64>, StoreError> {
-        let exists: Option<String> = sqlx::query_scalar(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
-        )
-        .fetch_optional(&self.pool)
-        .await?;
-        if exists.is_none() {
-            return Ok(Vec::new());
+        match &self.backend {
+            Backend::Sqlite(s) => s.applied_migrations().await,
+            Backend::Postgres(p) => p.applied_migrations().await,
         }
-        Ok(sqlx::query_scalar(
-            "SELECT version FROM _sqlx_migrations WHERE success = 1 ORDER BY version",
-        )
-        .fetch_all(&self.pool)
-        .await?)
     }
 
-    /// Opens a short write transaction with `BEGIN IMMEDIATE`, so that the
-    /// write lock is taken up front (waiting up to the busy timeout) instead of
-    /// failing half-way through on an upgrade from a read lock.
-    pub async fn begin_immediate(&self) -> Result<WriteTx, StoreError> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    /// Versions of the migrations this build carries for the backend.
+    pub fn expected_migrations(&self) -> Vec<i64> {
+        let migrator = match self.backend {
+            Backend::Sqlite(_) => &sqlite::MIGRATOR,
+            Backend::Postgres(_) => &postgres::MIGRATOR,
+        };
+        migrator
+            .iter()
+            .filter(|m| m.migration_type.is_up_migration())
+            .map(|m| m.version)
+            .collect()
     }
 
-    /// Runs `work` in one `BEGIN IMMEDIATE` transaction and commits it; on
-    /// error everything is rolled back. A fenced store (see
-    /// [`Store::fenced`]) checks and renews its lease first, in the same
-    /// transaction. The connection is the writer's, held
-    /// by this call; while another writer holds the lock it tries again
-    /// every `LOCK_POLL`, up to the busy timeout. After a failure that may
-    /// have left the connection unusable (SQLite rolls back by itself on a
-    /// full disk or an I/O error, and the driver, still counting a
-    /// transaction open, would then refuse every later `BEGIN` on it) it is
-    /// closed, so the next attempt gets a new one.
+    /// Opens a transaction outside [`Store::write`] and its fence, for
+    /// operator commands (on SQLite with `BEGIN IMMEDIATE`, so the write
+    /// lock is taken up front).
+    pub async fn begin(&self) -> Result<Begun, StoreError> {
+        Ok(match &self.backend {
+            Backend::Sqlite(s) => Begun::Sqlite(s.pool.begin_with("BEGIN IMMEDIATE").await?),
+            Backend::Postgres(p) => Begun::Postgres(p.pool.begin().await?),
+        })
+    }
+
+    /// Opens a read-only snapshot: every statement in it sees the same
+    /// commits (SQLite's deferred read transaction; PostgreSQL's
+    /// `REPEATABLE READ READ ONLY`).
+    pub async fn begin_read(&self) -> Result<Begun, StoreError> {
+        Ok(match &self.backend {
+            Backend::Sqlite(s) => Begun::Sqlite(s.pool.begin().await?),
+            Backend::Postgres(p) => Begun::Postgres(
+                p.pool
+                    .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    .await?,
+            ),
+        })
+    }
+
+    /// Runs `work` in one write transaction and commits it; on error
+    /// everything is rolled back. A fenced store (see [`Store::fenced`])
+    /// checks and renews its lease first, in the same transaction.
     ///
-    /// Returns the output and how long the write lock was held (from the
-    /// `BEGIN` that took it to the end of the `COMMIT`).
+    /// Returns the output and how long the transaction held its locks (from
+    /// the `BEGIN` to the end of the `COMMIT`). On SQLite that is the one
+    /// write lock, which the order API shares (see `sqlite::Sqlite::write`).
     pub async fn write<W: TxWork>(&self, work: &W) -> Result<(W::Output, Duration), StoreError> {
-        let mut conn = self.writer.acquire().await?;
-        let gives_up = std::time::Instant::now() + self.busy_timeout;
-        let result = async {
-            let mut tx = loop {
-                match conn.begin_with("BEGIN IMMEDIATE").await {
-                    Ok(tx) => break tx,
-                    Err(e)
-                        if WriteFailure::of_sql(&e) == WriteFailure::Busy
-                            && std::time::Instant::now() < gives_up =>
-                    {
-                        tokio::time::sleep(LOCK_POLL).await;
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            };
-            let locked = std::time::Instant::now();
-            if let Some(f) = &self.fence {
-                if !lease::renew(&mut tx, &f.fence, f.ttl).await? {
-                    return Err(StoreError::Fenced {
-                        epoch: f.fence.epoch,
-                    });
-                }
-            }
-            let out = work.run(&mut tx).await?;
-            tx.commit().await?;
-            if let Some(f) = &self.fence {
-                *f.renewed.lock().unwrap_or_else(|e| e.into_inner()) = Some(locked);
-            }
-            Ok((out, locked.elapsed()))
+        let done = match &self.backend {
+            Backend::Sqlite(s) => s.write(self, work).await,
+            Backend::Postgres(p) => p.write(self, work).await,
+        };
+        let (out, locked) = done?;
+        if let Some(f) = &self.fence {
+            *f.renewed.lock().unwrap_or_else(|e| e.into_inner()) = Some(locked);
         }
-        .await;
-        match &result {
-            Ok(_) => self.checkpoint_now_and_then(&mut conn).await,
-            Err(e) if WriteFailure::of(e).may_poison() => conn.close_on_drop(),
-            Err(_) => {}
-        }
-        result
+        Ok((out, locked.elapsed()))
     }
 
-    /// Every `CHECKPOINT_EVERY` commits, copies the WAL back into the
-    /// database (PASSIVE: it takes no lock that writers or readers wait
-    /// for). Done here, after the commit, so that the WAL never grows to
-    /// SQLite's auto-checkpoint size on the order API's connections, whose
-    /// `INSERT` would then pay for the copy, and so that a checkpoint never
-    /// counts as lock-hold time. A failed checkpoint is retried next time.
-    async fn checkpoint_now_and_then(&self, conn: &mut SqliteConnection) {
-        use std::sync::atomic::Ordering;
-        if self.commits.fetch_add(1, Ordering::Relaxed) + 1 < CHECKPOINT_EVERY {
-            return;
+    /// The fence (when set), then `work`, inside one transaction.
+    pub(super) async fn fenced_run<W: TxWork>(
+        &self,
+        tx: &mut Conn<'_>,
+        work: &W,
+    ) -> Result<W::Output, StoreError> {
+        if let Some(f) = &self.fence {
+            if !lease::renew(tx, &f.fence, f.ttl).await? {
+                return Err(StoreError::Fenced {
+                    epoch: f.fence.epoch,
+                });
+            }
         }
-        self.commits.store(0, Ordering::Relaxed);
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&mut *conn)
-            .await
-        {
-            tracing::debug!(error = %e, "WAL checkpoint failed; retried after the next commits");
-        }
+        let mut again = match tx {
+            Conn::Sqlite(c) => Conn::Sqlite(c),
+            Conn::Postgres(c) => Conn::Postgres(c),
+        };
+        work.run(&mut again).await
     }
 
     /// A pooled connection, for reads outside a write transaction.
-    pub async fn conn(&self) -> Result<sqlx::pool::PoolConnection<Sqlite>, StoreError> {
-        Ok(self.pool.acquire().await?)
+    pub async fn conn(&self) -> Result<Pooled, StoreError> {
+        Ok(match &self.backend {
+            Backend::Sqlite(s) => Pooled::Sqlite(s.pool.acquire().await?),
+            Backend::Postgres(p) => Pooled::Postgres(p.pool.acquire().await?),
+        })
     }
 
-    /// The pool, for reads.
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
+    /// The SQLite pool, for tests and tools that read the file directly;
+    /// `None` on PostgreSQL.
+    pub fn sqlite_pool(&self) -> Option<&sqlx::SqlitePool> {
+        match &self.backend {
+            Backend::Sqlite(s) => Some(&s.pool),
+            Backend::Postgres(_) => None,
+        }
     }
 
-    /// Answers when the database file can be opened afresh and read, as the
-    /// order API's readers would (pooled connections keep working on a file
-    /// that was removed or replaced, so they prove nothing).
+    /// The PostgreSQL pool (its connections use `database.schema`); `None`
+    /// on SQLite.
+    pub fn postgres_pool(&self) -> Option<&sqlx::PgPool> {
+        match &self.backend {
+            Backend::Sqlite(_) => None,
+            Backend::Postgres(p) => Some(&p.pool),
+        }
+    }
+
+    /// Answers when the database can be reached afresh and read, as the
+    /// order API's readers would (see each backend's `ping`).
     pub async fn ping(&self) -> Result<(), StoreError> {
-        use sqlx::Connection;
-        let options = self.options.clone().create_if_missing(false);
-        let mut conn = sqlx::SqliteConnection::connect_with(&options).await?;
-        sqlx::query("SELECT block_number FROM sync_state LIMIT 1")
-            .fetch_optional(&mut conn)
-            .await?;
-        conn.close().await?;
-        Ok(())
+        match &self.backend {
+            Backend::Sqlite(s) => s.ping().await,
+            Backend::Postgres(p) => p.ping().await,
+        }
     }
 
-    /// Closes every connection, checkpointing the WAL.
+    /// Closes every connection (on SQLite checkpointing the WAL).
     pub async fn close(&self) {
-        self.writer.close().await;
-        self.pool.close().await;
+        match &self.backend {
+            Backend::Sqlite(s) => s.close().await,
+            Backend::Postgres(p) => p.pool.close().await,
+        }
     }
 }
 
-/// Current time as the ISO-8601 text the schema uses.
-pub(crate) const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
+/// `database.url` as it may be printed: a PostgreSQL URL without its
+/// password (in the authority or a `password` parameter), an SQLite URL as
+/// given (a file name, no secret), anything unparsable reduced to its
+/// scheme and host.
+pub fn display_url(url: &str) -> String {
+    if !postgres::is_url(url) {
+        return if url.contains('@') {
+            crate::config::redact_url_str(url)
+        } else {
+            url.to_owned()
+        };
+    }
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return crate::config::redact_url_str(url);
+    };
+    if parsed.password().is_some() {
+        // Cannot fail: the URL has a host, since it has a password.
+        let _ = parsed.set_password(Some("<redacted>"));
+    }
+    if parsed.query().is_some() {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(k, v)| {
+                let secret = k.to_ascii_lowercase().contains("password");
+                (
+                    k.into_owned(),
+                    if secret {
+                        "<redacted>".into()
+                    } else {
+                        v.into_owned()
+                    },
+                )
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
+}

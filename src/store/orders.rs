@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 
 use alloy::primitives::{Address, B256};
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+use sqlx::{Database, Encode, QueryBuilder, Type};
 
-use super::{StoreError, NOW};
+use super::{on, Conn, Dialect, StoreError};
 use crate::domain::{hex32, hex_address, LogKey, Order, Scope};
 
 const CHUNK: usize = 400;
@@ -28,29 +28,34 @@ type OrderRow = (
 
 /// The orders with these refs, with the live log that paid each, if any.
 ///
-/// Each chunk comes back as one JSON array in one row: sqlx copies every
-/// value of every row it returns across its worker thread, which cost three
-/// times the query itself (1.1 s against 0.26 s for 100k orders, measured).
+/// Each chunk comes back as one JSON array in one row: sqlx's SQLite driver
+/// copies every value of every row it returns across its worker thread,
+/// which cost three times the query itself (1.1 s against 0.26 s for 100k
+/// orders, measured).
 pub async fn by_refs(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn<'_>,
     refs: &[B256],
 ) -> Result<HashMap<B256, Order>, StoreError> {
     let mut orders = HashMap::new();
     for chunk in refs.chunks(CHUNK) {
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "SELECT json_group_array(json_array(o.id, o.order_ref, o.wallet_address,
-                    o.premium_usdc, o.status, o.payment_status,
-                    CAST(strftime('%s', o.expires_at) AS INTEGER), ce.tx_hash, ce.log_index))
-             FROM orders o
-             LEFT JOIN contract_events ce ON ce.order_id = o.id AND ce.removed = 0
-             WHERE o.order_ref IN (",
-        );
-        let mut list = q.separated(", ");
-        for r in chunk {
-            list.push_bind(hex32(r));
-        }
-        q.push(")");
-        let json: String = q.build_query_scalar().fetch_one(&mut *conn).await?;
+        let json: String = on!(&mut *conn, |c, d| {
+            let mut q = QueryBuilder::new(format!(
+                "SELECT {} FROM orders o
+                 LEFT JOIN contract_events ce ON ce.order_id = o.id AND ce.removed = 0
+                 WHERE o.order_ref IN (",
+                d.json_rows(&format!(
+                    "o.id, o.order_ref, o.wallet_address, o.premium_usdc, o.status,
+                     o.payment_status, {}, ce.tx_hash, ce.log_index",
+                    d.to_unix("o.expires_at")
+                ))
+            ));
+            let mut list = q.separated(", ");
+            for r in chunk {
+                list.push_bind(hex32(r));
+            }
+            q.push(")");
+            q.build_query_scalar().fetch_one(&mut **c).await?
+        });
         let rows: Vec<OrderRow> = serde_json::from_str(&json)
             .map_err(|e| StoreError::Corrupt(format!("orders read by order_ref: {e}")))?;
         for (id, order_ref, wallet, premium_usdc, status, payment_status, expires_at, tx, index) in
@@ -109,20 +114,26 @@ pub type Paying<'a> = (&'a str, &'a LogKey);
 
 /// The rows of `paying`, as `v(order_id, tx_hash, log_index)` joined to the
 /// stored event (`ce`) and the order (`o`) when the order can still be paid.
-fn paying_join<'q>(scope: &Scope, paying: &[Paying<'q>]) -> QueryBuilder<'q, Sqlite> {
-    let mut q = QueryBuilder::<Sqlite>::new("WITH v(order_id, tx_hash, log_index) AS (");
+fn paying_join<'q, DB>(d: &Dialect, scope: &Scope, paying: &[Paying<'q>]) -> QueryBuilder<'q, DB>
+where
+    DB: Database,
+    &'q str: Encode<'q, DB> + Type<DB>,
+    String: Encode<'q, DB> + Type<DB>,
+    i64: Encode<'q, DB> + Type<DB>,
+{
+    let mut q = QueryBuilder::<DB>::new("WITH v(order_id, tx_hash, log_index) AS (");
     q.push_values(paying, |mut row, (order_id, key)| {
         row.push_bind(*order_id)
             .push_bind(hex32(&key.tx_hash))
             .push_bind(key.log_index as i64);
     });
-    q.push(
+    q.push(format!(
         "), p AS (SELECT o.id AS order_id, o.status, o.payment_status, ce.id AS event_id,
-                ce.tx_hash, ce.log_index, ce.block_number, ce.amount_usdc,
-                strftime('%Y-%m-%dT%H:%M:%fZ', ce.block_timestamp, 'unixepoch') AS paid_at
+                ce.tx_hash, ce.log_index, ce.block_number, ce.amount_usdc, {} AS paid_at
            FROM v JOIN orders o ON o.id = v.order_id
            JOIN contract_events ce ON ce.chain_id = ",
-    );
+        d.from_unix("ce.block_timestamp")
+    ));
     q.push_bind(scope.chain_id as i64).push(
         " AND ce.tx_hash = v.tx_hash AND ce.log_index = v.log_index
            WHERE o.payment_status IN ('pending', 'reversed')) ",
@@ -163,7 +174,7 @@ const PAID_COLUMNS: &str = ", paid_tx_hash = f.tx_hash, paid_log_index = f.log_i
 /// `confirming` or, when `seen` is `Final`, to `paid`, each linked to the
 /// stored log that pays it, with its audit rows. Returns how many moved.
 pub async fn mark_seen(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn<'_>,
     scope: &Scope,
     paying: &[Paying<'_>],
     seen: Seen,
@@ -179,16 +190,19 @@ pub async fn mark_seen(
     };
     let mut moved = 0;
     for chunk in paying.chunks(CHUNK) {
-        let mut audit = paying_join(scope, chunk);
-        audit.push(AUDIT_INSERT).push(&audit_rows);
-        audit.build().execute(&mut *conn).await?;
-        let mut update = paying_join(scope, chunk);
-        update.push(format!(
-            "UPDATE orders SET status = {status}, payment_status = '{payment_status}',
-               updated_at = {NOW}{extra}
-             FROM p AS f WHERE orders.id = f.order_id"
-        ));
-        moved += update.build().execute(&mut *conn).await?.rows_affected();
+        moved += on!(&mut *conn, |c, d| {
+            let mut audit = paying_join(d, scope, chunk);
+            audit.push(AUDIT_INSERT).push(&audit_rows);
+            audit.build().execute(&mut **c).await?;
+            let mut update = paying_join(d, scope, chunk);
+            update.push(format!(
+                "UPDATE orders SET status = {status}, payment_status = '{payment_status}',
+                   updated_at = {now}{extra}
+                 FROM p AS f WHERE orders.id = f.order_id",
+                now = d.now
+            ));
+            update.build().execute(&mut **c).await?.rows_affected()
+        });
     }
     Ok(moved)
 }
@@ -198,41 +212,65 @@ pub async fn mark_seen(
 /// `paid`, filling its paid_* columns. A `disputed` event never promotes,
 /// even with verification turned off since. Returns how many moved.
 pub async fn promote_final(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn<'_>,
     scope: &Scope,
     final_block: u64,
     verified_only: bool,
 ) -> Result<u64, StoreError> {
-    // Driven by the few `confirming` orders (CROSS JOIN keeps them the outer
-    // loop), never by a scan of every event below the final block.
-    const FINAL: &str = "SELECT o.id AS order_id, o.status, ce.id AS event_id, ce.tx_hash,
-            ce.log_index, ce.block_number, ce.amount_usdc,
-            strftime('%Y-%m-%dT%H:%M:%fZ', ce.block_timestamp, 'unixepoch') AS paid_at
-         FROM orders o CROSS JOIN contract_events ce INDEXED BY idx_contract_events_order_id
-           ON ce.order_id = o.id AND ce.removed = 0
-         WHERE o.payment_status = 'confirming' AND ce.block_number <= ?1
-           AND ce.chain_id = ?2 AND ce.contract_address = ?3
-           AND ce.verification IS NOT 'disputed' AND (?4 = 0 OR ce.verification = 'verified')";
     let contract = hex_address(&scope.contract);
-    sqlx::query(&format!("{AUDIT_INSERT}{FINAL_AUDIT}({FINAL})"))
+    on!(conn, |c, d| {
+        // Driven by the few `confirming` orders (an ordered join keeps them
+        // the outer loop), never by a scan of every event below the final
+        // block.
+        let finals = format!(
+            "SELECT o.id AS order_id, o.status, ce.id AS event_id, ce.tx_hash,
+                ce.log_index, ce.block_number, ce.amount_usdc, {paid_at} AS paid_at
+             FROM orders o {join} contract_events ce{hint}
+               ON ce.order_id = o.id AND ce.removed = 0
+             WHERE o.payment_status = 'confirming' AND ce.block_number <= $1
+               AND ce.chain_id = $2 AND ce.contract_address = $3
+               AND ce.verification IS DISTINCT FROM 'disputed'
+               AND ($4 = 0 OR ce.verification = 'verified')",
+            paid_at = d.from_unix("ce.block_timestamp"),
+            join = d.ordered_join,
+            hint = d.indexed_by("idx_contract_events_order_id"),
+        );
+        sqlx::query(&format!("{AUDIT_INSERT}{FINAL_AUDIT}({finals}) AS f"))
+            .bind(final_block as i64)
+            .bind(scope.chain_id as i64)
+            .bind(&contract)
+            .bind(i64::from(verified_only))
+            .execute(&mut **c)
+            .await?;
+        let done = sqlx::query(&format!(
+            "UPDATE orders SET status = 'paid', payment_status = 'paid', updated_at = {now}
+               {PAID_COLUMNS}
+             FROM ({finals}) AS f WHERE orders.id = f.order_id",
+            now = d.now
+        ))
         .bind(final_block as i64)
         .bind(scope.chain_id as i64)
         .bind(&contract)
-        .bind(verified_only)
-        .execute(&mut *conn)
+        .bind(i64::from(verified_only))
+        .execute(&mut **c)
         .await?;
-    let done = sqlx::query(&format!(
-        "UPDATE orders SET status = 'paid', payment_status = 'paid', updated_at = {NOW}
-           {PAID_COLUMNS}
-         FROM ({FINAL}) AS f WHERE orders.id = f.order_id"
-    ))
-    .bind(final_block as i64)
-    .bind(scope.chain_id as i64)
-    .bind(&contract)
-    .bind(verified_only)
-    .execute(&mut *conn)
-    .await?;
-    Ok(done.rows_affected())
+        Ok(done.rows_affected())
+    })
+}
+
+/// An order's `status` and `payment_status`, if it exists.
+pub async fn states(
+    conn: &mut Conn<'_>,
+    order_id: &str,
+) -> Result<Option<(String, String)>, StoreError> {
+    on!(conn, |c, d| {
+        Ok(
+            sqlx::query_as("SELECT status, payment_status FROM orders WHERE id = $1")
+                .bind(order_id)
+                .fetch_optional(&mut **c)
+                .await?,
+        )
+    })
 }
 
 /// Undoes what an orphaned event did to its order. An order that was only
@@ -240,16 +278,13 @@ pub async fn promote_final(
 /// `reversed`. Returns the reason used, or `None` when the order was not in a
 /// state this event put it in.
 pub async fn revert_payment(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn<'_>,
     order_id: &str,
     event_id: i64,
 ) -> Result<Option<Reason>, StoreError> {
-    let row = sqlx::query("SELECT status, payment_status FROM orders WHERE id = ?")
-        .bind(order_id)
-        .fetch_optional(&mut *conn)
-        .await?;
-    let Some(row) = row else { return Ok(None) };
-    let (status, payment_status): (String, String) = (row.get(0), row.get(1));
+    let Some((status, payment_status)) = states(conn, order_id).await? else {
+        return Ok(None);
+    };
     let (reason, to_status, to_payment_status) = match payment_status.as_str() {
         "confirming" => (Reason::Reorg, status.as_str(), "pending"),
         "paid" => (Reason::DeepReorg, "pending", "reversed"),
@@ -264,30 +299,36 @@ pub async fn revert_payment(
         Some(event_id),
     )
     .await?;
-    sqlx::query(&format!(
-        "UPDATE orders SET status = ?, payment_status = ?, paid_tx_hash = NULL,
-           paid_log_index = NULL, paid_block_number = NULL, paid_amount_usdc = NULL,
-           paid_at = NULL, updated_at = {NOW}
-         WHERE id = ?"
-    ))
-    .bind(to_status)
-    .bind(to_payment_status)
-    .bind(order_id)
-    .execute(&mut *conn)
-    .await?;
-    Ok(Some(reason))
+    on!(conn, |c, d| {
+        sqlx::query(&format!(
+            "UPDATE orders SET status = $1, payment_status = $2, paid_tx_hash = NULL,
+               paid_log_index = NULL, paid_block_number = NULL, paid_amount_usdc = NULL,
+               paid_at = NULL, updated_at = {}
+             WHERE id = $3",
+            d.now
+        ))
+        .bind(to_status)
+        .bind(to_payment_status)
+        .bind(order_id)
+        .execute(&mut **c)
+        .await?;
+        Ok(Some(reason))
+    })
 }
 
 /// Appends one audit row.
 pub async fn audit(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn<'_>,
     order_id: &str,
     reason: Reason,
     status: (&str, &str),
     payment_status: (&str, &str),
     event_id: Option<i64>,
 ) -> Result<(), StoreError> {
-    sqlx::query(&format!("{AUDIT_INSERT}VALUES (?, ?, ?, ?, ?, ?, ?)"))
+    on!(conn, |c, d| {
+        sqlx::query(&format!(
+            "{AUDIT_INSERT}VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        ))
         .bind(order_id)
         .bind(reason.as_str())
         .bind(status.0)
@@ -295,7 +336,8 @@ pub async fn audit(
         .bind(payment_status.0)
         .bind(payment_status.1)
         .bind(event_id)
-        .execute(&mut *conn)
+        .execute(&mut **c)
         .await?;
-    Ok(())
+        Ok(())
+    })
 }

@@ -1,19 +1,127 @@
-//! PostgreSQL: the embedded migration set (`migrations/postgres/`, the same
-//! database contract as `migrations/sqlite/`) and how it is applied. The
-//! PostgreSQL write path behind [`super::Store`] is not built yet; `database.url`
-//! accepts SQLite URLs only.
+//! PostgreSQL: the pool (its connections in `database.schema`), plain
+//! `BEGIN` write transactions (MVCC: the order API's reads and `INSERT`s do
+//! not wait for them), and the embedded migration set
+//! (`migrations/postgres/`, the same database contract as
+//! `migrations/sqlite/`), applied under an advisory lock.
+
+use std::str::FromStr;
+use std::time::{Duration, Instant};
 
 use sqlx::migrate::Migrator;
-use sqlx::{Connection, PgConnection};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgConnection, PgPool};
 
-use super::StoreError;
+use super::{display_url, Conn, Dialect, Store, StoreError, TxWork};
+use crate::config::DatabaseSettings;
 
 /// The migrations in `migrations/postgres/`, compiled in.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// Times are `timestamptz`; JSON columns are `jsonb`.
+pub static DIALECT: Dialect = Dialect {
+    now: "now()",
+    now_plus_ms: "(now() + {} * interval '1 millisecond')",
+    from_unix: "to_timestamp({})",
+    to_unix: "CAST(extract(epoch FROM {}) AS BIGINT)",
+    to_iso: "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')",
+    json_elements: "SELECT jsonb_array_elements_text({})",
+    json_rows: "COALESCE(json_agg(json_build_array({})), '[]')::text",
+    ordered_join: "JOIN",
+    index_hints: false,
+};
+
 /// The transaction-scoped advisory lock every migration run holds, so that
 /// two replicas starting at once apply each migration once ("liqpass" + 1).
 const MIGRATION_LOCK: i64 = 0x6c69_7170_6173_7301;
+
+/// Whether `url` names a PostgreSQL database.
+pub fn is_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// A PostgreSQL database, one schema of it.
+#[derive(Debug, Clone)]
+pub struct Postgres {
+    pub(super) pool: PgPool,
+}
+
+impl Postgres {
+    /// Connects (failing at once when the server cannot be reached or
+    /// refuses the credentials) and checks that `database.schema` exists.
+    /// The schema is set as the connections' `search_path` only when it is
+    /// not `public`, as a startup parameter (behind PgBouncer set it on the
+    /// role instead: README).
+    pub(super) async fn open(settings: &DatabaseSettings) -> Result<Self, StoreError> {
+        let url = display_url(&settings.url);
+        let mut options =
+            PgConnectOptions::from_str(&settings.url).map_err(|source| StoreError::Url {
+                url: url.clone(),
+                source,
+            })?;
+        if settings.schema != "public" {
+            options = options.options([("search_path", settings.schema.as_str())]);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(settings.busy_timeout + Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::Open {
+                url: url.clone(),
+                source,
+            })?;
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+                .bind(&settings.schema)
+                .fetch_one(&pool)
+                .await?;
+        if !exists {
+            pool.close().await;
+            return Err(StoreError::NoSchema {
+                url,
+                schema: settings.schema.clone(),
+            });
+        }
+        Ok(Self { pool })
+    }
+
+    /// Runs `work` (through `store`'s fence) in one transaction at `READ
+    /// COMMITTED`: its row locks (the lease row, the orders it pays) are
+    /// the only waits it can cause, and only to another writer of the same
+    /// rows. Returns when it began.
+    pub(super) async fn write<W: TxWork>(
+        &self,
+        store: &Store,
+        work: &W,
+    ) -> Result<(W::Output, Instant), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let began = Instant::now();
+        let out = store.fenced_run(&mut Conn::Postgres(&mut tx), work).await?;
+        tx.commit().await?;
+        Ok((out, began))
+    }
+
+    pub(super) async fn migrate(&self) -> Result<(), StoreError> {
+        migrate(&mut *self.pool.acquire().await?).await
+    }
+
+    pub(super) async fn revert_last(&self) -> Result<Option<i64>, StoreError> {
+        revert_last(&mut *self.pool.acquire().await?).await
+    }
+
+    pub(super) async fn applied_migrations(&self) -> Result<Vec<i64>, StoreError> {
+        applied(&mut *self.pool.acquire().await?).await
+    }
+
+    /// Answers when a new connection can be made and the contract read.
+    pub(super) async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query("SELECT block_number FROM sync_state LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await?;
+        Ok(())
+    }
+}
 
 /// Applies every pending migration in one transaction holding
 /// `pg_advisory_xact_lock` (released at commit, so it works behind a
@@ -30,19 +138,7 @@ pub async fn migrate(conn: &mut PgConnection) -> Result<(), StoreError> {
 /// returns its version, or `None` when nothing was applied.
 pub async fn revert_last(conn: &mut PgConnection) -> Result<Option<i64>, StoreError> {
     let mut tx = locked(conn).await?;
-    let applied: Vec<i64> =
-        if sqlx::query_scalar::<_, bool>("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
-            .fetch_one(&mut *tx)
-            .await?
-        {
-            sqlx::query_scalar(
-                "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version",
-            )
-            .fetch_all(&mut *tx)
-            .await?
-        } else {
-            Vec::new()
-        };
+    let applied = applied(&mut tx).await?;
     let Some(&last) = applied.last() else {
         return Ok(None);
     };
@@ -50,6 +146,21 @@ pub async fn revert_last(conn: &mut PgConnection) -> Result<Option<i64>, StoreEr
     MIGRATOR.undo(&mut *tx, target).await?;
     tx.commit().await?;
     Ok(Some(last))
+}
+
+/// Versions of the applied migrations, oldest first.
+async fn applied(conn: &mut PgConnection) -> Result<Vec<i64>, StoreError> {
+    let table: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(&mut *conn)
+        .await?;
+    if !table {
+        return Ok(Vec::new());
+    }
+    Ok(
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+            .fetch_all(&mut *conn)
+            .await?,
+    )
 }
 
 /// A transaction holding the migration lock until it ends.

@@ -2,11 +2,11 @@
 //! transaction, so it sees a consistent snapshot while the indexer writes.
 
 use serde::Serialize;
-use sqlx::{Row, SqliteConnection};
+use sqlx::Row;
 
 use super::lease::{self, Holder};
 use super::sync::checkpoint;
-use super::{Store, StoreError};
+use super::{on, Conn, Store, StoreError};
 use crate::domain::{hex32, hex_address, Scope};
 
 /// Counts by a label, in a stable order.
@@ -32,64 +32,61 @@ pub struct StoreStatus {
 impl Store {
     /// Reads the status summary in one snapshot.
     pub async fn status(&self, scope: &Scope) -> Result<StoreStatus, StoreError> {
-        let mut tx = self.pool().begin().await?;
-        let cp = checkpoint(&mut tx, scope).await?;
-        let status_counts = grouped(
-            &mut tx,
-            "SELECT status, COUNT(*) FROM orders GROUP BY status ORDER BY status",
-        )
-        .await?;
-        let payment_counts = grouped(
-            &mut tx,
-            "SELECT payment_status, COUNT(*) FROM orders GROUP BY payment_status ORDER BY payment_status",
-        )
-        .await?;
-        let contract = hex_address(&scope.contract);
-        let events = sqlx::query(
-            "SELECT match_status, COUNT(*) FROM contract_events
-             WHERE removed = 0 AND chain_id = ? AND contract_address = ?
-             GROUP BY match_status ORDER BY match_status",
-        )
-        .bind(scope.chain_id as i64)
-        .bind(&contract)
-        .fetch_all(&mut *tx)
-        .await?;
-        let verification = sqlx::query(
-            "SELECT COALESCE(verification, 'unchecked'), COUNT(*) FROM contract_events
-             WHERE removed = 0 AND chain_id = ? AND contract_address = ?
-             GROUP BY 1 ORDER BY 1",
-        )
-        .bind(scope.chain_id as i64)
-        .bind(&contract)
-        .fetch_all(&mut *tx)
-        .await?;
-        let removed: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM contract_events
-             WHERE removed = 1 AND chain_id = ? AND contract_address = ?",
-        )
-        .bind(scope.chain_id as i64)
-        .bind(&contract)
-        .fetch_one(&mut *tx)
-        .await?;
-        let lease = lease::current(&mut tx, scope).await?;
+        let mut tx = self.begin_read().await?;
+        let status = read_status(&mut tx.conn(), scope).await?;
         tx.commit().await?;
-        Ok(StoreStatus {
-            chain_id: scope.chain_id,
-            contract,
-            checkpoint_block: cp.map(|c| c.number),
-            checkpoint_hash: cp.map(|c| hex32(&c.hash)),
-            orders_by_status: status_counts,
-            orders_by_payment_status: payment_counts,
-            events_by_match_status: events.iter().map(|r| (r.get(0), r.get(1))).collect(),
-            events_by_verification: verification.iter().map(|r| (r.get(0), r.get(1))).collect(),
-            events_removed: removed,
-            lease,
-        })
+        Ok(status)
     }
 }
 
-/// `(label, count)` rows of a two-column GROUP BY query.
-async fn grouped(conn: &mut SqliteConnection, sql: &'static str) -> Result<Counts, StoreError> {
-    let rows = sqlx::query(sql).fetch_all(conn).await?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+async fn read_status(conn: &mut Conn<'_>, scope: &Scope) -> Result<StoreStatus, StoreError> {
+    let cp = checkpoint(conn, scope).await?;
+    let contract = hex_address(&scope.contract);
+    let queries = [
+        "SELECT status, COUNT(*) FROM orders GROUP BY status ORDER BY status",
+        "SELECT payment_status, COUNT(*) FROM orders
+         GROUP BY payment_status ORDER BY payment_status",
+        "SELECT match_status, COUNT(*) FROM contract_events
+         WHERE removed = 0 AND chain_id = $1 AND contract_address = $2
+         GROUP BY match_status ORDER BY match_status",
+        "SELECT COALESCE(verification, 'unchecked'), COUNT(*) FROM contract_events
+         WHERE removed = 0 AND chain_id = $1 AND contract_address = $2
+         GROUP BY 1 ORDER BY 1",
+    ];
+    let mut counts: Vec<Counts> = Vec::new();
+    for (i, sql) in queries.into_iter().enumerate() {
+        counts.push(on!(&mut *conn, |c, d| {
+            let mut q = sqlx::query(sql);
+            if i >= 2 {
+                q = q.bind(scope.chain_id as i64).bind(&contract);
+            }
+            let rows = q.fetch_all(&mut **c).await?;
+            rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+        }));
+    }
+    let removed: i64 = on!(&mut *conn, |c, d| {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM contract_events
+             WHERE removed = 1 AND chain_id = $1 AND contract_address = $2",
+        )
+        .bind(scope.chain_id as i64)
+        .bind(&contract)
+        .fetch_one(&mut **c)
+        .await?
+    });
+    let lease = lease::current(conn, scope).await?;
+    let [orders_by_status, orders_by_payment_status, events_by_match_status, events_by_verification]: [Counts; 4] =
+        counts.try_into().expect("four queries give four counts");
+    Ok(StoreStatus {
+        chain_id: scope.chain_id,
+        contract,
+        checkpoint_block: cp.map(|c| c.number),
+        checkpoint_hash: cp.map(|c| hex32(&c.hash)),
+        orders_by_status,
+        orders_by_payment_status,
+        events_by_match_status,
+        events_by_verification,
+        events_removed: removed,
+        lease,
+    })
 }

@@ -1,5 +1,7 @@
 //! A temporary database, written the way the order API writes it, and read
-//! back for assertions.
+//! back for assertions: an SQLite file, or a fresh database in the test
+//! binary's own PostgreSQL cluster (`super::pg`). Test bodies take a
+//! [`Backend`] and run unchanged on both.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -10,10 +12,33 @@ use liqpass_indexer::store::Store;
 use sqlx::Row;
 use tempfile::TempDir;
 
-/// A migrated SQLite file in a temporary directory.
+/// Which backend a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub use Backend::{Postgres, Sqlite};
+
+/// A migrated database: an SQLite file in a temporary directory, or a
+/// PostgreSQL database of the test cluster (`dir` then holds nothing).
 pub struct Db {
     pub dir: TempDir,
     pub store: Store,
+    url: String,
+}
+
+/// Runs `$body` with `$p` bound to the store's pool, SQLite or PostgreSQL:
+/// the statement is written once (placeholders `$1`, `$2`…).
+macro_rules! on_pool {
+    ($db:expr, |$p:ident| $body:expr) => {
+        match ($db.store.sqlite_pool(), $db.store.postgres_pool()) {
+            (Some($p), _) => $body,
+            (None, Some($p)) => $body,
+            (None, None) => unreachable!("a store is SQLite or PostgreSQL"),
+        }
+    };
 }
 
 /// An order as tests see it.
@@ -41,8 +66,13 @@ pub struct EventRow {
 }
 
 pub fn settings(path: &std::path::Path) -> DatabaseSettings {
+    url_settings(format!("sqlite://{}", path.display()))
+}
+
+pub fn url_settings(url: String) -> DatabaseSettings {
     DatabaseSettings {
-        url: format!("sqlite://{}", path.display()),
+        url,
+        schema: "public".into(),
         busy_timeout: Duration::from_secs(5),
         max_connections: 4,
         max_write: Duration::from_millis(3),
@@ -51,9 +81,49 @@ pub fn settings(path: &std::path::Path) -> DatabaseSettings {
 }
 
 impl Db {
-    /// A fresh, migrated database.
+    /// A fresh, migrated SQLite database.
     pub async fn new() -> Db {
         Self::migrated(tempfile::tempdir().expect("temp dir")).await
+    }
+
+    /// A fresh, migrated database on `backend`.
+    pub async fn on(backend: Backend) -> Db {
+        match backend {
+            Sqlite => Self::new().await,
+            Postgres => {
+                let url = super::pg::cluster().database().await;
+                let store = Store::open(&url_settings(url.clone()))
+                    .await
+                    .expect("open the PostgreSQL database");
+                store.migrate().await.expect("migrate");
+                Db {
+                    dir: tempfile::tempdir().expect("temp dir"),
+                    store,
+                    url,
+                }
+            }
+        }
+    }
+
+    /// The same database, closed and opened again (a restart).
+    pub async fn reopen(self) -> Db {
+        self.store.close().await;
+        let store = Store::open(&url_settings(self.url.clone()))
+            .await
+            .expect("reopen");
+        Db {
+            dir: self.dir,
+            store,
+            url: self.url,
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        if self.store.sqlite_pool().is_some() {
+            Sqlite
+        } else {
+            Postgres
+        }
     }
 
     /// A fresh, migrated database in a directory under `parent` (a small
@@ -68,7 +138,8 @@ impl Db {
             .await
             .expect("open");
         store.migrate().await.expect("migrate");
-        Db { dir, store }
+        let url = format!("sqlite://{}", dir.path().join("liqpass.db").display());
+        Db { dir, store, url }
     }
 
     /// A copy of a database file saved with `save_to` (benchmark caches),
@@ -86,17 +157,18 @@ impl Db {
         let _ = std::fs::remove_file(path);
         sqlx::query("VACUUM INTO ?")
             .bind(path.display().to_string())
-            .execute(self.store.pool())
+            .execute(self.store.sqlite_pool().expect("an SQLite store"))
             .await
             .expect("VACUUM INTO");
     }
 
+    /// The SQLite file (SQLite-only tests).
     pub fn path(&self) -> PathBuf {
         self.dir.path().join("liqpass.db")
     }
 
     pub fn url(&self) -> String {
-        format!("sqlite://{}", self.path().display())
+        self.url.clone()
     }
 
     /// Inserts a pending order as the order API does.
@@ -128,45 +200,58 @@ impl Db {
         premium: i64,
         expires_at: Option<&str>,
     ) {
-        sqlx::query(
+        // The order API's own statement; on PostgreSQL its expiry is text
+        // the server parses, as a driver's string parameter would be.
+        let expiry = match self.backend() {
+            Sqlite => "$5",
+            Postgres => "CAST($5 AS TIMESTAMPTZ)",
+        };
+        let sql = format!(
             "INSERT INTO orders (id, order_ref, wallet_address, premium_usdc, expires_at)
-             VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(id)
-        .bind(format!("{order_ref:#x}"))
-        .bind(format!("{wallet:#x}"))
-        .bind(premium)
-        .bind(expires_at)
-        .execute(self.store.pool())
-        .await
-        .expect("insert order");
+             VALUES ($1, $2, $3, $4, {expiry})"
+        );
+        on_pool!(self, |p| sqlx::query(&sql)
+            .bind(id)
+            .bind(format!("{order_ref:#x}"))
+            .bind(format!("{wallet:#x}"))
+            .bind(premium)
+            .bind(expires_at)
+            .execute(p)
+            .await
+            .map(|_| ())
+            .expect("insert order"));
     }
 
     pub async fn order(&self, id: &str) -> OrderRow {
-        let r = sqlx::query(
-            "SELECT id, status, payment_status, paid_tx_hash, paid_block_number, paid_amount_usdc
-             FROM orders WHERE id = ?",
-        )
-        .bind(id)
-        .fetch_one(self.store.pool())
-        .await
-        .expect("order exists");
-        OrderRow {
-            id: r.get(0),
-            status: r.get(1),
-            payment_status: r.get(2),
-            paid_tx_hash: r.get(3),
-            paid_block_number: r.get(4),
-            paid_amount_usdc: r.get(5),
-        }
+        on_pool!(self, |p| {
+            let r = sqlx::query(
+                "SELECT id, status, payment_status, paid_tx_hash, paid_block_number,
+                        paid_amount_usdc
+                 FROM orders WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_one(p)
+            .await
+            .expect("order exists");
+            OrderRow {
+                id: r.get(0),
+                status: r.get(1),
+                payment_status: r.get(2),
+                paid_tx_hash: r.get(3),
+                paid_block_number: r.get(4),
+                paid_amount_usdc: r.get(5),
+            }
+        })
     }
 
     /// Every order, sorted by id.
     pub async fn orders(&self) -> Vec<OrderRow> {
-        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM orders ORDER BY id")
-            .fetch_all(self.store.pool())
-            .await
-            .expect("orders");
+        let ids: Vec<String> = on_pool!(self, |p| sqlx::query_scalar(
+            "SELECT id FROM orders ORDER BY id"
+        )
+        .fetch_all(p)
+        .await
+        .expect("orders"));
         let mut out = Vec::new();
         for id in ids {
             out.push(self.order(&id).await);
@@ -176,54 +261,74 @@ impl Db {
 
     /// Every stored event, sorted by position.
     pub async fn events(&self) -> Vec<EventRow> {
-        let rows = sqlx::query(
-            "SELECT tx_hash, log_index, block_number, order_ref, amount_raw, match_status,
-                    order_id, removed
-             FROM contract_events ORDER BY block_number, log_index, tx_hash",
-        )
-        .fetch_all(self.store.pool())
-        .await
-        .expect("events");
-        rows.iter()
-            .map(|r| EventRow {
-                tx_hash: r.get(0),
-                log_index: r.get(1),
-                block_number: r.get(2),
-                order_ref: r.get(3),
-                amount_raw: r.get(4),
-                match_status: r.get(5),
-                order_id: r.get(6),
-                removed: r.get::<i64, _>(7) == 1,
-            })
-            .collect()
+        on_pool!(self, |p| {
+            let rows = sqlx::query(
+                "SELECT tx_hash, log_index, block_number, order_ref, amount_raw, match_status,
+                        order_id, CAST(removed AS BIGINT)
+                 FROM contract_events ORDER BY block_number, log_index, tx_hash",
+            )
+            .fetch_all(p)
+            .await
+            .expect("events");
+            rows.iter()
+                .map(|r| EventRow {
+                    tx_hash: r.get(0),
+                    log_index: r.get(1),
+                    block_number: r.get(2),
+                    order_ref: r.get(3),
+                    amount_raw: r.get(4),
+                    match_status: r.get(5),
+                    order_id: r.get(6),
+                    removed: r.get::<i64, _>(7) == 1,
+                })
+                .collect()
+        })
     }
 
     /// Audit rows as (order, reason, from/to payment_status), in order per order.
     pub async fn audit(&self) -> Vec<(String, String, String, String)> {
-        let rows = sqlx::query(
+        on_pool!(self, |p| sqlx::query_as(
             "SELECT order_id, reason, from_payment_status, to_payment_status
              FROM order_audit ORDER BY order_id, id",
         )
-        .fetch_all(self.store.pool())
+        .fetch_all(p)
         .await
-        .expect("audit");
-        rows.iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
-            .collect()
+        .expect("audit"))
     }
 
     pub async fn checkpoint(&self) -> Option<i64> {
-        sqlx::query_scalar("SELECT block_number FROM sync_state")
-            .fetch_optional(self.store.pool())
+        on_pool!(self, |p| sqlx::query_scalar(
+            "SELECT block_number FROM sync_state"
+        )
+        .fetch_optional(p)
+        .await
+        .expect("checkpoint"))
+    }
+
+    /// Runs one statement of the test's own (literals only).
+    pub async fn execute(&self, sql: &str) {
+        on_pool!(self, |p| sqlx::query(sql)
+            .execute(p)
             .await
-            .expect("checkpoint")
+            .map(|_| ())
+            .expect(sql))
+    }
+
+    /// The stored checkpoint: block number and hash.
+    pub async fn checkpoint_ref(&self) -> Option<(i64, String)> {
+        on_pool!(self, |p| sqlx::query_as(
+            "SELECT block_number, block_hash FROM sync_state"
+        )
+        .fetch_optional(p)
+        .await
+        .expect("sync_state"))
     }
 
     pub async fn count(&self, sql: &str) -> i64 {
-        sqlx::query_scalar(sql)
-            .fetch_one(self.store.pool())
+        on_pool!(self, |p| sqlx::query_scalar(sql)
+            .fetch_one(p)
             .await
-            .expect("count query")
+            .expect("count query"))
     }
 
     /// Returns once at least `n` events are stored (bounded wait).

@@ -11,6 +11,25 @@ pub mod pg;
 pub mod proxy;
 pub mod wording;
 
+/// One test body, run once per backend: `both_backends!(name, body)`
+/// makes `name::sqlite` and `name::postgres`, each calling
+/// `body(Backend)`.
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident, $body:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$body($crate::support::db::Sqlite).await
+            }
+            #[tokio::test]
+            async fn postgres() {
+                super::$body($crate::support::db::Postgres).await
+            }
+        }
+    };
+}
+
 use std::future::Future;
 use std::time::{Duration, Instant};
 

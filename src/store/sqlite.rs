@@ -1,0 +1,211 @@
+//! SQLite, the embedded default: the pool (WAL, busy timeout, foreign keys),
+//! the writer's own connection and its `BEGIN IMMEDIATE`, WAL checkpoints,
+//! and the embedded migrations (`migrations/sqlite/`).
+
+use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Connection, SqliteConnection, SqlitePool};
+
+use super::failure::WriteFailure;
+use super::{Conn, Dialect, Store, StoreError, TxWork};
+use crate::config::DatabaseSettings;
+
+/// The migrations in `migrations/sqlite/`, compiled in.
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// Times are ISO-8601 UTC text with milliseconds; JSON is text.
+pub static DIALECT: Dialect = Dialect {
+    now: "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+    now_plus_ms: "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+' || ({} / 1000.0) || ' seconds')",
+    from_unix: "strftime('%Y-%m-%dT%H:%M:%fZ', {}, 'unixepoch')",
+    to_unix: "CAST(strftime('%s', {}) AS INTEGER)",
+    to_iso: "{}",
+    json_elements: "SELECT value FROM json_each({})",
+    json_rows: "json_group_array(json_array({}))",
+    ordered_join: "CROSS JOIN",
+    index_hints: true,
+};
+
+/// How often a write tries again for the write lock while another writer
+/// holds it.
+const LOCK_POLL: Duration = Duration::from_millis(1);
+/// Commits between two WAL checkpoints by the writer (see `write`).
+const CHECKPOINT_EVERY: usize = 16;
+
+/// An SQLite database file.
+#[derive(Debug, Clone)]
+pub struct Sqlite {
+    pub(super) pool: SqlitePool,
+    /// The one connection writes go through. It has no busy handler of
+    /// SQLite's, which sleeps 1, 2, 5, 10… ms between tries and so would
+    /// cost the indexer up to 10 ms after every `INSERT` of the order API's;
+    /// `begin_write` polls for the lock itself, every `LOCK_POLL`.
+    pub(super) writer: SqlitePool,
+    options: SqliteConnectOptions,
+    busy_timeout: Duration,
+    /// Commits by the writer since its last WAL checkpoint.
+    commits: Arc<AtomicUsize>,
+}
+
+impl Sqlite {
+    /// Opens (creating if missing) the file with the pragmas the database
+    /// contract relies on.
+    pub(super) async fn open(settings: &DatabaseSettings) -> Result<Self, StoreError> {
+        let url = super::display_url(&settings.url);
+        let options = SqliteConnectOptions::from_str(&settings.url)
+            .map_err(|source| StoreError::Url {
+                url: url.clone(),
+                source,
+            })?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // Safe with WAL: a lost last commit is re-indexed, because the
+            // checkpoint commits in the same transaction as the data.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(settings.busy_timeout)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(settings.busy_timeout + Duration::from_secs(5))
+            .connect_with(options.clone())
+            .await
+            .map_err(|source| StoreError::Open { url, source })?;
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(settings.busy_timeout + Duration::from_secs(5))
+            .connect_lazy_with(
+                options
+                    .clone()
+                    .busy_timeout(Duration::ZERO)
+                    // Checkpoints are the writer's, after its commits.
+                    .pragma("wal_autocheckpoint", "0"),
+            );
+        Ok(Self {
+            pool,
+            writer,
+            options,
+            busy_timeout: settings.busy_timeout,
+            commits: Default::default(),
+        })
+    }
+
+    pub(super) async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    pub(super) async fn revert_last(&self) -> Result<Option<i64>, StoreError> {
+        let applied = self.applied_migrations().await?;
+        let Some(&last) = applied.last() else {
+            return Ok(None);
+        };
+        let target = applied.iter().rev().nth(1).copied().unwrap_or(0);
+        MIGRATOR.undo(&self.pool, target).await?;
+        Ok(Some(last))
+    }
+
+    pub(super) async fn applied_migrations(&self) -> Result<Vec<i64>, StoreError> {
+        let exists: Option<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        if exists.is_none() {
+            return Ok(Vec::new());
+        }
+        Ok(sqlx::query_scalar(
+            "SELECT version FROM _sqlx_migrations WHERE success = 1 ORDER BY version",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Runs `work` (through `store`'s fence) in one write transaction on the
+    /// writer's connection, opened with `BEGIN IMMEDIATE` so that the write
+    /// lock is taken up front instead of failing half-way through on an
+    /// upgrade from a read lock. While another writer holds the lock it
+    /// tries again every `LOCK_POLL`, up to the busy timeout. Returns when
+    /// the lock was taken.
+    ///
+    /// After a commit, a WAL checkpoint now and then. After a failure that
+    /// may have left the connection unusable (SQLite rolls back by itself on
+    /// a full disk or an I/O error, and the driver, still counting a
+    /// transaction open, would then refuse every later `BEGIN` on it) the
+    /// connection is closed, so the next attempt gets a new one.
+    pub(super) async fn write<W: TxWork>(
+        &self,
+        store: &Store,
+        work: &W,
+    ) -> Result<(W::Output, Instant), StoreError> {
+        let mut conn = self.writer.acquire().await?;
+        let gives_up = Instant::now() + self.busy_timeout;
+        let result = async {
+            let mut tx = loop {
+                match conn.begin_with("BEGIN IMMEDIATE").await {
+                    Ok(tx) => break tx,
+                    Err(e)
+                        if WriteFailure::of_sql(&e) == WriteFailure::Busy
+                            && Instant::now() < gives_up =>
+                    {
+                        tokio::time::sleep(LOCK_POLL).await;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            let locked = Instant::now();
+            let out = store.fenced_run(&mut Conn::Sqlite(&mut tx), work).await?;
+            tx.commit().await?;
+            Ok((out, locked))
+        }
+        .await;
+        match &result {
+            Ok(_) => self.checkpoint_now_and_then(&mut conn).await,
+            Err(e) if WriteFailure::of(e).may_poison() => conn.close_on_drop(),
+            Err(_) => {}
+        }
+        result
+    }
+
+    /// Every `CHECKPOINT_EVERY` commits, copies the WAL back into the
+    /// database (PASSIVE: it takes no lock that writers or readers wait
+    /// for). Done after the commit, so that the WAL never grows to SQLite's
+    /// auto-checkpoint size on the order API's connections, whose `INSERT`
+    /// would then pay for the copy, and so that a checkpoint never counts as
+    /// lock-hold time. A failed checkpoint is retried next time.
+    async fn checkpoint_now_and_then(&self, conn: &mut SqliteConnection) {
+        if self.commits.fetch_add(1, Ordering::Relaxed) + 1 < CHECKPOINT_EVERY {
+            return;
+        }
+        self.commits.store(0, Ordering::Relaxed);
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&mut *conn)
+            .await
+        {
+            tracing::debug!(error = %e, "WAL checkpoint failed; retried after the next commits");
+        }
+    }
+
+    /// Answers when the database file can be opened afresh and read, as the
+    /// order API's readers would (pooled connections keep working on a file
+    /// that was removed or replaced, so they prove nothing).
+    pub(super) async fn ping(&self) -> Result<(), StoreError> {
+        let options = self.options.clone().create_if_missing(false);
+        let mut conn = SqliteConnection::connect_with(&options).await?;
+        sqlx::query("SELECT block_number FROM sync_state LIMIT 1")
+            .fetch_optional(&mut conn)
+            .await?;
+        conn.close().await?;
+        Ok(())
+    }
+
+    /// Closes every connection, checkpointing the WAL.
+    pub(super) async fn close(&self) {
+        self.writer.close().await;
+        self.pool.close().await;
+    }
+}
