@@ -125,7 +125,11 @@ impl Indexer {
             health.set_indexed(cp.number);
             metrics.indexed_block.set(cp.number as i64);
         }
-        let pacer = Pacer::new(settings.database.max_write, settings.database.write_gap);
+        let pacer = if store.shares_write_lock() {
+            Pacer::new(settings.database.max_write, settings.database.write_gap)
+        } else {
+            Pacer::unbounded()
+        };
         Ok(Self {
             settings,
             scope,

@@ -597,3 +597,49 @@ async fn a_writer_holding_the_lock_delays_the_catch_up_but_loses_nothing() {
         "the API's row is intact"
     );
 }
+
+#[tokio::test]
+async fn on_postgres_each_commit_that_changes_orders_sends_the_notify_hint() {
+    let chain = Chain::start().await;
+    let db = Db::on(Backend::Postgres).await;
+    let buyer = chain.buyers[0];
+    db.insert_order("ord_1", order_ref(1), buyer, PREMIUM).await;
+    let mut listener = sqlx::postgres::PgListener::connect(&db.url())
+        .await
+        .expect("listen connection");
+    listener.listen("liqpass_indexer").await.expect("LISTEN");
+    let _daemon = Daemon::spawn(&env_for(&chain, &db));
+    caught_up(&chain, &db).await;
+
+    let receipt = chain.pay(buyer, order_ref(1), PREMIUM as u64).await;
+    let paid_in = receipt.block_number.expect("mined");
+    // confirming: one hint, and the commit it follows is visible.
+    let first = next_hint(&mut listener, &chain).await;
+    assert!(first >= paid_in, "{first} vs {paid_in}");
+    assert_eq!(db.order("ord_1").await.payment_status, "confirming");
+    // paid, after the confirmations: another.
+    chain.mine(2).await;
+    let second = next_hint(&mut listener, &chain).await;
+    assert!(second >= first + 2, "{second} vs {first}");
+    assert_eq!(db.order("ord_1").await.payment_status, "paid");
+}
+
+/// The next `liqpass_indexer` notification's checkpoint, its payload checked.
+async fn next_hint(listener: &mut sqlx::postgres::PgListener, chain: &Chain) -> u64 {
+    let hint = support::within(
+        "a NOTIFY after a commit that changed orders",
+        Duration::from_secs(30),
+        listener.recv(),
+    )
+    .await
+    .expect("notification");
+    assert!(
+        hint.payload().len() < 1024,
+        "small payload: {}",
+        hint.payload()
+    );
+    let json: serde_json::Value = serde_json::from_str(hint.payload()).expect("JSON payload");
+    assert_eq!(json["chain_id"], 31337);
+    assert_eq!(json["contract"], format!("{:#x}", chain.checkout));
+    json["checkpoint"].as_u64().expect("checkpoint")
+}

@@ -10,6 +10,10 @@
 //!   before our next `BEGIN`, long enough for another writer's busy handler
 //!   (SQLite's default one polls after 1, 3, 8, 18… ms) to find it free.
 //!
+//! Both are SQLite's: on PostgreSQL (MVCC, row locks) the order API's
+//! reads and `INSERT`s never wait for our transactions, and a batch is one
+//! transaction ([`Pacer::unbounded`]).
+//!
 //! Pure, but for the clock and the sleep in [`Pacer::wait_turn`].
 
 use std::time::Duration;
@@ -35,6 +39,8 @@ pub struct Pacer {
     gap: Duration,
     rows: usize,
     last_end: Option<Instant>,
+    /// Rows are not learned: every batch is one transaction.
+    unbounded: bool,
 }
 
 impl Pacer {
@@ -44,6 +50,20 @@ impl Pacer {
             gap,
             rows: START_ROWS,
             last_end: None,
+            unbounded: false,
+        }
+    }
+
+    /// No budget and no gap: a batch is one transaction, and the next
+    /// follows at once (a backend whose readers and other writers do not
+    /// share one lock with us).
+    pub fn unbounded() -> Self {
+        Self {
+            budget: Duration::MAX,
+            gap: Duration::ZERO,
+            rows: usize::MAX,
+            last_end: None,
+            unbounded: true,
         }
     }
 
@@ -69,6 +89,9 @@ impl Pacer {
     }
 
     fn learn(&mut self, rows: usize, held: Duration) {
+        if self.unbounded {
+            return;
+        }
         let over = held > self.budget;
         // A short tail transaction says little about how many rows would fit,
         // unless it alone overran the budget.

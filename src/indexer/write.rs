@@ -12,7 +12,7 @@ use crate::domain::{BlockRef, EventVersion, MatchStatus, Order, Scope};
 use crate::reconcile::{reconcile, Decision, Policy};
 use crate::store::events::{self, NewEvent};
 use crate::store::orders::{self, Paying, Reason, Seen};
-use crate::store::{incidents, sync, Conn, StoreError, TxWork};
+use crate::store::{incidents, notify, sync, Conn, StoreError, TxWork};
 
 /// Late matches attempted per transaction, at most: bounded work.
 pub const LATE_MATCH_LIMIT: u32 = 256;
@@ -181,6 +181,9 @@ pub async fn write_batch(tx: &mut Conn<'_>, work: &WriteBatch<'_>) -> Result<Wri
     if finish {
         written.paid += orders::promote_final(tx, scope, final_block, verify).await?;
     }
+    if written.confirming + written.paid > 0 {
+        notify::orders_changed(tx, scope, batch.last.number).await?;
+    }
     Ok(written)
 }
 
@@ -264,5 +267,8 @@ pub async fn roll_back(
     }
     sync::forget_blocks_above(tx, scope, ancestor.number).await?;
     sync::set_checkpoint(tx, scope, ancestor).await?;
+    if out.reverted > 0 || !out.reversed.is_empty() {
+        notify::orders_changed(tx, scope, ancestor.number).await?;
+    }
     Ok(out)
 }

@@ -12,6 +12,7 @@ pub mod events;
 pub mod failure;
 pub mod incidents;
 pub mod lease;
+pub mod notify;
 pub mod orders;
 pub mod postgres;
 pub mod sqlite;
@@ -239,6 +240,13 @@ impl Store {
             Backend::Sqlite(_) => "sqlite",
             Backend::Postgres(_) => "postgres",
         }
+    }
+
+    /// Whether our write transactions hold a lock every other writer of the
+    /// database waits for (SQLite's one write lock), so that they must be
+    /// kept short and spaced out (`indexer::pace`).
+    pub fn shares_write_lock(&self) -> bool {
+        matches!(self.backend, Backend::Sqlite(_))
     }
 
     /// This store, with every [`Store::write`] fenced by `fence`: a write
