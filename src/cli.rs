@@ -7,9 +7,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use crate::app;
 use crate::config::{self, DatabaseSettings, Settings};
 use crate::indexer::IndexerError;
-use crate::{app, store::Store};
+use crate::store::{Store, StoreError};
 
 /// Exit code for bad configuration or usage (EX_USAGE); systemd does not restart on it.
 pub const EXIT_USAGE: u8 = 64;
@@ -107,11 +108,14 @@ pub fn main() -> ExitCode {
             tracing::error!(error = format!("{e:#}"), "liqpass-indexer failed");
             eprintln!("liqpass-indexer: {e:#}");
             // An endpoint on the wrong chain is a configuration error.
-            let wrong_chain = e.chain().any(|c| {
+            // So is a database URL or schema that cannot be right.
+            let misconfigured = e.chain().any(|c| {
                 c.downcast_ref::<IndexerError>()
                     .is_some_and(IndexerError::is_configuration)
+                    || c.downcast_ref::<StoreError>()
+                        .is_some_and(StoreError::is_configuration)
             });
-            if wrong_chain {
+            if misconfigured {
                 ExitCode::from(EXIT_USAGE)
             } else {
                 ExitCode::FAILURE

@@ -6,7 +6,7 @@ mod support;
 use std::collections::BTreeMap;
 
 use support::daemon::command;
-use support::db::Db;
+use support::db::{Backend, Db};
 
 const SECRET: &str = "SUPERSECRETKEY42";
 
@@ -127,10 +127,22 @@ async fn the_rpc_secret_never_appears_in_logs_even_when_the_endpoint_fails() {
     );
 }
 
-#[tokio::test]
-async fn migrate_applies_and_reverts_and_run_refuses_an_unmigrated_database() {
+both_backends!(
+    migrate_applies_and_reverts_and_run_refuses_an_unmigrated_database,
+    migrate_and_revert
+);
+async fn migrate_and_revert(backend: Backend) {
     let dir = tempfile::tempdir().expect("tmp");
-    let url = format!("sqlite://{}", dir.path().join("fresh.db").display());
+    let (url, migrator) = match backend {
+        Backend::Sqlite => (
+            format!("sqlite://{}", dir.path().join("fresh.db").display()),
+            &liqpass_indexer::store::sqlite::MIGRATOR,
+        ),
+        Backend::Postgres => (
+            support::pg::cluster().database().await,
+            &liqpass_indexer::store::postgres::MIGRATOR,
+        ),
+    };
     let env = base_env(&url);
     let out = command(&env, &["run"]);
     assert_eq!(out.status.code(), Some(1));
@@ -141,7 +153,7 @@ async fn migrate_applies_and_reverts_and_run_refuses_an_unmigrated_database() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let last = liqpass_indexer::store::sqlite::MIGRATOR
+    let last = migrator
         .iter()
         .map(|m| m.version)
         .max()
@@ -159,6 +171,122 @@ async fn migrate_applies_and_reverts_and_run_refuses_an_unmigrated_database() {
     );
     let out = command(&env, &["migrate"]);
     assert!(out.status.success());
+}
+
+/// The one `liqpass-indexer: …` line a failed command prints (the log lines
+/// around it are the logger's), checked to carry no secret.
+fn error_line(out: &std::process::Output, secret: &str) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !stderr.contains(secret) && !stdout.contains(secret),
+        "the password was printed: {stderr}{stdout}"
+    );
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("liqpass-indexer: "))
+        .collect();
+    assert_eq!(lines.len(), 1, "one error line: {stderr}");
+    lines[0].to_owned()
+}
+
+#[tokio::test]
+async fn bad_postgres_settings_each_get_one_clear_line_and_their_exit_code_never_the_password() {
+    use support::pg::{cluster, PASSWORD};
+    let cluster = cluster();
+
+    // Nothing listens there.
+    let env = base_env(&format!(
+        "postgres://liqpass:{PASSWORD}@127.0.0.1:1/liqpass"
+    ));
+    let out = command(&env, &["migrate"]);
+    assert_eq!(out.status.code(), Some(1));
+    let line = error_line(&out, PASSWORD);
+    assert!(
+        line.contains("cannot open database postgres://liqpass:<redacted>@127.0.0.1:1/liqpass"),
+        "{line}"
+    );
+
+    // The server refuses the credentials.
+    let wrong = "WrOnG-pass-77";
+    let env = base_env(&cluster.database_with_password(wrong).await);
+    let out = command(&env, &["status"]);
+    assert_eq!(out.status.code(), Some(1));
+    let line = error_line(&out, wrong);
+    assert!(line.contains("password authentication failed"), "{line}");
+
+    // The right password, on a database never migrated: `run` refuses it.
+    let url = cluster.database_with_password(PASSWORD).await;
+    let env = base_env(&url);
+    let out = command(&env, &["run"]);
+    assert_eq!(out.status.code(), Some(1));
+    let line = error_line(&out, PASSWORD);
+    assert!(line.contains("run `liqpass-indexer migrate`"), "{line}");
+    let out = command(&env, &["check-config"]);
+    assert!(out.status.success());
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains("liqpass_pw:<redacted>@localhost") && !printed.contains(PASSWORD),
+        "{printed}"
+    );
+    let out = command(&env, &["migrate"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(PASSWORD));
+
+    // A schema that does not exist is a setting to fix: 64.
+    let mut env = base_env(&url);
+    env.insert("LIQPASS__DATABASE__SCHEMA".into(), "nowhere".into());
+    let out = command(&env, &["migrate"]);
+    assert_eq!(out.status.code(), Some(64));
+    let line = error_line(&out, PASSWORD);
+    assert!(line.contains("schema \"nowhere\" does not exist"), "{line}");
+
+    // Neither a sqlite: nor a postgres:// URL, with a password in it.
+    let env = base_env(&format!("mysql://root:{PASSWORD}@db/x"));
+    let out = command(&env, &["migrate"]);
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("database.url") && !stderr.contains(PASSWORD),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn on_postgres_the_contract_lives_in_the_configured_schema() {
+    let url = support::pg::cluster().database().await;
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+        .await
+        .expect("connect");
+    sqlx::query("CREATE SCHEMA shop")
+        .execute(&mut admin)
+        .await
+        .expect("schema");
+    let mut env = base_env(&url);
+    env.insert("LIQPASS__DATABASE__SCHEMA".into(), "shop".into());
+    let out = command(&env, &["migrate"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (in_shop, in_public): (bool, bool) = sqlx::query_as(
+        "SELECT to_regclass('shop.orders') IS NOT NULL, to_regclass('public.orders') IS NOT NULL",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .expect("regclass");
+    assert_eq!((in_shop, in_public), (true, false));
+    let out = command(&env, &["status"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// What a command should do: succeed, or exit 64 naming these keys.

@@ -189,6 +189,14 @@ pub enum StoreError {
     Fenced { epoch: i64 },
 }
 
+impl StoreError {
+    /// A URL that does not parse, or a schema that does not exist: fixed
+    /// in the settings, not by retrying (exit code 64).
+    pub fn is_configuration(&self) -> bool {
+        matches!(self, Self::Url { .. } | Self::NoSchema { .. })
+    }
+}
+
 /// The shared database.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -432,9 +440,12 @@ pub fn display_url(url: &str) -> String {
     let Ok(mut parsed) = url::Url::parse(url) else {
         return crate::config::redact_url_str(url);
     };
+    // A stand-in the URL crate leaves unencoded, replaced by the marker
+    // RPC URLs use.
+    const HIDDEN: &str = "REDACTEDXPASSWORD";
     if parsed.password().is_some() {
         // Cannot fail: the URL has a host, since it has a password.
-        let _ = parsed.set_password(Some("<redacted>"));
+        let _ = parsed.set_password(Some(HIDDEN));
     }
     if parsed.query().is_some() {
         let pairs: Vec<(String, String)> = parsed
@@ -453,5 +464,5 @@ pub fn display_url(url: &str) -> String {
             .collect();
         parsed.query_pairs_mut().clear().extend_pairs(pairs);
     }
-    parsed.to_string()
+    parsed.to_string().replace(HIDDEN, "<redacted>")
 }

@@ -61,10 +61,9 @@ impl Postgres {
         if settings.schema != "public" {
             options = options.options([("search_path", settings.schema.as_str())]);
         }
-        let pool = PgPoolOptions::new()
-            .max_connections(settings.max_connections)
-            .acquire_timeout(settings.busy_timeout + Duration::from_secs(5))
-            .connect_with(options)
+        // One connection first, made directly: a pool retries a refused
+        // connection until its timeout and then reports only the timeout.
+        let mut first = PgConnection::connect_with(&options)
             .await
             .map_err(|source| StoreError::Open {
                 url: url.clone(),
@@ -73,15 +72,19 @@ impl Postgres {
         let exists: bool =
             sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
                 .bind(&settings.schema)
-                .fetch_one(&pool)
+                .fetch_one(&mut first)
                 .await?;
+        first.close().await?;
         if !exists {
-            pool.close().await;
             return Err(StoreError::NoSchema {
                 url,
                 schema: settings.schema.clone(),
             });
         }
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(settings.busy_timeout + Duration::from_secs(5))
+            .connect_lazy_with(options);
         Ok(Self { pool })
     }
 

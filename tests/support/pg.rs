@@ -15,6 +15,9 @@ use sqlx::{Connection, PgConnection};
 
 /// The socket port (part of the socket's file name only).
 const PORT: u16 = 5432;
+/// The one role that authenticates with a password ([`PASSWORD`]).
+pub const PASSWORD_USER: &str = "liqpass_pw";
+pub const PASSWORD: &str = "Pg-SeCrEt-91";
 
 pub struct Cluster {
     dir: PathBuf,
@@ -115,6 +118,15 @@ impl Cluster {
                 ],
             ),
         );
+        // One role that must give its password (every other connection on
+        // the socket is trusted): for the tests of credentials.
+        let hba = data.join("pg_hba.conf");
+        let trusted = std::fs::read_to_string(&hba).expect("read pg_hba.conf");
+        std::fs::write(
+            &hba,
+            format!("local all {PASSWORD_USER} scram-sha-256\n{trusted}"),
+        )
+        .expect("write pg_hba.conf");
         let options = format!(
             "-c listen_addresses='' -k {dir_s} -p {PORT} -c fsync=off \
              -c synchronous_commit=off -c max_connections=300"
@@ -166,6 +178,36 @@ impl Cluster {
     pub fn url(&self, name: &str) -> String {
         format!(
             "postgres://postgres@localhost:{PORT}/{name}?host={}",
+            self.dir.display()
+        )
+    }
+
+    /// A new, empty database owned by [`PASSWORD_USER`]; its URL with
+    /// `password` (right or wrong) in it.
+    pub async fn database_with_password(&self, password: &str) -> String {
+        let url = self.database().await;
+        let name = url
+            .split('?')
+            .next()
+            .and_then(|path| path.rsplit_once('/'))
+            .map(|(_, name)| name.to_owned())
+            .expect("a database name");
+        let mut admin = PgConnection::connect(&url)
+            .await
+            .expect("connect as postgres");
+        for sql in [
+            format!(
+                "DO $$ BEGIN CREATE ROLE {PASSWORD_USER} LOGIN PASSWORD '{PASSWORD}';
+                 EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+            ),
+            format!("ALTER DATABASE {name} OWNER TO {PASSWORD_USER}"),
+            format!("ALTER SCHEMA public OWNER TO {PASSWORD_USER}"),
+        ] {
+            sqlx::query(&sql).execute(&mut admin).await.expect(&sql);
+        }
+        admin.close().await.expect("close");
+        format!(
+            "postgres://{PASSWORD_USER}:{password}@localhost:{PORT}/{name}?host={}",
             self.dir.display()
         )
     }
