@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use support::chain::{order_ref, Chain};
 use support::daemon::{env_for, Daemon};
-use support::db::Db;
+use support::db::{Backend, Db};
+use support::proxy::RpcProxy;
 use support::{caught_up, http_get, metric, wait_for};
 
 const PREMIUM: u64 = 5_000_000;
@@ -18,19 +19,20 @@ async fn base(d: &Daemon) -> String {
     format!("http://{}", d.http_addr().await)
 }
 
-/// The lease's epoch and holder, as stored.
-async fn lease(db: &Db) -> (i64, String) {
-    let row: (i64, String) = sqlx::query_as("SELECT epoch, holder FROM indexer_lease")
-        .fetch_one(db.store.sqlite_pool().expect("an SQLite store"))
-        .await
-        .expect("a lease row");
-    row
+/// The lease's epoch, as stored.
+async fn epoch(db: &Db) -> i64 {
+    db.count("SELECT epoch FROM indexer_lease").await
 }
 
-#[tokio::test]
-async fn a_second_run_on_one_database_stands_by_ready_and_takes_over_when_the_first_stops() {
+both_backends!(
+    a_second_run_on_one_database_stands_by_ready_and_takes_over_when_the_first_stops,
+    a_second_run_on_one_database_stands_by_ready_and_takes_over_when_the_first_stops_on
+);
+async fn a_second_run_on_one_database_stands_by_ready_and_takes_over_when_the_first_stops_on(
+    backend: Backend,
+) {
     let chain = Chain::start().await;
-    let db = Db::new().await;
+    let db = Db::on(backend).await;
     db.insert_orders(&chain.buyers, 100, 4, PREMIUM as i64)
         .await;
     let env = env_for(&chain, &db);
@@ -91,7 +93,7 @@ async fn a_second_run_on_one_database_stands_by_ready_and_takes_over_when_the_fi
     assert!(first.wait_exit(Duration::from_secs(30)).await.success());
     assert!(first.logs().contains("released the write lease"));
     second.logged("took the write lease", 1).await;
-    assert_eq!(lease(&db).await.0, 2);
+    assert_eq!(epoch(&db).await, 2);
     assert_eq!(
         metric(&second_url, "liqpass_indexer_lease_epoch").await,
         Some(2.0)
@@ -102,10 +104,13 @@ async fn a_second_run_on_one_database_stands_by_ready_and_takes_over_when_the_fi
     assert_eq!(db.events().await.len(), 3, "every payment once");
 }
 
-#[tokio::test]
-async fn a_leader_paused_past_its_lease_writes_nothing_when_it_resumes() {
+both_backends!(
+    a_leader_paused_past_its_lease_writes_nothing_when_it_resumes,
+    a_leader_paused_past_its_lease_writes_nothing_when_it_resumes_on
+);
+async fn a_leader_paused_past_its_lease_writes_nothing_when_it_resumes_on(backend: Backend) {
     let chain = Chain::start().await;
-    let db = Db::new().await;
+    let db = Db::on(backend).await;
     db.insert_orders(&chain.buyers, 200, 4, PREMIUM as i64)
         .await;
     let env = env_for(&chain, &db);
@@ -148,7 +153,7 @@ async fn a_leader_paused_past_its_lease_writes_nothing_when_it_resumes() {
         after.contains("epoch=1"),
         "the step-down names its epoch:\n{after}"
     );
-    assert_eq!(lease(&db).await.0, 2);
+    assert_eq!(epoch(&db).await, 2);
     assert_eq!(db.events().await.len(), 2);
     assert_eq!(
         db.audit().await.len(),
@@ -157,24 +162,24 @@ async fn a_leader_paused_past_its_lease_writes_nothing_when_it_resumes() {
     );
 }
 
-#[tokio::test]
-async fn a_leader_killed_mid_backfill_is_replaced_and_the_database_equals_one_clean_run() {
+both_backends!(
+    a_leader_killed_mid_backfill_is_replaced_and_the_database_equals_one_clean_run,
+    a_leader_killed_mid_backfill_is_replaced_and_the_database_equals_one_clean_run_on
+);
+async fn a_leader_killed_mid_backfill_is_replaced_and_the_database_equals_one_clean_run_on(
+    backend: Backend,
+) {
     const PAYMENTS: u64 = 300;
-    let chain = Chain::start().await;
-    for i in 0..PAYMENTS / 10 {
-        chain
-            .emit_many(chain.buyers[0], order_ref(5_000 + i * 10), 10, PREMIUM)
-            .await;
-    }
-    chain.mine(3).await;
+    let (chain, db) = paid_chain(backend, PAYMENTS).await;
     let buyer = [chain.buyers[0]];
-    let db = Db::new().await;
-    db.insert_orders(&buyer, 5_000, PAYMENTS, PREMIUM as i64)
-        .await;
-    // Small write transactions, so that the kill lands mid-catch-up.
+    // One block per batch, each behind a provider's round trip, so that
+    // the kill lands mid-catch-up on either backend.
+    let proxy = RpcProxy::start(&chain.rpc_url()).await;
+    proxy.slow(Duration::from_millis(100));
     let env = support::daemon::with(
         &env_for(&chain, &db),
         &[
+            ("LIQPASS__CHAIN__RPC_URL", proxy.url()),
             ("LIQPASS__CHAIN__MAX_BLOCK_RANGE", "1".into()),
             ("LIQPASS__DATABASE__WRITE_GAP_MS", "50".into()),
         ],
@@ -204,33 +209,29 @@ async fn a_leader_killed_mid_backfill_is_replaced_and_the_database_equals_one_cl
         "the kill landed after the backfill"
     );
     caught_up(&chain, &db).await;
-    wait_for("every order paid", Duration::from_secs(60), || async {
-        (db.count("SELECT COUNT(*) FROM orders WHERE payment_status = 'paid'")
-            .await
-            == PAYMENTS as i64)
-            .then_some(())
-    })
-    .await;
-    assert_eq!(lease(&db).await.0, 2);
+    all_paid(&db, PAYMENTS).await;
+    assert_eq!(epoch(&db).await, 2);
 
-    let clean = Db::new().await;
+    equals_a_clean_run(&chain, &db, backend, &buyer, PAYMENTS).await;
+}
+
+/// Indexes the chain again, once, without faults, into a fresh database on
+/// `backend`, and checks that `db` holds the same events, order states and
+/// audit rows: nothing lost, nothing doubled.
+async fn equals_a_clean_run(
+    chain: &Chain,
+    db: &Db,
+    backend: Backend,
+    buyers: &[alloy::primitives::Address],
+    payments: u64,
+) {
+    let clean = Db::on(backend).await;
     clean
-        .insert_orders(&buyer, 5_000, PAYMENTS, PREMIUM as i64)
+        .insert_orders(buyers, 5_000, payments, PREMIUM as i64)
         .await;
-    let _reference = Daemon::spawn(&env_for(&chain, &clean));
-    caught_up(&chain, &clean).await;
-    wait_for(
-        "every order paid (reference)",
-        Duration::from_secs(60),
-        || async {
-            (clean
-                .count("SELECT COUNT(*) FROM orders WHERE payment_status = 'paid'")
-                .await
-                == PAYMENTS as i64)
-                .then_some(())
-        },
-    )
-    .await;
+    let _reference = Daemon::spawn(&env_for(chain, &clean));
+    caught_up(chain, &clean).await;
+    all_paid(&clean, payments).await;
     assert_eq!(
         db.events().await,
         clean.events().await,
@@ -238,4 +239,79 @@ async fn a_leader_killed_mid_backfill_is_replaced_and_the_database_equals_one_cl
     );
     assert_eq!(db.orders().await, clean.orders().await, "same order states");
     assert_eq!(db.audit().await, clean.audit().await, "same audit rows");
+}
+
+/// Waits until `n` orders are paid.
+async fn all_paid(db: &Db, n: u64) {
+    wait_for("every order paid", Duration::from_secs(90), || async {
+        (db.count("SELECT COUNT(*) FROM orders WHERE payment_status = 'paid'")
+            .await
+            == n as i64)
+            .then_some(())
+    })
+    .await;
+}
+
+/// A chain of `payments` payments (10 a block) for orders `ord_000`… from
+/// `chain.buyers[0]`, and a database holding those orders.
+async fn paid_chain(backend: Backend, payments: u64) -> (Chain, Db) {
+    let chain = Chain::start().await;
+    for i in 0..payments / 10 {
+        chain
+            .emit_many(chain.buyers[0], order_ref(5_000 + i * 10), 10, PREMIUM)
+            .await;
+    }
+    chain.mine(3).await;
+    let db = Db::on(backend).await;
+    db.insert_orders(&[chain.buyers[0]], 5_000, payments, PREMIUM as i64)
+        .await;
+    (chain, db)
+}
+
+#[tokio::test]
+async fn on_postgres_a_leader_whose_connections_are_terminated_recovers_and_doubles_nothing() {
+    const PAYMENTS: u64 = 300;
+    let (chain, db) = paid_chain(Backend::Postgres, PAYMENTS).await;
+    let proxy = RpcProxy::start(&chain.rpc_url()).await;
+    proxy.slow(Duration::from_millis(50));
+    let env = support::daemon::with(
+        &env_for(&chain, &db),
+        &[
+            ("LIQPASS__CHAIN__RPC_URL", proxy.url()),
+            ("LIQPASS__CHAIN__MAX_BLOCK_RANGE", "1".into()),
+        ],
+    );
+    let leader = Daemon::spawn(&env);
+    leader.logged("took the write lease", 1).await;
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url())
+        .await
+        .expect("an admin connection");
+    let mut terminated = 0;
+    for round in 1..=3 {
+        let events = db.count("SELECT COUNT(*) FROM contract_events").await;
+        wait_for("more events", Duration::from_secs(60), || async {
+            (db.count("SELECT COUNT(*) FROM contract_events").await >= events + 20).then_some(())
+        })
+        .await;
+        // Every connection to this database but ours: the leader's pool, its
+        // lease keeper's, and the test's own readers.
+        let gone: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .fetch_all(&mut admin)
+        .await
+        .expect("terminate");
+        println!("round {round}: terminated {} connections", gone.len());
+        terminated += gone.len();
+    }
+    assert!(terminated >= 3, "the leader had connections to cut");
+    caught_up(&chain, &db).await;
+    all_paid(&db, PAYMENTS).await;
+    let logs = leader.logs();
+    assert!(
+        !logs.contains("panicked"),
+        "the leader survived the cuts:\n{logs}"
+    );
+    equals_a_clean_run(&chain, &db, Backend::Postgres, &[chain.buyers[0]], PAYMENTS).await;
 }

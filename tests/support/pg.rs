@@ -21,6 +21,8 @@ pub const PASSWORD: &str = "Pg-SeCrEt-91";
 
 pub struct Cluster {
     dir: PathBuf,
+    bin: PathBuf,
+    options: String,
 }
 
 static CLUSTER: OnceLock<Cluster> = OnceLock::new();
@@ -171,7 +173,33 @@ impl Cluster {
             .process_group(0)
             .spawn()
             .expect("start the cluster's watchdog");
-        Cluster { dir }
+        Cluster { dir, bin, options }
+    }
+
+    /// Restarts the server (`pg_ctl restart -m fast`: every connection is
+    /// closed), returning once it accepts connections again. Only for a test
+    /// binary whose other tests tolerate it.
+    pub fn restart(&self) {
+        let data = self.dir.join("data");
+        let log = self.dir.join("server.log");
+        run(
+            "pg_ctl restart",
+            server_command(
+                &self.bin.join("pg_ctl"),
+                &[
+                    "-D",
+                    data.to_str().expect("utf-8"),
+                    "-l",
+                    log.to_str().expect("utf-8"),
+                    "-w",
+                    "-m",
+                    "fast",
+                    "-o",
+                    &self.options,
+                    "restart",
+                ],
+            ),
+        );
     }
 
     /// The URL of database `name` on this cluster.
