@@ -8,8 +8,10 @@
 //! `--live N` (live payments, default 1000), `--json FILE`, `--only
 //! order-api` (only the order API's lock waits during a backfill, at the
 //! shipped write budget and at the others of `order_api_sweep`), `--only
-//! failover` (only the failover row: leader `kill -9` to the standby's first
-//! commit).
+//! failover` (only the failover rows, on each backend: leader `kill -9` to
+//! the standby's first commit), `--only backends` (only the backfill and
+//! order API rows on SQLite and on PostgreSQL, the suite's own throwaway
+//! cluster).
 //! Generated chains are cached as anvil state dumps (gzip-compressed JSON,
 //! as anvil_dumpState gives it) under target/bench.
 
@@ -39,6 +41,7 @@ use serde_json::json;
 use support::chain::{order_ref, Chain};
 use support::daemon::{env_for, Daemon};
 use support::db::Db;
+use support::db::{Postgres, Sqlite};
 
 /// Passes of the raw fetch; the fastest is the limit.
 const RAW_PASSES: usize = 3;
@@ -52,6 +55,7 @@ struct Args {
     json: Option<PathBuf>,
     only_order_api: bool,
     only_failover: bool,
+    only_backends: bool,
 }
 
 fn args() -> Args {
@@ -64,6 +68,7 @@ fn args() -> Args {
         json: None,
         only_order_api: false,
         only_failover: false,
+        only_backends: false,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut it = argv.iter();
@@ -83,7 +88,8 @@ fn args() -> Args {
             "--only" => match value().as_str() {
                 "order-api" => a.only_order_api = true,
                 "failover" => a.only_failover = true,
-                other => panic!("--only takes order-api or failover, not {other}"),
+                "backends" => a.only_backends = true,
+                other => panic!("--only takes order-api, failover or backends, not {other}"),
             },
             "--bench" => {}
             other => panic!("unknown option {other}"),
@@ -179,26 +185,20 @@ async fn load(cache: &std::path::Path, args: &[&str]) -> Chain {
 /// Orders for every payment, inserted as the order API would (batched).
 async fn orders_for(db: &Db, chain: &Chain, n: u64, first_ref: u64) {
     let wallet = format!("{:#x}", chain.buyers[0]);
-    let mut tx = db
-        .store
-        .sqlite_pool()
-        .expect("an SQLite store")
-        .begin_with("BEGIN IMMEDIATE")
-        .await
-        .expect("tx");
     for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
-        let mut q = sqlx::QueryBuilder::new(
-            "INSERT INTO orders (id, order_ref, wallet_address, premium_usdc) ",
-        );
-        q.push_values(chunk, |mut row, i| {
-            row.push_bind(format!("ord_{i}"))
-                .push_bind(format!("{:#x}", order_ref(first_ref + i)))
-                .push_bind(wallet.clone())
-                .push_bind(5_000_000i64);
+        on_pool!(db, |p| {
+            let mut q = sqlx::QueryBuilder::new(
+                "INSERT INTO orders (id, order_ref, wallet_address, premium_usdc) ",
+            );
+            q.push_values(chunk, |mut row, i| {
+                row.push_bind(format!("ord_{i}"))
+                    .push_bind(format!("{:#x}", order_ref(first_ref + i)))
+                    .push_bind(wallet.clone())
+                    .push_bind(5_000_000i64);
+            });
+            q.build().execute(p).await.expect("orders");
         });
-        q.build().execute(&mut *tx).await.expect("orders");
     }
-    tx.commit().await.expect("commit");
 }
 
 fn rss_kib(pid: u32) -> (u64, u64) {
@@ -252,6 +252,57 @@ async fn checkpoint_at_least(daemon: &mut Daemon, db: &Db, block: u64, timeout: 
     .await;
 }
 
+/// The PostgreSQL rows: the same backfill (with the order API creating and
+/// reading orders) on PostgreSQL, against `sqlite`'s run of it.
+async fn backend_rows(
+    chain: &Chain,
+    head: u64,
+    first_ref: u64,
+    payments: u64,
+    sqlite: &order_api::BackfillRun,
+    table: &mut Vec<(String, String)>,
+    out: &mut serde_json::Map<String, serde_json::Value>,
+) {
+    let pg = backfill_with_api(chain, head, first_ref, payments, &[], Postgres).await;
+    table.push((
+        "backfill on PostgreSQL (binary, from launch, matched orders)".into(),
+        format!(
+            "{:.0} events/s, {:.0}% of SQLite's {:.0} events/s (target >= 70%)",
+            pg.rate,
+            100.0 * pg.rate / sqlite.rate,
+            sqlite.rate
+        ),
+    ));
+    table.push((
+        "order API during backfill on PostgreSQL (target INSERT p99 < 5 ms, max < 50 ms)".into(),
+        pg.api_row(),
+    ));
+    out.insert("postgres_backfill_events_per_s".into(), json!(pg.rate));
+    out.insert(
+        "postgres_api_insert_p99_ms".into(),
+        json!(pct(&pg.inserts, 0.99)),
+    );
+    out.insert("postgres_api_insert_max_ms".into(), json!(pg.inserts.last()));
+}
+
+/// The failover rows, on each backend.
+async fn failover_rows(
+    table: &mut Vec<(String, String)>,
+    out: &mut serde_json::Map<String, serde_json::Value>,
+) {
+    for (backend, name) in [(Sqlite, "SQLite"), (Postgres, "PostgreSQL")] {
+        let times = failover::failover(backend).await;
+        table.push((
+            format!("failover: leader kill -9 -> standby's first commit ({name})"),
+            failover::row(&times),
+        ));
+        out.insert(
+            format!("failover_{}_median_s", name.to_lowercase()),
+            json!(pct(&times, 0.5)),
+        );
+    }
+}
+
 /// Panics, with the daemon's log, when it is no longer running.
 fn assert_running(daemon: &mut Daemon) {
     if let Some(status) = daemon.child.try_wait().expect("try_wait") {
@@ -265,11 +316,7 @@ async fn main() {
     let mut table: Vec<(String, String)> = Vec::new();
     let mut out = serde_json::Map::new();
     if a.only_failover {
-        let times = failover::failover().await;
-        table.push((
-            "failover: leader kill -9 -> standby's first commit (SQLite)".into(),
-            failover::row(&times),
-        ));
+        failover_rows(&mut table, &mut out).await;
         print_table(&a, &table);
         return;
     }
@@ -283,9 +330,15 @@ async fn main() {
     };
 
     if a.only_order_api {
-        let run = backfill_with_api(&chain, head, first_ref, a.payments, &[]).await;
+        let run = backfill_with_api(&chain, head, first_ref, a.payments, &[], Sqlite).await;
         table.push(("order API during backfill (defaults)".into(), run.api_row()));
         order_api_sweep(&chain, head, first_ref, a.payments, &mut table).await;
+        print_table(&a, &table);
+        return;
+    }
+    if a.only_backends {
+        let sqlite = backfill_with_api(&chain, head, first_ref, a.payments, &[], Sqlite).await;
+        backend_rows(&chain, head, first_ref, a.payments, &sqlite, &mut table, &mut out).await;
         print_table(&a, &table);
         return;
     }
@@ -390,7 +443,7 @@ async fn main() {
     eprintln!("bench: backfill");
     // 3. Backfill with matched orders, 5. API reads while it writes, and the
     // order API creating orders meanwhile; at the shipped write budget.
-    let run = backfill_with_api(&chain, head, first_ref, a.payments, &[]).await;
+    let run = backfill_with_api(&chain, head, first_ref, a.payments, &[], Sqlite).await;
     table.push((
         "backfill (binary, from launch, matched orders)".into(),
         format!(
@@ -416,15 +469,12 @@ async fn main() {
     out.insert("api_insert_p99_ms".into(), json!(pct(&run.inserts, 0.99)));
     out.insert("api_insert_max_ms".into(), json!(run.inserts.last()));
     order_api_sweep(&chain, head, first_ref, a.payments, &mut table).await;
+    eprintln!("bench: PostgreSQL");
+    backend_rows(&chain, head, first_ref, a.payments, &run, &mut table, &mut out).await;
     let db = run.db;
 
     eprintln!("bench: failover");
-    let times = failover::failover().await;
-    table.push((
-        "failover: leader kill -9 -> standby's first commit (SQLite)".into(),
-        failover::row(&times),
-    ));
-    out.insert("failover_median_s".into(), json!(pct(&times, 0.5)));
+    failover_rows(&mut table, &mut out).await;
 
     eprintln!("bench: catch-up");
     // 7. Catch-up: on a chain of its own, the daemon indexes to the head and

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::support::chain::{order_ref, Chain};
 use super::support::daemon::Daemon;
-use super::support::db::Db;
+use super::support::db::{Backend, Db};
 use super::{env_with, pct, sorted};
 
 /// Kills measured; the median is reported.
@@ -17,10 +17,10 @@ pub const ROUNDS: usize = 5;
 /// Seconds from each `kill -9` of the leader to the standby's first commit
 /// (seen as the checkpoint reaching the block of a payment mined after the
 /// kill), sorted.
-pub async fn failover() -> Vec<f64> {
+pub async fn failover(backend: Backend) -> Vec<f64> {
     // A chain of its own: the leader is at the head within a second.
     let chain = &Chain::start().await;
-    let db = Db::new().await;
+    let db = Db::on(backend).await;
     let first_ref = 900_000_000u64;
     db.insert_orders(&chain.buyers, first_ref, ROUNDS as u64, 5_000_000)
         .await;

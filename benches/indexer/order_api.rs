@@ -1,14 +1,14 @@
 //! The order API's row: a backfill of the bench chain with matched orders
 //! while a second process-like connection creates orders at `API_RATE`/s
-//! with SQLite's default busy handler and reads them back, and the
-//! order API's typical reads; at the shipped write budget and the sweep's.
+//! (on SQLite with its default busy handler) and reads them back, and the
+//! order API's typical reads; on SQLite at the shipped write budget and the
+//! sweep's, and on PostgreSQL.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::support::chain::{order_ref, Chain};
 use super::support::daemon::command;
-use super::support::db::Db;
+use super::support::db::{Backend, Db};
 use super::{env_with, orders_for, pct, sorted};
 
 /// One backfill of the bench chain with matched orders, while the order
@@ -52,13 +52,18 @@ pub async fn backfill_with_api(
     first_ref: u64,
     payments: u64,
     extra: &[(&str, &str)],
+    backend: Backend,
 ) -> BackfillRun {
-    let db = Db::new().await;
+    let db = Db::on(backend).await;
     orders_for(&db, chain, payments, first_ref).await;
     let env = env_with(chain, &db, extra);
     let stop = tokio_util::sync::CancellationToken::new();
-    let reads = tokio::spawn(api_reads(db.url(), payments, stop.clone()));
-    let writes = tokio::spawn(api_writes(db.path(), stop.clone()));
+    let reads = tokio::spawn(api_reads(
+        ApiConn::open(&db).await,
+        payments,
+        stop.clone(),
+    ));
+    let writes = tokio::spawn(api_writes(ApiConn::open(&db).await, stop.clone()));
     let started = Instant::now();
     let output = tokio::task::spawn_blocking(move || {
         command(
@@ -118,6 +123,7 @@ pub async fn order_api_sweep(
                 ("LIQPASS__DATABASE__MAX_WRITE_MS", hold),
                 ("LIQPASS__DATABASE__WRITE_GAP_MS", gap),
             ],
+            Backend::Sqlite,
         )
         .await;
         table.push((
@@ -127,20 +133,54 @@ pub async fn order_api_sweep(
     }
 }
 
-/// The order API creating orders: its own connection with SQLite's default
-/// busy handler (busy timeout 5 s, as Python's sqlite3 and better-sqlite3
-/// use), `API_RATE` idempotent INSERTs a second, each read back by id.
+/// The order API's own connection: SQLite with the default busy handler
+/// (busy timeout 5 s, as Python's sqlite3 and better-sqlite3 use), or
+/// PostgreSQL.
+enum ApiConn {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+/// Runs `$body` with `$c` bound to the connection, whichever it is (the
+/// statements use `$1`, `$2`…, which both read).
+macro_rules! on_conn {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            ApiConn::Sqlite($c) => $body,
+            ApiConn::Postgres($c) => $body,
+        }
+    };
+}
+
+impl ApiConn {
+    async fn open(db: &Db) -> ApiConn {
+        use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
+        use sqlx::{ConnectOptions, Connection};
+        match db.backend() {
+            Backend::Sqlite => ApiConn::Sqlite(
+                SqliteConnectOptions::new()
+                    .filename(db.path())
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .busy_timeout(Duration::from_secs(5))
+                    .connect()
+                    .await
+                    .expect("order API connection"),
+            ),
+            Backend::Postgres => ApiConn::Postgres(
+                sqlx::PgConnection::connect(&db.url())
+                    .await
+                    .expect("order API connection"),
+            ),
+        }
+    }
+}
+
+/// The order API creating orders on its own connection: `API_RATE`
+/// idempotent INSERTs a second, each read back by id.
 async fn api_writes(
-    path: PathBuf,
+    mut conn: ApiConn,
     stop: tokio_util::sync::CancellationToken,
 ) -> (Vec<f64>, Vec<f64>) {
-    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
-    use sqlx::{ConnectOptions, Connection};
-    let options = SqliteConnectOptions::new()
-        .filename(&path)
-        .journal_mode(SqliteJournalMode::Wal)
-        .busy_timeout(Duration::from_secs(5));
-    let mut conn = options.connect().await.expect("order API connection");
     let (mut inserts, mut reads) = (Vec::new(), Vec::new());
     let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / API_RATE));
     let mut k = 0u64;
@@ -149,9 +189,9 @@ async fn api_writes(
         k += 1;
         let id = format!("ord_api_{k}");
         let t = Instant::now();
-        sqlx::query(
+        on_conn!(&mut conn, |c| sqlx::query(
             "INSERT INTO orders (id, order_ref, wallet_address, premium_usdc, payment_proof_id)
-             VALUES (?, ?, ?, 5000000, ?)
+             VALUES ($1, $2, $3, 5000000, $4)
              ON CONFLICT (wallet_address, payment_proof_id) WHERE payment_proof_id IS NOT NULL
              DO NOTHING",
         )
@@ -162,54 +202,54 @@ async fn api_writes(
             alloy::primitives::Address::repeat_byte(0xab)
         ))
         .bind(format!("proof_{k}"))
-        .execute(&mut conn)
+        .execute(&mut *c)
         .await
-        .expect("order API INSERT");
+        .map(|_| ())
+        .expect("order API INSERT"));
         inserts.push(t.elapsed().as_secs_f64() * 1000.0);
         let t = Instant::now();
-        let found: Option<(String,)> = sqlx::query_as("SELECT status FROM orders WHERE id = ?")
-            .bind(&id)
-            .fetch_optional(&mut conn)
-            .await
-            .expect("order API read");
+        let found: Option<(String,)> = on_conn!(&mut conn, |c| sqlx::query_as(
+            "SELECT status FROM orders WHERE id = $1"
+        )
+        .bind(&id)
+        .fetch_optional(&mut *c)
+        .await
+        .expect("order API read"));
         assert!(found.is_some(), "the order just created is there");
         reads.push(t.elapsed().as_secs_f64() * 1000.0);
     }
-    conn.close().await.expect("close");
     (inserts, reads)
 }
 
 /// The order API's typical reads, on their own connection, until stopped.
 async fn api_reads(
-    url: String,
+    mut conn: ApiConn,
     orders: u64,
     stop: tokio_util::sync::CancellationToken,
 ) -> (Vec<f64>, Vec<f64>) {
-    use sqlx::Connection;
-    let mut conn = sqlx::SqliteConnection::connect(&url)
-        .await
-        .expect("reader connection");
     let (mut by_id, mut join) = (Vec::new(), Vec::new());
     let mut k = 0u64;
     while !stop.is_cancelled() {
         k += 7919;
         let t = Instant::now();
-        let _: Option<(String, String)> =
-            sqlx::query_as("SELECT id, payment_status FROM orders WHERE id = ?")
-                .bind(format!("ord_{}", k % orders.max(1)))
-                .fetch_optional(&mut conn)
-                .await
-                .expect("read by id");
+        let _: Option<(String, String)> = on_conn!(&mut conn, |c| sqlx::query_as(
+            "SELECT id, payment_status FROM orders WHERE id = $1"
+        )
+        .bind(format!("ord_{}", k % orders.max(1)))
+        .fetch_optional(&mut *c)
+        .await
+        .expect("read by id"));
         by_id.push(t.elapsed().as_secs_f64() * 1000.0);
         let t = Instant::now();
-        let _ = sqlx::query(
+        on_conn!(&mut conn, |c| sqlx::query(
             "SELECT o.id, o.status, ce.event_name, ce.amount_usdc
              FROM orders o LEFT JOIN contract_events ce ON o.id = ce.order_id
              WHERE o.status IN ('pending', 'paid') LIMIT 10",
         )
-        .fetch_all(&mut conn)
+        .fetch_all(&mut *c)
         .await
-        .expect("acceptance join");
+        .map(|_| ())
+        .expect("acceptance join"));
         join.push(t.elapsed().as_secs_f64() * 1000.0);
         tokio::time::sleep(Duration::from_millis(1)).await;
     }

@@ -31,6 +31,7 @@ pub struct Db {
 
 /// Runs `$body` with `$p` bound to the store's pool, SQLite or PostgreSQL:
 /// the statement is written once (placeholders `$1`, `$2`…).
+#[macro_export]
 macro_rules! on_pool {
     ($db:expr, |$p:ident| $body:expr) => {
         match ($db.store.sqlite_pool(), $db.store.postgres_pool()) {
