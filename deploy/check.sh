@@ -43,20 +43,39 @@ promtool check rules "$tmp/rule-spec.yml" >/dev/null
 ok "PrometheusRule spec equals alerts.yml and passes promtool"
 
 # systemd: verify with the binary path pointed at a stand-in executable
-# (the real binary is installed at deploy time), then the exposure score.
+# (the real binary is installed at deploy time), then the exposure score;
+# the unit alone (SQLite), then with the PostgreSQL drop-in beside it.
 stub="$tmp/liqpass-indexer"
 printf '#!/bin/sh\nexit 0\n' > "$stub" && chmod +x "$stub"
-sed "s#/usr/local/bin/liqpass-indexer#$stub#g" deploy/systemd/liqpass-indexer.service > "$tmp/liqpass-indexer.service"
-out="$(systemd-analyze verify "$tmp/liqpass-indexer.service" 2>&1 || true)"
-if grep -v -e 'Documentation' <<<"$out" | grep -q .; then
-  echo "$out" >&2
-  fail "systemd-analyze verify deploy/systemd/liqpass-indexer.service"
-fi
-ok "systemd-analyze verify deploy/systemd/liqpass-indexer.service"
-score="$(systemd-analyze security --offline=yes "$tmp/liqpass-indexer.service" 2>/dev/null | sed -n 's/.*Overall exposure level for .*: \([0-9.]*\).*/\1/p')"
-[[ -n "$score" ]] || fail "no exposure score from systemd-analyze security"
-awk -v s="$score" 'BEGIN { exit !(s <= 2.0) }' || fail "exposure score $score > 2.0"
-ok "systemd-analyze security exposure $score (<= 2.0)"
+grace="$(sed -n '/^\[shutdown\]/,/^\[/s/^grace_s = \([0-9]*\).*/\1/p' config/default.toml)"
+stop="$(sed -n 's/^TimeoutStopSec=\([0-9]*\)s$/\1/p' deploy/systemd/liqpass-indexer.service)"
+# The stop path: the batch in hand (grace_s), the lease release and the HTTP drain (5 s each at most).
+(( stop > grace + 10 )) || fail "TimeoutStopSec=${stop}s is not above shutdown.grace_s ($grace s) + 10 s"
+for mode in sqlite postgres; do
+  dir="$tmp/systemd-$mode"
+  mkdir -p "$dir"
+  sed "s#/usr/local/bin/liqpass-indexer#$stub#g" deploy/systemd/liqpass-indexer.service > "$dir/liqpass-indexer.service"
+  name="deploy/systemd/liqpass-indexer.service"
+  if [[ $mode == postgres ]]; then
+    cp -r deploy/systemd/liqpass-indexer.service.d "$dir/"
+    name="$name + liqpass-indexer.service.d/postgres.conf"
+  fi
+  out="$(systemd-analyze verify "$dir/liqpass-indexer.service" 2>&1 || true)"
+  if grep -v -e 'Documentation' <<<"$out" | grep -q .; then
+    echo "$out" >&2
+    fail "systemd-analyze verify $name"
+  fi
+  ok "systemd-analyze verify $name"
+  score="$(systemd-analyze security --offline=yes "$dir/liqpass-indexer.service" 2>/dev/null | sed -n 's/.*Overall exposure level for .*: \([0-9.]*\).*/\1/p')"
+  [[ -n "$score" ]] || fail "no exposure score from systemd-analyze security ($mode)"
+  awk -v s="$score" 'BEGIN { exit !(s <= 2.0) }' || fail "exposure score $score > 2.0 ($mode)"
+  ok "systemd-analyze security exposure $score (<= 2.0) ($mode)"
+done
+grep -q '^Environment=LIQPASS__DATABASE__URL=$' deploy/systemd/liqpass-indexer.service.d/postgres.conf \
+  || fail "postgres.conf must drop the unit's SQLite URL (Environment=LIQPASS__DATABASE__URL=)"
+grep -q '^# LIQPASS__DATABASE__URL=postgres://' deploy/systemd/env.example \
+  || fail "env.example does not show the PostgreSQL URL"
+ok "postgres.conf drops the SQLite URL; env.example shows the postgres:// one; TimeoutStopSec=${stop}s > grace $grace s + 10 s"
 
 # Kubernetes: core kinds against the schemas; the CRD kinds checked by shape.
 for f in deploy/k8s/*.yaml; do
