@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make check-deploy: validates everything under deploy/ with the ecosystem's
 # own tools, installing them when missing (Debian: prometheus for promtool,
-# systemd for systemd-analyze; PyPI: kubernetes-validate in target/deploy-venv).
+# systemd for systemd-analyze, kubernetes-client for kubectl's kustomize;
+# PyPI: kubernetes-validate in target/deploy-venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$(pwd)"
@@ -18,6 +19,7 @@ need_apt() { # command package
 }
 need_apt promtool prometheus
 need_apt systemd-analyze systemd
+need_apt kubectl kubernetes-client
 venv="$root/target/deploy-venv"
 # A venv is not relocatable: one copied or moved from elsewhere is rebuilt.
 if ! "$venv/bin/kubernetes-validate" --version >/dev/null 2>&1; then
@@ -33,33 +35,53 @@ promtool check rules deploy/prometheus/alerts.yml >/dev/null || promtool check r
 ok "promtool check rules deploy/prometheus/alerts.yml"
 "$py" - "$tmp/rule-spec.yml" <<'PY'
 import sys, yaml
-rule = yaml.safe_load(open("deploy/k8s/prometheusrule.yaml"))
+rule = yaml.safe_load(open("deploy/k8s/common/prometheusrule.yaml"))
 alerts = yaml.safe_load(open("deploy/prometheus/alerts.yml"))
 assert rule["kind"] == "PrometheusRule", "prometheusrule.yaml is not a PrometheusRule"
-assert rule["spec"] == alerts, "deploy/k8s/prometheusrule.yaml differs from deploy/prometheus/alerts.yml"
+assert rule["spec"] == alerts, "deploy/k8s/common/prometheusrule.yaml differs from deploy/prometheus/alerts.yml"
 yaml.safe_dump(rule["spec"], open(sys.argv[1], "w"))
 PY
 promtool check rules "$tmp/rule-spec.yml" >/dev/null
 ok "PrometheusRule spec equals alerts.yml and passes promtool"
 
 # systemd: verify with the binary path pointed at a stand-in executable
-# (the real binary is installed at deploy time), then the exposure score.
+# (the real binary is installed at deploy time), then the exposure score;
+# the unit alone (SQLite), then with the PostgreSQL drop-in beside it.
 stub="$tmp/liqpass-indexer"
 printf '#!/bin/sh\nexit 0\n' > "$stub" && chmod +x "$stub"
-sed "s#/usr/local/bin/liqpass-indexer#$stub#g" deploy/systemd/liqpass-indexer.service > "$tmp/liqpass-indexer.service"
-out="$(systemd-analyze verify "$tmp/liqpass-indexer.service" 2>&1 || true)"
-if grep -v -e 'Documentation' <<<"$out" | grep -q .; then
-  echo "$out" >&2
-  fail "systemd-analyze verify deploy/systemd/liqpass-indexer.service"
-fi
-ok "systemd-analyze verify deploy/systemd/liqpass-indexer.service"
-score="$(systemd-analyze security --offline=yes "$tmp/liqpass-indexer.service" 2>/dev/null | sed -n 's/.*Overall exposure level for .*: \([0-9.]*\).*/\1/p')"
-[[ -n "$score" ]] || fail "no exposure score from systemd-analyze security"
-awk -v s="$score" 'BEGIN { exit !(s <= 2.0) }' || fail "exposure score $score > 2.0"
-ok "systemd-analyze security exposure $score (<= 2.0)"
+grace="$(sed -n '/^\[shutdown\]/,/^\[/s/^grace_s = \([0-9]*\).*/\1/p' config/default.toml)"
+stop="$(sed -n 's/^TimeoutStopSec=\([0-9]*\)s$/\1/p' deploy/systemd/liqpass-indexer.service)"
+# The stop path: the batch in hand (grace_s), the lease release and the HTTP drain (5 s each at most).
+(( stop > grace + 10 )) || fail "TimeoutStopSec=${stop}s is not above shutdown.grace_s ($grace s) + 10 s"
+for mode in sqlite postgres; do
+  dir="$tmp/systemd-$mode"
+  mkdir -p "$dir"
+  sed "s#/usr/local/bin/liqpass-indexer#$stub#g" deploy/systemd/liqpass-indexer.service > "$dir/liqpass-indexer.service"
+  name="deploy/systemd/liqpass-indexer.service"
+  if [[ $mode == postgres ]]; then
+    cp -r deploy/systemd/liqpass-indexer.service.d "$dir/"
+    name="$name + liqpass-indexer.service.d/postgres.conf"
+  fi
+  out="$(systemd-analyze verify "$dir/liqpass-indexer.service" 2>&1 || true)"
+  if grep -v -e 'Documentation' <<<"$out" | grep -q .; then
+    echo "$out" >&2
+    fail "systemd-analyze verify $name"
+  fi
+  ok "systemd-analyze verify $name"
+  score="$(systemd-analyze security --offline=yes "$dir/liqpass-indexer.service" 2>/dev/null | sed -n 's/.*Overall exposure level for .*: \([0-9.]*\).*/\1/p')"
+  [[ -n "$score" ]] || fail "no exposure score from systemd-analyze security ($mode)"
+  awk -v s="$score" 'BEGIN { exit !(s <= 2.0) }' || fail "exposure score $score > 2.0 ($mode)"
+  ok "systemd-analyze security exposure $score (<= 2.0) ($mode)"
+done
+grep -q '^Environment=LIQPASS__DATABASE__URL=$' deploy/systemd/liqpass-indexer.service.d/postgres.conf \
+  || fail "postgres.conf must drop the unit's SQLite URL (Environment=LIQPASS__DATABASE__URL=)"
+grep -q '^# LIQPASS__DATABASE__URL=postgres://' deploy/systemd/env.example \
+  || fail "env.example does not show the PostgreSQL URL"
+ok "postgres.conf drops the SQLite URL; env.example shows the postgres:// one; TimeoutStopSec=${stop}s > grace $grace s + 10 s"
 
 # Kubernetes: core kinds against the schemas; the CRD kinds checked by shape.
-for f in deploy/k8s/*.yaml; do
+# Every file, in each mode's directory (deploy/k8s, common/, postgres/).
+for f in $(find deploy/k8s -name '*.yaml' | sort); do
   kind="$("$py" -c 'import sys,yaml; print(yaml.safe_load(open(sys.argv[1]))["kind"])' "$f")"
   case "$kind" in
     ServiceMonitor|PrometheusRule|Kustomization)
@@ -69,8 +91,10 @@ d = yaml.safe_load(open(sys.argv[1]))
 k = d["kind"]
 if k == "Kustomization":
     import os
+    base = os.path.dirname(sys.argv[1])
     for r in d["resources"]:
-        assert os.path.exists(os.path.join("deploy/k8s", r)), f"missing resource {r}"
+        p = os.path.join(base, r)
+        assert os.path.isfile(p) or os.path.isfile(os.path.join(p, "kustomization.yaml")), f"missing resource {r}"
 else:
     assert d["apiVersion"] == "monitoring.coreos.com/v1", d["apiVersion"]
     assert d["metadata"]["name"]
@@ -87,6 +111,72 @@ PY
       ok "kubernetes-validate --strict $f ($kind)"
       ;;
   esac
+done
+
+# Each mode as kubectl applies it (kustomize build): every core object of
+# the render against the schemas, then what the docs promise of it.
+for dir in deploy/k8s deploy/k8s/postgres; do
+  kubectl kustomize "$dir" > "$tmp/render.yaml" 2>"$tmp/render.err" || { cat "$tmp/render.err" >&2; fail "kustomize build $dir"; }
+  summary="$("$py" - "$tmp/render.yaml" "$tmp/render-core.yaml" "$dir" <<'PY'
+import glob, sys, tomllib, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+core = [d for d in docs if not d["apiVersion"].startswith("monitoring.coreos.com/")]
+yaml.safe_dump_all(core, open(sys.argv[2], "w"))
+mode = "postgres" if sys.argv[3].endswith("postgres") else "sqlite"
+by_kind = {}
+for d in docs:
+    by_kind.setdefault(d["kind"], []).append(d)
+assert {"Service", "ServiceMonitor", "PrometheusRule", "ConfigMap"} <= set(by_kind), sorted(by_kind)
+workloads = by_kind.get("StatefulSet", []) + by_kind.get("Deployment", [])
+assert len(workloads) == 1, f"{mode}: expected one workload, got {[w['kind'] for w in workloads]}"
+w = workloads[0]
+spec, pod = w["spec"], w["spec"]["template"]["spec"]
+labels = w["spec"]["template"]["metadata"]["labels"]
+if mode == "sqlite":
+    assert w["kind"] == "StatefulSet" and spec["replicas"] == 1, "SQLite: a StatefulSet of one replica"
+else:
+    assert w["kind"] == "Deployment" and spec["replicas"] >= 2, "PostgreSQL: a Deployment of two or more"
+    ru = spec["strategy"]["rollingUpdate"]
+    assert spec["strategy"]["type"] == "RollingUpdate" and ru["maxUnavailable"] == 0 and ru["maxSurge"] >= 1, \
+        "a rollout must start a new pod before stopping an old one"
+    spread = pod["topologySpreadConstraints"]
+    assert any(c["topologyKey"] == "kubernetes.io/hostname" and c["whenUnsatisfiable"] == "DoNotSchedule"
+               and c["labelSelector"]["matchLabels"].items() <= labels.items() for c in spread), \
+        "replicas are not spread across nodes"
+    (pdb,) = by_kind["PodDisruptionBudget"]
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items(), "the PDB does not select the pods"
+    budget = pdb["spec"].get("maxUnavailable", spec["replicas"] - pdb["spec"].get("minAvailable", spec["replicas"]))
+    assert 1 <= budget < spec["replicas"], f"the PDB allows {budget} of {spec['replicas']} at once"
+svc = by_kind["Service"][0]
+assert svc["spec"]["selector"].items() <= labels.items(), "the Service does not select the pods"
+# The stop path: the batch in hand (shutdown.grace_s), lease release and HTTP drain (5 s each at most).
+(cm,) = [c for c in by_kind["ConfigMap"] if c["metadata"]["name"] == next(
+    v["configMap"]["name"] for v in pod["volumes"] if "configMap" in v)]
+toml = tomllib.loads(cm["data"]["config.toml"])
+grace = toml.get("shutdown", {}).get("grace_s", 20)
+assert pod["terminationGracePeriodSeconds"] > grace + 10, \
+    f"terminationGracePeriodSeconds {pod['terminationGracePeriodSeconds']} is not above grace_s {grace} + 10"
+url = toml.get("database", {}).get("url", "")
+envs = {e["name"]: e for c in pod["containers"] + pod.get("initContainers", []) for e in c.get("env", [])}
+if mode == "sqlite":
+    assert url.startswith("sqlite:"), "SQLite mode without a sqlite: URL"
+else:
+    assert not url and "valueFrom" in envs["LIQPASS__DATABASE__URL"], \
+        "the PostgreSQL URL holds a password: from a Secret, never the ConfigMap"
+# Every Secret the pods read has an example of that name and key.
+examples = {}
+for f in glob.glob("deploy/k8s/**/secret.example.yaml", recursive=True):
+    e = yaml.safe_load(open(f))
+    examples.setdefault(e["metadata"]["name"], set()).update(e["stringData"])
+for e in envs.values():
+    ref = e.get("valueFrom", {}).get("secretKeyRef")
+    if ref:
+        assert ref["key"] in examples.get(ref["name"], ()), f"no secret.example.yaml shows {ref['name']}/{ref['key']}"
+print(f"{w['kind']} of {spec['replicas']}, terminationGracePeriodSeconds {pod['terminationGracePeriodSeconds']} > grace_s {grace} + 10")
+PY
+)" || fail "kustomize build $dir: the render breaks a promise of deploy/README.md (above)"
+  "$venv/bin/kubernetes-validate" --strict --quiet "$tmp/render-core.yaml" || fail "kubernetes-validate on kustomize build $dir"
+  ok "kustomize build $dir: kubernetes-validate --strict on each core object; $summary"
 done
 
 # Grafana: valid JSON, every panel queries, only metrics that exist.
