@@ -218,6 +218,26 @@ ok "deploy/grafana/liqpass-indexer.json parses; panels query known metrics (aler
 # A live scrape, taken while indexing payments on anvil.
 bash tests/chain/install.sh >/dev/null
 cargo build --quiet --bin liqpass-indexer
+
+# The shipped configurations are valid settings: each one's config.toml
+# through `check-config`, with what the Secrets and env files would add.
+"$py" - "$tmp" <<'PY'
+import sys, yaml
+for f, out in [("deploy/k8s/configmap.yaml", "sqlite.toml"),
+               ("deploy/k8s/postgres/configmap.yaml", "postgres.toml")]:
+    doc = yaml.safe_load(open(f))
+    open(f"{sys.argv[1]}/{out}", "w").write(doc["data"]["config.toml"])
+PY
+cp deploy/systemd/config.toml.example "$tmp/systemd.toml"
+for cfg in "$tmp/sqlite.toml" "$tmp/postgres.toml" "$tmp/systemd.toml"; do
+  url="sqlite:///var/lib/liqpass-indexer/liqpass.db"
+  [[ "$cfg" == *postgres* ]] && url="postgres://liqpass:example-password@db.internal:5432/liqpass"
+  out="$(LIQPASS__DATABASE__URL="$url" LIQPASS__CHAIN__RPC_URL="https://rpc.example/key" \
+    target/debug/liqpass-indexer --config "$cfg" check-config 2>&1)" \
+    || { echo "$out" >&2; fail "check-config --config $cfg"; }
+  [[ "$out" != *example-password* ]] || fail "check-config printed the database password ($cfg)"
+  ok "check-config --config $(basename "$cfg") (database $(grep -m1 '^url' <<<"$out"))"
+done
 cargo run --quiet --example metrics_scrape > "$tmp/scrape.txt"
 grep -q '^liqpass_indexer_events_indexed_total' "$tmp/scrape.txt" || fail "the scrape has no indexer metrics"
 lint="$(promtool check metrics < "$tmp/scrape.txt" 2>&1)" || { echo "$lint" >&2; fail "promtool check metrics"; }
