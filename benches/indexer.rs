@@ -282,7 +282,10 @@ async fn backend_rows(
         "postgres_api_insert_p99_ms".into(),
         json!(pct(&pg.inserts, 0.99)),
     );
-    out.insert("postgres_api_insert_max_ms".into(), json!(pg.inserts.last()));
+    out.insert(
+        "postgres_api_insert_max_ms".into(),
+        json!(pg.inserts.last()),
+    );
 }
 
 /// The failover rows, on each backend.
@@ -338,7 +341,10 @@ async fn main() {
     }
     if a.only_backends {
         let sqlite = backfill_with_api(&chain, head, first_ref, a.payments, &[], Sqlite).await;
-        backend_rows(&chain, head, first_ref, a.payments, &sqlite, &mut table, &mut out).await;
+        backend_rows(
+            &chain, head, first_ref, a.payments, &sqlite, &mut table, &mut out,
+        )
+        .await;
         print_table(&a, &table);
         return;
     }
@@ -470,7 +476,10 @@ async fn main() {
     out.insert("api_insert_max_ms".into(), json!(run.inserts.last()));
     order_api_sweep(&chain, head, first_ref, a.payments, &mut table).await;
     eprintln!("bench: PostgreSQL");
-    backend_rows(&chain, head, first_ref, a.payments, &run, &mut table, &mut out).await;
+    backend_rows(
+        &chain, head, first_ref, a.payments, &run, &mut table, &mut out,
+    )
+    .await;
     let db = run.db;
 
     eprintln!("bench: failover");

@@ -1,9 +1,8 @@
-//! The database contract on a real PostgreSQL cluster the suite starts
-//! (support::pg): the migration set goes down and up again to the same
-//! schema, under an advisory lock two replicas can race for; it has the same
-//! tables, columns and indexes as the SQLite contract; its constraints
-//! reject bad orders with nothing written; the order API's acceptance
-//! queries run on it unchanged.
+//! The PostgreSQL migration set on a real cluster the suite starts
+//! (support::pg): two replicas can race to apply it under its advisory lock,
+//! and it has the same tables, columns and indexes as the SQLite contract.
+//! (Down and up to the same schema, the constraints and the acceptance
+//! queries run on both backends from one body each, in `tests/store.rs`.)
 
 mod support;
 
@@ -18,79 +17,6 @@ async fn connect(url: &str) -> PgConnection {
     PgConnection::connect(url)
         .await
         .expect("connect to the test database")
-}
-
-/// Every table's columns with their types and nullability, every index and
-/// constraint with its definition: what "the same schema" means.
-async fn schema(conn: &mut PgConnection) -> Vec<String> {
-    let columns = sqlx::query(
-        "SELECT table_name || '.' || column_name || ' ' || data_type || ' ' || is_nullable
-                || ' ' || coalesce(column_default, '')
-         FROM information_schema.columns WHERE table_schema = 'public'
-           AND table_name NOT LIKE '\\_sqlx%'",
-    )
-    .fetch_all(&mut *conn)
-    .await
-    .expect("columns");
-    let indexes = sqlx::query(
-        "SELECT indexdef FROM pg_indexes WHERE schemaname = 'public'
-           AND tablename NOT LIKE '\\_sqlx%'",
-    )
-    .fetch_all(&mut *conn)
-    .await
-    .expect("indexes");
-    let constraints = sqlx::query(
-        "SELECT conrelid::regclass::text || ' ' || pg_get_constraintdef(oid) FROM pg_constraint
-         WHERE connamespace = 'public'::regnamespace AND conrelid::regclass::text NOT LIKE '\\_sqlx%'",
-    )
-    .fetch_all(&mut *conn)
-    .await
-    .expect("constraints");
-    let mut all: Vec<String> = columns
-        .iter()
-        .chain(&indexes)
-        .chain(&constraints)
-        .map(|r| r.get::<String, _>(0))
-        .collect();
-    all.sort();
-    all
-}
-
-#[tokio::test]
-async fn the_postgres_migrations_go_down_and_up_again_to_the_same_schema() {
-    let url = cluster().database().await;
-    let mut conn = connect(&url).await;
-    postgres::migrate(&mut conn).await.expect("up");
-    let original = schema(&mut conn).await;
-    assert!(original
-        .iter()
-        .any(|c| c.starts_with("orders.order_ref text NO")));
-    postgres::migrate(&mut conn)
-        .await
-        .expect("up again is a no-op");
-    assert_eq!(schema(&mut conn).await, original);
-    let versions = postgres::MIGRATOR
-        .iter()
-        .filter(|m| m.migration_type.is_up_migration())
-        .count();
-    for _ in 0..versions {
-        postgres::revert_last(&mut conn)
-            .await
-            .expect("down")
-            .expect("something to revert");
-    }
-    assert!(
-        schema(&mut conn).await.is_empty(),
-        "all down leaves no table"
-    );
-    assert_eq!(
-        postgres::revert_last(&mut conn)
-            .await
-            .expect("nothing left"),
-        None
-    );
-    postgres::migrate(&mut conn).await.expect("up");
-    assert_eq!(schema(&mut conn).await, original);
 }
 
 #[tokio::test]
@@ -175,101 +101,4 @@ async fn the_postgres_contract_has_the_sqlite_contracts_tables_columns_and_index
     .collect();
     assert_eq!(pg_columns, sqlite_columns, "same tables and columns");
     assert_eq!(pg_indexes, sqlite_indexes, "same named indexes");
-}
-
-#[tokio::test]
-async fn postgres_rejects_bad_orders_with_nothing_written_and_runs_the_acceptance_queries() {
-    let url = cluster().database().await;
-    let mut conn = connect(&url).await;
-    postgres::migrate(&mut conn).await.expect("up");
-    let good_ref = format!("0x{}", "ab".repeat(32));
-    let wallet = format!("0x{}", "cd".repeat(20));
-    let insert = "INSERT INTO orders (id, order_ref, wallet_address, premium_usdc, status,
-                  payment_status) VALUES ($1, $2, $3, $4, $5, $6)";
-    let bad: [(&str, String, String, i64, &str, &str); 5] = [
-        (
-            "bad_ref",
-            format!("0x{}", "AB".repeat(32)),
-            wallet.clone(),
-            5,
-            "pending",
-            "pending",
-        ),
-        (
-            "bad_wallet",
-            good_ref.clone(),
-            "0x12".into(),
-            5,
-            "pending",
-            "pending",
-        ),
-        (
-            "bad_premium",
-            good_ref.clone(),
-            wallet.clone(),
-            0,
-            "pending",
-            "pending",
-        ),
-        (
-            "bad_status",
-            good_ref.clone(),
-            wallet.clone(),
-            5,
-            "shipped",
-            "pending",
-        ),
-        (
-            "bad_payment",
-            good_ref.clone(),
-            wallet.clone(),
-            5,
-            "pending",
-            "settled",
-        ),
-    ];
-    for (id, order_ref, wallet, premium, status, payment) in bad {
-        let refused = sqlx::query(insert)
-            .bind(id)
-            .bind(&order_ref)
-            .bind(&wallet)
-            .bind(premium)
-            .bind(status)
-            .bind(payment)
-            .execute(&mut conn)
-            .await;
-        assert!(refused.is_err(), "{id} was accepted");
-    }
-    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders")
-        .fetch_one(&mut conn)
-        .await
-        .expect("count");
-    assert_eq!(stored, 0, "nothing written");
-
-    sqlx::query(insert)
-        .bind("ord_1")
-        .bind(&good_ref)
-        .bind(&wallet)
-        .bind(5_000_000i64)
-        .bind("pending")
-        .bind("pending")
-        .execute(&mut conn)
-        .await
-        .expect("a good order");
-    let recent =
-        sqlx::query("SELECT id, status, created_at FROM orders ORDER BY created_at DESC LIMIT 3")
-            .fetch_all(&mut conn)
-            .await
-            .expect("acceptance query 1");
-    assert_eq!(recent.len(), 1);
-    let joined = sqlx::query(
-        "SELECT o.id, o.status, ce.event_name, ce.amount_usdc
-         FROM orders o LEFT JOIN contract_events ce ON o.id = ce.order_id
-         WHERE o.status IN ('pending', 'paid') LIMIT 10",
-    )
-    .fetch_all(&mut conn)
-    .await
-    .expect("acceptance query 2");
-    assert_eq!(joined.len(), 1);
-    assert_eq!(joined[0].get::<String, _>(0), "ord_1");
 }

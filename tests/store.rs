@@ -6,22 +6,9 @@ mod support;
 use std::time::Duration;
 
 use alloy::primitives::{Address, B256};
-use liqpass_indexer::store::{sqlite::MIGRATOR, Store};
+use liqpass_indexer::store::sqlite::MIGRATOR;
 use sqlx::Row;
 use support::db::{Backend, Db};
-
-async fn schema(store: &Store) -> Vec<(String, String, Option<String>)> {
-    sqlx::query(
-        "SELECT type, name, sql FROM sqlite_master
-         WHERE name NOT LIKE '_sqlx%' AND name NOT LIKE 'sqlite_%' ORDER BY type, name",
-    )
-    .fetch_all(store.sqlite_pool().expect("an SQLite store"))
-    .await
-    .expect("schema")
-    .iter()
-    .map(|r| (r.get(0), r.get(1), r.get(2)))
-    .collect()
-}
 
 fn wallet(n: u8) -> Address {
     Address::repeat_byte(n)
@@ -43,25 +30,30 @@ fn migration_count() -> usize {
         .count()
 }
 
-#[tokio::test]
-async fn every_migration_goes_down_and_up_again_to_the_same_schema_on_a_fresh_file() {
-    let db = Db::new().await;
-    let original = schema(&db.store).await;
-    assert!(original.iter().any(|(_, name, _)| name == "orders"));
-    for _ in 0..migration_count() {
+both_backends!(
+    every_migration_goes_down_and_up_again_to_the_same_schema_on_a_fresh_database,
+    down_and_up
+);
+async fn down_and_up(backend: Backend) {
+    let db = Db::on(backend).await;
+    let original = db.schema().await;
+    assert!(
+        original.iter().any(|c| c.contains("orders")),
+        "{original:?}"
+    );
+    db.store.migrate().await.expect("up again is a no-op");
+    assert_eq!(db.schema().await, original);
+    for _ in 0..db.store.expected_migrations().len() {
         db.store
             .revert_last()
             .await
             .expect("down")
             .expect("something to revert");
     }
-    assert!(
-        schema(&db.store).await.is_empty(),
-        "all down leaves no table"
-    );
+    assert!(db.schema().await.is_empty(), "all down leaves no table");
     assert_eq!(db.store.revert_last().await.expect("nothing left"), None);
     db.store.migrate().await.expect("up again");
-    assert_eq!(schema(&db.store).await, original);
+    assert_eq!(db.schema().await, original);
 }
 
 #[tokio::test]
@@ -90,7 +82,7 @@ async fn migrations_round_trip_on_a_file_holding_rows() {
     .execute(db.store.sqlite_pool().expect("an SQLite store"))
     .await
     .expect("audit");
-    let original = schema(&db.store).await;
+    let original = db.schema().await;
     let rows = || async {
         [
             db.count("SELECT COUNT(*) FROM orders").await,
@@ -110,14 +102,14 @@ async fn migrations_round_trip_on_a_file_holding_rows() {
         .expect("reverted");
     assert_eq!(rows().await, [3, 1, 1, 0]);
     db.store.migrate().await.expect("up");
-    assert_eq!(schema(&db.store).await, original);
+    assert_eq!(db.schema().await, original);
     assert_eq!(rows().await, [3, 1, 1, 0]);
     // All the way down drops the contract; up again recreates it identically.
     for _ in 0..migration_count() {
         db.store.revert_last().await.expect("down");
     }
     db.store.migrate().await.expect("up");
-    assert_eq!(schema(&db.store).await, original);
+    assert_eq!(db.schema().await, original);
 }
 
 #[tokio::test]
@@ -141,7 +133,7 @@ async fn the_verification_migration_goes_down_and_up_keeping_events_but_not_thei
         .execute(db.store.sqlite_pool().expect("an SQLite store"))
         .await;
     assert!(bad.is_err(), "only verified or disputed");
-    let original = schema(&db.store).await;
+    let original = db.schema().await;
     let columns = || async {
         db.count(
             "SELECT COUNT(*) FROM pragma_table_info('contract_events') WHERE name LIKE 'verifi%'",
@@ -160,7 +152,7 @@ async fn the_verification_migration_goes_down_and_up_keeping_events_but_not_thei
     assert_eq!(columns().await, 0);
     assert_eq!(db.count("SELECT COUNT(*) FROM contract_events").await, 1);
     db.store.migrate().await.expect("up");
-    assert_eq!(schema(&db.store).await, original);
+    assert_eq!(db.schema().await, original);
     assert_eq!(
         db.count("SELECT COUNT(*) FROM contract_events WHERE verification IS NULL")
             .await,
@@ -169,54 +161,56 @@ async fn the_verification_migration_goes_down_and_up_keeping_events_but_not_thei
     );
 }
 
-#[tokio::test]
-async fn the_order_apis_acceptance_queries_run_unchanged() {
-    let db = Db::new().await;
+both_backends!(
+    the_order_apis_acceptance_queries_run_unchanged,
+    acceptance_queries
+);
+async fn acceptance_queries(backend: Backend) {
+    let db = Db::on(backend).await;
     seed_orders(&db).await;
     // ord_a paid by a matched event; ord_b has an unmatched one.
-    sqlx::query(
+    db.execute(&format!(
         "INSERT INTO contract_events (chain_id, contract_address, tx_hash, log_index, block_number,
            block_hash, event_name, event_version, order_ref, payer, amount_usdc, amount_raw,
            quote_hash, args_json, order_id, match_status)
-         VALUES (31337, ?1, ?2, 0, 5, ?2, 'PremiumPaid', 1, ?3, ?4, 5000000, '5000000', ?2, '{}',
-                 'ord_a', 'matched')",
+         VALUES (31337, '{contract}', '{h}', 0, 5, '{h}', 'PremiumPaid', 1, '{r}', '{payer}',
+                 5000000, '5000000', '{h}', '{{}}', 'ord_a', 'matched')",
+        contract = format!("{:#x}", wallet(0xee)),
+        h = format!("{:#x}", B256::repeat_byte(9)),
+        r = format!("{:#x}", B256::repeat_byte(1)),
+        payer = format!("{:#x}", wallet(0xa)),
+    ))
+    .await;
+    db.execute("UPDATE orders SET status = 'paid', payment_status = 'paid' WHERE id = 'ord_a'")
+        .await;
+    db.execute("UPDATE orders SET created_at = '2020-01-01T00:00:00.000Z' WHERE id = 'ord_c'")
+        .await;
+
+    // The README's two queries, character for character.
+    let latest: Vec<String> = on_pool!(db, |p| sqlx::query(
+        "SELECT id, status, created_at FROM orders ORDER BY created_at DESC LIMIT 3;"
     )
-    .bind(format!("{:#x}", wallet(0xee)))
-    .bind(format!("{:#x}", B256::repeat_byte(9)))
-    .bind(format!("{:#x}", B256::repeat_byte(1)))
-    .bind(format!("{:#x}", wallet(0xa)))
-    .execute(db.store.sqlite_pool().expect("an SQLite store"))
+    .fetch_all(p)
     .await
-    .expect("event");
-    sqlx::query("UPDATE orders SET status = 'paid', payment_status = 'paid' WHERE id = 'ord_a'")
-        .execute(db.store.sqlite_pool().expect("an SQLite store"))
-        .await
-        .expect("paid");
-    sqlx::query("UPDATE orders SET created_at = '2020-01-01T00:00:00.000Z' WHERE id = 'ord_c'")
-        .execute(db.store.sqlite_pool().expect("an SQLite store"))
-        .await
-        .expect("old order");
-
-    let latest =
-        sqlx::query("SELECT id, status, created_at FROM orders ORDER BY created_at DESC LIMIT 3;")
-            .fetch_all(db.store.sqlite_pool().expect("an SQLite store"))
-            .await
-            .expect("query 1");
+    .expect("query 1")
+    .iter()
+    .map(|r| r.get(0))
+    .collect());
     assert_eq!(latest.len(), 3);
-    assert_eq!(latest[2].get::<String, _>(0), "ord_c");
+    assert_eq!(latest[2], "ord_c");
 
-    let joined = sqlx::query(
-        "SELECT o.id, o.status, ce.event_name, ce.amount_usdc
+    let mut rows: Vec<(String, String, Option<String>, Option<i64>)> =
+        on_pool!(db, |p| sqlx::query(
+            "SELECT o.id, o.status, ce.event_name, ce.amount_usdc
 FROM orders o LEFT JOIN contract_events ce ON o.id = ce.order_id
 WHERE o.status IN ('pending', 'paid') LIMIT 10;",
-    )
-    .fetch_all(db.store.sqlite_pool().expect("an SQLite store"))
-    .await
-    .expect("query 2");
-    let mut rows: Vec<(String, String, Option<String>, Option<i64>)> = joined
+        )
+        .fetch_all(p)
+        .await
+        .expect("query 2")
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
-        .collect();
+        .collect());
     rows.sort();
     assert_eq!(
         rows,
@@ -233,14 +227,15 @@ WHERE o.status IN ('pending', 'paid') LIMIT 10;",
     );
 }
 
-#[tokio::test]
-async fn constraints_reject_bad_orders_with_a_clear_error_and_write_nothing() {
-    let db = Db::new().await;
+both_backends!(
+    constraints_reject_bad_orders_with_a_clear_error_and_write_nothing,
+    constraints
+);
+async fn constraints(backend: Backend) {
+    let db = Db::on(backend).await;
     seed_orders(&db).await;
-    sqlx::query("UPDATE orders SET payment_proof_id = 'proof-1' WHERE id = 'ord_a'")
-        .execute(db.store.sqlite_pool().expect("an SQLite store"))
-        .await
-        .expect("proof");
+    db.execute("UPDATE orders SET payment_proof_id = 'proof-1' WHERE id = 'ord_a'")
+        .await;
     let good_ref = format!("{:#x}", B256::repeat_byte(0x44));
     let good_wallet = format!("{:#x}", wallet(0xab));
     // (what, order_ref, wallet, premium SQL, status, payment_proof_id, expected error)
@@ -279,7 +274,7 @@ async fn constraints_reject_bad_orders_with_a_clear_error_and_write_nothing() {
             "'lots'".into(),
             "pending",
             None,
-            "CHECK",
+            "TYPE",
         ),
         (
             "unknown status",
@@ -348,17 +343,25 @@ async fn constraints_reject_bad_orders_with_a_clear_error_and_write_nothing() {
     for (what, order_ref, wallet, premium, status, proof, expected) in cases {
         let sql = format!(
             "INSERT INTO orders (id, order_ref, wallet_address, premium_usdc, status, payment_proof_id)
-             VALUES ('ord_bad', ?, ?, {premium}, ?, ?)"
+             VALUES ('ord_bad', $1, $2, {premium}, $3, $4)"
         );
-        let err = sqlx::query(&sql)
+        let msg = on_pool!(db, |p| sqlx::query(&sql)
             .bind(&order_ref)
             .bind(&wallet)
             .bind(status)
             .bind(proof)
-            .execute(db.store.sqlite_pool().expect("an SQLite store"))
+            .execute(p)
             .await
-            .expect_err(what);
-        let msg = err.to_string();
+            .expect_err(what)
+            .to_string());
+        // Each backend's words for the same refusal.
+        let expected = match (backend, expected) {
+            (Backend::Sqlite, "TYPE") => "CHECK",
+            (Backend::Sqlite, e) => e,
+            (Backend::Postgres, "CHECK") => "violates check constraint",
+            (Backend::Postgres, "UNIQUE") => "violates unique constraint",
+            (Backend::Postgres, _) => "invalid input syntax for type bigint",
+        };
         assert!(
             msg.contains(expected),
             "{what}: expected a {expected} error, got {msg}"

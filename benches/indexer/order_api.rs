@@ -58,11 +58,7 @@ pub async fn backfill_with_api(
     orders_for(&db, chain, payments, first_ref).await;
     let env = env_with(chain, &db, extra);
     let stop = tokio_util::sync::CancellationToken::new();
-    let reads = tokio::spawn(api_reads(
-        ApiConn::open(&db).await,
-        payments,
-        stop.clone(),
-    ));
+    let reads = tokio::spawn(api_reads(ApiConn::open(&db).await, payments, stop.clone()));
     let writes = tokio::spawn(api_writes(ApiConn::open(&db).await, stop.clone()));
     let started = Instant::now();
     let output = tokio::task::spawn_blocking(move || {

@@ -5,6 +5,8 @@
 //! `migrations/sqlite/`), applied under an advisory lock.
 
 use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sqlx::migrate::Migrator;
@@ -43,7 +45,17 @@ pub fn is_url(url: &str) -> bool {
 #[derive(Debug, Clone)]
 pub struct Postgres {
     pub(super) pool: PgPool,
+    /// Rows our commits wrote, and how many it takes for the next
+    /// `ANALYZE` (see [`Postgres::analyze_as_it_grows`]).
+    written: Arc<AtomicUsize>,
+    next_analyze: Arc<AtomicUsize>,
 }
+
+/// The tables whose statistics the indexer's plans depend on.
+const ANALYZED: &str = "ANALYZE contract_events, orders, order_audit, block_hashes";
+/// Rows written before the second `ANALYZE` (the first follows the first
+/// commit); each later one waits for the rows written to double.
+const FIRST_ANALYZE_ROWS: usize = 1_000;
 
 impl Postgres {
     /// Connects (failing at once when the server cannot be reached or
@@ -85,7 +97,11 @@ impl Postgres {
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.busy_timeout + Duration::from_secs(5))
             .connect_lazy_with(options);
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            written: Default::default(),
+            next_analyze: Default::default(),
+        })
     }
 
     /// Runs `work` (through `store`'s fence) in one transaction at `READ
@@ -101,7 +117,35 @@ impl Postgres {
         let began = Instant::now();
         let out = store.fenced_run(&mut Conn::Postgres(&mut tx), work).await?;
         tx.commit().await?;
+        self.analyze_as_it_grows(work.rows()).await;
         Ok((out, began))
+    }
+
+    /// Refreshes the planner's statistics after the first commit and then
+    /// whenever the rows written have doubled since. A catch-up fills
+    /// `contract_events` far faster than autovacuum re-analyzes it (a
+    /// minute apart at best), and with statistics of a near-empty table the
+    /// planner turns the batch's lookups by key into nested loops over the
+    /// whole table (5.2 s for one chunk of 400 keys against 100k rows,
+    /// measured; 1.5 ms once analyzed). `ANALYZE` samples, takes no lock
+    /// that readers or writers wait for, and is skipped with a warning by
+    /// the server when the role does not own the tables.
+    async fn analyze_as_it_grows(&self, rows: usize) {
+        let written = self.written.fetch_add(rows, Ordering::Relaxed) + rows;
+        if written < self.next_analyze.load(Ordering::Relaxed) {
+            return;
+        }
+        self.next_analyze
+            .store((written * 2).max(FIRST_ANALYZE_ROWS), Ordering::Relaxed);
+        let started = Instant::now();
+        match sqlx::query(ANALYZED).execute(&self.pool).await {
+            Ok(_) => tracing::debug!(
+                rows = written,
+                ms = started.elapsed().as_millis() as u64,
+                "refreshed the planner's statistics"
+            ),
+            Err(e) => tracing::debug!(error = %e, "ANALYZE failed; tried again as the tables grow"),
+        }
     }
 
     pub(super) async fn migrate(&self) -> Result<(), StoreError> {

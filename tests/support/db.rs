@@ -315,6 +315,41 @@ impl Db {
             .expect(sql))
     }
 
+    /// The schema as its catalog describes it, sorted, `_sqlx` tables left
+    /// out: what "the same schema" means on this backend. SQLite: every
+    /// table, index and trigger with its SQL; PostgreSQL: every column with
+    /// its type, nullability and default, every index and constraint with
+    /// its definition.
+    pub async fn schema(&self) -> Vec<String> {
+        let sql: &[&str] = match self.backend() {
+            Sqlite => &[
+                "SELECT type || ' ' || name || ' ' || coalesce(sql, '') FROM sqlite_master
+                 WHERE name NOT LIKE '_sqlx%' AND name NOT LIKE 'sqlite_%'",
+            ],
+            Postgres => &[
+                "SELECT table_name || '.' || column_name || ' ' || data_type || ' '
+                        || is_nullable || ' ' || coalesce(column_default, '')
+                 FROM information_schema.columns WHERE table_schema = 'public'
+                   AND table_name NOT LIKE '\\_sqlx%'",
+                "SELECT indexdef FROM pg_indexes WHERE schemaname = 'public'
+                   AND tablename NOT LIKE '\\_sqlx%'",
+                "SELECT conrelid::regclass::text || ' ' || pg_get_constraintdef(oid)
+                 FROM pg_constraint WHERE connamespace = 'public'::regnamespace
+                   AND conrelid::regclass::text NOT LIKE '\\_sqlx%'",
+            ],
+        };
+        let mut all = Vec::new();
+        for q in sql {
+            let rows: Vec<String> = on_pool!(self, |p| sqlx::query_scalar(q)
+                .fetch_all(p)
+                .await
+                .expect("schema"));
+            all.extend(rows);
+        }
+        all.sort();
+        all
+    }
+
     /// The stored checkpoint: block number and hash.
     pub async fn checkpoint_ref(&self) -> Option<(i64, String)> {
         on_pool!(self, |p| sqlx::query_as(
