@@ -169,16 +169,20 @@ async fn acceptance_queries(backend: Backend) {
     let db = Db::on(backend).await;
     seed_orders(&db).await;
     // ord_a paid by a matched event; ord_b has an unmatched one.
+    let (contract, h) = (
+        format!("{:#x}", wallet(0xee)),
+        format!("{:#x}", B256::repeat_byte(9)),
+    );
+    let (r, payer) = (
+        format!("{:#x}", B256::repeat_byte(1)),
+        format!("{:#x}", wallet(0xa)),
+    );
     db.execute(&format!(
         "INSERT INTO contract_events (chain_id, contract_address, tx_hash, log_index, block_number,
            block_hash, event_name, event_version, order_ref, payer, amount_usdc, amount_raw,
            quote_hash, args_json, order_id, match_status)
          VALUES (31337, '{contract}', '{h}', 0, 5, '{h}', 'PremiumPaid', 1, '{r}', '{payer}',
                  5000000, '5000000', '{h}', '{{}}', 'ord_a', 'matched')",
-        contract = format!("{:#x}", wallet(0xee)),
-        h = format!("{:#x}", B256::repeat_byte(9)),
-        r = format!("{:#x}", B256::repeat_byte(1)),
-        payer = format!("{:#x}", wallet(0xa)),
     ))
     .await;
     db.execute("UPDATE orders SET status = 'paid', payment_status = 'paid' WHERE id = 'ord_a'")
