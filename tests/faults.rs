@@ -296,13 +296,7 @@ async fn a_failing_commit_rolls_back_is_retried_and_never_advances_the_checkpoin
         .expect("fault off");
 
     // A writer holding the lock past the busy timeout: also retried.
-    let mut blocker = db
-        .store
-        .sqlite_pool()
-        .expect("an SQLite store")
-        .begin_with("BEGIN IMMEDIATE")
-        .await
-        .expect("hold the write lock");
+    let mut blocker = db.hold_write_lock().await;
     chain.pay(chain.buyers[1], order_ref(7_001), PREMIUM).await;
     tokio::time::sleep(Duration::from_millis(600)).await; // longer than the busy timeout
     sqlx::query("SELECT 1")

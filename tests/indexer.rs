@@ -557,13 +557,7 @@ async fn a_writer_holding_the_lock_delays_the_catch_up_but_loses_nothing() {
     caught_up(&chain, &db).await;
 
     // The order API holds a write transaction open, with a new order in it.
-    let mut api = db
-        .store
-        .sqlite_pool()
-        .expect("an SQLite store")
-        .begin_with("BEGIN IMMEDIATE")
-        .await
-        .expect("hold the lock");
+    let mut api = db.hold_write_lock().await;
     sqlx::query(
         "INSERT INTO orders (id, order_ref, wallet_address, premium_usdc)
          VALUES ('ord_api', ?, ?, 7)",

@@ -273,13 +273,7 @@ async fn a_second_stop_signal_exits_at_once_with_the_batch_in_hand_rolled_back()
     support::caught_up(&chain, &db).await;
     let before = db.checkpoint().await;
     // Another writer holds the lock: the next batch cannot commit.
-    let blocker = db
-        .store
-        .sqlite_pool()
-        .expect("an SQLite store")
-        .begin_with("BEGIN IMMEDIATE")
-        .await
-        .expect("hold the lock");
+    let blocker = db.hold_write_lock().await;
     let paid_in = chain
         .pay(chain.buyers[0], order_ref(7_000), 5_000_000)
         .await

@@ -395,13 +395,7 @@ async fn a_long_reader_does_not_block_a_writer_and_a_writer_does_not_block_reade
         .await
         .expect("read");
     // A writer commits meanwhile, well within the busy timeout.
-    let mut writer = db
-        .store
-        .sqlite_pool()
-        .expect("an SQLite store")
-        .begin_with("BEGIN IMMEDIATE")
-        .await
-        .expect("write lock despite reader");
+    let mut writer = db.hold_write_lock().await;
     sqlx::query("UPDATE orders SET payment_status = 'confirming' WHERE id = 'ord_a'")
         .execute(&mut *writer)
         .await

@@ -163,6 +163,17 @@ impl Db {
             .expect("VACUUM INTO");
     }
 
+    /// A write transaction of another writer (the order API's), holding
+    /// SQLite's write lock until it ends (SQLite-only tests).
+    pub async fn hold_write_lock(&self) -> sqlx::Transaction<'static, sqlx::Sqlite> {
+        self.store
+            .sqlite_pool()
+            .expect("an SQLite store")
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .expect("take the write lock")
+    }
+
     /// The SQLite file (SQLite-only tests).
     pub fn path(&self) -> PathBuf {
         self.dir.path().join("liqpass.db")
