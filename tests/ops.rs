@@ -114,24 +114,23 @@ async fn readiness_is_false_when_the_database_is_unreachable() {
     until_body(&base, "/readyz", 503, "database does not answer").await;
 }
 
-#[tokio::test]
-async fn a_deep_reorg_keeps_readiness_false_until_acknowledged() {
+both_backends!(
+    a_deep_reorg_keeps_readiness_false_until_acknowledged,
+    deep_reorg_until_acknowledged
+);
+async fn deep_reorg_until_acknowledged(backend: support::db::Backend) {
     let chain = Chain::start().await;
-    let db = Db::new().await;
+    let db = Db::on(backend).await;
     db.insert_order("ord_1", order_ref(1), chain.buyers[0], 5)
         .await;
-    sqlx::query("UPDATE orders SET payment_status = 'reversed' WHERE id = 'ord_1'")
-        .execute(db.store.sqlite_pool().expect("an SQLite store"))
-        .await
-        .expect("reversed");
-    sqlx::query(
+    db.execute("UPDATE orders SET payment_status = 'reversed' WHERE id = 'ord_1'")
+        .await;
+    db.execute(&format!(
         "INSERT INTO reorg_incidents (chain_id, contract_address, depth, ancestor_block,
-           old_checkpoint, reversed_orders) VALUES (31337, ?, 3, 1, 4, '[\"ord_1\"]')",
-    )
-    .bind(format!("{:#x}", chain.checkout))
-    .execute(db.store.sqlite_pool().expect("an SQLite store"))
-    .await
-    .expect("incident");
+           old_checkpoint, reversed_orders) VALUES (31337, '{:#x}', 3, 1, 4, '[\"ord_1\"]')",
+        chain.checkout
+    ))
+    .await;
     let env = env_for(&chain, &db);
     let daemon = Daemon::spawn(&env);
     let base = format!("http://{}", daemon.http_addr().await);
