@@ -7,7 +7,8 @@ use super::StoreError;
 /// The cause of a failed write transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum WriteFailure {
-    /// `SQLITE_FULL`: the disk (or the database's size limit) is full.
+    /// `SQLITE_FULL` or PostgreSQL's `53100`: the disk (or the database's
+    /// size limit) is full.
     DiskFull,
     /// `SQLITE_IOERR`: the operating system failed a read or write.
     Io,
@@ -22,12 +23,15 @@ pub enum WriteFailure {
     CantOpen,
     /// No pooled connection became free in time.
     PoolTimeout,
+    /// PostgreSQL: the connection failed or the server ended it (SQLSTATE
+    /// classes 08 and 57P: a restart, `pg_terminate_backend`, a network cut).
+    Unreachable,
     /// Anything else (constraint, driver, stored data).
     Other,
 }
 
 impl WriteFailure {
-    pub const ALL: [WriteFailure; 8] = [
+    pub const ALL: [WriteFailure; 9] = [
         Self::DiskFull,
         Self::Io,
         Self::ReadOnly,
@@ -35,6 +39,7 @@ impl WriteFailure {
         Self::Corrupt,
         Self::CantOpen,
         Self::PoolTimeout,
+        Self::Unreachable,
         Self::Other,
     ];
 
@@ -77,12 +82,12 @@ impl WriteFailure {
     }
 
     /// Classifies a PostgreSQL SQLSTATE: the same causes in the server's
-    /// words (a lost connection counts as I/O, a terminated backend too).
+    /// words, and a lost or ended connection as [`Self::Unreachable`].
     fn of_sqlstate(code: &str) -> Self {
         match code {
             "53100" => Self::DiskFull,
             "58030" => Self::Io,
-            c if c.starts_with("08") || c.starts_with("57P") => Self::Io,
+            c if c.starts_with("08") || c.starts_with("57P") => Self::Unreachable,
             "25006" => Self::ReadOnly,
             "40001" | "40P01" | "55P03" => Self::Busy,
             "XX001" | "XX002" => Self::Corrupt,
@@ -101,6 +106,7 @@ impl WriteFailure {
             Self::Corrupt => "corrupt",
             Self::CantOpen => "cannot_open",
             Self::PoolTimeout => "pool_timeout",
+            Self::Unreachable => "unreachable",
             Self::Other => "other",
         }
     }
@@ -116,6 +122,7 @@ impl WriteFailure {
             Self::Corrupt => "database disk image is malformed".into(),
             Self::CantOpen => "unable to open the database file".into(),
             Self::PoolTimeout => "no database connection became free in time".into(),
+            Self::Unreachable => "the database server ended or refused the connection".into(),
             Self::Other => error.to_string(),
         }
     }
@@ -140,6 +147,21 @@ mod tests {
         assert_eq!(WriteFailure::of(&e), WriteFailure::PoolTimeout);
         assert!(!WriteFailure::PoolTimeout.may_poison());
         assert!(WriteFailure::DiskFull.may_poison());
+    }
+
+    #[test]
+    fn postgres_sqlstates_name_the_same_causes() {
+        for (code, cause) in [
+            ("53100", WriteFailure::DiskFull),
+            ("57P01", WriteFailure::Unreachable),
+            ("08006", WriteFailure::Unreachable),
+            ("25006", WriteFailure::ReadOnly),
+            ("40P01", WriteFailure::Busy),
+            ("28P01", WriteFailure::CantOpen),
+            ("23505", WriteFailure::Other),
+        ] {
+            assert_eq!(WriteFailure::of_sqlstate(code), cause, "{code}");
+        }
     }
 
     #[test]
