@@ -1,6 +1,7 @@
-//! The PostgreSQL migration set on a real cluster the suite starts
-//! (support::pg): two replicas can race to apply it under its advisory lock,
-//! and it has the same tables, columns and indexes as the SQLite contract.
+//! What only PostgreSQL has, on a real cluster the suite starts
+//! (support::pg): two replicas can race to apply the migration set under
+//! its advisory lock; it has the same tables, columns and indexes as the
+//! SQLite contract; and commits that change orders send the NOTIFY hint.
 //! (Down and up to the same schema, the constraints and the acceptance
 //! queries run on both backends from one body each, in `tests/store.rs`.)
 
@@ -10,7 +11,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use liqpass_indexer::store::postgres;
 use sqlx::{Connection, PgConnection, Row};
-use support::db::Db;
+use std::time::Duration;
+
+use support::caught_up;
+use support::chain::{order_ref, Chain};
+use support::daemon::{env_for, Daemon};
+use support::db::{Backend, Db};
 use support::pg::cluster;
 
 async fn connect(url: &str) -> PgConnection {
@@ -101,4 +107,51 @@ async fn the_postgres_contract_has_the_sqlite_contracts_tables_columns_and_index
     .collect();
     assert_eq!(pg_columns, sqlite_columns, "same tables and columns");
     assert_eq!(pg_indexes, sqlite_indexes, "same named indexes");
+}
+
+#[tokio::test]
+async fn on_postgres_each_commit_that_changes_orders_sends_the_notify_hint() {
+    let chain = Chain::start().await;
+    let db = Db::on(Backend::Postgres).await;
+    let buyer = chain.buyers[0];
+    db.insert_order("ord_1", order_ref(1), buyer, 5_000_000)
+        .await;
+    let mut listener = sqlx::postgres::PgListener::connect(&db.url())
+        .await
+        .expect("listen connection");
+    listener.listen("liqpass_indexer").await.expect("LISTEN");
+    let _daemon = Daemon::spawn(&env_for(&chain, &db));
+    caught_up(&chain, &db).await;
+
+    let receipt = chain.pay(buyer, order_ref(1), 5_000_000).await;
+    let paid_in = receipt.block_number.expect("mined");
+    // confirming: one hint, and the commit it follows is visible.
+    let first = next_hint(&mut listener, &chain).await;
+    assert!(first >= paid_in, "{first} vs {paid_in}");
+    assert_eq!(db.order("ord_1").await.payment_status, "confirming");
+    // paid, after the confirmations: another.
+    chain.mine(2).await;
+    let second = next_hint(&mut listener, &chain).await;
+    assert!(second >= first + 2, "{second} vs {first}");
+    assert_eq!(db.order("ord_1").await.payment_status, "paid");
+}
+
+/// The next `liqpass_indexer` notification's checkpoint, its payload checked.
+async fn next_hint(listener: &mut sqlx::postgres::PgListener, chain: &Chain) -> u64 {
+    let hint = support::within(
+        "a NOTIFY after a commit that changed orders",
+        Duration::from_secs(30),
+        listener.recv(),
+    )
+    .await
+    .expect("notification");
+    assert!(
+        hint.payload().len() < 1024,
+        "small payload: {}",
+        hint.payload()
+    );
+    let json: serde_json::Value = serde_json::from_str(hint.payload()).expect("JSON payload");
+    assert_eq!(json["chain_id"], 31337);
+    assert_eq!(json["contract"], format!("{:#x}", chain.checkout));
+    json["checkpoint"].as_u64().expect("checkpoint")
 }
