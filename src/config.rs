@@ -85,7 +85,7 @@ pub struct Settings {
     pub ha: HaSettings,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DatabaseSettings {
     /// The database, as an sqlx URL: `sqlite:...` or `postgres://...` (a
     /// secret: print it through `store::display_url`).
@@ -98,6 +98,21 @@ pub struct DatabaseSettings {
     pub max_write: Duration,
     /// How long the lock stays free after our commit before our next `BEGIN`.
     pub write_gap: Duration,
+}
+
+/// The URL through `store::display_url`: a PostgreSQL password never
+/// reaches a log line or an error that prints settings.
+impl std::fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseSettings")
+            .field("url", &crate::store::display_url(&self.url))
+            .field("schema", &self.schema)
+            .field("busy_timeout", &self.busy_timeout)
+            .field("max_connections", &self.max_connections)
+            .field("max_write", &self.max_write)
+            .field("write_gap", &self.write_gap)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone)]

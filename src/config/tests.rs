@@ -374,3 +374,42 @@ fn the_request_budget_is_unlimited_unless_set_and_then_checked_and_shown() {
     let err = load(&sources(e)).expect_err("zero is no budget");
     assert_eq!(problems(&err), ["chain.max_requests_per_second"]);
 }
+
+#[test]
+fn a_postgres_password_never_shows_in_the_settings_or_their_toml() {
+    let mut e = required();
+    e.push((
+        "LIQPASS__DATABASE__URL".into(),
+        "postgres://liqpass:DBPASS42@db.internal:5432/liqpass?sslpassword=KEYPASS7".into(),
+    ));
+    e.push(("LIQPASS__DATABASE__SCHEMA".into(), "shop".into()));
+    let s = load(&sources(e)).expect("a postgres URL");
+    assert_eq!(s.database.schema, "shop");
+    let toml = s.to_redacted_toml();
+    assert!(
+        toml.contains("postgres://liqpass:<redacted>@db.internal:5432/liqpass"),
+        "{toml}"
+    );
+    for text in [toml, format!("{s:?}")] {
+        for secret in ["DBPASS42", "KEYPASS7"] {
+            assert!(!text.contains(secret), "{secret} leaked in {text}");
+        }
+    }
+}
+
+#[test]
+fn a_database_url_of_another_kind_or_a_bad_schema_is_refused_without_its_password() {
+    for (key, value, named) in [
+        (
+            "LIQPASS__DATABASE__URL",
+            "mysql://root:ROOTPW9@db/x",
+            "database.url",
+        ),
+        ("LIQPASS__DATABASE__SCHEMA", "Shop-1", "database.schema"),
+    ] {
+        let mut e = required();
+        e.push((key.into(), value.into()));
+        let err = load(&sources(e)).expect_err(value).to_string();
+        assert!(err.contains(named) && !err.contains("ROOTPW9"), "{err}");
+    }
+}
