@@ -74,16 +74,23 @@ impl Lease {
         (writes, keeper)
     }
 
-    /// Takes the lease if it is free; `None` when another replica holds it.
+    /// Takes the lease if it is free; `None` when another replica holds it
+    /// (also while the leader's write transaction holds the lease row
+    /// longer than a renew interval: see `Store::begin_short`).
     pub async fn try_take(&self) -> Result<Option<Fence>, StoreError> {
-        let mut conn = self.store.conn().await?;
-        let epoch = lease::take(
-            &mut conn.conn(),
+        let mut tx = self.store.begin_short(self.settings.renew_interval).await?;
+        let taken = lease::take(
+            &mut tx.conn(),
             &self.scope,
             &self.settings.replica_id,
             self.settings.lease_ttl,
         )
-        .await?;
+        .await;
+        let epoch = match taken {
+            Err(e) if e.is_lock_timeout() => return Ok(None),
+            taken => taken?,
+        };
+        tx.commit().await?;
         Ok(epoch.map(|epoch| self.leading(epoch)))
     }
 
@@ -178,8 +185,10 @@ impl Lease {
                 break StepDown::Unrenewed(sent - renewed);
             }
             let attempt = async {
-                let mut conn = self.store.conn().await?;
-                lease::renew(&mut conn.conn(), fence, ttl).await
+                let mut tx = self.store.begin_short(every).await?;
+                let held = lease::renew(&mut tx.conn(), fence, ttl).await?;
+                tx.commit().await?;
+                Ok::<_, StoreError>(held)
             };
             match tokio::time::timeout(deadline - sent, attempt).await {
                 Ok(Ok(true)) => {
@@ -190,6 +199,9 @@ impl Lease {
                     }
                 }
                 Ok(Ok(false)) => break StepDown::Lost,
+                // Our own write transaction holds the row; its commit
+                // renews the lease (counted above).
+                Ok(Err(e)) if e.is_lock_timeout() => {}
                 Ok(Err(e)) => {
                     if !failing {
                         tracing::warn!(error = %e, epoch = fence.epoch,
@@ -216,8 +228,10 @@ impl Lease {
     /// next poll instead of after the TTL.
     pub async fn release(&self, fence: &Fence) {
         let released = async {
-            let mut conn = self.store.conn().await?;
-            lease::release(&mut conn.conn(), fence).await
+            let mut tx = self.store.begin_short(Duration::from_secs(4)).await?;
+            let held = lease::release(&mut tx.conn(), fence).await?;
+            tx.commit().await?;
+            Ok::<_, StoreError>(held)
         };
         match tokio::time::timeout(Duration::from_secs(5), released).await {
             Ok(Ok(true)) => {

@@ -315,3 +315,69 @@ async fn on_postgres_a_leader_whose_connections_are_terminated_recovers_and_doub
     );
     equals_a_clean_run(&chain, &db, Backend::Postgres, &[chain.buyers[0]], PAYMENTS).await;
 }
+
+#[tokio::test]
+async fn on_postgres_a_leader_paused_inside_a_write_transaction_is_replaced_and_doubles_nothing() {
+    use sqlx::Connection;
+    const PAYMENTS: u64 = 400;
+    let (chain, db) = paid_chain(Backend::Postgres, PAYMENTS).await;
+    let env = support::daemon::with(
+        &env_for(&chain, &db),
+        &[("LIQPASS__CHAIN__MAX_BLOCK_RANGE", "1".into())],
+    );
+    // The order API holds the last order's row: the leader's transaction
+    // for its block (which renewed, so holds, the lease row) waits on it.
+    let mut api = sqlx::PgConnection::connect(&db.url())
+        .await
+        .expect("connect");
+    let mut held = api.begin().await.expect("begin");
+    sqlx::query("SELECT id FROM orders WHERE id = 'ord_399' FOR UPDATE")
+        .execute(&mut *held)
+        .await
+        .expect("lock the last order");
+    let old = Daemon::spawn(&env);
+    old.logged("took the write lease", 1).await;
+    let standby = Daemon::spawn(&env);
+    standby
+        .logged("standby: another replica holds the write lease", 1)
+        .await;
+    wait_for(
+        "the leader to wait on the order's lock inside its transaction",
+        Duration::from_secs(60),
+        || async {
+            (db.count(
+                "SELECT COUNT(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'
+                   AND query LIKE 'SELECT id FROM orders WHERE order_ref IN%'",
+            )
+            .await
+                >= 1)
+                .then_some(())
+        },
+    )
+    .await;
+    // Paused there; then the order API lets go. The statement completes
+    // and the paused leader's session sits idle in its transaction, holding
+    // the lease row, until the server ends it (half the TTL).
+    old.signal("STOP");
+    held.rollback().await.expect("release the order");
+    let written = db.count("SELECT COUNT(*) FROM contract_events").await;
+    assert!(
+        written < PAYMENTS as i64,
+        "the pause landed after the backfill"
+    );
+    standby.logged("took the write lease", 1).await;
+    caught_up(&chain, &db).await;
+    all_paid(&db, PAYMENTS).await;
+    let before = old.logs().lines().count();
+    old.signal("CONT");
+    old.logged("stepping down", 1).await;
+    let after: Vec<String> = old.logs().lines().skip(before).map(str::to_owned).collect();
+    assert!(
+        !after.join("\n").contains("batch committed"),
+        "the old leader committed after its pause:\n{}",
+        after.join("\n")
+    );
+    assert_eq!(epoch(&db).await, 2);
+    equals_a_clean_run(&chain, &db, Backend::Postgres, &[chain.buyers[0]], PAYMENTS).await;
+}

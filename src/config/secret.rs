@@ -63,15 +63,48 @@ impl fmt::Debug for RpcUrl {
     }
 }
 
-/// A printable stand-in for a URL-ish string that did not parse: the scheme
-/// and host if they can be found, never the rest.
+/// A printable stand-in for a URL-ish string that did not parse: its
+/// scheme only. Where its host ends cannot be known: a password may hold
+/// `/`, `?`, `#` or `@` unencoded, and any guess could print part of it.
 pub fn redact_url_str(text: &str) -> String {
     match text.split_once("://") {
-        Some((scheme, rest)) => {
-            let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-            let host = host.rsplit('@').next().unwrap_or("");
-            format!("{scheme}://{host}/<redacted>")
+        Some((scheme, _))
+            if !scheme.is_empty()
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
+        {
+            format!("{scheme}://<redacted>")
         }
-        None => "<redacted>".to_owned(),
+        _ => "<redacted>".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::redact_url_str;
+
+    #[test]
+    fn a_password_with_url_delimiters_never_shows_when_the_url_does_not_parse() {
+        for (url, secret, shown) in [
+            (
+                "postgres://user:pa/ss@127.0.0.1:1/db",
+                "pa",
+                "postgres://<redacted>",
+            ),
+            (
+                "postgres://user:se#cret@db:5432/x",
+                "se",
+                "postgres://<redacted>",
+            ),
+            ("postgres://u:p?w@db/x", "p?w", "postgres://<redacted>"),
+            ("postgres://u:sec@ret@db/x", "sec", "postgres://<redacted>"),
+            ("https://host/path?k=a@b", "a@b", "https://<redacted>"),
+            ("no scheme at all:secret", "secret", "<redacted>"),
+        ] {
+            let out = redact_url_str(url);
+            assert!(!out.contains(secret), "{url} -> {out}");
+            assert_eq!(out, shown, "{url}");
+        }
     }
 }

@@ -98,6 +98,12 @@ pub struct Dialect {
     pub ordered_join: &'static str,
     /// Whether the index hints (`INDEXED BY`) exist.
     index_hints: bool,
+    /// What a `SELECT` of rows the transaction will change appends to lock
+    /// them until it ends (PostgreSQL's `FOR NO KEY UPDATE`, so that an
+    /// order API's concurrent `UPDATE` of the same orders waits, as it does
+    /// behind SQLite's one write lock; nothing on SQLite, which has that
+    /// lock already).
+    pub lock_rows: &'static str,
 }
 
 impl Dialect {
@@ -194,6 +200,16 @@ impl StoreError {
     /// in the settings, not by retrying (exit code 64).
     pub fn is_configuration(&self) -> bool {
         matches!(self, Self::Url { .. } | Self::NoSchema { .. })
+    }
+
+    /// A statement of [`Store::begin_short`] gave up waiting for a row lock
+    /// (PostgreSQL's `lock_timeout`, SQLSTATE 55P03): another transaction
+    /// holds the row, which is not a failure of this one's.
+    pub fn is_lock_timeout(&self) -> bool {
+        match self {
+            Self::Sql(sqlx::Error::Database(db)) => db.code().as_deref() == Some("55P03"),
+            _ => false,
+        }
     }
 }
 
@@ -326,6 +342,31 @@ impl Store {
             Backend::Sqlite(s) => Begun::Sqlite(s.pool.begin_with("BEGIN IMMEDIATE").await?),
             Backend::Postgres(p) => Begun::Postgres(p.pool.begin().await?),
         })
+    }
+
+    /// Opens a short transaction that waits at most `limit` for a row lock
+    /// or a statement (PostgreSQL's `lock_timeout` and `statement_timeout`,
+    /// set for this transaction only, so behind a transaction-pooling
+    /// PgBouncer too; SQLite: `BEGIN IMMEDIATE`, bounded by its busy
+    /// timeout). For the lease's own statements, which must never queue
+    /// behind a paused transaction for long.
+    pub async fn begin_short(&self, limit: Duration) -> Result<Begun, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => Ok(Begun::Sqlite(s.pool.begin_with("BEGIN IMMEDIATE").await?)),
+            Backend::Postgres(p) => {
+                let mut tx = p
+                    .pool
+                    .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
+                    .await?;
+                postgres::limit(&mut tx, &["lock_timeout", "statement_timeout"], limit).await?;
+                Ok(Begun::Postgres(tx))
+            }
+        }
+    }
+
+    /// The TTL of the lease a fenced store writes under.
+    pub(super) fn fence_ttl(&self) -> Option<Duration> {
+        self.fence.as_ref().map(|f| f.ttl)
     }
 
     /// Opens a read-only snapshot: every statement in it sees the same

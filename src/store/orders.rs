@@ -39,6 +39,17 @@ pub async fn by_refs(
     let mut orders = HashMap::new();
     for chunk in refs.chunks(CHUNK) {
         let json: String = on!(&mut *conn, |c, d| {
+            if !d.lock_rows.is_empty() {
+                // Locked before they are read: what reconciliation decides
+                // from this read still holds when its UPDATE runs.
+                let mut lock = QueryBuilder::new("SELECT id FROM orders WHERE order_ref IN (");
+                let mut list = lock.separated(", ");
+                for r in chunk {
+                    list.push_bind(hex32(r));
+                }
+                lock.push(format!(") ORDER BY id{}", d.lock_rows));
+                lock.build().execute(&mut **c).await?;
+            }
             let mut q = QueryBuilder::new(format!(
                 "SELECT {} FROM orders o
                  LEFT JOIN contract_events ce ON ce.order_id = o.id AND ce.removed = 0
@@ -235,41 +246,47 @@ pub async fn promote_final(
             join = d.ordered_join,
             hint = d.indexed_by("idx_contract_events_order_id"),
         );
-        sqlx::query(&format!("{AUDIT_INSERT}{FINAL_AUDIT}({finals}) AS f"))
-            .bind(final_block as i64)
-            .bind(scope.chain_id as i64)
-            .bind(&contract)
-            .bind(i64::from(verified_only))
-            .execute(&mut **c)
-            .await?;
-        let done = sqlx::query(&format!(
+        let lock = format!("{finals}{} OF o", d.lock_rows);
+        let audit = format!("{AUDIT_INSERT}{FINAL_AUDIT}({finals}) AS f");
+        let update = format!(
             "UPDATE orders SET status = 'paid', payment_status = 'paid', updated_at = {now}
                {PAID_COLUMNS}
              FROM ({finals}) AS f WHERE orders.id = f.order_id",
             now = d.now
-        ))
-        .bind(final_block as i64)
-        .bind(scope.chain_id as i64)
-        .bind(&contract)
-        .bind(i64::from(verified_only))
-        .execute(&mut **c)
-        .await?;
+        );
+        // Each statement reads the same final orders: the same four values.
+        let query = |sql| {
+            sqlx::query(sql)
+                .bind(final_block as i64)
+                .bind(scope.chain_id as i64)
+                .bind(&contract)
+                .bind(i64::from(verified_only))
+        };
+        if !d.lock_rows.is_empty() {
+            // The orders promoted, locked before the two statements that
+            // read them: an order API's change in between waits.
+            query(&lock).execute(&mut **c).await?;
+        }
+        query(&audit).execute(&mut **c).await?;
+        let done = query(&update).execute(&mut **c).await?;
         Ok(done.rows_affected())
     })
 }
 
-/// An order's `status` and `payment_status`, if it exists.
+/// An order's `status` and `payment_status`, if it exists, locked until the
+/// transaction ends (see `Dialect::lock_rows`).
 pub async fn states(
     conn: &mut Conn<'_>,
     order_id: &str,
 ) -> Result<Option<(String, String)>, StoreError> {
     on!(conn, |c, d| {
-        Ok(
-            sqlx::query_as("SELECT status, payment_status FROM orders WHERE id = $1")
-                .bind(order_id)
-                .fetch_optional(&mut **c)
-                .await?,
-        )
+        Ok(sqlx::query_as(&format!(
+            "SELECT status, payment_status FROM orders WHERE id = $1{}",
+            d.lock_rows
+        ))
+        .bind(order_id)
+        .fetch_optional(&mut **c)
+        .await?)
     })
 }
 

@@ -24,12 +24,15 @@ pub static DIALECT: Dialect = Dialect {
     now: "now()",
     now_plus_ms: "(now() + {} * interval '1 millisecond')",
     from_unix: "to_timestamp({})",
-    to_unix: "CAST(extract(epoch FROM {}) AS BIGINT)",
+    // floor: a cast of the numeric epoch would round, and SQLite's
+    // strftime('%s') truncates (an expiry at T.6 s is T on both).
+    to_unix: "CAST(floor(extract(epoch FROM {})) AS BIGINT)",
     to_iso: "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')",
     json_elements: "SELECT jsonb_array_elements_text({})",
     json_rows: "COALESCE(json_agg(json_build_array({})), '[]')::text",
     ordered_join: "JOIN",
     index_hints: false,
+    lock_rows: " FOR NO KEY UPDATE",
 };
 
 /// The transaction-scoped advisory lock every migration run holds, so that
@@ -113,7 +116,22 @@ impl Postgres {
         store: &Store,
         work: &W,
     ) -> Result<(W::Output, Instant), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
+            .await?;
+        if let Some(ttl) = store.fence_ttl() {
+            // A leader paused or cut off inside this transaction must not
+            // hold the lease row's lock (and with it every takeover) past
+            // its lease: the server ends the session, the lock goes, and
+            // the transaction is rolled back.
+            limit(
+                &mut tx,
+                &["idle_in_transaction_session_timeout", "statement_timeout"],
+                ttl / 2,
+            )
+            .await?;
+        }
         let began = Instant::now();
         let out = store.fenced_run(&mut Conn::Postgres(&mut tx), work).await?;
         tx.commit().await?;
@@ -208,6 +226,26 @@ async fn applied(conn: &mut PgConnection) -> Result<Vec<i64>, StoreError> {
             .fetch_all(&mut *conn)
             .await?,
     )
+}
+
+/// Sets each of `settings` (timeouts) to `limit` for the rest of the
+/// transaction (`set_config(…, true)`, i.e. `SET LOCAL`), in one round trip.
+pub(super) async fn limit(
+    conn: &mut PgConnection,
+    settings: &[&str],
+    limit: Duration,
+) -> Result<(), StoreError> {
+    let ms = format!("{}ms", limit.as_millis().max(1));
+    let sets: Vec<String> = (1..=settings.len())
+        .map(|i| format!("set_config(${i}, ${}, true)", settings.len() + 1))
+        .collect();
+    let sql = format!("SELECT {}", sets.join(" || "));
+    let mut q = sqlx::query_scalar::<_, String>(&sql);
+    for s in settings {
+        q = q.bind(*s);
+    }
+    q.bind(ms).fetch_one(&mut *conn).await?;
+    Ok(())
 }
 
 /// A transaction holding the migration lock until it ends.

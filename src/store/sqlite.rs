@@ -29,6 +29,7 @@ pub static DIALECT: Dialect = Dialect {
     json_rows: "json_group_array(json_array({}))",
     ordered_join: "CROSS JOIN",
     index_hints: true,
+    lock_rows: "",
 };
 
 /// How often a write tries again for the write lock while another writer
