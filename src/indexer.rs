@@ -167,11 +167,15 @@ impl Indexer {
         self.checkpoint = None;
         let result = self.follow(Some((from, to))).await;
         // A re-scan must not rewind the live checkpoint.
+        // Through the fence: a backfill that lost its lease meanwhile must
+        // not move the new leader's checkpoint.
         if let (Some(saved), Some(now)) = (saved, self.checkpoint) {
             if now.number < saved.number {
-                let mut tx = self.store.begin().await?;
-                sync::set_checkpoint(&mut tx.conn(), &self.scope, &saved).await?;
-                tx.commit().await?;
+                let restore = write::RestoreCheckpoint {
+                    scope: &self.scope,
+                    block: saved,
+                };
+                self.store.write(&restore).await?;
             }
         }
         match result {

@@ -217,14 +217,8 @@ impl Reader {
     pub(super) fn database(&mut self) -> Option<DatabaseSettings> {
         let url = self.string("database.url", true);
         if let Some(u) = &url {
-            if !u.starts_with("sqlite:") && !crate::store::postgres::is_url(u) {
-                self.bad(
-                    "database.url",
-                    format!(
-                        "{} is neither a sqlite: nor a postgres:// URL",
-                        crate::store::display_url(u)
-                    ),
-                );
+            if let Err(why) = crate::store::check_url(u) {
+                self.bad("database.url", why);
             }
         }
         let schema = self.string("database.schema", true);

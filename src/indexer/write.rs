@@ -47,6 +47,23 @@ impl TxWork for WriteBatch<'_> {
     }
 }
 
+/// Moving the checkpoint back up to `block` after a backfill re-scanned
+/// below it (never down: a checkpoint already past it stays).
+pub struct RestoreCheckpoint<'a> {
+    pub scope: &'a Scope,
+    pub block: BlockRef,
+}
+
+impl TxWork for RestoreCheckpoint<'_> {
+    type Output = ();
+    fn run<'t>(
+        &'t self,
+        tx: &'t mut Conn<'t>,
+    ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send + 't {
+        sync::raise_checkpoint(tx, self.scope, &self.block)
+    }
+}
+
 /// Rolling a reorg back to its common ancestor.
 pub struct RollBack<'a> {
     pub scope: &'a Scope,

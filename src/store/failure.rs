@@ -46,7 +46,8 @@ impl WriteFailure {
     /// Classifies `error` by SQLite's primary result code.
     pub fn of(error: &StoreError) -> Self {
         match error {
-            StoreError::Sql(e) | StoreError::Open { source: e, .. } => Self::of_sql(e),
+            StoreError::Sql(e) | StoreError::Open { cause: e, .. } => Self::of_sql(e),
+            StoreError::Connection(_) => Self::Unreachable,
             _ => Self::Other,
         }
     }

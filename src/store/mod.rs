@@ -175,10 +175,14 @@ pub trait TxWork {
 /// Errors of the store boundary. URLs in them are redacted.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("invalid database url {url}: {source}")]
-    Url { url: String, source: sqlx::Error },
-    #[error("cannot open database {url}: {source}")]
-    Open { url: String, source: sqlx::Error },
+    #[error("invalid database url {url}: {cause}")]
+    Url { url: String, cause: sqlx::Error },
+    #[error("cannot open database {url}: {cause}")]
+    Open { url: String, cause: sqlx::Error },
+    /// PostgreSQL: the connection failed or the server ended it (a restart,
+    /// `pg_terminate_backend`, a network cut).
+    #[error("the database connection failed: {0}")]
+    Connection(sqlx::Error),
     #[error(
         "database {url}: schema {schema:?} does not exist (create it, or set database.schema)"
     )]
@@ -464,6 +468,24 @@ impl Store {
             Backend::Postgres(p) => p.pool.close().await,
         }
     }
+}
+
+/// Whether `url` is a database URL the store can open (the settings'
+/// check, so that `check-config` refuses what `run` would); the reason,
+/// printable, when not.
+pub fn check_url(url: &str) -> Result<(), String> {
+    use std::str::FromStr;
+    let parsed = if postgres::is_url(url) {
+        sqlx::postgres::PgConnectOptions::from_str(url).map(drop)
+    } else if url.starts_with("sqlite:") {
+        sqlx::sqlite::SqliteConnectOptions::from_str(url).map(drop)
+    } else {
+        return Err(format!(
+            "{} is neither a sqlite: nor a postgres:// URL",
+            display_url(url)
+        ));
+    };
+    parsed.map_err(|e| format!("{} does not parse: {e}", display_url(url)))
 }
 
 /// `database.url` as it may be printed: a PostgreSQL URL without its

@@ -5,7 +5,7 @@
 //! `migrations/sqlite/`), applied under an advisory lock.
 
 use std::str::FromStr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -52,6 +52,8 @@ pub struct Postgres {
     /// `ANALYZE` (see [`Postgres::analyze_as_it_grows`]).
     written: Arc<AtomicUsize>,
     next_analyze: Arc<AtomicUsize>,
+    /// An `ANALYZE` is running (one at a time).
+    analyzing: Arc<AtomicBool>,
 }
 
 /// The tables whose statistics the indexer's plans depend on.
@@ -62,39 +64,53 @@ const FIRST_ANALYZE_ROWS: usize = 1_000;
 
 impl Postgres {
     /// Connects (failing at once when the server cannot be reached or
-    /// refuses the credentials) and checks that `database.schema` exists.
-    /// The schema is set as the connections' `search_path` only when it is
-    /// not `public`, as a startup parameter (behind PgBouncer set it on the
-    /// role instead: README).
+    /// refuses the credentials, within the pool's acquire timeout) and
+    /// checks that `database.schema` exists. The schema is set as the
+    /// connections' `search_path`, as a startup parameter, only when
+    /// unqualified names do not already resolve to it (behind PgBouncer set
+    /// it on the role instead: README).
     pub(super) async fn open(settings: &DatabaseSettings) -> Result<Self, StoreError> {
         let url = display_url(&settings.url);
         let mut options =
-            PgConnectOptions::from_str(&settings.url).map_err(|source| StoreError::Url {
+            PgConnectOptions::from_str(&settings.url).map_err(|cause| StoreError::Url {
                 url: url.clone(),
-                source,
+                cause,
             })?;
-        if settings.schema != "public" {
-            options = options.options([("search_path", settings.schema.as_str())]);
-        }
+        // In `pg_stat_activity`, for the operator (and the tests).
+        options = options.application_name("liqpass-indexer");
         // One connection first, made directly: a pool retries a refused
         // connection until its timeout and then reports only the timeout.
-        let mut first = PgConnection::connect_with(&options)
+        // Bounded like the pool's: a host that drops packets must not
+        // leave the command hanging for minutes of SYN retries.
+        let open = |cause| StoreError::Open {
+            url: url.clone(),
+            cause,
+        };
+        let wait = settings.busy_timeout + Duration::from_secs(5);
+        let mut first = tokio::time::timeout(wait, PgConnection::connect_with(&options))
             .await
-            .map_err(|source| StoreError::Open {
-                url: url.clone(),
-                source,
-            })?;
-        let exists: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
-                .bind(&settings.schema)
-                .fetch_one(&mut first)
-                .await?;
+            .map_err(|_| open(sqlx::Error::PoolTimedOut))?
+            .map_err(open)?;
+        let (exists, current): (bool, Option<String>) = sqlx::query_as(
+            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1), current_schema()",
+        )
+        .bind(&settings.schema)
+        .fetch_one(&mut first)
+        .await?;
         first.close().await?;
         if !exists {
             return Err(StoreError::NoSchema {
                 url,
                 schema: settings.schema.clone(),
             });
+        }
+        // The tables go where unqualified names resolve. When that is not
+        // the schema already (the role's `search_path`, which also works
+        // behind PgBouncer), it is set as a startup parameter; a role's own
+        // schema (`$user`, first on the default path) would otherwise
+        // quietly take the tables meant for `public`.
+        if current.as_deref() != Some(settings.schema.as_str()) {
+            options = options.options([("search_path", settings.schema.as_str())]);
         }
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
@@ -104,6 +120,7 @@ impl Postgres {
             pool,
             written: Default::default(),
             next_analyze: Default::default(),
+            analyzing: Default::default(),
         })
     }
 
@@ -116,27 +133,34 @@ impl Postgres {
         store: &Store,
         work: &W,
     ) -> Result<(W::Output, Instant), StoreError> {
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
-            .await?;
-        if let Some(ttl) = store.fence_ttl() {
-            // A leader paused or cut off inside this transaction must not
-            // hold the lease row's lock (and with it every takeover) past
-            // its lease: the server ends the session, the lock goes, and
-            // the transaction is rolled back.
-            limit(
-                &mut tx,
-                &["idle_in_transaction_session_timeout", "statement_timeout"],
-                ttl / 2,
-            )
-            .await?;
+        let done = async {
+            let mut tx = self
+                .pool
+                .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
+                .await?;
+            if let Some(ttl) = store.fence_ttl() {
+                // A leader paused or cut off inside this transaction must
+                // not hold the lease row's lock (and with it every
+                // takeover) past its lease: the server ends the session,
+                // the lock goes, and the transaction is rolled back.
+                limit(
+                    &mut tx,
+                    &["idle_in_transaction_session_timeout", "statement_timeout"],
+                    ttl / 2,
+                )
+                .await?;
+            }
+            let began = Instant::now();
+            let out = store.fenced_run(&mut Conn::Postgres(&mut tx), work).await?;
+            tx.commit().await?;
+            Ok((out, began))
         }
-        let began = Instant::now();
-        let out = store.fenced_run(&mut Conn::Postgres(&mut tx), work).await?;
-        tx.commit().await?;
-        self.analyze_as_it_grows(work.rows()).await;
-        Ok((out, began))
+        .await
+        .map_err(connection_lost);
+        if done.is_ok() {
+            self.analyze_as_it_grows(work.rows());
+        }
+        done
     }
 
     /// Refreshes the planner's statistics after the first commit and then
@@ -148,22 +172,40 @@ impl Postgres {
     /// measured; 1.5 ms once analyzed). `ANALYZE` samples, takes no lock
     /// that readers or writers wait for, and is skipped with a warning by
     /// the server when the role does not own the tables.
-    async fn analyze_as_it_grows(&self, rows: usize) {
+    fn analyze_as_it_grows(&self, rows: usize) {
         let written = self.written.fetch_add(rows, Ordering::Relaxed) + rows;
-        if written < self.next_analyze.load(Ordering::Relaxed) {
+        if written < self.next_analyze.load(Ordering::Relaxed)
+            || self.analyzing.swap(true, Ordering::AcqRel)
+        {
             return;
         }
         self.next_analyze
             .store((written * 2).max(FIRST_ANALYZE_ROWS), Ordering::Relaxed);
-        let started = Instant::now();
-        match sqlx::query(ANALYZED).execute(&self.pool).await {
-            Ok(_) => tracing::debug!(
-                rows = written,
-                ms = started.elapsed().as_millis() as u64,
-                "refreshed the planner's statistics"
-            ),
-            Err(e) => tracing::debug!(error = %e, "ANALYZE failed; tried again as the tables grow"),
-        }
+        let (pool, analyzing) = (self.pool.clone(), self.analyzing.clone());
+        // Beside the writes, never in their way: its own task, and a lock
+        // it waits for at most briefly (a manual VACUUM or an index build
+        // holds the one ANALYZE needs; it is tried again as the tables grow).
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let analyzed = async {
+                let mut tx = pool.begin().await?;
+                limit(&mut tx, &["lock_timeout"], Duration::from_millis(200)).await?;
+                sqlx::query(ANALYZED).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok::<_, StoreError>(())
+            };
+            match analyzed.await {
+                Ok(()) => tracing::debug!(
+                    rows = written,
+                    ms = started.elapsed().as_millis() as u64,
+                    "refreshed the planner's statistics"
+                ),
+                Err(e) => {
+                    tracing::debug!(error = %e, "ANALYZE failed; tried again as the tables grow")
+                }
+            }
+            analyzing.store(false, Ordering::Release);
+        });
     }
 
     pub(super) async fn migrate(&self) -> Result<(), StoreError> {
@@ -178,7 +220,8 @@ impl Postgres {
         applied(&mut *self.pool.acquire().await?).await
     }
 
-    /// Answers when a new connection can be made and the contract read.
+    /// Answers when a pooled connection (a new one if none is idle; the
+    /// pool tests it first) reads the contract.
     pub(super) async fn ping(&self) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await?;
         sqlx::query("SELECT block_number FROM sync_state LIMIT 1")
@@ -226,6 +269,22 @@ async fn applied(conn: &mut PgConnection) -> Result<Vec<i64>, StoreError> {
             .fetch_all(&mut *conn)
             .await?,
     )
+}
+
+/// A driver error that means the connection is gone (the socket failed,
+/// TLS or the protocol broke, the pool closed) as [`StoreError::Connection`],
+/// so that it is counted and shown as that, not as a disk's I/O error.
+fn connection_lost(e: StoreError) -> StoreError {
+    match e {
+        StoreError::Sql(
+            e @ (sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed),
+        ) => StoreError::Connection(e),
+        other => other,
+    }
 }
 
 /// Sets each of `settings` (timeouts) to `limit` for the rest of the

@@ -59,9 +59,9 @@ impl Sqlite {
     pub(super) async fn open(settings: &DatabaseSettings) -> Result<Self, StoreError> {
         let url = super::display_url(&settings.url);
         let options = SqliteConnectOptions::from_str(&settings.url)
-            .map_err(|source| StoreError::Url {
+            .map_err(|cause| StoreError::Url {
                 url: url.clone(),
-                source,
+                cause,
             })?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -75,7 +75,7 @@ impl Sqlite {
             .acquire_timeout(settings.busy_timeout + Duration::from_secs(5))
             .connect_with(options.clone())
             .await
-            .map_err(|source| StoreError::Open { url, source })?;
+            .map_err(|cause| StoreError::Open { url, cause })?;
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(settings.busy_timeout + Duration::from_secs(5))

@@ -52,6 +52,29 @@ pub async fn set_checkpoint(
     })
 }
 
+/// Moves the checkpoint up to `block` if it is below it (a backfill's
+/// re-scan put it back); never down.
+pub async fn raise_checkpoint(
+    conn: &mut Conn<'_>,
+    scope: &Scope,
+    block: &BlockRef,
+) -> Result<(), StoreError> {
+    on!(conn, |c, d| {
+        sqlx::query(&format!(
+            "UPDATE sync_state SET block_number = $3, block_hash = $4, updated_at = {}
+             WHERE chain_id = $1 AND contract_address = $2 AND block_number < $3",
+            d.now
+        ))
+        .bind(scope.chain_id as i64)
+        .bind(hex_address(&scope.contract))
+        .bind(block.number as i64)
+        .bind(hex32(&block.hash))
+        .execute(&mut **c)
+        .await?;
+        Ok(())
+    })
+}
+
 /// Records the hashes of indexed blocks and forgets those older than `keep`
 /// blocks below the newest one.
 pub async fn record_blocks(
