@@ -309,7 +309,9 @@ pub(super) async fn deep<'a>(
     };
     let mut writer = Some(writer);
     let mut committing: Option<Committing<'a>> = None;
-    let mut last_commit = Instant::now();
+    // None: nothing committed yet in this phase; the first front commits
+    // at once (the checkpoint shows the catch-up started).
+    let mut last_commit: Option<Instant> = None;
     let every = COMMIT_EVERY.min(plan.refresh_every);
     let stalled_before = fetcher.health.stalled();
     loop {
@@ -319,7 +321,10 @@ pub(super) async fn deep<'a>(
         }
         let window = &mut flight.window;
         let due = window.front_logs().is_some_and(|logs| {
-            logs as u64 >= TARGET_LOGS || window.idle() || stop || last_commit.elapsed() >= every
+            logs as u64 >= TARGET_LOGS
+                || window.idle()
+                || stop
+                || last_commit.is_none_or(|t| t.elapsed() >= every)
         });
         if let (true, None) = (due, &committing) {
             let (from, to, logs) = window.take_front().expect("due only with a front");
@@ -345,7 +350,7 @@ pub(super) async fn deep<'a>(
             {
                 committing = None;
                 writer = Some(w);
-                last_commit = Instant::now();
+                last_commit = Some(Instant::now());
                 committed(written?, next);
             }
         }
