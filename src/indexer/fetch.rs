@@ -25,8 +25,10 @@ use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::retry::{self, Cancelled};
 
-/// Header requests in flight at once.
-const HEADER_CONCURRENCY: usize = 8;
+/// Header requests in flight at once (near the head, and for blocks whose
+/// logs lack a timestamp): a near-head run of 64 headers takes two round
+/// trips, not eight; the rate budget, not this, paces them.
+const HEADER_CONCURRENCY: usize = 32;
 
 /// How often a deep phase re-reads the head: well within the stall bound
 /// (a head quiet for `stall_after` is a stall), and at most every 5 s.
