@@ -104,7 +104,7 @@ async fn kill_9_with_deep_ranges_in_flight_ends_in_the_same_database_as_a_clean_
         chain.mine(60).await;
     }
     let proxy = RpcProxy::start(&chain.rpc_url()).await;
-    proxy.slow(Duration::from_millis(30));
+    proxy.slow(Duration::from_millis(60));
     let killed = Db::new().await;
     killed
         .insert_orders(&chain.buyers, 3_000, PAYMENTS, PREMIUM as i64)
@@ -120,7 +120,7 @@ async fn kill_9_with_deep_ranges_in_flight_ends_in_the_same_database_as_a_clean_
         daemon.logged("took the write lease", 1).await;
         // Commits come every second at most: some kills land before the
         // first, most between two, with ranges in flight.
-        tokio::time::sleep(Duration::from_millis(rng.random_range(100..2_000))).await;
+        tokio::time::sleep(Duration::from_millis(rng.random_range(50..900))).await;
         daemon.kill9();
         let checkpoint = killed.checkpoint().await.unwrap_or(-1);
         checkpoints.push(checkpoint);

@@ -10,7 +10,8 @@
 //! The answered ranges at the front are merged into one batch and committed
 //! with one header request for its last block (none when a log of that block
 //! carries its hash), every `COMMIT_EVERY` or once they hold the density
-//! target's logs, whichever comes first; block times come from the logs'
+//! target's logs, whichever comes first, or at once when a log of the last
+//! block gives the checkpoint's hash for free; block times come from the logs'
 //! `blockTimestamp` (headers only for blocks whose logs lack it).
 //!
 //! Memory is bounded by the window: at most `max_concurrent_requests`
@@ -51,6 +52,10 @@ struct Slot {
     from: u64,
     to: u64,
     state: State,
+    /// The most blocks it may be asked for in one range: after a refusal,
+    /// the size the refusal left (the sizer may grow past it meanwhile, on
+    /// other ranges' answers; a refused range is never sent again whole).
+    max: u64,
 }
 
 #[derive(Debug)]
@@ -102,8 +107,8 @@ impl Window {
             .position(|s| matches!(s.state, State::Waiting))
         {
             let slot = &mut self.slots[i];
-            let (from, whole) = (slot.from, slot.to);
-            let to = whole.min(from.saturating_add(size - 1));
+            let (from, whole, max) = (slot.from, slot.to, slot.max);
+            let to = whole.min(from.saturating_add(size.min(max) - 1));
             slot.to = to;
             slot.state = State::Flying;
             if to < whole {
@@ -111,6 +116,7 @@ impl Window {
                     from: to + 1,
                     to: whole,
                     state: State::Waiting,
+                    max,
                 };
                 self.slots.insert(i + 1, rest);
             }
@@ -128,6 +134,7 @@ impl Window {
             from,
             to,
             state: State::Flying,
+            max: u64::MAX,
         });
         self.next = to + 1;
         Some((from, to))
@@ -142,9 +149,12 @@ impl Window {
         self.slot(from, to).state = State::Answered(logs);
     }
 
-    /// The flying range `from..=to` was refused: it waits to be asked again.
-    pub fn refused(&mut self, from: u64, to: u64) {
-        self.slot(from, to).state = State::Waiting;
+    /// The flying range `from..=to` was refused: it waits to be asked
+    /// again, in ranges of at most `max` blocks (fewer than it had).
+    pub fn refused(&mut self, from: u64, to: u64, max: u64) {
+        let slot = self.slot(from, to);
+        slot.state = State::Waiting;
+        slot.max = max.clamp(1, (to - from).max(1));
     }
 
     /// A block limit of `cap` was learned: the flying ranges wider than it
@@ -183,6 +193,20 @@ impl Window {
     pub fn front_logs(&self) -> Option<usize> {
         let (n, logs) = self.front();
         (n > 0).then_some(logs)
+    }
+
+    /// True when a log of the front's last block carries that block's hash:
+    /// its checkpoint costs no header request, so it may commit at once.
+    pub fn front_ends_on_a_log(&self) -> bool {
+        let (n, _) = self.front();
+        let Some(last) = n.checked_sub(1).map(|i| &self.slots[i]) else {
+            return false;
+        };
+        let State::Answered(logs) = &last.state else {
+            return false;
+        };
+        logs.last()
+            .is_some_and(|l| l.block_number == Some(last.to) && l.block_hash.is_some())
     }
 
     /// True when no range is flying.
@@ -279,7 +303,8 @@ impl<'a> Flight<'a> {
                 if self.fetcher.refused(from, to, why).await.is_err() {
                     return;
                 }
-                self.window.refused(from, to);
+                let max = self.fetcher.sizer().size();
+                self.window.refused(from, to, max);
                 let cap = self.fetcher.pool.range_cap().unwrap_or(u64::MAX);
                 for range in self.window.recut(cap) {
                     if let Some(h) = self.handles.remove(&range) {
@@ -324,6 +349,7 @@ pub(super) async fn deep<'a>(
             logs as u64 >= TARGET_LOGS
                 || window.idle()
                 || stop
+                || window.front_ends_on_a_log()
                 || last_commit.is_none_or(|t| t.elapsed() >= every)
         });
         if let (true, None) = (due, &committing) {

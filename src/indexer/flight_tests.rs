@@ -49,7 +49,7 @@ fn a_refused_middle_range_is_asked_again_cut_to_size_before_any_new_range() {
     w.launch(100);
     w.answered(0, 99, vec![]);
     w.answered(200, 299, vec![log_at(250)]);
-    w.refused(100, 199);
+    w.refused(100, 199, 30);
     assert_eq!(w.launch(30), Some((100, 129)), "the refused range first");
     assert_eq!(w.launch(30), Some((130, 159)));
     assert_eq!(w.launch(30), Some((160, 189)));
@@ -76,7 +76,7 @@ fn ranges_answered_behind_a_refused_one_never_keep_it_waiting() {
     let mut w = Window::new(0, 1_000, 2);
     w.launch(10);
     w.launch(10);
-    w.refused(0, 9);
+    w.refused(0, 9, 5);
     w.answered(10, 19, vec![]);
     assert_eq!(w.launch(5), Some((0, 4)));
     assert_eq!(
@@ -93,7 +93,7 @@ fn a_learned_limit_sends_wider_ranges_in_flight_back_to_be_cut() {
     w.launch(100);
     w.launch(1_000);
     w.launch(1_000);
-    w.refused(100, 1_099);
+    w.refused(100, 1_099, 500);
     assert_eq!(
         w.recut(500),
         [(1_100, 2_099)],
@@ -103,4 +103,33 @@ fn a_learned_limit_sends_wider_ranges_in_flight_back_to_be_cut() {
     assert_eq!(w.launch(500), Some((600, 1_099)));
     assert_eq!(w.launch(500), Some((1_100, 1_599)));
     assert_eq!(w.launch(500), None, "four in flight");
+}
+
+#[test]
+fn a_front_whose_last_block_has_a_log_knows_its_checkpoint_hash() {
+    let mut w = Window::new(0, 1_000, 2);
+    w.launch(10);
+    w.launch(10);
+    let hashed = |block| Log {
+        block_hash: Some(alloy::primitives::B256::repeat_byte(1)),
+        ..log_at(block)
+    };
+    w.answered(0, 9, vec![hashed(3)]);
+    assert!(!w.front_ends_on_a_log(), "block 9 has no log");
+    w.answered(10, 19, vec![hashed(19)]);
+    assert!(w.front_ends_on_a_log());
+}
+
+#[test]
+fn a_refused_range_is_never_asked_again_whole_even_after_the_sizer_grew() {
+    let mut w = Window::new(0, 1_000, 4);
+    w.launch(64);
+    w.refused(0, 63, 32);
+    assert_eq!(w.launch(256), Some((0, 31)), "cut to what the refusal left");
+    assert_eq!(w.launch(256), Some((32, 63)));
+    assert_eq!(
+        w.launch(256),
+        Some((64, 319)),
+        "new ranges take the new size"
+    );
 }
