@@ -26,9 +26,9 @@ use crate::metrics::Metrics;
 use crate::retry::{self, Cancelled};
 
 /// Header requests in flight at once (near the head, and for blocks whose
-/// logs lack a timestamp): a near-head run of 64 headers takes two round
-/// trips, not eight; the rate budget, not this, paces them.
-const HEADER_CONCURRENCY: usize = 32;
+/// logs lack a timestamp): a near-head run of 64 headers takes one round
+/// trip, not eight; the rate budget, not this, paces them.
+const HEADER_CONCURRENCY: usize = 64;
 
 /// How often a deep phase re-reads the head: well within the stall bound
 /// (a head quiet for `stall_after` is a stall), and at most every 5 s.
@@ -290,7 +290,11 @@ impl Fetcher {
                 sizer.set_cap(self.pool.range_cap());
                 sizer.next_range(from, to)
             };
-            let headers = self.headers(from..=to).await?;
+            // Logs and headers in the same round trip: the logs are checked
+            // against the headers below, whichever came first.
+            let (headers, logs) =
+                tokio::join!(self.headers(from..=to), self.logs_or_shrink(from, to));
+            let headers = headers?;
             match linkage(checkpoint, &headers) {
                 Linkage::Reorg => return Ok(Near::Reorg),
                 Linkage::Broken(at) => {
@@ -302,7 +306,7 @@ impl Fetcher {
                 }
                 Linkage::Extends => {}
             }
-            let Some(logs) = self.logs_or_shrink(from, to).await? else {
+            let Some(logs) = logs? else {
                 continue;
             };
             self.sizer().accepted(to - from + 1, logs.len() as u64);
