@@ -24,6 +24,10 @@ mod failover;
 mod live;
 #[path = "indexer/order_api.rs"]
 mod order_api;
+#[path = "indexer/provider.rs"]
+mod provider;
+#[path = "indexer/scale.rs"]
+mod scale;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -56,6 +60,8 @@ struct Args {
     only_order_api: bool,
     only_failover: bool,
     only_backends: bool,
+    /// `--only` a provider-scale row (`scale`), or all of them.
+    only_scale: Option<String>,
 }
 
 fn args() -> Args {
@@ -69,6 +75,7 @@ fn args() -> Args {
         only_order_api: false,
         only_failover: false,
         only_backends: false,
+        only_scale: None,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut it = argv.iter();
@@ -89,7 +96,12 @@ fn args() -> Args {
                 "order-api" => a.only_order_api = true,
                 "failover" => a.only_failover = true,
                 "backends" => a.only_backends = true,
-                other => panic!("--only takes order-api, failover or backends, not {other}"),
+                row @ ("providers" | "provider-coinbase" | "provider-generous" | "provider-16m"
+                | "dense-latency") => a.only_scale = Some(row.into()),
+                other => panic!(
+                    "--only takes order-api, failover, backends, providers, provider-coinbase, \
+                     provider-generous, provider-16m or dense-latency, not {other}"
+                ),
             },
             "--bench" => {}
             other => panic!("unknown option {other}"),
@@ -341,6 +353,12 @@ async fn main() {
         return;
     }
 
+    if let Some(only) = &a.only_scale {
+        scale_rows(&a, Some(only.as_str()), &mut table).await;
+        print_table(&a, &table);
+        return;
+    }
+
     let first_ref = 1_000_000u64;
     let chain = chain_with(a.payments, a.blocks, first_ref).await;
     let head = chain.head().await;
@@ -558,6 +576,8 @@ async fn main() {
     }
     drop(chain);
 
+    scale_rows(&a, None, &mut table).await;
+
     eprintln!("bench: memory");
     // 6. Memory at 10k and at `big` events.
     if a.big > 0 {
@@ -607,6 +627,34 @@ async fn main() {
         std::fs::write(&path, serde_json::to_string_pretty(&out).expect("json"))
             .expect("write --json");
         println!("\nwritten to {}", path.display());
+    }
+}
+
+/// The provider-scale rows: all of them, or `only` one (`scale`).
+async fn scale_rows(a: &Args, only: Option<&str>, table: &mut Vec<(String, String)>) {
+    let run = |row: &str| only.is_none_or(|o| o == "providers" || o == row);
+    let generous = "80 ms, 100,000-block cap, 300 requests/s";
+    let rows = [
+        (
+            "provider-coinbase",
+            "50 ms, 1,000-block cap, 50 requests/s",
+            scale::COINBASE,
+            1_000_000,
+        ),
+        ("provider-generous", generous, scale::GENEROUS, 1_000_000),
+        ("provider-16m", generous, scale::GENEROUS, 16_000_000),
+    ];
+    for (row, what, profile, blocks) in rows {
+        if run(row) {
+            eprintln!("bench: {row}");
+            table.push(scale::sparse(what, profile, blocks).await);
+        }
+    }
+    if run("dense-latency") {
+        eprintln!("bench: dense-latency");
+        let first_ref = 1_000_000u64;
+        let chain = chain_with(a.payments, a.blocks, first_ref).await;
+        table.push(scale::dense_latency(&chain, a.payments, first_ref).await);
     }
 }
 

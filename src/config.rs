@@ -64,6 +64,7 @@ const KEYS: &[(&str, &[&str])] = &[
             "verify_rpc_urls",
             "verify_quorum",
             "max_requests_per_second",
+            "max_concurrent_requests",
         ],
     ),
     ("reconcile", &["overpayment"]),
@@ -138,6 +139,8 @@ pub struct ChainSettings {
     pub verify_quorum: usize,
     /// Request budget per endpoint; `None`: unlimited.
     pub max_requests_per_second: Option<u64>,
+    /// Deep `eth_getLogs` ranges in flight at once while catching up (≥ 1).
+    pub max_concurrent_requests: usize,
 }
 
 impl ChainSettings {

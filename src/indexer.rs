@@ -3,8 +3,9 @@
 //! 1. read the head (`fetch`); with `chain.verify_rpc_urls`, have final
 //!    payments confirmed by independent endpoints, which alone promotes
 //!    them to paid (`verify`);
-//! 2. far behind: fetch the next deep range (adaptive getLogs) while the
-//!    previous one commits; near the head: fetch each new header, check it
+//! 2. far behind: keep up to `chain.max_concurrent_requests` deep ranges
+//!    (adaptive getLogs) in flight and commit them in block order while
+//!    the next ones are fetched (`flight`); near the head: fetch each new header, check it
 //!    builds on the checkpoint (`chain::window`), else roll the reorg back;
 //! 3. decode, cut the batch at block boundaries into transactions that
 //!    hold the write lock about `database.max_write_ms` each (`pace`), and
@@ -20,6 +21,7 @@
 
 mod commit;
 mod fetch;
+mod flight;
 mod pace;
 mod progress;
 mod reorg;
@@ -114,11 +116,11 @@ impl Indexer {
         };
         let fetcher = Fetcher {
             pool,
-            sizer: RangeSizer::new(chain.max_block_range),
+            sizer: std::sync::Mutex::new(RangeSizer::new(chain.max_block_range)),
             metrics: metrics.clone(),
             health: health.clone(),
             cancel: cancel.clone(),
-            head_read: None,
+            head_read: std::sync::Mutex::new(None),
         };
         let checkpoint = sync::checkpoint(&mut store.conn().await?.conn(), &scope).await?;
         if let Some(cp) = checkpoint {
@@ -258,8 +260,10 @@ impl Indexer {
         }
     }
 
-    /// Commits deep ranges up to `limit`, fetching the next range while the
-    /// previous one commits; counts their events into `progress`.
+    /// Commits deep ranges up to `limit`, with up to
+    /// `chain.max_concurrent_requests` of them in flight, in block order
+    /// (`flight`); counts their events into `progress`. Returns early, for
+    /// the loop to handle it, when a stall begins.
     async fn deep_phase(
         &mut self,
         from: u64,
@@ -268,33 +272,25 @@ impl Indexer {
         range: Option<(u64, u64)>,
         progress: &mut Progress,
     ) -> Result<(), Stop> {
-        let mut batch = self.fetcher.deep(from, limit).await?;
-        let final_block = self.final_block(head).await?;
-        loop {
-            let next = batch.last.number + 1;
-            let more = next <= limit && !self.cancel.is_cancelled();
-            let (written, fetched) = {
-                let every = fetch::head_refresh_interval(self.settings.chain.stall_after);
-                let (fetcher, mut writer) = self.parts();
-                let fetch = async {
-                    if !more {
-                        return None;
-                    }
-                    if let Err(c) = fetcher.refresh_head(every).await {
-                        return Some(Err(c));
-                    }
-                    Some(fetcher.deep(next, limit).await)
-                };
-                tokio::join!(writer.commit(batch, head, final_block), fetch)
-            };
-            progress.add_events(written?);
-            match fetched {
-                Some(b) => batch = b?,
-                None => return Ok(()),
-            }
-            self.check_stall();
-            self.report_progress(progress, next, range);
-        }
+        let chain = &self.settings.chain;
+        let plan = flight::Plan {
+            from,
+            limit,
+            head,
+            final_block: self.final_block(head).await?,
+            width: chain.max_concurrent_requests,
+            refresh_every: fetch::head_refresh_interval(chain.stall_after),
+        };
+        let (fetcher, writer) = self.parts();
+        let (metrics, health) = (writer.metrics, writer.health);
+        let fetcher = &*fetcher;
+        flight::deep(fetcher, writer, plan, |written, next| {
+            progress.add_events(written);
+            report_progress(fetcher, metrics, health, progress, next, range);
+        })
+        .await?;
+        self.check_stall();
+        Ok(())
     }
 
     async fn commit(&mut self, batch: Batch, head: u64) -> Result<u64, Stop> {
@@ -452,20 +448,8 @@ impl Indexer {
         Ok(())
     }
 
-    /// Reports catch-up progress when an interval is over. The target is
-    /// the head last read (a back-fill's end, if sooner).
     fn report_progress(&self, p: &mut Progress, next: u64, range: Option<(u64, u64)>) {
-        let now = Instant::now();
-        if !p.due(now) {
-            return;
-        }
-        // Set by every read of the head (`observe_head`, `Fetcher::refresh_head`).
-        let head = self.health.head();
-        let target = range.map_or(head, |(_, to)| to.min(head));
-        let counters = Counters::read(&self.fetcher, &self.metrics);
-        let line = p.line(next, target, counters, now);
-        let budget = self.fetcher.pool.budget().map(|b| (b.rate(), b.ceiling()));
-        progress::report(&self.metrics, &line, self.fetcher.sizer.size(), budget);
+        report_progress(&self.fetcher, &self.metrics, &self.health, p, next, range);
     }
 
     /// Ends the catch-up in progress, if any: `next` is the next block.
@@ -482,6 +466,30 @@ impl IndexerError {
     pub fn is_configuration(&self) -> bool {
         matches!(self, IndexerError::Rpc(PoolError::WrongChain { .. }))
     }
+}
+
+/// Reports catch-up progress when an interval is over. The target is the
+/// head last read (a back-fill's end, if sooner).
+fn report_progress(
+    fetcher: &Fetcher,
+    metrics: &Metrics,
+    health: &Health,
+    p: &mut Progress,
+    next: u64,
+    range: Option<(u64, u64)>,
+) {
+    let now = Instant::now();
+    if !p.due(now) {
+        return;
+    }
+    // Set by every read of the head (`observe_head`, `Fetcher::refresh_head`).
+    let head = health.head();
+    let target = range.map_or(head, |(_, to)| to.min(head));
+    let counters = Counters::read(fetcher, metrics);
+    let line = p.line(next, target, counters, now);
+    let budget = fetcher.pool.budget().map(|b| (b.rate(), b.ceiling()));
+    let size = fetcher.sizer().size();
+    progress::report(metrics, &line, size, budget);
 }
 
 /// Why the loop stopped.

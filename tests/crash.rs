@@ -1,6 +1,7 @@
 //! Crashes and connection faults never lose or double a payment: `kill -9`
-//! at seeded random moments, a getLogs range the provider refuses, a
-//! websocket cut mid-stream.
+//! at seeded random moments (near the head, and with deep ranges in
+//! flight), a getLogs range the provider refuses, a websocket cut
+//! mid-stream.
 
 mod support;
 
@@ -84,6 +85,80 @@ async fn kill_9_at_random_moments_ends_in_the_same_database_as_a_run_without_kil
             .await;
     }
     assert_eq!(kills, KILLS);
+    assert_eq!(killed.events().await.len() as u64, PAYMENTS);
+    assert_eq!(killed.events().await, clean.events().await, "same events");
+    assert_eq!(
+        killed.orders().await,
+        clean.orders().await,
+        "same order states"
+    );
+    assert_eq!(killed.audit().await, clean.audit().await, "same audit rows");
+}
+
+#[tokio::test]
+async fn kill_9_with_deep_ranges_in_flight_ends_in_the_same_database_as_a_clean_run() {
+    const PAYMENTS: u64 = 30;
+    const KILLS: usize = 10;
+    let chain = Chain::start().await;
+    // Sparse payments over ~2,000 blocks, all made before the daemon starts:
+    // the catch-up is deep ranges, many in flight behind a slow proxy.
+    for i in 0..PAYMENTS {
+        chain
+            .pay(chain.buyers[i as usize % 8], order_ref(3_000 + i), PREMIUM)
+            .await;
+        chain.mine(60).await;
+    }
+    let proxy = RpcProxy::start(&chain.rpc_url()).await;
+    proxy.slow(Duration::from_millis(60));
+    let killed = Db::new().await;
+    killed
+        .insert_orders(&chain.buyers, 3_000, PAYMENTS, PREMIUM as i64)
+        .await;
+    let mut env = env_for(&chain, &killed);
+    env.insert("LIQPASS__CHAIN__RPC_URL".into(), proxy.url());
+    env.insert("LIQPASS__CHAIN__MAX_BLOCK_RANGE".into(), "4".into());
+    let mut rng = ChaCha8Rng::seed_from_u64(KILL_SEED);
+    let head = chain.head().await as i64;
+    let mut checkpoints = Vec::new();
+    for _ in 0..KILLS {
+        let daemon = Daemon::spawn(&env);
+        daemon.logged("took the write lease", 1).await;
+        // Commits come every second at most: some kills land before the
+        // first, most between two, with ranges in flight.
+        tokio::time::sleep(Duration::from_millis(rng.random_range(50..900))).await;
+        daemon.kill9();
+        let checkpoint = killed.checkpoint().await.unwrap_or(-1);
+        checkpoints.push(checkpoint);
+        if checkpoint >= head - 64 {
+            break; // past the deep phase
+        }
+    }
+    let mid_catch_up = checkpoints.iter().filter(|c| (0..head - 64).contains(*c));
+    assert!(
+        mid_catch_up.count() >= 3,
+        "kills should land mid-catch-up: {checkpoints:?} of {head}"
+    );
+    let _last = Daemon::spawn(&env);
+    caught_up(&chain, &killed).await;
+    for i in 0..PAYMENTS {
+        killed
+            .wait_payment_status(&format!("ord_{i:03}"), "paid")
+            .await;
+    }
+    assert!(proxy.most_logs_in_flight() >= 2, "ranges were in flight");
+
+    let clean = Db::new().await;
+    clean
+        .insert_orders(&chain.buyers, 3_000, PAYMENTS, PREMIUM as i64)
+        .await;
+    let _reference = Daemon::spawn(&env_for(&chain, &clean));
+    caught_up(&chain, &clean).await;
+    for i in 0..PAYMENTS {
+        clean
+            .wait_payment_status(&format!("ord_{i:03}"), "paid")
+            .await;
+    }
+    eprintln!("checkpoints at the kills: {checkpoints:?} (head {head})");
     assert_eq!(killed.events().await.len() as u64, PAYMENTS);
     assert_eq!(killed.events().await, clean.events().await, "same events");
     assert_eq!(

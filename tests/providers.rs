@@ -1,8 +1,9 @@
 //! Hosted providers' getLogs limits, in their own words (a proxy in front of
 //! anvil refuses as each provider does): the indexer learns each limit from
 //! the refusal, never sends a refused range again, keeps later ranges
-//! within a block limit it learned, and indexes every payment. And a
-//! catch-up longer than `chain.stall_after_s` is not a stall.
+//! within a block limit it learned, and indexes every payment. Deep ranges
+//! fly several at once, and one that fails holds back the ranges after it.
+//! And a catch-up longer than `chain.stall_after_s` is not a stall.
 
 mod support;
 
@@ -21,6 +22,9 @@ const GAP: u64 = 60;
 /// A block limit (and for result limits, a log limit) the proxy enforces.
 const BLOCK_CAP: u64 = 50;
 const LOG_CAP: u64 = 3;
+/// `chain.max_concurrent_requests` here: deep ranges in flight (few, so
+/// that ranges grow into the proxy's limits on this short chain).
+const WINDOW: usize = 2;
 
 /// One case per provider wording; where a provider uses two codes (or an
 /// HTTP error status) for it, both.
@@ -146,14 +150,18 @@ const WORDINGS: &[Wording] = &[
     },
 ];
 
-/// Payments with `GAP` empty blocks after each, then blocks to make them final.
-async fn pay_sparsely(chain: &Chain) {
+/// Payments with `GAP` empty blocks after each, then blocks to make them
+/// final; the payments' blocks.
+async fn pay_sparsely(chain: &Chain) -> Vec<u64> {
+    let mut blocks = Vec::new();
     for i in 0..PAYMENTS {
-        chain
+        let receipt = chain
             .pay(chain.buyers[i as usize % 8], order_ref(7_000 + i), PREMIUM)
             .await;
+        blocks.push(receipt.block_number.expect("mined"));
         chain.mine(GAP).await;
     }
+    blocks
 }
 
 /// A database holding the orders `pay_sparsely` pays, and a proxy in front
@@ -176,9 +184,11 @@ struct Run {
 /// Indexes the chain behind a proxy that refuses as `wording` says.
 async fn index_behind(chain: &Chain, wording: Wording) -> Run {
     let (db, proxy) = orders_behind_a_proxy(chain).await;
-    let cap = match wording.cap {
-        Cap::Blocks => BLOCK_CAP,
-        Cap::Logs => LOG_CAP,
+    // One range at a time under a result limit: on this short chain only
+    // ranges grown one after another reach the proxy's few logs.
+    let (cap, window) = match wording.cap {
+        Cap::Blocks => (BLOCK_CAP, WINDOW),
+        Cap::Logs => (LOG_CAP, 1),
     };
     proxy.refuse_like(wording, cap);
     let env = with(
@@ -186,6 +196,10 @@ async fn index_behind(chain: &Chain, wording: Wording) -> Run {
         &[
             ("LIQPASS__CHAIN__RPC_URL", proxy.url()),
             ("LIQPASS__CHAIN__POLL_INTERVAL_MS", "200".into()),
+            (
+                "LIQPASS__CHAIN__MAX_CONCURRENT_REQUESTS",
+                window.to_string(),
+            ),
         ],
     );
     let daemon = Daemon::spawn(&env);
@@ -245,12 +259,20 @@ async fn each_providers_refusal_is_learned_never_resent_and_its_block_limit_kept
             );
         }
         if wording.cap == Cap::Blocks {
-            assert_eq!(refused.len(), 1, "{who}: refused again: {refused:?}");
-            let first = ranges
+            // Ranges already sent when the first refusal came back may be
+            // refused too (at most the window's worth; the rest in flight
+            // are cut to the limit before they go); every range asked for
+            // after those stays within the limit learned.
+            assert!(
+                refused.len() <= WINDOW,
+                "{who}: refused again after the limit was learned: {refused:?}"
+            );
+            let learned = ranges
                 .iter()
-                .position(|r| *r == refused[0])
-                .expect("a refused range was asked for");
-            let widest = ranges[first + 1..].iter().map(|r| len(*r)).max();
+                .rposition(|r| refused.contains(r))
+                .expect("a refused range was asked for")
+                + 1;
+            let widest = ranges[learned..].iter().map(|r| len(*r)).max();
             assert!(
                 widest <= Some(BLOCK_CAP),
                 "{who}: after the refusal a range of {widest:?} blocks"
@@ -263,6 +285,77 @@ async fn each_providers_refusal_is_learned_never_resent_and_its_block_limit_kept
             assert!(refused.len() <= 2, "{who}: refused {refused:?}");
         }
     }
+}
+
+#[tokio::test]
+async fn a_failing_middle_range_holds_back_the_ranges_after_it_until_it_is_retried() {
+    const FAILURES: u64 = 3;
+    let chain = Chain::start().await;
+    let blocks = pay_sparsely(&chain).await;
+    let (db, proxy) = orders_behind_a_proxy(&chain).await;
+    // A round trip, so that ranges overlap; small ranges, so that many fly.
+    proxy.slow(Duration::from_millis(20));
+    let middle = blocks[PAYMENTS as usize / 2];
+    proxy.fail_logs_covering(middle, FAILURES);
+    let env = with(
+        &env_for(&chain, &db),
+        &[
+            ("LIQPASS__CHAIN__RPC_URL", proxy.url()),
+            ("LIQPASS__CHAIN__MAX_BLOCK_RANGE", "16".into()),
+        ],
+    );
+    let _daemon = Daemon::spawn(&env);
+    let head = chain.head().await as i64;
+    let mut samples = 0;
+    wait_for("the catch-up", Duration::from_secs(60), || {
+        samples += 1;
+        let (db, proxy, blocks) = (&db, &proxy, &blocks);
+        async move {
+            // In this order: what is read later can only be further on.
+            let checkpoint = db.checkpoint().await.unwrap_or(-1);
+            let stored = db.events().await.len();
+            let failing = proxy.failed_covering() < FAILURES;
+            let due = blocks.iter().filter(|b| **b as i64 <= checkpoint).count();
+            assert!(
+                stored >= due,
+                "checkpoint {checkpoint} ahead of the data: {stored} of {due} payments stored"
+            );
+            assert!(
+                !failing || checkpoint < middle as i64,
+                "checkpoint {checkpoint} passed block {middle}, whose range has not come back"
+            );
+            (checkpoint >= head).then_some(())
+        }
+    })
+    .await;
+    for i in 0..PAYMENTS {
+        db.wait_payment_status(&format!("ord_{i:03}"), "paid").await;
+    }
+    let events = db.events().await;
+    let refs: std::collections::BTreeSet<_> = events.iter().map(|e| &e.order_ref).collect();
+    assert_eq!(events.len() as u64, PAYMENTS, "every payment");
+    assert_eq!(refs.len() as u64, PAYMENTS, "none twice");
+    assert_eq!(proxy.failed_covering(), FAILURES);
+    assert!(
+        proxy.most_logs_in_flight() >= 2,
+        "ranges in flight: at most {}",
+        proxy.most_logs_in_flight()
+    );
+    // Later ranges were fetched while the middle one kept failing.
+    let ranges = proxy.ranges();
+    let covering: Vec<_> = (0..ranges.len())
+        .filter(|&i| (ranges[i].0..=ranges[i].1).contains(&middle))
+        .collect();
+    let (first, last) = (covering[0], *covering.last().expect("asked for"));
+    assert!(
+        ranges[first..last].iter().any(|r| r.0 > middle),
+        "nothing after block {middle} was asked for while its range failed: {ranges:?}"
+    );
+    eprintln!(
+        "{} getLogs, at most {} at once, {samples} checkpoint samples",
+        ranges.len(),
+        proxy.most_logs_in_flight()
+    );
 }
 
 #[tokio::test]
@@ -351,8 +444,10 @@ async fn a_catch_up_longer_than_stall_after_is_not_a_stall() {
         &[
             ("LIQPASS__CHAIN__RPC_URL", proxy.url()),
             ("LIQPASS__CHAIN__STALL_AFTER_S", "1".into()),
-            // Pinned by the user: many small ranges, a catch-up of seconds.
+            // Pinned by the user: many small ranges one at a time, a
+            // catch-up of seconds.
             ("LIQPASS__CHAIN__MAX_BLOCK_RANGE", "16".into()),
+            ("LIQPASS__CHAIN__MAX_CONCURRENT_REQUESTS", "1".into()),
         ],
     );
     let daemon = Daemon::spawn(&env);

@@ -1,5 +1,5 @@
-//! The adaptive `eth_getLogs` range: starts small and doubles while ranges come
-//! back sparse, shrinks to fit about `TARGET_LOGS` logs when they come back
+//! The adaptive `eth_getLogs` range: starts small and doubles (quadruples
+//! when nearly empty) while ranges come back sparse, shrinks to fit about `TARGET_LOGS` logs when they come back
 //! dense, and on a provider's refusal shrinks to what the provider said (its
 //! block limit, its suggested range) or else halves. A block limit learned
 //! from a refusal is a ceiling the range never grows past again (the caller
@@ -106,6 +106,10 @@ impl RangeSizer {
     }
 
     /// The provider answered a range of `len` blocks with `logs` logs.
+    /// A range holding at most half the target doubles; one holding at most
+    /// an eighth quadruples (four times as many blocks still hold at most
+    /// half the target), so a sparse chain reaches the provider's limit in
+    /// half the round trips.
     pub fn accepted(&mut self, len: u64, logs: u64) {
         self.successes = self.successes.saturating_add(1);
         if logs > self.target {
@@ -114,7 +118,12 @@ impl RangeSizer {
             && self.successes >= GROW_AFTER
             && len >= self.current
         {
-            self.current = self.current.saturating_mul(2).min(self.ceiling);
+            let factor = if logs.saturating_mul(8) <= self.target {
+                4
+            } else {
+                2
+            };
+            self.current = self.current.saturating_mul(factor).min(self.ceiling);
         }
     }
 }
@@ -133,11 +142,13 @@ mod tests {
     }
 
     #[test]
-    fn it_starts_small_and_doubles_over_sparse_ranges_up_to_the_maximum() {
+    fn it_starts_small_and_grows_over_sparse_ranges_up_to_the_maximum() {
         let mut r = RangeSizer::new(1000);
         assert_eq!(r.next_range(10, u64::MAX), (10, 25));
-        r.accepted(16, 3);
-        assert_eq!(r.size(), 32);
+        r.accepted(16, TARGET_LOGS / 4);
+        assert_eq!(r.size(), 32, "a quarter of the target: doubles");
+        r.accepted(32, TARGET_LOGS / 8);
+        assert_eq!(r.size(), 128, "an eighth of the target: quadruples");
         assert_eq!(grown(1000).size(), 1000);
         assert_eq!(RangeSizer::new(5).size(), 5);
     }
@@ -264,7 +275,7 @@ mod tests {
             assert_eq!(r.size(), 250);
         }
         r.accepted(250, 0);
-        assert_eq!(r.size(), 500);
+        assert_eq!(r.size(), 1000);
         grow(&mut r, 10);
         assert_eq!(r.size(), 1000);
     }

@@ -421,6 +421,7 @@ impl Reader {
             None => Some(None),
             Some(_) => self.int(rps_key, 1, 100_000).map(Some),
         };
+        let max_concurrent_requests = self.int("chain.max_concurrent_requests", 1, 64);
         let primary = endpoints.as_ref().map_or(&[][..], |e| e.urls.as_slice());
         let (verify_rpc_urls, verify_quorum) = self.verification(primary);
         let (scope, endpoints) = (scope?, endpoints?);
@@ -441,6 +442,7 @@ impl Reader {
             verify_rpc_urls,
             verify_quorum: verify_quorum?,
             max_requests_per_second: max_requests_per_second?,
+            max_concurrent_requests: max_concurrent_requests? as usize,
         })
     }
 

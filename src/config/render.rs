@@ -54,6 +54,11 @@ impl Settings {
         let verifiers = c.verify_rpc_urls.iter().map(|u| s(u.redacted())).collect();
         put("chain", "verify_rpc_urls", toml::Value::Array(verifiers));
         put("chain", "verify_quorum", int(c.verify_quorum as u64));
+        put(
+            "chain",
+            "max_concurrent_requests",
+            int(c.max_concurrent_requests as u64),
+        );
         if let Some(rps) = c.max_requests_per_second {
             put("chain", "max_requests_per_second", int(rps));
         }

@@ -47,6 +47,7 @@ fn defaults_plus_the_required_keys_give_the_documented_settings() {
     assert_eq!(s.chain.confirmations, 10);
     assert_eq!(s.chain.finality, Finality::Depth);
     assert_eq!(s.chain.max_block_range, 100_000);
+    assert_eq!(s.chain.max_concurrent_requests, 8);
     assert_eq!(s.chain.reorg_window, 128);
     assert_eq!(s.chain.rpc_urls.len(), 1);
     assert_eq!(s.reconcile.overpayment, OverpaymentPolicy::Accept);
@@ -151,6 +152,7 @@ fn ranges_and_cross_key_rules_are_checked() {
     e.extend(env(&[
         ("LIQPASS__CHAIN__CONFIRMATIONS", "200"),
         ("LIQPASS__CHAIN__MAX_BLOCK_RANGE", "0"),
+        ("LIQPASS__CHAIN__MAX_CONCURRENT_REQUESTS", "0"),
         ("LIQPASS__CHAIN__FINALITY", "soon"),
         ("LIQPASS__LOG__FORMAT", "xml"),
     ]));
@@ -159,6 +161,7 @@ fn ranges_and_cross_key_rules_are_checked() {
     for k in [
         "chain.reorg_window",
         "chain.max_block_range",
+        "chain.max_concurrent_requests",
         "chain.finality",
         "log.format",
     ] {

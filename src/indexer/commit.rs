@@ -68,9 +68,10 @@ impl Writer<'_> {
                 .map(|h| h.timestamp),
         };
         let mut total = Written::default();
-        let parts = pace::split(batch, self.pacer.rows());
-        let count = parts.len();
-        for (k, part) in parts.into_iter().enumerate() {
+        let mut rest = Some(batch);
+        while let Some(batch) = rest {
+            let (part, more) = pace::split_first(batch, self.pacer.rows());
+            rest = more;
             tracing::debug!(from = part.first, to = part.last.number, "writing batch");
             let work = write::WriteBatch {
                 scope: self.scope,
@@ -80,7 +81,7 @@ impl Writer<'_> {
                 reorg_window: self.settings.chain.reorg_window,
                 late_limit: (self.pacer.rows() as u32).clamp(1, write::LATE_MATCH_LIMIT),
                 verify: !self.settings.chain.verify_rpc_urls.is_empty(),
-                finish: k + 1 == count,
+                finish: rest.is_none(),
             };
             let written: Written = commit_with_retry(
                 self.store,

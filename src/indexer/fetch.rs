@@ -1,5 +1,5 @@
-//! Fetching batches from the node: deep ranges with adaptive `eth_getLogs`,
-//! and near-head runs of headers whose logs are checked against those
+//! Fetching from the node: deep ranges with adaptive `eth_getLogs` (kept in
+//! flight and committed in order by `flight`), and near-head runs of headers whose logs are checked against those
 //! headers. RPC errors are retried here (with `crate::retry`); range
 //! refusals shrink the range, and a block limit a provider states is
 //! remembered for its endpoint (`RpcPool::learn_range_cap`). Far behind, the
@@ -7,6 +7,7 @@
 //! shows a live head (it is not a stall).
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use alloy::rpc::types::Log;
@@ -24,8 +25,10 @@ use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::retry::{self, Cancelled};
 
-/// Header requests in flight at once.
-const HEADER_CONCURRENCY: usize = 8;
+/// Header requests in flight at once (near the head, and for blocks whose
+/// logs lack a timestamp): a near-head run of 64 headers takes one round
+/// trip, not eight; the rate budget, not this, paces them.
+const HEADER_CONCURRENCY: usize = 64;
 
 /// How often a deep phase re-reads the head: well within the stall bound
 /// (a head quiet for `stall_after` is a stall), and at most every 5 s.
@@ -54,20 +57,22 @@ pub enum Near {
     Reorg,
 }
 
-/// Talks to the node on behalf of the indexer.
+/// Talks to the node on behalf of the indexer. Shared (`&self`) by the
+/// deep ranges in flight (`flight`); the sizer and the time of the last
+/// head read sit behind locks held only between awaits, never across one.
 #[derive(Debug)]
 pub struct Fetcher {
     pub pool: RpcPool,
-    pub sizer: RangeSizer,
+    pub sizer: Mutex<RangeSizer>,
     pub metrics: Metrics,
     pub health: Health,
     pub cancel: CancellationToken,
     /// When the head was last read during a deep phase.
-    pub head_read: Option<Instant>,
+    pub head_read: Mutex<Option<Instant>>,
 }
 
 /// A refused range: which endpoint refused it, and what it said.
-struct Refused {
+pub struct Refused {
     endpoint: String,
     refusal: Refusal,
     /// It timed out rather than being refused.
@@ -75,6 +80,11 @@ struct Refused {
 }
 
 impl Fetcher {
+    /// The range sizer (locked briefly: never held across an await).
+    pub fn sizer(&self) -> MutexGuard<'_, RangeSizer> {
+        self.sizer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Runs one RPC call on the current endpoint, recording metrics and RPC
     /// health. Failures are retried: at once on the next endpoint when the
     /// current one is rested, else after a backoff; one log line per failure
@@ -184,7 +194,7 @@ impl Fetcher {
     /// A range that times out is taken as refused for its size (a node
     /// scanning 100,000 blocks may need longer than `request_timeout_ms`):
     /// sent again unchanged, it would time out again.
-    async fn logs(&self, from: u64, to: u64) -> Result<Result<Vec<Log>, Refused>, Cancelled> {
+    pub async fn logs(&self, from: u64, to: u64) -> Result<Result<Vec<Log>, Refused>, Cancelled> {
         let refused = |e: &ChainError| {
             matches!(
                 e,
@@ -241,7 +251,7 @@ impl Fetcher {
 
     /// Logs of `from..=to`; `None` when the node refused the range, which
     /// has then shrunk the next one (see [`Fetcher::refused`]).
-    async fn logs_or_shrink(&mut self, from: u64, to: u64) -> Result<Option<Vec<Log>>, Cancelled> {
+    async fn logs_or_shrink(&self, from: u64, to: u64) -> Result<Option<Vec<Log>>, Cancelled> {
         match self.logs(from, to).await? {
             Ok(logs) => Ok(Some(logs)),
             Err(refused) => {
@@ -254,33 +264,16 @@ impl Fetcher {
     /// Reads the head when it was last read more than `every` ago, so that
     /// health and metrics see it move while a long deep phase runs. One
     /// cheap request every few seconds, made while a batch commits.
-    pub async fn refresh_head(&mut self, every: Duration) -> Result<(), Cancelled> {
-        if self.head_read.is_some_and(|t| t.elapsed() < every) {
+    pub async fn refresh_head(&self, every: Duration) -> Result<(), Cancelled> {
+        let last = *self.head_read.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|t| t.elapsed() < every) {
             return Ok(());
         }
         let head = self.head().await?;
-        self.head_read = Some(Instant::now());
+        *self.head_read.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
         self.health.set_head(head);
         self.metrics.head_block.set(head as i64);
         Ok(())
-    }
-
-    /// Fetches the next deep range starting at `from`, not past `limit`:
-    /// ranged getLogs, the header of the last block (the checkpoint), and
-    /// timestamps for blocks whose logs lack one.
-    pub async fn deep(&mut self, from: u64, limit: u64) -> Result<Batch, Cancelled> {
-        loop {
-            self.sizer.set_cap(self.pool.range_cap());
-            let (from, to) = self.sizer.next_range(from, limit);
-            let Some(logs) = self.logs_or_shrink(from, to).await? else {
-                continue;
-            };
-            self.sizer.accepted(to - from + 1, logs.len() as u64);
-            let last = self.header(to).await?;
-            let mut batch = decode_all(from, last.block_ref(), vec![last], &logs);
-            self.fill_timestamps(&mut batch.payments).await?;
-            return Ok(batch);
-        }
     }
 
     /// Fetches `from..=to` near the head: every header, checked to extend
@@ -292,9 +285,16 @@ impl Fetcher {
         to: u64,
     ) -> Result<Near, Cancelled> {
         loop {
-            self.sizer.set_cap(self.pool.range_cap());
-            let (from, to) = self.sizer.next_range(from, to);
-            let headers = self.headers(from..=to).await?;
+            let (from, to) = {
+                let mut sizer = self.sizer();
+                sizer.set_cap(self.pool.range_cap());
+                sizer.next_range(from, to)
+            };
+            // Logs and headers in the same round trip: the logs are checked
+            // against the headers below, whichever came first.
+            let (headers, logs) =
+                tokio::join!(self.headers(from..=to), self.logs_or_shrink(from, to));
+            let headers = headers?;
             match linkage(checkpoint, &headers) {
                 Linkage::Reorg => return Ok(Near::Reorg),
                 Linkage::Broken(at) => {
@@ -306,10 +306,10 @@ impl Fetcher {
                 }
                 Linkage::Extends => {}
             }
-            let Some(logs) = self.logs_or_shrink(from, to).await? else {
+            let Some(logs) = logs? else {
                 continue;
             };
-            self.sizer.accepted(to - from + 1, logs.len() as u64);
+            self.sizer().accepted(to - from + 1, logs.len() as u64);
             let by_number: HashMap<u64, &BlockHeader> =
                 headers.iter().map(|h| (h.number, h)).collect();
             let consistent = logs.iter().all(|l| {
@@ -337,8 +337,8 @@ impl Fetcher {
     /// The node refused `from..=to`: shrink the range as the node said
     /// (remembering a block limit for its endpoint), or, when a single block
     /// was refused, wait and try again (nothing smaller exists).
-    async fn refused(&mut self, from: u64, to: u64, why: Refused) -> Result<(), Cancelled> {
-        let shrunk = self.sizer.refused(to - from + 1, &why.refusal);
+    pub async fn refused(&self, from: u64, to: u64, why: Refused) -> Result<(), Cancelled> {
+        let shrunk = self.sizer().refused(to - from + 1, &why.refusal);
         let limit = match (why.timed_out, why.refusal.limit) {
             (true, _) => "timeout",
             (false, Limit::Blocks) => "blocks",
@@ -369,7 +369,9 @@ impl Fetcher {
         Ok(())
     }
 
-    async fn fill_timestamps(&self, payments: &mut [Payment]) -> Result<(), Cancelled> {
+    /// Sets the time of payments whose logs lack `blockTimestamp`, from
+    /// the headers of their blocks only (one request per such block).
+    pub async fn fill_timestamps(&self, payments: &mut [Payment]) -> Result<(), Cancelled> {
         let missing: BTreeSet<u64> = payments
             .iter()
             .filter(|p| p.block_timestamp.is_none())
@@ -391,7 +393,7 @@ fn never(_: &ChainError) -> bool {
     false
 }
 
-fn decode_all(first: u64, last: BlockRef, headers: Vec<BlockHeader>, logs: &[Log]) -> Batch {
+pub fn decode_all(first: u64, last: BlockRef, headers: Vec<BlockHeader>, logs: &[Log]) -> Batch {
     let mut payments = Vec::with_capacity(logs.len());
     let mut ignored = 0;
     for log in logs.iter().filter(|l| !l.removed) {

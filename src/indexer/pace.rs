@@ -110,54 +110,67 @@ impl Pacer {
 /// boundaries: every part but the last ends at the block of its last payment
 /// (its checkpoint, hash from the logs); the last ends at the batch's end.
 /// Headers go with the part whose blocks they are.
+#[cfg(test)]
 pub fn split(batch: Batch, rows: usize) -> Vec<Batch> {
+    let mut parts = Vec::new();
+    let mut rest = Some(batch);
+    while let Some(b) = rest {
+        let (part, more) = split_first(b, rows);
+        parts.push(part);
+        rest = more;
+    }
+    parts
+}
+
+/// The first transaction of `batch` (about `rows` payments, cut after the
+/// block of its last payment) and the rest, if any: the committer cuts one
+/// part at a time, each sized by what the one before it taught the pacer.
+/// The rest keeps the batch's end, its headers and its ignored logs.
+pub fn split_first(batch: Batch, rows: usize) -> (Batch, Option<Batch>) {
     let rows = rows.max(1);
-    if batch.payments.len() <= rows {
-        return vec![batch];
+    let count = batch.payments.len();
+    if count <= rows {
+        return (batch, None);
+    }
+    let block = batch.payments[rows - 1].block;
+    let mut end = rows;
+    while end < count && batch.payments[end].block.number == block.number {
+        end += 1;
+    }
+    if end == count {
+        return (batch, None);
+    }
+    if end > rows * 2 {
+        tracing::debug!(
+            block = block.number,
+            rows = end,
+            "one block holds more rows than the write budget: one transaction"
+        );
     }
     let Batch {
         first,
         last,
         headers,
-        payments,
+        mut payments,
         ignored,
     } = batch;
-    let mut parts = Vec::new();
-    let mut start = 0;
-    let mut from = first;
-    while start < payments.len() {
-        let mut end = (start + rows).min(payments.len());
-        let block = payments[end - 1].block;
-        while end < payments.len() && payments[end].block.number == block.number {
-            end += 1;
-        }
-        if end - start > rows * 2 {
-            tracing::debug!(
-                block = block.number,
-                rows = end - start,
-                "one block holds more rows than the write budget: one transaction"
-            );
-        }
-        let to = if end == payments.len() { last } else { block };
-        parts.push(Batch {
-            first: from,
-            last: to,
-            headers: headers
-                .iter()
-                .filter(|h| (from..=to.number).contains(&h.number))
-                .copied()
-                .collect(),
-            payments: payments[start..end].to_vec(),
-            ignored: 0,
-        });
-        from = to.number + 1;
-        start = end;
-    }
-    parts
-        .last_mut()
-        .expect("at least one payment, so one part")
-        .ignored = ignored;
-    parts
+    let later = payments.split_off(end);
+    let (mine, theirs) = headers.into_iter().partition(|h| h.number <= block.number);
+    let part = Batch {
+        first,
+        last: block,
+        headers: mine,
+        payments,
+        ignored: 0,
+    };
+    let rest = Batch {
+        first: block.number + 1,
+        last,
+        headers: theirs,
+        payments: later,
+        ignored,
+    };
+    (part, Some(rest))
 }
 
 #[cfg(test)]

@@ -4,7 +4,9 @@
 //! - [`RpcProxy`] forwards HTTP JSON-RPC and injects faults: range refusals
 //!   (a generic one, or a provider's own wording: [`Wording`]), a latency,
 //!   and a seeded schedule of resets, 500s, 429s, timeouts, truncated JSON
-//!   and wrong-chain answers. It records every getLogs range asked for,
+//!   and wrong-chain answers, or fails the getLogs ranges covering one
+//!   block a few times. It records every getLogs range asked for (and how
+//!   many it answered at once),
 //!   counts requests by method, and can rewrite the logs of `eth_getLogs`
 //!   answers (a lying provider).
 
@@ -176,6 +178,31 @@ struct Plan {
     /// Requests received, by JSON-RPC method.
     calls: BTreeMap<String, u64>,
     dead: bool,
+    /// getLogs ranges covering this block fail (HTTP 500) this many more
+    /// times; and how many did.
+    fail_covering: Option<(u64, u64)>,
+    failed_covering: u64,
+    /// getLogs requests being answered now, and the most at once.
+    logs_in_flight: u64,
+    most_logs_in_flight: u64,
+}
+
+/// Counts a getLogs request in flight until dropped.
+struct InFlight(Arc<Mutex<Plan>>);
+
+impl InFlight {
+    fn start(plan: &Arc<Mutex<Plan>>) -> InFlight {
+        let mut p = plan.lock().expect("plan");
+        p.logs_in_flight += 1;
+        p.most_logs_in_flight = p.most_logs_in_flight.max(p.logs_in_flight);
+        InFlight(plan.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.lock().expect("plan").logs_in_flight -= 1;
+    }
 }
 
 /// Rewrites the `result` array of an `eth_getLogs` answer.
@@ -295,6 +322,21 @@ impl RpcProxy {
         self.plan.lock().expect("plan").too_many
     }
 
+    /// Fail (HTTP 500) the next `times` getLogs ranges that cover `block`.
+    pub fn fail_logs_covering(&self, block: u64, times: u64) {
+        self.plan.lock().expect("plan").fail_covering = Some((block, times));
+    }
+
+    /// getLogs requests failed by [`RpcProxy::fail_logs_covering`].
+    pub fn failed_covering(&self) -> u64 {
+        self.plan.lock().expect("plan").failed_covering
+    }
+
+    /// The most getLogs requests the proxy was answering at once.
+    pub fn most_logs_in_flight(&self) -> u64 {
+        self.plan.lock().expect("plan").most_logs_in_flight
+    }
+
     /// Every getLogs range asked for, in order.
     pub fn ranges(&self) -> Vec<(u64, u64)> {
         self.plan.lock().expect("plan").ranges.clone()
@@ -326,6 +368,7 @@ async fn handle(State(proxy): State<RpcProxy>, headers: HeaderMap, body: Bytes) 
     let id = json["id"].clone();
     let method = json["method"].as_str().unwrap_or("").to_owned();
     let bounds = bounds_of(&json);
+    let _in_flight = bounds.map(|_| InFlight::start(&proxy.plan));
     let (latency, wording) = {
         let mut p = proxy.plan.lock().expect("plan");
         p.ranges.extend(bounds);
@@ -350,6 +393,17 @@ async fn handle(State(proxy): State<RpcProxy>, headers: HeaderMap, body: Bytes) 
                 let headers = [("retry-after", "1")];
                 return (StatusCode::TOO_MANY_REQUESTS, headers, "rate limited").into_response();
             }
+        }
+    }
+    if let Some((from, to)) = bounds {
+        let mut p = proxy.plan.lock().expect("plan");
+        if let Some((block, left)) = p
+            .fail_covering
+            .filter(|(b, n)| *n > 0 && (from..=to).contains(b))
+        {
+            p.fail_covering = Some((block, left - 1));
+            p.failed_covering += 1;
+            return (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response();
         }
     }
     if let (Some((w, cap)), Some((from, to))) = (wording, bounds) {

@@ -1,0 +1,163 @@
+//! Provider-scale rows (`--only providers`, or one of `--only
+//! provider-coinbase`, `provider-generous`, `provider-16m`,
+//! `dense-latency`): a first sync of a mostly empty chain of millions of
+//! blocks from the simulated provider (`provider`), with the shipped
+//! settings and only what a user must set (RPC URL, chain id, contract,
+//! token, start block, and the plan's rate as
+//! `chain.max_requests_per_second`), timed from spawn until the checkpoint
+//! is the head and every order is paid; and the dense bench chain on anvil
+//! behind a 50 ms proxy against the same without it.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use alloy::primitives::Address;
+
+use super::provider::{Paid, Profile, Provider, CHAIN_ID, USDC};
+use super::support::chain::{order_ref, Chain};
+use super::support::daemon::Daemon;
+use super::support::db::Db;
+use super::support::proxy::RpcProxy;
+use super::{assert_running, env_with, orders_for};
+
+/// Payments on the sparse chains, each with its order.
+pub const SPARSE_PAYMENTS: u64 = 200;
+const PREMIUM: u64 = 5_000_000;
+
+/// Coinbase's Base node as documented: 1,000-block ranges, ~50 requests/s.
+pub const COINBASE: Profile = Profile {
+    latency: Duration::from_millis(50),
+    range_cap: 1_000,
+    result_cap: None,
+    per_second: 50,
+};
+
+/// A generous paid plan: 100,000-block ranges, 300 requests/s, and the
+/// 10,000-log answer cap of Infura and dRPC.
+pub const GENEROUS: Profile = Profile {
+    latency: Duration::from_millis(80),
+    range_cap: 100_000,
+    result_cap: Some(10_000),
+    per_second: 300,
+};
+
+/// A first sync of `blocks` sparse blocks from a provider behaving as
+/// `profile`: the row's name and figures.
+pub async fn sparse(what: &str, profile: Profile, blocks: u64) -> (String, String) {
+    let contract: Address = "0xc423c34b57730ba87fb74b99180663913a345d68"
+        .parse()
+        .expect("address");
+    let head = blocks - 1;
+    let db = Db::new().await;
+    let mut payments: BTreeMap<u64, Vec<Paid>> = BTreeMap::new();
+    for i in 0..SPARSE_PAYMENTS {
+        // Spread over the chain, all of them final at the head.
+        let block = 1 + i * (head - 100) / SPARSE_PAYMENTS;
+        let buyer = Address::left_padding_from(&(i + 1).to_be_bytes());
+        let order = order_ref(5_000_000 + i);
+        db.insert_order(&format!("ord_{i:03}"), order, buyer, PREMIUM as i64)
+            .await;
+        payments.entry(block).or_default().push(Paid {
+            order_ref: order,
+            buyer,
+            amount: PREMIUM,
+        });
+    }
+    let provider = Provider::start(profile, head, contract, payments).await;
+    let mut env = BTreeMap::new();
+    for (k, v) in [
+        ("DATABASE__URL", db.url()),
+        ("CHAIN__RPC_URL", provider.url()),
+        ("CHAIN__CHAIN_ID", CHAIN_ID.to_string()),
+        ("CHAIN__CONTRACT", format!("{contract:#x}")),
+        ("CHAIN__TOKEN", USDC.to_lowercase()),
+        ("CHAIN__START_BLOCK", "0".into()),
+        (
+            "CHAIN__MAX_REQUESTS_PER_SECOND",
+            profile.per_second.to_string(),
+        ),
+        // Harness, not tuning: a free port, quiet logs.
+        ("HTTP__LISTEN", "127.0.0.1:0".into()),
+        ("LOG__LEVEL", "warn".into()),
+    ] {
+        env.insert(format!("LIQPASS__{k}"), v);
+    }
+    env.insert("MALLOC_ARENA_MAX".into(), "1".into());
+    let started = Instant::now();
+    let mut daemon = Daemon::spawn(&env);
+    synced(&mut daemon, &db, head, SPARSE_PAYMENTS).await;
+    let took = started.elapsed().as_secs_f64();
+    drop(daemon);
+    let s = &provider.stats;
+    let requests = s.requests.load(Ordering::Relaxed);
+    let refused = s.refused.load(Ordering::Relaxed);
+    let limited = s.rate_limited.load(Ordering::Relaxed);
+    let name = format!(
+        "first sync, {blocks} sparse blocks, {SPARSE_PAYMENTS} paid orders, {what} (simulated)"
+    );
+    let result = format!(
+        "{took:.2} s; {requests} requests ({} getLogs, {} headers), {refused} refused, \
+         {limited} rate-limited ({:.2} %); {:.0} requests/s",
+        s.get_logs.load(Ordering::Relaxed),
+        s.headers.load(Ordering::Relaxed),
+        100.0 * (refused + limited) as f64 / requests.max(1) as f64,
+        requests as f64 / took
+    );
+    (name, result)
+}
+
+/// Waits until the checkpoint is `head` and `paid` orders are paid, the
+/// daemon running all along; then checks every payment is stored once.
+async fn synced(daemon: &mut Daemon, db: &Db, head: u64, paid: u64) {
+    let paid_sql = "SELECT COUNT(*) FROM orders WHERE status = 'paid' AND payment_status = 'paid'";
+    super::support::wait_for("the first sync", Duration::from_secs(600), || {
+        assert_running(daemon);
+        async move {
+            let at_head = db.checkpoint().await >= Some(head as i64);
+            (at_head && db.count(paid_sql).await as u64 >= paid).then_some(())
+        }
+    })
+    .await;
+    let events = db.count("SELECT COUNT(*) FROM contract_events").await as u64;
+    assert_eq!(events, paid, "every payment, once");
+    assert_eq!(db.count(paid_sql).await as u64, paid, "every order paid");
+}
+
+/// The dense bench chain indexed from launch to every order paid, straight
+/// from anvil and behind a proxy adding 50 ms to every request.
+pub async fn dense_latency(chain: &Chain, payments: u64, first_ref: u64) -> (String, String) {
+    // One more block, so that the last block's payments are final too
+    // (confirmations 1, as in the other rows).
+    chain.mine(1).await;
+    let head = chain.head().await;
+    let mut took = Vec::new();
+    for latency in [Duration::ZERO, Duration::from_millis(50)] {
+        let proxy = RpcProxy::start(&chain.rpc_url()).await;
+        proxy.slow(latency);
+        let db = Db::new().await;
+        orders_for(&db, chain, payments, first_ref).await;
+        let url = if latency.is_zero() {
+            chain.rpc_url()
+        } else {
+            proxy.url()
+        };
+        let started = Instant::now();
+        let mut daemon = Daemon::spawn(&env_with(
+            chain,
+            &db,
+            &[("LIQPASS__CHAIN__RPC_URL", url.as_str())],
+        ));
+        synced(&mut daemon, &db, head, payments).await;
+        took.push(started.elapsed().as_secs_f64());
+    }
+    (
+        format!("dense chain ({payments} paid orders over {head} blocks): no latency vs 50 ms per request"),
+        format!(
+            "{:.2} s vs {:.2} s = {:.2}x",
+            took[0],
+            took[1],
+            took[1] / took[0]
+        ),
+    )
+}
