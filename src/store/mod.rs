@@ -9,6 +9,7 @@
 //! hands this module rows to write inside one transaction.
 
 pub mod events;
+pub mod exceptions;
 pub mod failure;
 pub mod incidents;
 pub mod lease;
