@@ -153,6 +153,60 @@ async fn every_outcome_is_announced_exactly_once_and_a_replay_adds_nothing_on(ba
 }
 
 both_backends!(
+    a_wrong_destination_and_a_late_outcome_are_each_announced_once,
+    a_wrong_destination_and_a_late_outcome_are_each_announced_once_on
+);
+async fn a_wrong_destination_and_a_late_outcome_are_each_announced_once_on(backend: Backend) {
+    let chain = Chain::start().await;
+    let db = Db::on(backend).await;
+    let alice = chain.buyers[0];
+    db.insert_order("ord_dest", order_ref(2), alice, PREMIUM)
+        .await;
+    let mut env = env_for(&chain, &db);
+    env.insert(
+        "LIQPASS__CHAIN__CONTRACT".into(),
+        format!("{:#x}", chain.checkout_v2),
+    );
+    let _daemon = Daemon::spawn(&env);
+    chain
+        .emit_raw_v2(alice, order_ref(2), PREMIUM as u64, chain.treasury, 1)
+        .await;
+    // No order yet: unknown, then underpaid once its order appears.
+    chain.pay_v2(alice, order_ref(3), PREMIUM as u64).await;
+    chain.mine(1).await;
+    caught_up(&chain, &db).await;
+    assert_eq!(
+        db.notice_types("ord_dest").await,
+        ["payment.wrong_destination"]
+    );
+    db.insert_order("ord_later", order_ref(3), alice, PREMIUM + 1)
+        .await;
+    chain.mine(1).await;
+    support::wait_for("the late outcome", Duration::from_secs(30), || async {
+        let types = db.notice_types("ord_later").await;
+        (!types.is_empty()).then_some(types)
+    })
+    .await;
+    chain.mine(2).await;
+    caught_up(&chain, &db).await;
+    assert_eq!(db.notice_types("ord_later").await, ["payment.underpaid"]);
+    let kinds: Vec<_> = db
+        .notifications()
+        .await
+        .into_iter()
+        .map(|n| n.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "payment.wrong_destination",
+            "payment.unknown_order",
+            "payment.underpaid"
+        ]
+    );
+}
+
+both_backends!(
     reorgs_announce_pending_and_reversed_once_and_a_resolution_is_audited,
     reorgs_announce_pending_and_reversed_once_and_a_resolution_is_audited_on
 );
