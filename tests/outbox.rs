@@ -434,6 +434,38 @@ async fn review_lists_what_needs_a_person_and_order_prints_the_timeline_on(backe
     );
     let missing = command(&env, &["order", "ord_nope"]);
     assert_eq!(missing.status.code(), Some(1));
+    // Usage errors are 64 and write nothing.
+    let before = db.notifications().await;
+    for args in [
+        &["resolve", "ord_under", "--reason", "x", "--actor", "ops"][..],
+        &[
+            "resolve",
+            "--event",
+            "31337:0x12:0",
+            "--as",
+            "paid",
+            "--reason",
+            "x",
+            "--actor",
+            "ops",
+        ],
+        &[
+            "resolve",
+            "ord_under",
+            "--event",
+            "31337:0x12:0",
+            "--as",
+            "paid",
+            "--reason",
+            "x",
+            "--actor",
+            "ops",
+        ],
+    ] {
+        let out = command(&env, args);
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {out:?}");
+    }
+    assert_eq!(db.notifications().await, before);
 }
 
 both_backends!(

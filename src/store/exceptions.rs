@@ -67,13 +67,17 @@ pub async fn resolve(
     note: &str,
 ) -> Result<Resolved, StoreError> {
     let mark = outbox::mark(conn).await?;
+    // Locked until commit (PostgreSQL; SQLite's write lock is held already),
+    // so the indexer cannot change the order between this read and the
+    // update, and the audit rows' numbering (`outbox`) stays one sequence.
     let row: Option<(String, String, i64)> = on!(&mut *conn, |c, d| {
         let sql = format!(
             "SELECT o.status, o.payment_status,
                 CAST(CASE WHEN o.payment_status = 'reversed' OR EXISTS (
                   SELECT 1 FROM contract_events ce WHERE ce.order_ref = o.order_ref
                     AND {EVENT_OPEN}) THEN 1 ELSE 0 END AS BIGINT)
-             FROM orders o WHERE o.id = $1"
+             FROM orders o WHERE o.id = $1{lock}",
+            lock = d.lock_rows
         );
         sqlx::query_as(&sql)
             .bind(order_id)
