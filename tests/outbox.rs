@@ -28,6 +28,11 @@ async fn types_by_order(db: &Db) -> BTreeMap<String, Vec<String>> {
     by
 }
 
+/// `liqpass-indexer resolve ARGS…`.
+fn resolve(env: &BTreeMap<String, String>, args: &[&str]) -> std::process::Output {
+    command(env, &[&["resolve"][..], args].concat())
+}
+
 fn assert_unique(notices: &[Notice]) {
     let ids: HashSet<_> = notices.iter().map(|n| &n.event_id).collect();
     assert_eq!(
@@ -255,10 +260,9 @@ async fn reorgs_announce_pending_and_reversed_once_and_a_resolution_is_audited_o
 
     // Pending without a problem: refused, nothing written.
     let audit = db.audit().await;
-    let out = command(
+    let out = resolve(
         &env,
         &[
-            "resolve",
             "ord_shallow",
             "--as",
             "paid",
@@ -278,10 +282,9 @@ async fn reorgs_announce_pending_and_reversed_once_and_a_resolution_is_audited_o
     assert_eq!(db.notifications().await, notices, "no notification");
 
     // Reversed: resolved, audited, announced, once.
-    let out = command(
+    let out = resolve(
         &env,
         &[
-            "resolve",
             "ord_deep",
             "--as",
             "refunded",
@@ -319,10 +322,10 @@ async fn reorgs_announce_pending_and_reversed_once_and_a_resolution_is_audited_o
     assert_eq!(n.payload["actor"], "alice");
     assert_eq!(n.payload["note"], "refunded on chain");
     // No longer an exception: a second resolution is refused.
-    let again = command(
+    let again = resolve(
         &env,
         &[
-            "resolve", "ord_deep", "--as", "paid", "--reason", "x", "--actor", "bob",
+            "ord_deep", "--as", "paid", "--reason", "x", "--actor", "bob",
         ],
     );
     assert_eq!(again.status.code(), Some(1), "{again:?}");
@@ -376,10 +379,9 @@ async fn review_lists_what_needs_a_person_and_order_prints_the_timeline_on(backe
         payer["tx_hash"].as_str().expect("tx"),
         payer["log_index"]
     );
-    let out = command(
+    let out = resolve(
         &env,
         &[
-            "resolve",
             "--event",
             &event,
             "--as",
@@ -436,33 +438,20 @@ async fn review_lists_what_needs_a_person_and_order_prints_the_timeline_on(backe
     assert_eq!(missing.status.code(), Some(1));
     // Usage errors are 64 and write nothing.
     let before = db.notifications().await;
+    let (reason, actor) = (["--reason", "x"], ["--actor", "ops"]);
+    let bad_event = ["--event", "31337:0x12:0", "--as", "paid"];
+    let good_event = format!("31337:0x{}:0", "ab".repeat(32));
     for args in [
-        &["resolve", "ord_under", "--reason", "x", "--actor", "ops"][..],
-        &[
-            "resolve",
-            "--event",
-            "31337:0x12:0",
-            "--as",
-            "paid",
-            "--reason",
-            "x",
-            "--actor",
-            "ops",
-        ],
-        &[
-            "resolve",
-            "ord_under",
-            "--event",
-            "31337:0x12:0",
-            "--as",
-            "paid",
-            "--reason",
-            "x",
-            "--actor",
-            "ops",
-        ],
+        [&["ord_under"][..], &reason, &actor].concat(), // no --as
+        [&bad_event[..], &reason, &actor].concat(),     // not a tx hash
+        [
+            &["ord_under", "--event", &good_event, "--as", "paid"][..],
+            &reason,
+            &actor,
+        ]
+        .concat(), // both
     ] {
-        let out = command(&env, args);
+        let out = resolve(&env, &args);
         assert_eq!(out.status.code(), Some(64), "{args:?}: {out:?}");
     }
     assert_eq!(db.notifications().await, before);
