@@ -351,11 +351,16 @@ async fn a_long_catch_up_reports_its_progress_in_the_log_the_metrics_and_status(
     let head = chain.head().await;
     let db = Db::new().await;
     let (proxy, env) = proxied(&chain, &db).await;
-    proxy.slow(Duration::from_millis(5)); // ~2 requests per 16 blocks: > 1 s
+    // 134 ranges of 16 blocks, one at a time, 20 ms each: ~3 s, so that the
+    // fronts committed (about once a second) report progress a few times.
+    proxy.slow(Duration::from_millis(20));
     let env = support::daemon::with(
         &env,
         &[
             ("LIQPASS__CHAIN__MAX_BLOCK_RANGE", "16".into()),
+            // One range at a time: with ranges in flight the catch-up
+            // would end before a second progress line.
+            ("LIQPASS__CHAIN__MAX_CONCURRENT_REQUESTS", "1".into()),
             ("LIQPASS__CHAIN__MAX_REQUESTS_PER_SECOND", "1000".into()),
             ("LIQPASS__LOG__PROGRESS_INTERVAL_MS", "100".into()),
         ],

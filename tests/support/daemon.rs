@@ -114,13 +114,22 @@ impl Daemon {
     }
 
     /// Waits until the daemon has logged `text` at least `times` times.
+    /// On a timeout the panic shows the daemon's last log lines.
     pub async fn logged(&self, text: &str, times: usize) {
-        super::wait_for(
-            &format!("the daemon to log {text:?} {times} time(s)"),
-            Duration::from_secs(60),
-            || async { (self.logs().matches(text).count() >= times).then_some(()) },
-        )
-        .await
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while self.logs().matches(text).count() < times {
+            if std::time::Instant::now() > deadline {
+                let logs = self.logs();
+                let tail: Vec<&str> = logs.lines().rev().take(40).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                panic!(
+                    "timed out after 60s waiting for the daemon to log {text:?} {times} time(s); \
+                     its last lines:\n{}",
+                    tail.join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub fn logs(&self) -> String {
