@@ -32,24 +32,7 @@ pub async fn set_checkpoint(
     scope: &Scope,
     block: &BlockRef,
 ) -> Result<(), StoreError> {
-    on!(conn, |c, d| {
-        sqlx::query(&format!(
-            "INSERT INTO sync_state (chain_id, contract_address, block_number, block_hash)
-             VALUES ($1, $2, $3, $4)
-             ON CONFLICT (chain_id, contract_address) DO UPDATE SET
-               block_number = excluded.block_number,
-               block_hash = excluded.block_hash,
-               updated_at = {}",
-            d.now
-        ))
-        .bind(scope.chain_id as i64)
-        .bind(hex_address(&scope.contract))
-        .bind(block.number as i64)
-        .bind(hex32(&block.hash))
-        .execute(&mut **c)
-        .await?;
-        Ok(())
-    })
+    upsert_checkpoint(conn, scope, block, "").await
 }
 
 /// Moves the checkpoint up to `block` if it is below it (a backfill's
@@ -59,10 +42,32 @@ pub async fn raise_checkpoint(
     scope: &Scope,
     block: &BlockRef,
 ) -> Result<(), StoreError> {
+    upsert_checkpoint(
+        conn,
+        scope,
+        block,
+        "WHERE sync_state.block_number < excluded.block_number",
+    )
+    .await
+}
+
+/// The checkpoint row for `scope` set to `block`, when `only` (a `WHERE`
+/// on the stored row, or nothing) allows.
+async fn upsert_checkpoint(
+    conn: &mut Conn<'_>,
+    scope: &Scope,
+    block: &BlockRef,
+    only: &str,
+) -> Result<(), StoreError> {
     on!(conn, |c, d| {
         sqlx::query(&format!(
-            "UPDATE sync_state SET block_number = $3, block_hash = $4, updated_at = {}
-             WHERE chain_id = $1 AND contract_address = $2 AND block_number < $3",
+            "INSERT INTO sync_state (chain_id, contract_address, block_number, block_hash)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (chain_id, contract_address) DO UPDATE SET
+               block_number = excluded.block_number,
+               block_hash = excluded.block_hash,
+               updated_at = {}
+             {only}",
             d.now
         ))
         .bind(scope.chain_id as i64)
