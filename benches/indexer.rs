@@ -276,30 +276,14 @@ async fn backend_rows(
     out: &mut serde_json::Map<String, serde_json::Value>,
 ) {
     let pg = backfill_with_api(chain, head, first_ref, payments, &[], Postgres).await;
-    // SQLite with its write lock unpaced: the fastest SQLite backfills, at
-    // the cost of the order API's lock waits.
-    let unpaced = backfill_with_api(
-        chain,
-        head,
-        first_ref,
-        payments,
-        &[
-            ("LIQPASS__DATABASE__MAX_WRITE_MS", "60000"),
-            ("LIQPASS__DATABASE__WRITE_GAP_MS", "0"),
-        ],
-        Sqlite,
-    )
-    .await;
     table.push((
         "backfill on PostgreSQL (binary, from launch, matched orders)".into(),
         format!(
             "{:.0} events/s: {:.0}% of SQLite's {:.0} events/s at the shipped write budget \
-             (target >= 70%), {:.0}% of SQLite's {:.0} events/s unpaced (60000/0)",
+             (target >= 70%)",
             pg.rate,
             100.0 * pg.rate / sqlite.rate,
-            sqlite.rate,
-            100.0 * pg.rate / unpaced.rate,
-            unpaced.rate
+            sqlite.rate
         ),
     ));
     table.push((

@@ -29,6 +29,9 @@ const START_ROWS: usize = 64;
 /// makes another writer's busy handler miss the free lock (and then sleep
 /// ever longer), so the sizer aims below it.
 const AIM: f64 = 0.7;
+/// Rows per transaction without a time budget (PostgreSQL): one dense
+/// range's worth.
+const FIXED_ROWS: usize = 2_000;
 /// Never more rows per transaction than this, whatever the budget.
 const MAX_ROWS: usize = 50_000;
 
@@ -54,14 +57,17 @@ impl Pacer {
         }
     }
 
-    /// No budget and no gap: a batch is one transaction, and the next
-    /// follows at once (a backend whose readers and other writers do not
-    /// share one lock with us).
+    /// No time budget and no gap: transactions of about `FIXED_ROWS`
+    /// rows, each following the last at once (a backend whose readers and
+    /// other writers do not share one lock with us). Bounded all the same:
+    /// a transaction holds the lease row until it commits, and the batch a
+    /// catch-up hands over grows with the ranges answered while the last
+    /// one committed.
     pub fn unbounded() -> Self {
         Self {
             budget: Duration::MAX,
             gap: Duration::ZERO,
-            rows: usize::MAX,
+            rows: FIXED_ROWS,
             last_end: None,
             unbounded: true,
         }

@@ -54,6 +54,8 @@ pub struct Postgres {
     next_analyze: Arc<AtomicUsize>,
     /// An `ANALYZE` is running (one at a time).
     analyzing: Arc<AtomicBool>,
+    /// The first write's `ANALYZE` was done.
+    analyzed_once: Arc<AtomicBool>,
 }
 
 /// The tables whose statistics the indexer's plans depend on.
@@ -121,6 +123,7 @@ impl Postgres {
             written: Default::default(),
             next_analyze: Default::default(),
             analyzing: Default::default(),
+            analyzed_once: Default::default(),
         })
     }
 
@@ -133,6 +136,13 @@ impl Postgres {
         store: &Store,
         work: &W,
     ) -> Result<(W::Output, Instant), StoreError> {
+        if !self.analyzed_once.swap(true, Ordering::AcqRel) {
+            // Before the first write: tables never analyzed (a fresh
+            // database, or orders the API inserted in bulk) are planned as
+            // near-empty, and a first catch-up transaction of thousands of
+            // rows would run its lookups as nested loops over them.
+            analyze(&self.pool, 0).await;
+        }
         let done = async {
             let mut tx = self
                 .pool
@@ -150,6 +160,14 @@ impl Postgres {
                 )
                 .await?;
             }
+            // Every statement of a batch looks rows up by key, through an
+            // index; statistics of tables growing inside a long catch-up
+            // lag behind, and a plan that scans instead (a nested loop over
+            // the whole table per key) takes seconds. Only penalised, not
+            // forbidden: a statement with no usable index still runs.
+            sqlx::query("SELECT set_config('enable_seqscan', 'off', true)")
+                .execute(&mut *tx)
+                .await?;
             let began = Instant::now();
             let out = store.fenced_run(&mut Conn::Postgres(&mut tx), work).await?;
             tx.commit().await?;
@@ -186,24 +204,7 @@ impl Postgres {
         // it waits for at most briefly (a manual VACUUM or an index build
         // holds the one ANALYZE needs; it is tried again as the tables grow).
         tokio::spawn(async move {
-            let started = Instant::now();
-            let analyzed = async {
-                let mut tx = pool.begin().await?;
-                limit(&mut tx, &["lock_timeout"], Duration::from_millis(200)).await?;
-                sqlx::query(ANALYZED).execute(&mut *tx).await?;
-                tx.commit().await?;
-                Ok::<_, StoreError>(())
-            };
-            match analyzed.await {
-                Ok(()) => tracing::debug!(
-                    rows = written,
-                    ms = started.elapsed().as_millis() as u64,
-                    "refreshed the planner's statistics"
-                ),
-                Err(e) => {
-                    tracing::debug!(error = %e, "ANALYZE failed; tried again as the tables grow")
-                }
-            }
+            analyze(&pool, written).await;
             analyzing.store(false, Ordering::Release);
         });
     }
@@ -269,6 +270,28 @@ async fn applied(conn: &mut PgConnection) -> Result<Vec<i64>, StoreError> {
             .fetch_all(&mut *conn)
             .await?,
     )
+}
+
+/// `ANALYZE` of the indexer's tables, waiting at most briefly for its lock
+/// (a manual VACUUM or an index build holds the one it needs; it is tried
+/// again as the tables grow). Logged at debug, never an error of a write.
+async fn analyze(pool: &PgPool, written: usize) {
+    let started = Instant::now();
+    let analyzed = async {
+        let mut tx = pool.begin().await?;
+        limit(&mut tx, &["lock_timeout"], Duration::from_millis(200)).await?;
+        sqlx::query(ANALYZED).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok::<_, StoreError>(())
+    };
+    match analyzed.await {
+        Ok(()) => tracing::debug!(
+            rows = written,
+            ms = started.elapsed().as_millis() as u64,
+            "refreshed the planner's statistics"
+        ),
+        Err(e) => tracing::debug!(error = %e, "ANALYZE failed; tried again as the tables grow"),
+    }
 }
 
 /// A driver error that means the connection is gone (the socket failed,
