@@ -194,7 +194,11 @@ async fn sigterm_during_a_backfill_exits_0_in_time_and_a_restart_resumes_where_i
     let db = Db::new().await;
     let (proxy, mut env) = proxied(&chain, &db).await;
     proxy.refuse_ranges_over(2); // slow, many small batches
+    proxy.slow(Duration::from_millis(20));
     env.insert("LIQPASS__CHAIN__MAX_BLOCK_RANGE".into(), "2".into());
+    // One range at a time: with ranges in flight the events (the first 40
+    // blocks) would all be stored before the stop.
+    env.insert("LIQPASS__CHAIN__MAX_CONCURRENT_REQUESTS".into(), "1".into());
     env.insert("LIQPASS__SHUTDOWN__GRACE_S".into(), "5".into());
     let mut daemon = Daemon::spawn(&env);
     wait_for("the backfill to start", LONG, || async {
