@@ -356,13 +356,21 @@ impl Store {
     /// behind a paused transaction for long.
     pub async fn begin_short(&self, limit: Duration) -> Result<Begun, StoreError> {
         match &self.backend {
-            Backend::Sqlite(s) => Ok(Begun::Sqlite(s.pool.begin_with("BEGIN IMMEDIATE").await?)),
+            Backend::Sqlite(_) => self.begin().await,
             Backend::Postgres(p) => {
                 let mut tx = p
                     .pool
                     .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
                     .await?;
-                postgres::limit(&mut tx, &["lock_timeout", "statement_timeout"], limit).await?;
+                let limit = postgres::millis(limit);
+                postgres::set_local(
+                    &mut tx,
+                    &[
+                        ("lock_timeout", limit.clone()),
+                        ("statement_timeout", limit),
+                    ],
+                )
+                .await?;
                 Ok(Begun::Postgres(tx))
             }
         }

@@ -148,26 +148,21 @@ impl Postgres {
                 .pool
                 .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
                 .await?;
-            if let Some(ttl) = store.fence_ttl() {
-                // A leader paused or cut off inside this transaction must
-                // not hold the lease row's lock (and with it every
-                // takeover) past its lease: the server ends the session,
-                // the lock goes, and the transaction is rolled back.
-                limit(
-                    &mut tx,
-                    &["idle_in_transaction_session_timeout", "statement_timeout"],
-                    ttl / 2,
-                )
-                .await?;
-            }
             // Every statement of a batch looks rows up by key, through an
             // index; statistics of tables growing inside a long catch-up
             // lag behind, and a plan that scans instead (a nested loop over
             // the whole table per key) takes seconds. Only penalised, not
             // forbidden: a statement with no usable index still runs.
-            sqlx::query("SELECT set_config('enable_seqscan', 'off', true)")
-                .execute(&mut *tx)
-                .await?;
+            let mut settings = vec![("enable_seqscan", "off".to_owned())];
+            if let Some(ttl) = store.fence_ttl() {
+                // A leader paused or cut off inside this transaction must
+                // not hold the lease row's lock (and with it every
+                // takeover) past its lease: the server ends the session,
+                // the lock goes, and the transaction is rolled back.
+                settings.push(("idle_in_transaction_session_timeout", millis(ttl / 2)));
+                settings.push(("statement_timeout", millis(ttl / 2)));
+            }
+            set_local(&mut tx, &settings).await?;
             let began = Instant::now();
             let out = store.fenced_run(&mut Conn::Postgres(&mut tx), work).await?;
             tx.commit().await?;
@@ -279,7 +274,11 @@ async fn analyze(pool: &PgPool, written: usize) {
     let started = Instant::now();
     let analyzed = async {
         let mut tx = pool.begin().await?;
-        limit(&mut tx, &["lock_timeout"], Duration::from_millis(200)).await?;
+        set_local(
+            &mut tx,
+            &[("lock_timeout", millis(Duration::from_millis(200)))],
+        )
+        .await?;
         sqlx::query(ANALYZED).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok::<_, StoreError>(())
@@ -310,24 +309,28 @@ fn connection_lost(e: StoreError) -> StoreError {
     }
 }
 
-/// Sets each of `settings` (timeouts) to `limit` for the rest of the
-/// transaction (`set_config(…, true)`, i.e. `SET LOCAL`), in one round trip.
-pub(super) async fn limit(
+/// Sets each `(setting, value)` for the rest of the transaction
+/// (`set_config(…, true)`, i.e. `SET LOCAL`), all in one round trip.
+pub(super) async fn set_local(
     conn: &mut PgConnection,
-    settings: &[&str],
-    limit: Duration,
+    settings: &[(&str, String)],
 ) -> Result<(), StoreError> {
-    let ms = format!("{}ms", limit.as_millis().max(1));
-    let sets: Vec<String> = (1..=settings.len())
-        .map(|i| format!("set_config(${i}, ${}, true)", settings.len() + 1))
+    let sets: Vec<String> = (0..settings.len())
+        .map(|i| format!("set_config(${}, ${}, true)", 2 * i + 1, 2 * i + 2))
         .collect();
     let sql = format!("SELECT {}", sets.join(" || "));
     let mut q = sqlx::query_scalar::<_, String>(&sql);
-    for s in settings {
-        q = q.bind(*s);
+    for (name, value) in settings {
+        q = q.bind(*name).bind(value);
     }
-    q.bind(ms).fetch_one(&mut *conn).await?;
+    q.fetch_one(&mut *conn).await?;
     Ok(())
+}
+
+/// A duration as a PostgreSQL time setting (`250ms`; at least 1 ms, since
+/// 0 turns a timeout off).
+pub(super) fn millis(d: Duration) -> String {
+    format!("{}ms", d.as_millis().max(1))
 }
 
 /// A transaction holding the migration lock until it ends.
