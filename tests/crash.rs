@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use support::caught_up;
 use support::chain::{order_ref, Chain};
 use support::daemon::{env_for, Daemon};
 use support::db::{Backend, Db};
 use support::proxy::{RpcProxy, TcpProxy};
+use support::{caught_up, equals_a_clean_run};
 
 const PREMIUM: u64 = 5_000_000;
 
@@ -72,27 +72,11 @@ async fn kill_9_at_random_moments_ends_in_the_same_database_as_a_run_without_kil
     }
     drop(daemon);
 
-    // The reference: a fresh database indexed once, without kills.
-    let clean = Db::on(backend).await;
-    clean
-        .insert_orders(&chain.buyers, 1_000, PAYMENTS, PREMIUM as i64)
-        .await;
-    let _reference = Daemon::spawn(&env_for(&chain, &clean));
-    caught_up(&chain, &clean).await;
-    for i in 0..PAYMENTS {
-        clean
-            .wait_payment_status(&format!("ord_{i:03}"), "paid")
-            .await;
-    }
     assert_eq!(kills, KILLS);
     assert_eq!(killed.events().await.len() as u64, PAYMENTS);
-    assert_eq!(killed.events().await, clean.events().await, "same events");
-    assert_eq!(
-        killed.orders().await,
-        clean.orders().await,
-        "same order states"
-    );
-    assert_eq!(killed.audit().await, clean.audit().await, "same audit rows");
+    // The reference: a fresh database indexed once, without kills.
+    let shape = (1_000, PAYMENTS, PREMIUM as i64);
+    equals_a_clean_run(&chain, &killed, backend, &chain.buyers, shape).await;
 }
 
 #[tokio::test]
@@ -147,26 +131,10 @@ async fn kill_9_with_deep_ranges_in_flight_ends_in_the_same_database_as_a_clean_
     }
     assert!(proxy.most_logs_in_flight() >= 2, "ranges were in flight");
 
-    let clean = Db::new().await;
-    clean
-        .insert_orders(&chain.buyers, 3_000, PAYMENTS, PREMIUM as i64)
-        .await;
-    let _reference = Daemon::spawn(&env_for(&chain, &clean));
-    caught_up(&chain, &clean).await;
-    for i in 0..PAYMENTS {
-        clean
-            .wait_payment_status(&format!("ord_{i:03}"), "paid")
-            .await;
-    }
     eprintln!("checkpoints at the kills: {checkpoints:?} (head {head})");
     assert_eq!(killed.events().await.len() as u64, PAYMENTS);
-    assert_eq!(killed.events().await, clean.events().await, "same events");
-    assert_eq!(
-        killed.orders().await,
-        clean.orders().await,
-        "same order states"
-    );
-    assert_eq!(killed.audit().await, clean.audit().await, "same audit rows");
+    let shape = (3_000, PAYMENTS, PREMIUM as i64);
+    equals_a_clean_run(&chain, &killed, Backend::Sqlite, &chain.buyers, shape).await;
 }
 
 #[tokio::test]

@@ -11,7 +11,7 @@ use support::chain::{order_ref, Chain};
 use support::daemon::{env_for, Daemon};
 use support::db::{Backend, Db};
 use support::proxy::RpcProxy;
-use support::{caught_up, http_get, metric, wait_for};
+use support::{caught_up, equals_a_clean_run, http_get, metric, wait_for};
 
 const PREMIUM: u64 = 5_000_000;
 
@@ -114,12 +114,7 @@ async fn a_leader_paused_past_its_lease_writes_nothing_when_it_resumes_on(backen
     db.insert_orders(&chain.buyers, 200, 4, PREMIUM as i64)
         .await;
     let env = env_for(&chain, &db);
-    let old = Daemon::spawn(&env);
-    old.logged("took the write lease", 1).await;
-    let standby = Daemon::spawn(&env);
-    standby
-        .logged("standby: another replica holds the write lease", 1)
-        .await;
+    let (old, standby) = Daemon::leader_and_standby(&env).await;
 
     old.signal("STOP");
     let paused = Instant::now();
@@ -184,12 +179,7 @@ async fn a_leader_killed_mid_backfill_is_replaced_and_the_database_equals_one_cl
             ("LIQPASS__DATABASE__WRITE_GAP_MS", "50".into()),
         ],
     );
-    let leader = Daemon::spawn(&env);
-    leader.logged("took the write lease", 1).await;
-    let standby = Daemon::spawn(&env);
-    standby
-        .logged("standby: another replica holds the write lease", 1)
-        .await;
+    let (leader, standby) = Daemon::leader_and_standby(&env).await;
     wait_for(
         "the leader to commit some events",
         Duration::from_secs(60),
@@ -209,46 +199,16 @@ async fn a_leader_killed_mid_backfill_is_replaced_and_the_database_equals_one_cl
         "the kill landed after the backfill"
     );
     caught_up(&chain, &db).await;
-    all_paid(&db, PAYMENTS).await;
+    db.wait_paid_orders(PAYMENTS).await;
     assert_eq!(epoch(&db).await, 2);
 
-    equals_a_clean_run(&chain, &db, backend, &buyer, PAYMENTS).await;
-}
-
-/// Indexes the chain again, once, without faults, into a fresh database on
-/// `backend`, and checks that `db` holds the same events, order states and
-/// audit rows: nothing lost, nothing doubled.
-async fn equals_a_clean_run(
-    chain: &Chain,
-    db: &Db,
-    backend: Backend,
-    buyers: &[alloy::primitives::Address],
-    payments: u64,
-) {
-    let clean = Db::on(backend).await;
-    clean
-        .insert_orders(buyers, 5_000, payments, PREMIUM as i64)
-        .await;
-    let _reference = Daemon::spawn(&env_for(chain, &clean));
-    caught_up(chain, &clean).await;
-    all_paid(&clean, payments).await;
-    assert_eq!(
-        db.events().await,
-        clean.events().await,
-        "same events, none lost or doubled"
-    );
-    assert_eq!(db.orders().await, clean.orders().await, "same order states");
-    assert_eq!(db.audit().await, clean.audit().await, "same audit rows");
-}
-
-/// Waits until `n` orders are paid.
-async fn all_paid(db: &Db, n: u64) {
-    wait_for("every order paid", Duration::from_secs(90), || async {
-        (db.count("SELECT COUNT(*) FROM orders WHERE payment_status = 'paid'")
-            .await
-            == n as i64)
-            .then_some(())
-    })
+    equals_a_clean_run(
+        &chain,
+        &db,
+        backend,
+        &buyer,
+        (5_000, PAYMENTS, PREMIUM as i64),
+    )
     .await;
 }
 
@@ -311,13 +271,20 @@ async fn on_postgres_a_leader_whose_connections_are_terminated_recovers_and_doub
     }
     assert!(terminated >= 3);
     caught_up(&chain, &db).await;
-    all_paid(&db, PAYMENTS).await;
+    db.wait_paid_orders(PAYMENTS).await;
     let logs = leader.logs();
     assert!(
         !logs.contains("panicked"),
         "the leader survived the cuts:\n{logs}"
     );
-    equals_a_clean_run(&chain, &db, Backend::Postgres, &[chain.buyers[0]], PAYMENTS).await;
+    equals_a_clean_run(
+        &chain,
+        &db,
+        Backend::Postgres,
+        &[chain.buyers[0]],
+        (5_000, PAYMENTS, PREMIUM as i64),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -339,12 +306,7 @@ async fn on_postgres_a_leader_paused_inside_a_write_transaction_is_replaced_and_
         .execute(&mut *held)
         .await
         .expect("lock the last order");
-    let old = Daemon::spawn(&env);
-    old.logged("took the write lease", 1).await;
-    let standby = Daemon::spawn(&env);
-    standby
-        .logged("standby: another replica holds the write lease", 1)
-        .await;
+    let (old, standby) = Daemon::leader_and_standby(&env).await;
     wait_for(
         "the leader to wait on the order's lock inside its transaction",
         Duration::from_secs(60),
@@ -372,7 +334,7 @@ async fn on_postgres_a_leader_paused_inside_a_write_transaction_is_replaced_and_
     );
     standby.logged("took the write lease", 1).await;
     caught_up(&chain, &db).await;
-    all_paid(&db, PAYMENTS).await;
+    db.wait_paid_orders(PAYMENTS).await;
     let before = old.logs().lines().count();
     old.signal("CONT");
     old.logged("stepping down", 1).await;
@@ -383,5 +345,12 @@ async fn on_postgres_a_leader_paused_inside_a_write_transaction_is_replaced_and_
         after.join("\n")
     );
     assert_eq!(epoch(&db).await, 2);
-    equals_a_clean_run(&chain, &db, Backend::Postgres, &[chain.buyers[0]], PAYMENTS).await;
+    equals_a_clean_run(
+        &chain,
+        &db,
+        Backend::Postgres,
+        &[chain.buyers[0]],
+        (5_000, PAYMENTS, PREMIUM as i64),
+    )
+    .await;
 }

@@ -28,12 +28,7 @@ async fn a_restarted_postgres_server_leaves_one_leader_and_loses_nothing() {
     db.insert_orders(&chain.buyers, 300, 4, PREMIUM as i64)
         .await;
     let env = env_for(&chain, &db);
-    let first = Daemon::spawn(&env);
-    first.logged("took the write lease", 1).await;
-    let second = Daemon::spawn(&env);
-    second
-        .logged("standby: another replica holds the write lease", 1)
-        .await;
+    let (first, second) = Daemon::leader_and_standby(&env).await;
     let urls = [
         format!("http://{}", first.http_addr().await),
         format!("http://{}", second.http_addr().await),

@@ -114,6 +114,18 @@ impl Daemon {
     }
 
     /// Waits until the daemon has logged `text` at least `times` times.
+    /// Two replicas on one database, started in turn: the first once it
+    /// leads (it took the write lease), the second once it stands by.
+    pub async fn leader_and_standby(env: &BTreeMap<String, String>) -> (Daemon, Daemon) {
+        let leader = Daemon::spawn(env);
+        leader.logged("took the write lease", 1).await;
+        let standby = Daemon::spawn(env);
+        standby
+            .logged("standby: another replica holds the write lease", 1)
+            .await;
+        (leader, standby)
+    }
+
     /// On a timeout the panic shows the daemon's last log lines.
     pub async fn logged(&self, text: &str, times: usize) {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);

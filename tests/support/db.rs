@@ -386,6 +386,22 @@ impl Db {
         .await;
     }
 
+    /// Returns once `n` orders are `paid` (bounded wait).
+    pub async fn wait_paid_orders(&self, n: u64) {
+        super::wait_for(
+            &format!("{n} orders paid"),
+            Duration::from_secs(90),
+            || async {
+                (self
+                    .count("SELECT COUNT(*) FROM orders WHERE payment_status = 'paid'")
+                    .await
+                    == n as i64)
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+
     /// The payment_status of `id`, once it equals `want` (bounded wait).
     pub async fn wait_payment_status(&self, id: &str, want: &str) {
         super::wait_for(

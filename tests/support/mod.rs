@@ -64,6 +64,34 @@ pub async fn within<T>(
         .unwrap_or_else(|_| panic!("timed out after {timeout:?}: {what}"))
 }
 
+/// Indexes `chain` once more, without faults, into a fresh database on
+/// `backend` holding `payments` orders `ord_000`… (refs `first_ref`…, of
+/// `premium`, wallets from `buyers` in turn) until every one is paid, and
+/// asserts that `db` holds the same events (none lost or doubled), order
+/// states and audit rows.
+pub async fn equals_a_clean_run(
+    chain: &chain::Chain,
+    db: &db::Db,
+    backend: db::Backend,
+    buyers: &[alloy::primitives::Address],
+    (first_ref, payments, premium): (u64, u64, i64),
+) {
+    let clean = db::Db::on(backend).await;
+    clean
+        .insert_orders(buyers, first_ref, payments, premium)
+        .await;
+    let _reference = daemon::Daemon::spawn(&daemon::env_for(chain, &clean));
+    caught_up(chain, &clean).await;
+    clean.wait_paid_orders(payments).await;
+    assert_eq!(
+        db.events().await,
+        clean.events().await,
+        "same events, none lost or doubled"
+    );
+    assert_eq!(db.orders().await, clean.orders().await, "same order states");
+    assert_eq!(db.audit().await, clean.audit().await, "same audit rows");
+}
+
 /// Waits until the indexer's checkpoint reaches the chain's current head.
 pub async fn caught_up(chain: &chain::Chain, db: &db::Db) {
     let head = chain.head().await as i64;
