@@ -262,14 +262,6 @@ impl Store {
         })
     }
 
-    /// `sqlite` or `postgres`.
-    pub fn backend(&self) -> &'static str {
-        match self.backend {
-            Backend::Sqlite(_) => "sqlite",
-            Backend::Postgres(_) => "postgres",
-        }
-    }
-
     /// Whether our write transactions hold a lock every other writer of the
     /// database waits for (SQLite's one write lock), so that they must be
     /// kept short and spaced out (`indexer::pace`).
