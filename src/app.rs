@@ -22,6 +22,9 @@ use crate::indexer::{Indexer, IndexerError};
 use crate::metrics::Metrics;
 use crate::store::{incidents, Store, StoreError};
 
+mod exceptions;
+pub use exceptions::{order, resolve, review, EventRef, Target};
+
 /// Opens the store and refuses to run on a schema that is not up to date.
 pub async fn open_store(database: &DatabaseSettings) -> anyhow::Result<Store> {
     let store = Store::open(database)

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use crate::app;
 use crate::config::{self, DatabaseSettings, Settings};
 use crate::indexer::IndexerError;
+use crate::store::exceptions::Resolution;
 use crate::store::{Store, StoreError};
 
 /// Exit code for bad configuration or usage (EX_USAGE); systemd does not restart on it.
@@ -71,6 +72,61 @@ pub enum Command {
     /// Acknowledge deep reorgs after review, so that /readyz can turn ready
     /// again. Needs what `status` needs.
     AckReorg,
+    /// List every payment that needs a person (not `matched`, or a reversed
+    /// order), oldest first. Needs [database] and [log] only.
+    Review {
+        /// Print JSON for scripts instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Settle an order in an exception state (reversed, or with a payment
+    /// listed by `review`): one audit row and one notification, in one
+    /// transaction. Refused (exit 1, nothing written) from any other state.
+    /// Needs [database] and [log] only.
+    Resolve {
+        /// The order (or give --event).
+        #[arg(required_unless_present = "event", conflicts_with = "event")]
+        order_id: Option<String>,
+        /// The order whose order_ref this event carries, as CHAIN:TX:LOG_INDEX.
+        #[arg(long, value_name = "CHAIN:TX:LOG_INDEX")]
+        event: Option<app::EventRef>,
+        /// paid (paid/paid), refunded (refunded/refunded) or void (cancelled/failed).
+        #[arg(long = "as", value_enum)]
+        to: ResolveAs,
+        /// Why, for the audit trail.
+        #[arg(long)]
+        reason: String,
+        /// Who resolves it.
+        #[arg(long)]
+        actor: String,
+    },
+    /// Print an order, every event that touched it, every audit row and every
+    /// notification (with its delivery state), in time order. Needs
+    /// [database] and [log] only.
+    Order {
+        order_id: String,
+        /// Print JSON for scripts instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// What `resolve --as` makes of an order.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ResolveAs {
+    Paid,
+    Refunded,
+    Void,
+}
+
+impl From<ResolveAs> for Resolution {
+    fn from(r: ResolveAs) -> Self {
+        match r {
+            ResolveAs::Paid => Self::Paid,
+            ResolveAs::Refunded => Self::Refunded,
+            ResolveAs::Void => Self::Void,
+        }
+    }
 }
 
 /// Runs the program; returns the process exit code.
@@ -142,6 +198,32 @@ async fn dispatch(command: Command, sources: &config::Sources) -> anyhow::Result
             let s = config::load_scoped(sources)?;
             crate::telemetry::init(&s.log);
             app::ack_reorg(&s).await
+        }
+        Command::Review { json } => {
+            let s = config::load_store(sources)?;
+            crate::telemetry::init(&s.log);
+            app::review(&s.database, json).await
+        }
+        Command::Resolve {
+            order_id,
+            event,
+            to,
+            reason,
+            actor,
+        } => {
+            let s = config::load_store(sources)?;
+            crate::telemetry::init(&s.log);
+            let target = match (order_id, event) {
+                (Some(id), _) => app::Target::Order(id),
+                (None, Some(e)) => app::Target::Event(e),
+                (None, None) => unreachable!("clap requires one of them"),
+            };
+            app::resolve(&s.database, target, to.into(), &reason, &actor).await
+        }
+        Command::Order { order_id, json } => {
+            let s = config::load_store(sources)?;
+            crate::telemetry::init(&s.log);
+            app::order(&s.database, &order_id, json).await
         }
         Command::CheckConfig => {
             let s = config::load(sources)?;

@@ -72,6 +72,7 @@ const KEYS: &[(&str, &[&str])] = &[
     ("log", &["format", "level", "progress_interval_ms"]),
     ("shutdown", &["grace_s"]),
     ("ha", &["lease_ttl_ms", "renew_interval_ms", "replica_id"]),
+    ("notify", &["retention_days"]),
 ];
 
 /// All settings.
@@ -84,6 +85,16 @@ pub struct Settings {
     pub log: LogSettings,
     pub shutdown: ShutdownSettings,
     pub ha: HaSettings,
+    pub notify: NotifySettings,
+}
+
+/// The outbox (`payment_notifications`).
+#[derive(Debug, Clone)]
+pub struct NotifySettings {
+    /// Days a notification is kept; an undelivered one is kept longer while
+    /// a dispatcher is configured (none is yet, so every row is kept this
+    /// long and no longer).
+    pub retention_days: u32,
 }
 
 #[derive(Clone)]

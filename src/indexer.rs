@@ -25,6 +25,7 @@ mod flight;
 mod pace;
 mod progress;
 mod reorg;
+mod retention;
 mod verify;
 mod write;
 
@@ -90,6 +91,8 @@ pub struct Indexer {
     pacer: Pacer,
     /// `chain.verify_rpc_urls`, when set (see `verify`).
     verifiers: Option<verify::Verifiers>,
+    /// When the outbox's retention last ran (see `retention`).
+    pruned_at: Option<Instant>,
 }
 
 impl Indexer {
@@ -147,6 +150,7 @@ impl Indexer {
             in_stall: false,
             pacer,
             verifiers,
+            pruned_at: None,
         })
     }
 
@@ -210,6 +214,9 @@ impl Indexer {
             };
             self.observe_head(chain_head);
             self.verify_final(chain_head).await?;
+            if range.is_none() {
+                self.prune_outbox().await?;
+            }
             let head = range.map_or(chain_head, |(_, to)| to.min(chain_head));
             if range.is_none() {
                 next = self

@@ -5,7 +5,9 @@
 //! behind, header-checked runs near the head) → `chain::decode` turns them
 //! into `domain::Payment`s → `indexer` writes each batch in one SQLite
 //! transaction through `store`, applying `reconcile`'s pure rules → after the
-//! commit, `metrics` and `health` are updated and `http` serves them. With
+//! commit, `metrics` and `health` are updated and `http` serves them. Each
+//! change to an order, and each payment that needs a person, is announced in
+//! the same transaction as a row of the outbox (`store::outbox`). With
 //! `chain.verify_rpc_urls` set, a final payment counts (`paid`) only after
 //! `indexer::verify` has had its log confirmed by independent endpoints.
 //!
@@ -15,7 +17,7 @@
 //! | `telemetry` | tracing subscriber |
 //! | `domain` | plain types |
 //! | `chain` | bindings, decode, range sizing, reorg window, RPC source |
-//! | `store` | pool, migrations, events, orders, sync state, verification outcomes |
+//! | `store` | pool, migrations, events, orders, sync state, verification outcomes, the outbox, exceptions (`review`, `resolve`, `order`) |
 //! | `reconcile` | pure matching rules |
 //! | `indexer` | the loop that knows every stage (and the verification step) |
 //! | `http`, `metrics`, `health` | what operators see |

@@ -77,6 +77,11 @@ async fn kill_9_at_random_moments_ends_in_the_same_database_as_a_run_without_kil
     // The reference: a fresh database indexed once, without kills.
     let shape = (1_000, PAYMENTS, PREMIUM as i64);
     equals_a_clean_run(&chain, &killed, backend, &chain.buyers, shape).await;
+    assert_eq!(
+        killed.notifications().await.len() as u64,
+        2 * PAYMENTS,
+        "confirming and paid, each announced once"
+    );
 }
 
 #[tokio::test]

@@ -10,8 +10,8 @@ use config::{Config, Value, ValueKind};
 
 use super::{
     ChainSettings, DatabaseSettings, Endpoints, Finality, HaSettings, HttpSettings, LogFormat,
-    LogSettings, OverpaymentPolicy, Problem, ReconcileSettings, RpcUrl, Settings, ShutdownSettings,
-    KEYS,
+    LogSettings, NotifySettings, OverpaymentPolicy, Problem, ReconcileSettings, RpcUrl, Settings,
+    ShutdownSettings, KEYS,
 };
 use crate::domain::Scope;
 
@@ -306,6 +306,13 @@ impl Reader {
             })
     }
 
+    pub(super) fn notify(&mut self) -> Option<NotifySettings> {
+        self.int("notify.retention_days", 1, 36_500)
+            .map(|days| NotifySettings {
+                retention_days: days as u32,
+            })
+    }
+
     pub(super) fn ha(&mut self) -> Option<HaSettings> {
         let ttl = self.millis("ha.lease_ttl_ms", 300, 600_000);
         let renew = self.millis("ha.renew_interval_ms", 100, 200_000);
@@ -376,6 +383,7 @@ impl Reader {
         let log = self.log();
         let shutdown = self.shutdown();
         let ha = self.ha();
+        let notify = self.notify();
         Some(Settings {
             database: database?,
             chain: chain?,
@@ -384,6 +392,7 @@ impl Reader {
             log: log?,
             shutdown: shutdown?,
             ha: ha?,
+            notify: notify?,
         })
     }
 

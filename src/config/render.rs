@@ -86,6 +86,11 @@ impl Settings {
         );
         put("shutdown", "grace_s", int(self.shutdown.grace.as_secs()));
         put(
+            "notify",
+            "retention_days",
+            int(u64::from(self.notify.retention_days)),
+        );
+        put(
             "ha",
             "lease_ttl_ms",
             int(self.ha.lease_ttl.as_millis() as u64),

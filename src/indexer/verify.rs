@@ -34,7 +34,7 @@ use crate::config::ChainSettings;
 use crate::domain::Scope;
 use crate::metrics::Metrics;
 use crate::store::verify::{self, Unverified, Verification};
-use crate::store::{orders, Conn, StoreError};
+use crate::store::{orders, outbox, Conn, StoreError};
 use ask::Endpoint;
 use compare::{combine, Outcome, Verdict};
 
@@ -140,9 +140,11 @@ impl crate::store::TxWork for Record<'_> {
 }
 
 async fn record_round(tx: &mut Conn<'_>, work: &Record<'_>) -> Result<Recorded, StoreError> {
+    let mark = outbox::mark(tx).await?;
     let disputed = verify::record(tx, work.outcomes).await?;
     let promoted = orders::promote_final(tx, work.scope, work.final_block, true).await?;
     let open_disputes = verify::disputed_count(tx, work.scope).await?;
+    outbox::announce_audit(tx, mark).await?;
     if promoted > 0 {
         crate::store::notify::orders_changed(tx, work.scope, work.final_block).await?;
     }

@@ -12,7 +12,7 @@ use crate::domain::{BlockRef, EventVersion, MatchStatus, Order, Scope};
 use crate::reconcile::{reconcile, Decision, Policy};
 use crate::store::events::{self, NewEvent};
 use crate::store::orders::{self, Paying, Reason, Seen};
-use crate::store::{incidents, notify, sync, Conn, StoreError, TxWork};
+use crate::store::{incidents, notify, outbox, sync, Conn, StoreError, TxWork};
 
 /// Late matches attempted per transaction, at most: bounded work.
 pub const LATE_MATCH_LIMIT: u32 = 256;
@@ -123,6 +123,7 @@ pub async fn write_batch(tx: &mut Conn<'_>, work: &WriteBatch<'_>) -> Result<Wri
         finish,
     } = *work;
     let mut written = Written::default();
+    let mark = outbox::mark(tx).await?;
 
     // Logs already stored and live are replays: skip them entirely.
     let keys: Vec<_> = batch.payments.iter().map(|p| p.key).collect();
@@ -190,28 +191,36 @@ pub async fn write_batch(tx: &mut Conn<'_>, work: &WriteBatch<'_>) -> Result<Wri
     let paid_at_once = orders::mark_seen(tx, scope, &now_final, Seen::Final).await?;
     written.confirming += paid_at_once;
     written.paid += paid_at_once;
-    if finish {
-        late_match(tx, scope, policy, late_limit, &mut written).await?;
-    }
+    let late = if finish {
+        late_match(tx, scope, policy, late_limit, &mut written).await?
+    } else {
+        Vec::new()
+    };
     sync::record_blocks(tx, scope, &batch.headers, reorg_window).await?;
     sync::set_checkpoint(tx, scope, &batch.last).await?;
     if finish {
         written.paid += orders::promote_final(tx, scope, final_block, verify).await?;
     }
+    // Announced in this transaction: what it did to orders, and the
+    // payments in its blocks (or late-matched) that need a person.
+    outbox::announce_audit(tx, mark).await?;
+    outbox::announce_events(tx, scope, (batch.first, batch.last.number), &late).await?;
     if written.confirming + written.paid > 0 {
         notify::orders_changed(tx, scope, batch.last.number).await?;
     }
     Ok(written)
 }
 
-/// Matches stored `unknown_order` events whose order has since been inserted.
+/// Matches stored `unknown_order` events whose order has since been
+/// inserted; returns the ids of the events whose outcome it changed.
 async fn late_match(
     tx: &mut Conn<'_>,
     scope: &Scope,
     policy: &Policy,
     limit: u32,
     written: &mut Written,
-) -> Result<(), StoreError> {
+) -> Result<Vec<i64>, StoreError> {
+    let mut changed = Vec::new();
     let waiting = events::unknown_with_order(tx, scope, limit).await?;
     for ev in waiting {
         let order = orders::by_refs(tx, &[ev.payment.order_ref])
@@ -224,6 +233,7 @@ async fn late_match(
             _ => continue,
         };
         events::set_outcome(tx, ev.event_id, status, order_id).await?;
+        changed.push(ev.event_id);
         if let Some(order_id) = order_id {
             let paying = [(order_id, &ev.payment.key)];
             written.confirming += orders::mark_seen(tx, scope, &paying, Seen::Unconfirmed).await?;
@@ -235,7 +245,7 @@ async fn late_match(
             version: ev.payment.version,
         });
     }
-    Ok(())
+    Ok(changed)
 }
 
 /// What rolling back a reorg changed.
@@ -255,6 +265,7 @@ pub async fn roll_back(
     ancestor: &BlockRef,
     old_checkpoint: u64,
 ) -> Result<RolledBack, StoreError> {
+    let mark = outbox::mark(tx).await?;
     let removed = events::remove_above(tx, scope, ancestor.number).await?;
     let mut out = RolledBack {
         events_removed: removed.len(),
@@ -284,6 +295,7 @@ pub async fn roll_back(
     }
     sync::forget_blocks_above(tx, scope, ancestor.number).await?;
     sync::set_checkpoint(tx, scope, ancestor).await?;
+    outbox::announce_audit(tx, mark).await?;
     if out.reverted > 0 || !out.reversed.is_empty() {
         notify::orders_changed(tx, scope, ancestor.number).await?;
     }

@@ -9,11 +9,13 @@
 //! hands this module rows to write inside one transaction.
 
 pub mod events;
+pub mod exceptions;
 pub mod failure;
 pub mod incidents;
 pub mod lease;
 pub mod notify;
 pub mod orders;
+pub mod outbox;
 pub mod postgres;
 pub mod sqlite;
 pub mod status;
@@ -104,6 +106,13 @@ pub struct Dialect {
     /// behind SQLite's one write lock; nothing on SQLite, which has that
     /// lock already).
     pub lock_rows: &'static str,
+    /// The function building a JSON object from key, value pairs (stored
+    /// as JSON text on SQLite, `jsonb` on PostgreSQL).
+    pub json_object: &'static str,
+    /// A JSON column `{}` as text.
+    json_text: &'static str,
+    /// `now` minus a number of days given as `{}`.
+    now_minus_days: &'static str,
 }
 
 impl Dialect {
@@ -124,6 +133,12 @@ impl Dialect {
     }
     pub fn json_rows(&self, values: &str) -> String {
         self.json_rows.replace("{}", values)
+    }
+    pub fn json_text(&self, column: &str) -> String {
+        self.json_text.replace("{}", column)
+    }
+    pub fn now_minus_days(&self, days: &str) -> String {
+        self.now_minus_days.replace("{}", days)
     }
     /// ` INDEXED BY index` where hints exist, else nothing.
     pub fn indexed_by(&self, index: &str) -> String {

@@ -33,6 +33,9 @@ pub static DIALECT: Dialect = Dialect {
     ordered_join: "JOIN",
     index_hints: false,
     lock_rows: " FOR NO KEY UPDATE",
+    json_object: "jsonb_build_object",
+    json_text: "{}::text",
+    now_minus_days: "(now() - ({}) * interval '1 day')",
 };
 
 /// The transaction-scoped advisory lock every migration run holds, so that

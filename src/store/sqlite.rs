@@ -30,6 +30,9 @@ pub static DIALECT: Dialect = Dialect {
     ordered_join: "CROSS JOIN",
     index_hints: true,
     lock_rows: "",
+    json_object: "json_object",
+    json_text: "{}",
+    now_minus_days: "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-' || ({}) || ' days')",
 };
 
 /// How often a write tries again for the write lock while another writer

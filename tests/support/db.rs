@@ -53,6 +53,15 @@ pub struct OrderRow {
     pub paid_amount_usdc: Option<i64>,
 }
 
+/// A row of the outbox as tests compare them (no cursor ids, no times).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub event_id: String,
+    pub kind: String,
+    pub order_id: Option<String>,
+    pub payload: serde_json::Value,
+}
+
 /// An event as tests compare them (no ids, no wall-clock times).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct EventRow {
@@ -306,6 +315,40 @@ impl Db {
         .fetch_all(p)
         .await
         .expect("audit"))
+    }
+
+    /// The outbox as (event_id, type, order_id, payload), in cursor order.
+    pub async fn notifications(&self) -> Vec<Notice> {
+        let payload = match self.backend() {
+            Sqlite => "payload",
+            Postgres => "payload::text",
+        };
+        let sql = format!(
+            "SELECT event_id, type, order_id, {payload} FROM payment_notifications ORDER BY id"
+        );
+        let rows: Vec<(String, String, Option<String>, String)> =
+            on_pool!(self, |p| sqlx::query_as(&sql)
+                .fetch_all(p)
+                .await
+                .expect("notifications"));
+        rows.into_iter()
+            .map(|(event_id, kind, order_id, payload)| Notice {
+                event_id,
+                kind,
+                order_id,
+                payload: serde_json::from_str(&payload).expect("a JSON payload"),
+            })
+            .collect()
+    }
+
+    /// The notification types about `order_id`, in cursor order.
+    pub async fn notice_types(&self, order_id: &str) -> Vec<String> {
+        self.notifications()
+            .await
+            .into_iter()
+            .filter(|n| n.order_id.as_deref() == Some(order_id))
+            .map(|n| n.kind)
+            .collect()
     }
 
     pub async fn checkpoint(&self) -> Option<i64> {

@@ -90,6 +90,17 @@ pub async fn equals_a_clean_run(
     );
     assert_eq!(db.orders().await, clean.orders().await, "same order states");
     assert_eq!(db.audit().await, clean.audit().await, "same audit rows");
+    // The same outbox: each change announced once, with the same event id
+    // and payload, whatever interrupted the run.
+    let sorted = |mut v: Vec<db::Notice>| {
+        v.sort_by(|a, b| a.event_id.cmp(&b.event_id));
+        v
+    };
+    assert_eq!(
+        sorted(db.notifications().await),
+        sorted(clean.notifications().await),
+        "same outbox"
+    );
 }
 
 /// Waits until the indexer's checkpoint reaches the chain's current head.

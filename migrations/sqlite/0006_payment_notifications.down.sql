@@ -1,0 +1,4 @@
+-- Drops the outbox and the resolution note: a build before 0006 neither
+-- writes nor reads them.
+ALTER TABLE order_audit DROP COLUMN note;
+DROP TABLE payment_notifications;

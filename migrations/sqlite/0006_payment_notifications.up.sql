@@ -1,0 +1,27 @@
+-- The outbox: one row per change the order API may act on (an order
+-- confirming, paid, back to pending, reversed, resolved by a person; every
+-- payment that is not `matched`), written by the indexer in the same
+-- transaction as the change. `id` is the cursor (read `WHERE id > $cursor
+-- ORDER BY id`); `event_id` is stable across retries, replays and crash
+-- recovery, and unique, so a change is never announced twice. The delivery
+-- columns are for a webhook dispatcher; NULL/0 until one delivers.
+CREATE TABLE payment_notifications (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id         TEXT NOT NULL UNIQUE CHECK (length(event_id) BETWEEN 1 AND 256),
+    type             TEXT NOT NULL CHECK (length(type) BETWEEN 1 AND 64),
+    order_id         TEXT,
+    payload          TEXT NOT NULL CHECK (json_valid(payload)),
+    created_at       TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    attempts         INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    next_attempt_at  TEXT,
+    last_status      INTEGER,
+    last_error       TEXT,
+    delivered_at     TEXT
+);
+
+CREATE INDEX idx_payment_notifications_order ON payment_notifications (order_id, id)
+    WHERE order_id IS NOT NULL;
+CREATE INDEX idx_payment_notifications_created ON payment_notifications (created_at);
+
+-- The free-text reason a person gave for a manual resolution (`resolve`).
+ALTER TABLE order_audit ADD COLUMN note TEXT;

@@ -1,0 +1,228 @@
+//! `payment_notifications`, the outbox: one row per change the order API
+//! may act on, written in the transaction that makes the change, so that a
+//! change is announced if and only if it committed.
+//!
+//! Two sources, each set-based (one `INSERT … SELECT` per transaction):
+//! every `order_audit` row the transaction wrote (an order confirming,
+//! paid, back to pending, reversed, disputed, resolved by a person), and
+//! every live non-`matched` event in the blocks it wrote or whose outcome it
+//! changed (a payment a person must look at). Event ids are derived from
+//! what the row announces, never from a sequence: `order:<order id>:<n>`
+//! (the order's n-th audit row) and `payment:<chain>:<tx>:<log index>:<outcome>`.
+//! Both are the same after a replay, a crash and recovery, or on the other
+//! backend, and `event_id` is unique: a second insert of the same change does
+//! nothing. Payloads are built in SQL (`Dialect::json_object`), so the rows
+//! never travel to Rust and back, and hold nothing that differs between two
+//! runs (no row ids, no times).
+//!
+//! It must not deliver anything: delivery (webhooks) reads the rows and
+//! fills their delivery columns.
+
+use serde::Serialize;
+
+use super::{on, Conn, StoreError};
+use crate::domain::{hex_address, Scope};
+
+/// Rows removed by one retention statement, at most (bounded work).
+pub const PRUNE_LIMIT: i64 = 5_000;
+
+/// Where a transaction started: audit rows above it are its own.
+#[derive(Debug, Clone, Copy)]
+pub struct Mark {
+    audit: i64,
+}
+
+/// Reads the mark at the start of a write transaction (the writer is single
+/// and fenced, so rows above it are this transaction's).
+pub async fn mark(conn: &mut Conn<'_>) -> Result<Mark, StoreError> {
+    let audit: i64 = on!(conn, |c, d| {
+        sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM order_audit")
+            .fetch_one(&mut **c)
+            .await?
+    });
+    Ok(Mark { audit })
+}
+
+/// The notification type of an audit row's reason.
+const AUDIT_TYPE: &str = "CASE a.reason
+    WHEN 'payment_seen' THEN 'order.confirming'
+    WHEN 'payment_final' THEN 'order.paid'
+    WHEN 'reorg' THEN 'order.pending'
+    WHEN 'deep_reorg' THEN 'order.reversed'
+    WHEN 'verification_disputed' THEN 'order.disputed'
+    WHEN 'manual' THEN 'order.resolved'
+    ELSE 'order.' || a.reason END";
+
+/// Announces every audit row written since `mark`. Returns rows written.
+pub async fn announce_audit(conn: &mut Conn<'_>, mark: Mark) -> Result<u64, StoreError> {
+    on!(conn, |c, d| {
+        let payload = format!(
+            "{f}('order_id', a.order_id, 'reason', a.reason, 'actor', a.actor, 'note', a.note,
+               'from_status', a.from_status, 'to_status', a.to_status,
+               'from_payment_status', a.from_payment_status,
+               'to_payment_status', a.to_payment_status,
+               'chain_id', ce.chain_id, 'tx_hash', ce.tx_hash, 'log_index', ce.log_index,
+               'block_number', ce.block_number, 'amount_usdc', ce.amount_usdc)",
+            f = d.json_object
+        );
+        let sql = format!(
+            "INSERT INTO payment_notifications (event_id, type, order_id, payload)
+             SELECT 'order:' || a.order_id || ':' ||
+                      (SELECT COUNT(*) FROM order_audit n
+                        WHERE n.order_id = a.order_id AND n.id <= a.id),
+                    {AUDIT_TYPE}, a.order_id, {payload}
+             FROM order_audit a LEFT JOIN contract_events ce ON ce.id = a.event_id
+             WHERE a.id > $1 ORDER BY a.id
+             ON CONFLICT (event_id) DO NOTHING"
+        );
+        Ok(sqlx::query(&sql)
+            .bind(mark.audit)
+            .execute(&mut **c)
+            .await?
+            .rows_affected())
+    })
+}
+
+/// Announces the live non-`matched` events of `scope` in blocks
+/// `first..=last`, and those with ids in `changed` (outcomes a late match
+/// set). Already announced ones (same log, same outcome) are skipped.
+pub async fn announce_events(
+    conn: &mut Conn<'_>,
+    scope: &Scope,
+    (first, last): (u64, u64),
+    changed: &[i64],
+) -> Result<u64, StoreError> {
+    let contract = hex_address(&scope.contract);
+    // Ids come from the store, so listing them inline is safe.
+    let changed = if changed.is_empty() {
+        String::new()
+    } else {
+        let ids: Vec<String> = changed.iter().map(i64::to_string).collect();
+        format!(" OR ce.id IN ({})", ids.join(", "))
+    };
+    on!(conn, |c, d| {
+        let payload = format!(
+            "{f}('order_id', o.id, 'reason', ce.match_status, 'order_ref', ce.order_ref,
+               'payer', ce.payer, 'amount_usdc', ce.amount_usdc, 'amount_raw', ce.amount_raw,
+               'premium_usdc', o.premium_usdc, 'chain_id', ce.chain_id,
+               'contract', ce.contract_address, 'tx_hash', ce.tx_hash,
+               'log_index', ce.log_index, 'block_number', ce.block_number,
+               'block_hash', ce.block_hash)",
+            f = d.json_object
+        );
+        let sql = format!(
+            "INSERT INTO payment_notifications (event_id, type, order_id, payload)
+             SELECT 'payment:' || ce.chain_id || ':' || ce.tx_hash || ':' || ce.log_index
+                      || ':' || ce.match_status,
+                    'payment.' || ce.match_status, o.id, {payload}
+             FROM contract_events ce LEFT JOIN orders o ON o.order_ref = ce.order_ref
+             WHERE ce.removed = 0 AND ce.match_status <> 'matched'
+               AND ((ce.chain_id = $1 AND ce.contract_address = $2
+                     AND ce.block_number BETWEEN $3 AND $4){changed})
+             ORDER BY ce.block_number, ce.log_index
+             ON CONFLICT (event_id) DO NOTHING"
+        );
+        Ok(sqlx::query(&sql)
+            .bind(scope.chain_id as i64)
+            .bind(&contract)
+            .bind(first as i64)
+            .bind(last as i64)
+            .execute(&mut **c)
+            .await?
+            .rows_affected())
+    })
+}
+
+/// Deletes up to [`PRUNE_LIMIT`] notifications older than `days` days that
+/// are delivered, or, when `undelivered_too` (no dispatcher configured, so
+/// nothing will ever deliver them), also undelivered ones. Returns how many.
+pub async fn prune(
+    conn: &mut Conn<'_>,
+    days: u32,
+    undelivered_too: bool,
+) -> Result<u64, StoreError> {
+    on!(conn, |c, d| {
+        let sql = format!(
+            "DELETE FROM payment_notifications WHERE id IN (
+               SELECT id FROM payment_notifications
+               WHERE created_at < {cutoff} AND (delivered_at IS NOT NULL OR $2 = 1)
+               ORDER BY id LIMIT $3)",
+            cutoff = d.now_minus_days("$1")
+        );
+        Ok(sqlx::query(&sql)
+            .bind(i64::from(days))
+            .bind(i64::from(undelivered_too))
+            .bind(PRUNE_LIMIT)
+            .execute(&mut **c)
+            .await?
+            .rows_affected())
+    })
+}
+
+/// One notification as read back, with its delivery state.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct Notification {
+    pub id: i64,
+    pub event_id: String,
+    #[serde(rename = "type")]
+    #[sqlx(rename = "type")]
+    pub kind: String,
+    pub order_id: Option<String>,
+    /// The payload, as JSON text.
+    pub payload: String,
+    pub created_at: String,
+    pub attempts: i64,
+    pub next_attempt_at: Option<String>,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<String>,
+}
+
+/// The columns of [`Notification`], in the dialect `d`.
+fn columns(d: &super::Dialect) -> String {
+    format!(
+        "id, event_id, type, order_id, {payload} AS payload, {created} AS created_at, attempts,
+         {next} AS next_attempt_at, last_status, last_error, {delivered} AS delivered_at",
+        payload = d.json_text("payload"),
+        created = d.to_iso("created_at"),
+        next = d.to_iso("next_attempt_at"),
+        delivered = d.to_iso("delivered_at"),
+    )
+}
+
+/// Notifications after `cursor`, in id order, at most `limit` (the order
+/// API's cursor read, README "Database contract").
+pub async fn after(
+    conn: &mut Conn<'_>,
+    cursor: i64,
+    limit: i64,
+) -> Result<Vec<Notification>, StoreError> {
+    on!(conn, |c, d| {
+        let sql = format!(
+            "SELECT {} FROM payment_notifications WHERE id > $1 ORDER BY id LIMIT $2",
+            columns(d)
+        );
+        Ok(sqlx::query_as(&sql)
+            .bind(cursor)
+            .bind(limit)
+            .fetch_all(&mut **c)
+            .await?)
+    })
+}
+
+/// Every notification about `order_id`, in id order.
+pub async fn for_order(
+    conn: &mut Conn<'_>,
+    order_id: &str,
+) -> Result<Vec<Notification>, StoreError> {
+    on!(conn, |c, d| {
+        let sql = format!(
+            "SELECT {} FROM payment_notifications WHERE order_id = $1 ORDER BY id",
+            columns(d)
+        );
+        Ok(sqlx::query_as(&sql)
+            .bind(order_id)
+            .fetch_all(&mut **c)
+            .await?)
+    })
+}
