@@ -197,6 +197,8 @@ known = {
   "liqpass_indexer_write_lock_hold_seconds_bucket", "liqpass_indexer_stalled",
   "liqpass_indexer_payment_verifications_total", "liqpass_indexer_disputed_payments",
   "liqpass_indexer_leader", "liqpass_indexer_lease_epoch",
+  "liqpass_indexer_webhook_deliveries_total", "liqpass_indexer_webhook_queue_depth",
+  "liqpass_indexer_webhook_oldest_undelivered_age_seconds", "liqpass_indexer_webhook_endpoint_disabled",
   "liqpass_indexer_catchup_active", "liqpass_indexer_catchup_start_block",
   "liqpass_indexer_catchup_done_ratio", "liqpass_indexer_catchup_blocks_per_second",
   "liqpass_indexer_catchup_events_per_second", "liqpass_indexer_catchup_eta_seconds",

@@ -21,6 +21,7 @@ use crate::http::{self, AppState};
 use crate::indexer::{Indexer, IndexerError};
 use crate::metrics::Metrics;
 use crate::store::{incidents, Store, StoreError};
+use crate::webhooks::Dispatcher;
 
 mod exceptions;
 pub use exceptions::{order, resolve, review, EventRef, Target};
@@ -130,6 +131,16 @@ async fn lead(
     leading: &CancellationToken,
 ) -> anyhow::Result<()> {
     let grace = settings.shutdown.grace;
+    // The dispatcher delivers the outbox while this term lasts, through the
+    // same fenced store; the indexer's end (or a fenced write) ends it.
+    let dispatching = match settings.webhooks.clone() {
+        Some(hooks) => {
+            let dispatcher = Dispatcher::new(hooks, store.clone(), metrics.clone())
+                .context("building the webhook client")?;
+            Some(tokio::spawn(dispatcher.run(leading.child_token())))
+        }
+        None => None,
+    };
     let indexing = async {
         let connected =
             Indexer::connect(settings, store, metrics, health.clone(), leading.clone()).await;
@@ -142,7 +153,7 @@ async fn lead(
         Ok::<_, anyhow::Error>(())
     };
     tokio::pin!(indexing);
-    tokio::select! {
+    let term = tokio::select! {
         r = &mut indexing => r,
         _ = leading.cancelled() => {
             if !health.standby() {
@@ -158,7 +169,14 @@ async fn lead(
                 }
             }
         }
+    };
+    if let Some(dispatching) = dispatching {
+        dispatching.abort();
+        if let Ok(Err(e)) = dispatching.await {
+            tracing::warn!(error = %e, "the webhook dispatcher stopped");
+        }
     }
+    term
 }
 
 /// Whether `e` (from [`lead`], whose errors are the indexer's) is a write

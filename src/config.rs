@@ -26,7 +26,7 @@ use config::{Config, Environment, File, FileFormat};
 
 pub use reader::parse_address;
 use reader::{problem, Reader};
-pub use secret::{redact_url_str, RpcUrl};
+pub use secret::{redact_url_str, RpcUrl, WebhookSecret};
 
 /// The built-in first layer: the shipped `config/default.toml`.
 pub const DEFAULTS: &str = include_str!("../config/default.toml");
@@ -73,6 +73,18 @@ const KEYS: &[(&str, &[&str])] = &[
     ("shutdown", &["grace_s"]),
     ("ha", &["lease_ttl_ms", "renew_interval_ms", "replica_id"]),
     ("notify", &["retention_days"]),
+    (
+        "webhooks",
+        &[
+            "url",
+            "secret",
+            "request_timeout_ms",
+            "give_up_after_s",
+            "retry_initial_ms",
+            "retry_max_ms",
+            "max_in_flight",
+        ],
+    ),
 ];
 
 /// All settings.
@@ -86,15 +98,35 @@ pub struct Settings {
     pub shutdown: ShutdownSettings,
     pub ha: HaSettings,
     pub notify: NotifySettings,
+    /// `None` when `webhooks.url` is empty: no dispatcher runs.
+    pub webhooks: Option<WebhookSettings>,
 }
 
 /// The outbox (`payment_notifications`).
 #[derive(Debug, Clone)]
 pub struct NotifySettings {
     /// Days a notification is kept; an undelivered one is kept longer while
-    /// a dispatcher is configured (none is yet, so every row is kept this
-    /// long and no longer).
+    /// a webhook dispatcher is configured (until it is delivered).
     pub retention_days: u32,
+}
+
+/// The webhook dispatcher (`webhooks`): where and how each outbox row is
+/// POSTed, signed as Standard Webhooks says.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// The receiver (a secret like an RPC URL: it may carry a token).
+    pub url: RpcUrl,
+    /// One signing key, or two while keys rotate (both signatures sent).
+    pub secret: WebhookSecret,
+    pub request_timeout: Duration,
+    /// A notification still undelivered this long after it was written is
+    /// given up (kept, marked, counted).
+    pub give_up_after: Duration,
+    /// The first retry's delay; each further one doubles, up to `retry_max`.
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+    /// Requests in flight at once, at most (one per order at a time).
+    pub max_in_flight: usize,
 }
 
 #[derive(Clone)]

@@ -1,13 +1,14 @@
 //! liqpass-indexer follows the LiqPass checkout contract, stores every
-//! `PremiumPaid` log in SQLite and reconciles it with the order it pays.
+//! `PremiumPaid` log in SQLite or PostgreSQL and reconciles it with the order it pays.
 //!
 //! Data flow: `chain::source` fetches logs (ranged `eth_getLogs` when far
 //! behind, header-checked runs near the head) → `chain::decode` turns them
 //! into `domain::Payment`s → `indexer` writes each batch in one SQLite
-//! transaction through `store`, applying `reconcile`'s pure rules → after the
+//! transaction through `store` (one write lease: `ha`), applying `reconcile`'s pure rules → after the
 //! commit, `metrics` and `health` are updated and `http` serves them. Each
 //! change to an order, and each payment that needs a person, is announced in
-//! the same transaction as a row of the outbox (`store::outbox`). With
+//! the same transaction as a row of the outbox (`store::outbox`), which
+//! `webhooks` delivers, signed, when a receiver is configured. With
 //! `chain.verify_rpc_urls` set, a final payment counts (`paid`) only after
 //! `indexer::verify` has had its log confirmed by independent endpoints.
 //!
@@ -21,6 +22,8 @@
 //! | `reconcile` | pure matching rules |
 //! | `indexer` | the loop that knows every stage (and the verification step) |
 //! | `http`, `metrics`, `health` | what operators see |
+//! | `ha` | the write lease: one leader, standbys, the fence |
+//! | `webhooks` | the outbox delivered as signed webhooks (leader only) |
 //! | `retry` | the one backoff policy |
 //! | `app`, `cli` | wiring and commands |
 #![forbid(unsafe_code)]
@@ -39,3 +42,4 @@ pub mod reconcile;
 pub mod retry;
 pub mod store;
 pub mod telemetry;
+pub mod webhooks;

@@ -48,6 +48,10 @@ pub struct Metrics {
     pub lease_epoch: IntGauge,
     verifications: IntCounterVec,
     pub disputed_payments: IntGauge,
+    webhook_deliveries: IntCounterVec,
+    pub webhook_queue_depth: IntGauge,
+    pub webhook_oldest_undelivered_age: IntGauge,
+    pub webhook_endpoint_disabled: IntGauge,
     /// Catch-up progress (`indexer::progress`).
     pub catchup: Catchup,
 }
@@ -281,6 +285,24 @@ impl Metrics {
                 "disputed_payments",
                 "Live payment events an independent endpoint contradicts (orders held in confirming).",
             )?,
+            webhook_deliveries: counter_vec(
+                "webhook_deliveries_total",
+                "Webhook delivery attempts, by result: delivered (2xx), failed (retried later), \
+                 gave_up (undelivered past webhooks.give_up_after_s), gone (410: endpoint disabled).",
+                &["result"],
+            )?,
+            webhook_queue_depth: gauge(
+                "webhook_queue_depth",
+                "Notifications neither delivered nor given up (the leader's dispatcher; 0 elsewhere).",
+            )?,
+            webhook_oldest_undelivered_age: gauge(
+                "webhook_oldest_undelivered_age_seconds",
+                "Age of the oldest notification neither delivered nor given up (0 when none).",
+            )?,
+            webhook_endpoint_disabled: gauge(
+                "webhook_endpoint_disabled",
+                "1 once the webhook receiver answered 410 Gone: nothing is sent until a restart.",
+            )?,
         })
     }
 
@@ -333,6 +355,10 @@ impl Metrics {
         self.rpc_duration
             .with_label_values(&[method])
             .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn record_webhook(&self, result: &str) {
+        self.webhook_deliveries.with_label_values(&[result]).inc();
     }
 
     pub fn record_write_failure(&self, cause: WriteFailure) {
@@ -402,6 +428,9 @@ impl Metrics {
         }
         for outcome in ["verified", "disputed", "unconfirmed"] {
             self.verifications.with_label_values(&[outcome]);
+        }
+        for result in ["delivered", "failed", "gave_up", "gone"] {
+            self.webhook_deliveries.with_label_values(&[result]);
         }
     }
 }

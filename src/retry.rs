@@ -1,4 +1,5 @@
-//! The one retry policy of our own loops (RPC calls, reconnects, commits):
+//! The one retry policy of our own loops (RPC calls, reconnects, commits,
+//! webhook deliveries):
 //! exponential backoff with jitter from the `backoff` crate, forever, and a
 //! pause that ends early on shutdown. The loops themselves (`indexer::fetch`
 //! for RPC, `indexer` for commits and start-up) log a failure episode once
@@ -21,6 +22,25 @@ pub fn policy(max_interval: Duration) -> ExponentialBackoff {
         max_elapsed_time: None,
         ..ExponentialBackoff::default()
     }
+}
+
+/// The delay before retrying a webhook delivery that failed `attempts`
+/// times: `initial` doubling per attempt up to `max`, ±30 % jitter.
+pub fn delivery_delay(initial: Duration, max: Duration, attempts: u32) -> Duration {
+    let mut backoff = ExponentialBackoff {
+        current_interval: initial,
+        initial_interval: initial,
+        randomization_factor: 0.3,
+        multiplier: 2.0,
+        max_interval: max,
+        max_elapsed_time: None,
+        ..ExponentialBackoff::default()
+    };
+    let mut wait = initial;
+    for _ in 0..attempts.clamp(1, 64) {
+        wait = backoff.next_backoff().unwrap_or(max);
+    }
+    wait
 }
 
 /// Why a retried operation stopped without a result.
@@ -50,6 +70,20 @@ mod tests {
         assert_eq!(pause(&mut backoff, &cancel).await, Ok(()));
         cancel.cancel();
         assert_eq!(pause(&mut backoff, &cancel).await, Err(Cancelled));
+    }
+
+    #[test]
+    fn a_delivery_delay_doubles_from_the_initial_one_up_to_the_max() {
+        let (initial, max) = (Duration::from_secs(5), Duration::from_secs(3600));
+        let first = delivery_delay(initial, max, 1);
+        assert!((3500..=6500).contains(&first.as_millis()), "{first:?}");
+        let fourth = delivery_delay(initial, max, 4);
+        assert!(
+            (28_000..=52_000).contains(&fourth.as_millis()),
+            "{fourth:?}"
+        );
+        let late = delivery_delay(initial, max, 40);
+        assert!(late <= Duration::from_secs(4680) && late >= Duration::from_secs(2520));
     }
 
     #[test]

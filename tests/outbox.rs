@@ -490,7 +490,7 @@ async fn retention_deletes_only_rows_older_than_the_retention_on(backend: Backen
     // With a dispatcher, an undelivered row stays however old it is.
     assert_eq!(prune(false).await, 1);
     assert_eq!(event_ids(db).await, ["old-undelivered", "recent"]);
-    // Without one (this build), age alone decides.
+    // Without one (no webhooks.url), age alone decides.
     assert_eq!(prune(true).await, 1);
     assert_eq!(event_ids(db).await, ["recent"]);
 }

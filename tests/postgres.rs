@@ -125,19 +125,32 @@ async fn on_postgres_each_commit_that_changes_orders_sends_the_notify_hint() {
 
     let receipt = chain.pay(buyer, order_ref(1), 5_000_000).await;
     let paid_in = receipt.block_number.expect("mined");
-    // confirming: one hint, and the commit it follows is visible.
-    let first = next_hint(&mut listener, &chain).await;
+    // confirming: one hint, and the commit it follows is visible, its
+    // outbox row too (the hint names its id).
+    let (first, confirming) = next_hint(&mut listener, &chain).await;
     assert!(first >= paid_in, "{first} vs {paid_in}");
     assert_eq!(db.order("ord_1").await.payment_status, "confirming");
-    // paid, after the confirmations: another.
+    let ids = outbox_ids(&db).await;
+    assert_eq!(ids.last(), Some(&confirming), "{ids:?}");
+    // paid, after the confirmations: another, naming the next row.
     chain.mine(2).await;
-    let second = next_hint(&mut listener, &chain).await;
+    let (second, paid) = next_hint(&mut listener, &chain).await;
     assert!(second >= first + 2, "{second} vs {first}");
     assert_eq!(db.order("ord_1").await.payment_status, "paid");
+    assert_eq!(outbox_ids(&db).await, [confirming, paid]);
 }
 
-/// The next `liqpass_indexer` notification's checkpoint, its payload checked.
-async fn next_hint(listener: &mut sqlx::postgres::PgListener, chain: &Chain) -> u64 {
+async fn outbox_ids(db: &Db) -> Vec<i64> {
+    let pool = db.store.postgres_pool().expect("PostgreSQL");
+    sqlx::query_scalar("SELECT id FROM payment_notifications ORDER BY id")
+        .fetch_all(pool)
+        .await
+        .expect("outbox ids")
+}
+
+/// The next `liqpass_indexer` notification's checkpoint and outbox id, its
+/// payload checked.
+async fn next_hint(listener: &mut sqlx::postgres::PgListener, chain: &Chain) -> (u64, i64) {
     let hint = support::within(
         "a NOTIFY after a commit that changed orders",
         Duration::from_secs(30),
@@ -153,5 +166,8 @@ async fn next_hint(listener: &mut sqlx::postgres::PgListener, chain: &Chain) -> 
     let json: serde_json::Value = serde_json::from_str(hint.payload()).expect("JSON payload");
     assert_eq!(json["chain_id"], 31337);
     assert_eq!(json["contract"], format!("{:#x}", chain.checkout));
-    json["checkpoint"].as_u64().expect("checkpoint")
+    (
+        json["checkpoint"].as_u64().expect("checkpoint"),
+        json["notification"].as_i64().expect("notification"),
+    )
 }

@@ -11,11 +11,15 @@ CREATE TABLE payment_notifications (
     next_attempt_at  TIMESTAMPTZ,
     last_status      BIGINT,
     last_error       TEXT,
-    delivered_at     TIMESTAMPTZ
+    delivered_at     TIMESTAMPTZ,
+    gave_up_at       TIMESTAMPTZ
 );
 
 CREATE INDEX idx_payment_notifications_order ON payment_notifications (order_id, id)
     WHERE order_id IS NOT NULL;
 CREATE INDEX idx_payment_notifications_created ON payment_notifications (created_at);
+-- The webhook dispatcher's queue: what is neither delivered nor given up.
+CREATE INDEX idx_payment_notifications_undelivered ON payment_notifications (id)
+    WHERE delivered_at IS NULL AND gave_up_at IS NULL;
 
 ALTER TABLE order_audit ADD COLUMN note TEXT;

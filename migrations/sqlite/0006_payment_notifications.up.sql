@@ -4,7 +4,7 @@
 -- transaction as the change. `id` is the cursor (read `WHERE id > $cursor
 -- ORDER BY id`); `event_id` is stable across retries, replays and crash
 -- recovery, and unique, so a change is never announced twice. The delivery
--- columns are for a webhook dispatcher; NULL/0 until one delivers.
+-- columns are the webhook dispatcher's; NULL/0 until it tries.
 CREATE TABLE payment_notifications (
     id               INTEGER PRIMARY KEY AUTOINCREMENT,
     event_id         TEXT NOT NULL UNIQUE CHECK (length(event_id) BETWEEN 1 AND 256),
@@ -16,12 +16,16 @@ CREATE TABLE payment_notifications (
     next_attempt_at  TEXT,
     last_status      INTEGER,
     last_error       TEXT,
-    delivered_at     TEXT
+    delivered_at     TEXT,
+    gave_up_at       TEXT
 );
 
 CREATE INDEX idx_payment_notifications_order ON payment_notifications (order_id, id)
     WHERE order_id IS NOT NULL;
 CREATE INDEX idx_payment_notifications_created ON payment_notifications (created_at);
+-- The webhook dispatcher's queue: what is neither delivered nor given up.
+CREATE INDEX idx_payment_notifications_undelivered ON payment_notifications (id)
+    WHERE delivered_at IS NULL AND gave_up_at IS NULL;
 
 -- The free-text reason a person gave for a manual resolution (`resolve`).
 ALTER TABLE order_audit ADD COLUMN note TEXT;

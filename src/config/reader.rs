@@ -15,6 +15,8 @@ use super::{
 };
 use crate::domain::Scope;
 
+mod webhooks;
+
 pub(super) fn problem(key: &str, message: impl Into<String>) -> Problem {
     Problem {
         key: key.to_owned(),
@@ -384,6 +386,7 @@ impl Reader {
         let shutdown = self.shutdown();
         let ha = self.ha();
         let notify = self.notify();
+        let webhooks = self.webhooks();
         Some(Settings {
             database: database?,
             chain: chain?,
@@ -393,6 +396,7 @@ impl Reader {
             shutdown: shutdown?,
             ha: ha?,
             notify: notify?,
+            webhooks: webhooks?,
         })
     }
 

@@ -90,6 +90,22 @@ impl Settings {
             "retention_days",
             int(u64::from(self.notify.retention_days)),
         );
+        match &self.webhooks {
+            None => put("webhooks", "url", s(String::new())),
+            Some(w) => {
+                put("webhooks", "url", s(w.url.redacted()));
+                put("webhooks", "secret", s(w.secret.to_string()));
+                put("webhooks", "request_timeout_ms", ms(w.request_timeout));
+                put(
+                    "webhooks",
+                    "give_up_after_s",
+                    int(w.give_up_after.as_secs()),
+                );
+                put("webhooks", "retry_initial_ms", ms(w.retry_initial));
+                put("webhooks", "retry_max_ms", ms(w.retry_max));
+                put("webhooks", "max_in_flight", int(w.max_in_flight as u64));
+            }
+        }
         put(
             "ha",
             "lease_ttl_ms",

@@ -80,6 +80,78 @@ pub fn redact_url_str(text: &str) -> String {
     }
 }
 
+/// The webhook signing secret: one key, or two separated by a space while
+/// keys rotate (a delivery carries a signature by each). Each is
+/// `whsec_` and the base64 of 24 to 64 random bytes, as Standard Webhooks
+/// gives them out. `Display` and `Debug` never show a key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebhookSecret(Vec<Vec<u8>>);
+
+impl WebhookSecret {
+    /// Parses one or two `whsec_…` keys; the error never quotes them.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        use base64::Engine as _;
+        let parts: Vec<&str> = text.split_whitespace().collect();
+        if parts.is_empty() {
+            return Err(
+                "missing: webhooks.url is set, so the signing secret is needed \
+                 (set LIQPASS__WEBHOOKS__SECRET to whsec_ and the base64 of 24 to 64 random bytes)"
+                    .into(),
+            );
+        }
+        if parts.len() > 2 {
+            return Err(format!(
+                "{} values given; one key, or two separated by a space while keys rotate",
+                parts.len()
+            ));
+        }
+        let mut keys = Vec::new();
+        for (i, part) in parts.iter().enumerate() {
+            let which = if parts.len() == 1 {
+                "the key".to_owned()
+            } else {
+                format!("key {}", i + 1)
+            };
+            let Some(b64) = part.strip_prefix("whsec_") else {
+                return Err(format!(
+                    "{which} does not start with whsec_ (value not shown)"
+                ));
+            };
+            let key = base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map_err(|_| format!("{which} is not whsec_ and base64 (value not shown)"))?;
+            if !(24..=64).contains(&key.len()) {
+                return Err(format!(
+                    "{which} holds {} bytes; it must hold 24 to 64 (value not shown)",
+                    key.len()
+                ));
+            }
+            keys.push(key);
+        }
+        Ok(Self(keys))
+    }
+
+    /// The keys, in the order given. Only for signing.
+    pub fn expose(&self) -> &[Vec<u8>] {
+        &self.0
+    }
+}
+
+impl fmt::Display for WebhookSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.len() {
+            1 => f.write_str("<redacted>"),
+            n => write!(f, "<redacted: {n} keys>"),
+        }
+    }
+}
+
+impl fmt::Debug for WebhookSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "WebhookSecret({self})")
+    }
+}
+
 #[cfg(test)]
 mod redact_tests {
     use super::redact_url_str;

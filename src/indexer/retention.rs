@@ -1,7 +1,7 @@
 //! The outbox's retention (`notify.retention_days`): once an hour, in the
 //! indexer's loop (so by the leader only), one short transaction deletes a
-//! bounded batch of expired notifications. It must not delete a row a
-//! dispatcher still has to deliver; with no dispatcher (today) no row will
+//! bounded batch of expired notifications. It must not delete a row the
+//! webhook dispatcher has not delivered; with no dispatcher no row will
 //! ever be delivered, so a row counts as delivered once it is
 //! `retention_days` old.
 
@@ -39,8 +39,8 @@ impl Indexer {
         }
         let work = Prune {
             days: self.settings.notify.retention_days,
-            // No webhook dispatcher exists yet: nothing will deliver a row.
-            undelivered_too: true,
+            // With no dispatcher, nothing will ever deliver a row.
+            undelivered_too: self.settings.webhooks.is_none(),
         };
         let deleted = commit_with_retry(
             &self.store,

@@ -144,9 +144,9 @@ async fn record_round(tx: &mut Conn<'_>, work: &Record<'_>) -> Result<Recorded, 
     let disputed = verify::record(tx, work.outcomes).await?;
     let promoted = orders::promote_final(tx, work.scope, work.final_block, true).await?;
     let open_disputes = verify::disputed_count(tx, work.scope).await?;
-    outbox::announce_audit(tx, mark).await?;
-    if promoted > 0 {
-        crate::store::notify::orders_changed(tx, work.scope, work.final_block).await?;
+    let announced = outbox::announce_audit(tx, mark).await?;
+    if promoted > 0 || announced > 0 {
+        crate::store::notify::changed(tx, Some((work.scope, work.final_block))).await?;
     }
     Ok(Recorded {
         disputed,

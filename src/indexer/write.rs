@@ -203,10 +203,10 @@ pub async fn write_batch(tx: &mut Conn<'_>, work: &WriteBatch<'_>) -> Result<Wri
     }
     // Announced in this transaction: what it did to orders, and the
     // payments in its blocks (or late-matched) that need a person.
-    outbox::announce_audit(tx, mark).await?;
-    outbox::announce_events(tx, scope, (batch.first, batch.last.number), &late).await?;
-    if written.confirming + written.paid > 0 {
-        notify::orders_changed(tx, scope, batch.last.number).await?;
+    let announced = outbox::announce_audit(tx, mark).await?
+        + outbox::announce_events(tx, scope, (batch.first, batch.last.number), &late).await?;
+    if written.confirming + written.paid > 0 || announced > 0 {
+        notify::changed(tx, Some((scope, batch.last.number))).await?;
     }
     Ok(written)
 }
@@ -295,9 +295,9 @@ pub async fn roll_back(
     }
     sync::forget_blocks_above(tx, scope, ancestor.number).await?;
     sync::set_checkpoint(tx, scope, ancestor).await?;
-    outbox::announce_audit(tx, mark).await?;
-    if out.reverted > 0 || !out.reversed.is_empty() {
-        notify::orders_changed(tx, scope, ancestor.number).await?;
+    let announced = outbox::announce_audit(tx, mark).await?;
+    if out.reverted > 0 || !out.reversed.is_empty() || announced > 0 {
+        notify::changed(tx, Some((scope, ancestor.number))).await?;
     }
     Ok(out)
 }

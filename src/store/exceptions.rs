@@ -120,6 +120,7 @@ pub async fn resolve(
         .await?;
     });
     outbox::announce_audit(conn, mark).await?;
+    super::notify::changed(conn, None).await?;
     Ok(Resolved::Done {
         from: (status, payment_status),
         to: (to_status, to_payment),

@@ -15,8 +15,8 @@
 //! never travel to Rust and back, and hold nothing that differs between two
 //! runs (no row ids, no times).
 //!
-//! It must not deliver anything: delivery (webhooks) reads the rows and
-//! fills their delivery columns.
+//! It must not deliver anything: delivery (`store::deliveries`, for
+//! `webhooks`) reads the rows and fills their delivery columns.
 
 use serde::Serialize;
 
@@ -176,17 +176,20 @@ pub struct Notification {
     pub last_status: Option<i64>,
     pub last_error: Option<String>,
     pub delivered_at: Option<String>,
+    pub gave_up_at: Option<String>,
 }
 
 /// The columns of [`Notification`], in the dialect `d`.
 fn columns(d: &super::Dialect) -> String {
     format!(
         "id, event_id, type, order_id, {payload} AS payload, {created} AS created_at, attempts,
-         {next} AS next_attempt_at, last_status, last_error, {delivered} AS delivered_at",
+         {next} AS next_attempt_at, last_status, last_error, {delivered} AS delivered_at,
+         {gave_up} AS gave_up_at",
         payload = d.json_text("payload"),
         created = d.to_iso("created_at"),
         next = d.to_iso("next_attempt_at"),
         delivered = d.to_iso("delivered_at"),
+        gave_up = d.to_iso("gave_up_at"),
     )
 }
 

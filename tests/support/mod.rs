@@ -9,6 +9,7 @@ pub mod db;
 pub mod disk;
 pub mod pg;
 pub mod proxy;
+pub mod receiver;
 pub mod wording;
 
 /// One test body, run once per backend: `both_backends!(name, body)`
