@@ -112,6 +112,19 @@ fn in_order_per_order(seen: &[Delivery], outbox: &[(String, Option<String>)]) {
     }
 }
 
+/// Waits until the daemon at `base` reports an empty webhook queue.
+async fn queue_empties(base: &str) {
+    wait_for(
+        "the queue gauge to reach 0",
+        Duration::from_secs(30),
+        || async {
+            let depth = metric(base, "liqpass_indexer_webhook_queue_depth").await;
+            (depth == Some(0.0)).then_some(())
+        },
+    )
+    .await;
+}
+
 fn no_secret_in(what: &str, text: &str) {
     for secret in [secret_of(&KEY_A), secret_of(&KEY_B), URL_TOKEN.to_owned()] {
         assert!(!text.contains(&secret), "{what} shows a secret:\n{text}");
@@ -188,17 +201,20 @@ async fn deliveries_are_signed_by_both_keys_and_verify_with_the_readme_snippet_o
         "invalid"
     );
 
+    // `order` shows each notification's delivery state.
+    let out = command(&env, &["order", "ord_0"]);
+    let timeline = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        timeline.matches("attempts 1: delivered 20").count(),
+        2,
+        "{timeline}"
+    );
+
     let base = format!("http://{}", daemon.http_addr().await);
     let delivered = r#"liqpass_indexer_webhook_deliveries_total{result="delivered"}"#;
     assert_eq!(metric(&base, delivered).await, Some(6.0));
-    wait_for(
-        "the queue gauge to reach 0",
-        Duration::from_secs(30),
-        || async {
-            (metric(&base, "liqpass_indexer_webhook_queue_depth").await == Some(0.0)).then_some(())
-        },
-    )
-    .await;
+    queue_empties(&base).await;
     let metrics = support::http_get(&format!("{base}/metrics")).await.1;
     no_secret_in("/metrics", &metrics);
     no_secret_in("the daemon's log", &daemon.logs());
@@ -417,17 +433,20 @@ async fn a_notification_undelivered_past_give_up_after_is_given_up_and_kept_on(b
         2
     );
     daemon.logged("webhook given up", 2).await;
+    let out = command(&env, &["order", "ord_0"]);
+    let timeline = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        timeline
+            .matches("(last: HTTP 503 Service Unavailable)")
+            .count(),
+        2,
+        "{timeline}"
+    );
+    assert_eq!(timeline.matches(": given up 20").count(), 2, "{timeline}");
     let base = format!("http://{}", daemon.http_addr().await);
     let gave_up = r#"liqpass_indexer_webhook_deliveries_total{result="gave_up"}"#;
     assert_eq!(metric(&base, gave_up).await, Some(2.0));
-    wait_for(
-        "the queue gauge to reach 0",
-        Duration::from_secs(30),
-        || async {
-            (metric(&base, "liqpass_indexer_webhook_queue_depth").await == Some(0.0)).then_some(())
-        },
-    )
-    .await;
+    queue_empties(&base).await;
 }
 
 #[tokio::test]

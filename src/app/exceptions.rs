@@ -215,11 +215,31 @@ fn line(e: &Value) -> String {
                 .unwrap_or_default()
         ),
         _ => format!(
-            "{} {} attempts {} delivered {}",
+            "{} {} attempts {}: {}",
             s("type"),
             s("event_id"),
             e["attempts"],
-            e["delivered_at"].as_str().unwrap_or("no")
+            delivery(e)
         ),
+    }
+}
+
+/// A notification's delivery state, in words.
+fn delivery(n: &Value) -> String {
+    let last = match (n["last_status"].as_i64(), n["last_error"].as_str()) {
+        (_, Some(error)) => format!(" (last: {error})"),
+        (Some(status), None) => format!(" (last: HTTP {status})"),
+        _ => String::new(),
+    };
+    if let Some(at) = n["delivered_at"].as_str() {
+        format!("delivered {at}")
+    } else if let Some(at) = n["gave_up_at"].as_str() {
+        format!("given up {at}{last}")
+    } else if let Some(at) = n["next_attempt_at"].as_str() {
+        format!("next attempt {at}{last}")
+    } else if n["attempts"].as_i64().unwrap_or(0) > 0 {
+        format!("waiting{last}")
+    } else {
+        "not sent".to_owned()
     }
 }
