@@ -20,6 +20,8 @@ mod support;
 
 #[path = "indexer/failover.rs"]
 mod failover;
+#[path = "indexer/gap.rs"]
+mod gap;
 #[path = "indexer/live.rs"]
 mod live;
 #[path = "indexer/order_api.rs"]
@@ -45,7 +47,7 @@ use serde_json::json;
 use support::chain::{order_ref, Chain};
 use support::daemon::{env_for, Daemon};
 use support::db::Db;
-use support::db::{Postgres, Sqlite};
+use support::db::Sqlite;
 
 /// Passes of the raw fetch; the fastest is the limit.
 const RAW_PASSES: usize = 3;
@@ -264,61 +266,6 @@ async fn checkpoint_at_least(daemon: &mut Daemon, db: &Db, block: u64, timeout: 
     .await;
 }
 
-/// The PostgreSQL rows: the same backfill (with the order API creating and
-/// reading orders) on PostgreSQL, against `sqlite`'s run of it.
-async fn backend_rows(
-    chain: &Chain,
-    head: u64,
-    first_ref: u64,
-    payments: u64,
-    sqlite: &order_api::BackfillRun,
-    table: &mut Vec<(String, String)>,
-    out: &mut serde_json::Map<String, serde_json::Value>,
-) {
-    let pg = backfill_with_api(chain, head, first_ref, payments, &[], Postgres).await;
-    table.push((
-        "backfill on PostgreSQL (binary, from launch, matched orders)".into(),
-        format!(
-            "{:.0} events/s: {:.0}% of SQLite's {:.0} events/s at the shipped write budget \
-             (target >= 70%)",
-            pg.rate,
-            100.0 * pg.rate / sqlite.rate,
-            sqlite.rate
-        ),
-    ));
-    table.push((
-        "order API during backfill on PostgreSQL (target INSERT p99 < 5 ms, max < 50 ms)".into(),
-        pg.api_row(),
-    ));
-    out.insert("postgres_backfill_events_per_s".into(), json!(pg.rate));
-    out.insert(
-        "postgres_api_insert_p99_ms".into(),
-        json!(pct(&pg.inserts, 0.99)),
-    );
-    out.insert(
-        "postgres_api_insert_max_ms".into(),
-        json!(pg.inserts.last()),
-    );
-}
-
-/// The failover rows, on each backend.
-async fn failover_rows(
-    table: &mut Vec<(String, String)>,
-    out: &mut serde_json::Map<String, serde_json::Value>,
-) {
-    for (backend, name) in [(Sqlite, "SQLite"), (Postgres, "PostgreSQL")] {
-        let times = failover::failover(backend).await;
-        table.push((
-            format!("failover: leader kill -9 -> standby's first commit ({name})"),
-            failover::row(&times),
-        ));
-        out.insert(
-            format!("failover_{}_median_s", name.to_lowercase()),
-            json!(pct(&times, 0.5)),
-        );
-    }
-}
-
 /// Panics, with the daemon's log, when it is no longer running.
 fn assert_running(daemon: &mut Daemon) {
     if let Some(status) = daemon.child.try_wait().expect("try_wait") {
@@ -332,7 +279,7 @@ async fn main() {
     let mut table: Vec<(String, String)> = Vec::new();
     let mut out = serde_json::Map::new();
     if a.only_failover {
-        failover_rows(&mut table, &mut out).await;
+        failover::rows(&mut table, &mut out).await;
         print_table(&a, &table);
         return;
     }
@@ -360,7 +307,7 @@ async fn main() {
     }
     if a.only_backends {
         let sqlite = backfill_with_api(&chain, head, first_ref, a.payments, &[], Sqlite).await;
-        backend_rows(
+        order_api::backend_rows(
             &chain, head, first_ref, a.payments, &sqlite, &mut table, &mut out,
         )
         .await;
@@ -495,19 +442,19 @@ async fn main() {
     out.insert("api_insert_max_ms".into(), json!(run.inserts.last()));
     order_api_sweep(&chain, head, first_ref, a.payments, &mut table).await;
     eprintln!("bench: PostgreSQL");
-    backend_rows(
+    order_api::backend_rows(
         &chain, head, first_ref, a.payments, &run, &mut table, &mut out,
     )
     .await;
     let db = run.db;
 
     eprintln!("bench: failover");
-    failover_rows(&mut table, &mut out).await;
+    failover::rows(&mut table, &mut out).await;
 
     eprintln!("bench: catch-up");
     // 7. Catch-up: on a chain of its own, the daemon indexes to the head and
     // is killed; `gap` empty blocks and one payment later it is started again.
-    let (catch_up, caught) = catch_up(a.gap).await;
+    let (catch_up, caught) = gap::catch_up(a.gap).await;
     table.push((
         format!("catch-up of a {}-block gap, 1 event (from launch)", a.gap),
         format!("{catch_up:.2} s ({:.0} blocks/s)", a.gap as f64 / catch_up),
@@ -651,62 +598,4 @@ fn print_table(a: &Args, table: &[(String, String)]) {
     for (k, v) in table {
         println!("| {k} | {v} |");
     }
-}
-
-/// Seconds from launch until a restarted daemon has indexed a gap of `gap`
-/// blocks holding one payment, and the events it stored.
-async fn catch_up(gap: u64) -> (f64, i64) {
-    // History pruned, as in `chain_with`.
-    let args = ["--prune-history"];
-    let state = cache_dir().join(format!("gap-{gap}.json.gz"));
-    let saved_db = cache_dir().join(format!("gap-{gap}.db"));
-    if !(state.exists() && saved_db.exists()) {
-        make_gap(gap, &args, &state, &saved_db).await;
-    }
-    let chain = load(&state, &args).await;
-    let db = Db::copy_of(&saved_db).await;
-    let target = chain.head().await;
-    let mut daemon = Daemon::spawn(&env_with(&chain, &db, &[]));
-    let started = Instant::now();
-    checkpoint_at_least(&mut daemon, &db, target, Duration::from_secs(600)).await;
-    let took = started.elapsed().as_secs_f64();
-    drop(daemon);
-    (took, db.count("SELECT COUNT(*) FROM contract_events").await)
-}
-
-/// The gap's chain and the database of a daemon killed before it: the daemon
-/// indexes a fresh chain to its head and is killed; then one payment and
-/// `gap` - 1 empty blocks are mined. anvil mines empty blocks slowly and
-/// ever more slowly (10k in 53 s, the next 10k in 88 s), so both are cached.
-async fn make_gap(gap: u64, args: &[&str], state: &std::path::Path, saved_db: &std::path::Path) {
-    let chain = Chain::start_with(args).await;
-    let db = Db::new().await;
-    let mut daemon = Daemon::spawn(&env_with(&chain, &db, &[]));
-    checkpoint_at_least(
-        &mut daemon,
-        &db,
-        chain.head().await,
-        Duration::from_secs(60),
-    )
-    .await;
-    drop(daemon);
-    db.save_to(saved_db).await;
-    chain.pay(chain.buyers[1], order_ref(1), 5_000_000).await;
-    let mining = Instant::now();
-    let mut left = gap.saturating_sub(1);
-    while left > 0 {
-        let n = left.min(10_000);
-        chain
-            .provider
-            .anvil_mine(Some(n), None)
-            .await
-            .expect("anvil_mine");
-        left -= n;
-        eprintln!(
-            "bench: gap {}/{gap} blocks mined ({:.0} s)",
-            gap - left,
-            mining.elapsed().as_secs_f64()
-        );
-    }
-    save(&chain, state).await;
 }

@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 use super::support::chain::{order_ref, Chain};
 use super::support::daemon::Daemon;
 use super::support::db::{Backend, Db};
+use serde_json::json;
+
+use super::support::db::{Postgres, Sqlite};
 use super::{env_with, pct, sorted};
 
 /// Kills measured; the median is reported.
@@ -71,4 +74,22 @@ pub fn row(times: &[f64]) -> String {
         times.last().copied().unwrap_or(f64::NAN),
         times.len()
     )
+}
+
+/// The failover rows, on each backend.
+pub async fn rows(
+    table: &mut Vec<(String, String)>,
+    out: &mut serde_json::Map<String, serde_json::Value>,
+) {
+    for (backend, name) in [(Sqlite, "SQLite"), (Postgres, "PostgreSQL")] {
+        let times = failover(backend).await;
+        table.push((
+            format!("failover: leader kill -9 -> standby's first commit ({name})"),
+            row(&times),
+        ));
+        out.insert(
+            format!("failover_{}_median_s", name.to_lowercase()),
+            json!(pct(&times, 0.5)),
+        );
+    }
 }

@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 use super::support::chain::{order_ref, Chain};
 use super::support::daemon::command;
 use super::support::db::{Backend, Db};
+use serde_json::json;
+
+use super::support::db::Postgres;
 use super::{env_with, orders_for, pct, sorted};
 
 /// One backfill of the bench chain with matched orders, while the order
@@ -250,4 +253,41 @@ async fn api_reads(
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     (by_id, join)
+}
+
+/// The PostgreSQL rows: the same backfill (with the order API creating and
+/// reading orders) on PostgreSQL, against `sqlite`'s run of it.
+pub async fn backend_rows(
+    chain: &Chain,
+    head: u64,
+    first_ref: u64,
+    payments: u64,
+    sqlite: &BackfillRun,
+    table: &mut Vec<(String, String)>,
+    out: &mut serde_json::Map<String, serde_json::Value>,
+) {
+    let pg = backfill_with_api(chain, head, first_ref, payments, &[], Postgres).await;
+    table.push((
+        "backfill on PostgreSQL (binary, from launch, matched orders)".into(),
+        format!(
+            "{:.0} events/s: {:.0}% of SQLite's {:.0} events/s at the shipped write budget \
+             (target >= 70%)",
+            pg.rate,
+            100.0 * pg.rate / sqlite.rate,
+            sqlite.rate
+        ),
+    ));
+    table.push((
+        "order API during backfill on PostgreSQL (target INSERT p99 < 5 ms, max < 50 ms)".into(),
+        pg.api_row(),
+    ));
+    out.insert("postgres_backfill_events_per_s".into(), json!(pg.rate));
+    out.insert(
+        "postgres_api_insert_p99_ms".into(),
+        json!(pct(&pg.inserts, 0.99)),
+    );
+    out.insert(
+        "postgres_api_insert_max_ms".into(),
+        json!(pg.inserts.last()),
+    );
 }
