@@ -7,7 +7,8 @@
 //! one order go out in id order, one at a time (`store::deliveries::due`);
 //! up to `webhooks.max_in_flight` orders' rows are in flight at once, so a
 //! receiver failing one order holds up no other. 2xx is delivered; 410
-//! disables the endpoint until the daemon restarts; anything else (other
+//! disables the endpoint until the process exits (in this term and any
+//! later one; the queue gauges stay current); anything else (other
 //! statuses, refused connections, timeouts) is retried with exponential
 //! backoff and jitter until the row is `webhooks.give_up_after` old.
 //!
@@ -17,9 +18,10 @@
 mod sign;
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use futures::stream::{FuturesUnordered, StreamExt};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::WebhookSettings;
@@ -37,9 +39,14 @@ const QUEUE_EVERY: Duration = Duration::from_secs(2);
 
 /// Delivers the outbox to `settings.url` until `cancel` fires.
 pub struct Dispatcher {
-    settings: WebhookSettings,
+    sender: Arc<Sender>,
     store: Store,
     metrics: Metrics,
+}
+
+/// What one attempt needs: the client and the settings.
+struct Sender {
+    settings: WebhookSettings,
     client: reqwest::Client,
 }
 
@@ -59,10 +66,9 @@ impl Dispatcher {
             .user_agent(concat!("liqpass-indexer/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Self {
-            settings,
+            sender: Arc::new(Sender { settings, client }),
             store,
             metrics,
-            client,
         })
     }
 
@@ -70,12 +76,21 @@ impl Dispatcher {
     /// sent again later: at least once). Returns `Err` only when the fence
     /// refused a write: this replica no longer leads.
     pub async fn run(self, cancel: CancellationToken) -> Result<(), StoreError> {
-        tracing::info!(url = %self.settings.url, "webhook dispatcher started");
         // The queue gauges are the leader's: they drop to 0 when this term
         // ends (returned, or aborted with the term), so a standby never
         // shows a stale backlog.
         let _gauges = ZeroOnDrop(self.metrics.clone());
-        let mut flying = FuturesUnordered::new();
+        let url = &self.sender.settings.url;
+        if self.metrics.webhook_endpoint_disabled.get() > 0 {
+            tracing::error!(%url, "webhook endpoint disabled (410 Gone) earlier in this process: \
+                nothing is sent until the daemon restarts");
+            return self.while_disabled(&cancel).await;
+        }
+        tracing::info!(%url, "webhook dispatcher started");
+        // Each attempt runs as its own task, so a request makes progress
+        // (and its timeout counts) only while it is really waiting on the
+        // receiver, never while this loop waits on the database.
+        let mut flying: JoinSet<(Due, Attempt)> = JoinSet::new();
         let mut busy: HashSet<i64> = HashSet::new();
         let mut queue_at: Option<tokio::time::Instant> = None;
         let mut failing = false;
@@ -84,7 +99,7 @@ impl Dispatcher {
                 self.refresh_queue().await;
                 queue_at = Some(tokio::time::Instant::now());
             }
-            let room = self.settings.max_in_flight - flying.len();
+            let room = self.sender.settings.max_in_flight - flying.len();
             if room > 0 {
                 match self.due(room + busy.len()).await {
                     Ok(rows) => {
@@ -95,7 +110,7 @@ impl Dispatcher {
                             .collect();
                         for row in fresh {
                             busy.insert(row.id);
-                            flying.push(self.attempt(row));
+                            flying.spawn(self.sender.clone().attempt(row));
                         }
                     }
                     Err(e) => tracing::warn!(error = %e, "reading due webhooks failed"),
@@ -103,10 +118,13 @@ impl Dispatcher {
             }
             let done = tokio::select! {
                 _ = cancel.cancelled() => return Ok(()),
-                Some(done) = flying.next(), if !flying.is_empty() => done,
+                Some(done) = flying.join_next(), if !flying.is_empty() => done,
                 _ = tokio::time::sleep(IDLE_POLL) => continue,
             };
-            let (row, attempt) = done;
+            let Ok((row, attempt)) = done else {
+                // A panicked attempt: its row stays due and goes out again.
+                continue;
+            };
             busy.remove(&row.id);
             self.report(&row, &attempt, &mut failing);
             match self.store.write(&Record(row.id, attempt.clone())).await {
@@ -120,12 +138,24 @@ impl Dispatcher {
             if attempt == Attempt::Gone {
                 self.metrics.webhook_endpoint_disabled.set(1);
                 tracing::error!(
-                    url = %self.settings.url,
+                    %url,
                     "the webhook receiver answered 410 Gone: endpoint disabled, nothing more is \
                      sent until the daemon restarts"
                 );
-                cancel.cancelled().await;
-                return Ok(());
+                flying.abort_all();
+                return self.while_disabled(&cancel).await;
+            }
+        }
+    }
+
+    /// Disabled (410): sends nothing, but keeps the queue gauges current so
+    /// the backlog alert still sees the queue grow.
+    async fn while_disabled(&self, cancel: &CancellationToken) -> Result<(), StoreError> {
+        loop {
+            self.refresh_queue().await;
+            tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(QUEUE_EVERY) => {}
             }
         }
     }
@@ -149,8 +179,47 @@ impl Dispatcher {
         }
     }
 
+    /// Metrics and the log lines of one attempt's result.
+    fn report(&self, row: &Due, attempt: &Attempt, failing: &mut bool) {
+        let result = match attempt {
+            Attempt::Delivered { .. } => "delivered",
+            Attempt::Failed { .. } => "failed",
+            Attempt::GaveUp { .. } => "gave_up",
+            Attempt::Gone => "gone",
+        };
+        self.metrics.record_webhook(result);
+        match attempt {
+            Attempt::Delivered { .. } if *failing => {
+                *failing = false;
+                tracing::info!("the webhook receiver accepts deliveries again");
+            }
+            Attempt::Failed {
+                status,
+                error,
+                after,
+            } => {
+                if !*failing {
+                    *failing = true;
+                    tracing::warn!(id = row.id, status, %error, "webhook delivery failing; retrying with backoff");
+                }
+                tracing::debug!(id = row.id, attempts = row.attempts + 1, status, %error, retry_in_ms = after.as_millis() as u64, "webhook delivery failed");
+            }
+            Attempt::GaveUp { status, error } => tracing::warn!(
+                id = row.id,
+                event_id = %row.event_id,
+                attempts = row.attempts + 1,
+                status,
+                %error,
+                "webhook given up: undelivered past webhooks.give_up_after_s"
+            ),
+            _ => {}
+        }
+    }
+}
+
+impl Sender {
     /// One POST of `row`, and what it came to.
-    async fn attempt(&self, row: Due) -> (Due, Attempt) {
+    async fn attempt(self: Arc<Self>, row: Due) -> (Due, Attempt) {
         let body = body(&row);
         let timestamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -197,53 +266,16 @@ impl Dispatcher {
         };
         (row, attempt)
     }
-
-    /// Metrics and the log lines of one attempt's result.
-    fn report(&self, row: &Due, attempt: &Attempt, failing: &mut bool) {
-        let result = match attempt {
-            Attempt::Delivered { .. } => "delivered",
-            Attempt::Failed { .. } => "failed",
-            Attempt::GaveUp { .. } => "gave_up",
-            Attempt::Gone => "gone",
-        };
-        self.metrics.record_webhook(result);
-        match attempt {
-            Attempt::Delivered { .. } if *failing => {
-                *failing = false;
-                tracing::info!("the webhook receiver accepts deliveries again");
-            }
-            Attempt::Failed {
-                status,
-                error,
-                after,
-            } => {
-                if !*failing {
-                    *failing = true;
-                    tracing::warn!(id = row.id, status, %error, "webhook delivery failing; retrying with backoff");
-                }
-                tracing::debug!(id = row.id, attempts = row.attempts + 1, status, %error, retry_in_ms = after.as_millis() as u64, "webhook delivery failed");
-            }
-            Attempt::GaveUp { status, error } => tracing::warn!(
-                id = row.id,
-                event_id = %row.event_id,
-                attempts = row.attempts + 1,
-                status,
-                %error,
-                "webhook given up: undelivered past webhooks.give_up_after_s"
-            ),
-            _ => {}
-        }
-    }
 }
 
-/// Sets the dispatcher's gauges to 0 when dropped.
+/// Sets the queue gauges to 0 when dropped (the 410 state is the
+/// process's, kept until it exits).
 struct ZeroOnDrop(Metrics);
 
 impl Drop for ZeroOnDrop {
     fn drop(&mut self) {
         self.0.webhook_queue_depth.set(0);
         self.0.webhook_oldest_undelivered_age.set(0);
-        self.0.webhook_endpoint_disabled.set(0);
     }
 }
 

@@ -36,7 +36,7 @@ fn hooks(
         ("LIQPASS__WEBHOOKS__SECRET", secret()),
         ("LIQPASS__WEBHOOKS__RETRY_INITIAL_MS", "100".to_owned()),
         ("LIQPASS__WEBHOOKS__RETRY_MAX_MS", "400".to_owned()),
-        ("LIQPASS__WEBHOOKS__REQUEST_TIMEOUT_MS", "1000".to_owned()),
+        ("LIQPASS__WEBHOOKS__REQUEST_TIMEOUT_MS", "10000".to_owned()),
     ];
     for (k, v) in extra {
         pairs.push((k, (*v).to_owned()));
@@ -290,6 +290,15 @@ async fn an_outage_of_the_receiver_loses_nothing_and_keeps_each_orders_order_on(
             .await,
         6
     );
+    // The errors stored and logged (at debug too) never show the URL's query.
+    let leaked =
+        format!("SELECT COUNT(*) FROM payment_notifications WHERE last_error LIKE '%{URL_TOKEN}%'");
+    assert_eq!(db.count(&leaked).await, 0);
+    assert!(
+        daemon.logs().contains("webhook delivery failed"),
+        "debug lines logged"
+    );
+    no_secret_in("the daemon's log", &daemon.logs());
     let base = format!("http://{}", daemon.http_addr().await);
     let failed = metric(
         &base,
@@ -401,6 +410,18 @@ async fn a_refused_order_holds_up_no_other_and_410_disables_the_endpoint_on(back
         2,
         "ord_3's notifications stay queued"
     );
+    // The queue gauge still follows the queue (a refresh every 2 s, while a
+    // working dispatcher would have retried every 100 to 400 ms): by the
+    // time it shows ord_3's second row, nothing more was sent.
+    wait_for(
+        "the gauge to show the queue",
+        Duration::from_secs(30),
+        || async {
+            let depth = metric(&base, "liqpass_indexer_webhook_queue_depth").await;
+            (depth == Some(2.0)).then_some(())
+        },
+    )
+    .await;
     assert_eq!(receiver.seen().len(), sent, "nothing sent after the 410");
 }
 

@@ -202,9 +202,14 @@ pub async fn write_batch(tx: &mut Conn<'_>, work: &WriteBatch<'_>) -> Result<Wri
         written.paid += orders::promote_final(tx, scope, final_block, verify).await?;
     }
     // Announced in this transaction: what it did to orders, and the
-    // payments in its blocks (or late-matched) that need a person.
+    // payments it stored (or late-matched) that need a person.
+    let exceptions: Vec<_> = rows
+        .iter()
+        .filter(|(_, status, _)| *status != MatchStatus::Matched)
+        .map(|(p, _, _)| p.key)
+        .collect();
     let announced = outbox::announce_audit(tx, mark).await?
-        + outbox::announce_events(tx, scope, (batch.first, batch.last.number), &late).await?;
+        + outbox::announce_events(tx, scope, &exceptions, &late).await?;
     if written.confirming + written.paid > 0 || announced > 0 {
         notify::changed(tx, Some((scope, batch.last.number))).await?;
     }

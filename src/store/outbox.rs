@@ -5,8 +5,8 @@
 //! Two sources, each set-based (one `INSERT … SELECT` per transaction):
 //! every `order_audit` row the transaction wrote (an order confirming,
 //! paid, back to pending, reversed, disputed, resolved by a person), and
-//! every live non-`matched` event in the blocks it wrote or whose outcome it
-//! changed (a payment a person must look at). Event ids are derived from
+//! every live non-`matched` event it stored or whose outcome it changed (a
+//! payment a person must look at). Event ids are derived from
 //! what the row announces, never from a sequence: `order:<order id>:<n>`
 //! (the order's n-th audit row) and `payment:<chain>:<tx>:<log index>:<outcome>`.
 //! Both are the same after a replay, a crash and recovery, or on the other
@@ -21,7 +21,7 @@
 use serde::Serialize;
 
 use super::{on, Conn, StoreError};
-use crate::domain::{hex_address, Scope};
+use crate::domain::{hex32, hex_address, LogKey, Scope};
 
 /// Rows removed by one retention statement, at most (bounded work).
 pub const PRUNE_LIMIT: i64 = 5_000;
@@ -83,23 +83,40 @@ pub async fn announce_audit(conn: &mut Conn<'_>, mark: Mark) -> Result<u64, Stor
     })
 }
 
-/// Announces the live non-`matched` events of `scope` in blocks
-/// `first..=last`, and those with ids in `changed` (outcomes a late match
-/// set). Already announced ones (same log, same outcome) are skipped.
+/// Announces the events this transaction stored (`stored`: the logs it
+/// inserted or revived) or whose outcome it changed (`changed`: ids a late
+/// match set), those that are live and not `matched`. Never a range: a
+/// replay stores nothing, so it announces nothing, even once the first
+/// announcement has been deleted by retention. Already announced ones
+/// (same log, same outcome) are skipped.
 pub async fn announce_events(
     conn: &mut Conn<'_>,
     scope: &Scope,
-    (first, last): (u64, u64),
+    stored: &[LogKey],
     changed: &[i64],
 ) -> Result<u64, StoreError> {
-    let contract = hex_address(&scope.contract);
-    // Ids come from the store, so listing them inline is safe.
-    let changed = if changed.is_empty() {
-        String::new()
-    } else {
+    // Keys and ids come from the chain's hashes and the store, printed by
+    // us (hex, integers), so listing them inline is safe.
+    let mut which = Vec::new();
+    if !stored.is_empty() {
+        let keys: Vec<String> = stored
+            .iter()
+            .map(|k| format!("('{}', {})", hex32(&k.tx_hash), k.log_index))
+            .collect();
+        which.push(format!(
+            "(ce.chain_id = {} AND (ce.tx_hash, ce.log_index) IN (VALUES {}))",
+            scope.chain_id,
+            keys.join(", ")
+        ));
+    }
+    if !changed.is_empty() {
         let ids: Vec<String> = changed.iter().map(i64::to_string).collect();
-        format!(" OR ce.id IN ({})", ids.join(", "))
-    };
+        which.push(format!("ce.id IN ({})", ids.join(", ")));
+    }
+    if which.is_empty() {
+        return Ok(0);
+    }
+    let contract = hex_address(&scope.contract);
     on!(conn, |c, d| {
         let payload = format!(
             "{f}('order_id', o.id, 'reason', ce.match_status, 'order_ref', ce.order_ref,
@@ -117,16 +134,13 @@ pub async fn announce_events(
                     'payment.' || ce.match_status, o.id, {payload}
              FROM contract_events ce LEFT JOIN orders o ON o.order_ref = ce.order_ref
              WHERE ce.removed = 0 AND ce.match_status <> 'matched'
-               AND ((ce.chain_id = $1 AND ce.contract_address = $2
-                     AND ce.block_number BETWEEN $3 AND $4){changed})
+               AND ce.contract_address = $1 AND ({which})
              ORDER BY ce.block_number, ce.log_index
-             ON CONFLICT (event_id) DO NOTHING"
+             ON CONFLICT (event_id) DO NOTHING",
+            which = which.join(" OR ")
         );
         Ok(sqlx::query(&sql)
-            .bind(scope.chain_id as i64)
             .bind(&contract)
-            .bind(first as i64)
-            .bind(last as i64)
             .execute(&mut **c)
             .await?
             .rows_affected())
