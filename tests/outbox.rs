@@ -511,3 +511,130 @@ async fn event_ids(db: &Db) -> Vec<String> {
     ids.sort();
     ids
 }
+
+/// `CHAIN:TX:LOG_INDEX` of each live event with `status`, in chain order.
+async fn events_with(db: &Db, status: &str) -> Vec<String> {
+    db.events()
+        .await
+        .into_iter()
+        .filter(|e| e.match_status == status && !e.removed)
+        .map(|e| format!("31337:{}:{}", e.tx_hash, e.log_index))
+        .collect()
+}
+
+fn settle(env: &BTreeMap<String, String>, target: &[&str], to: &str) -> std::process::Output {
+    let args = [
+        target,
+        &["--as", to, "--reason", "checked", "--actor", "ops"],
+    ]
+    .concat();
+    resolve(env, &args)
+}
+
+both_backends!(
+    a_resolution_settles_one_payment_and_changes_only_an_order_it_could_pay,
+    a_resolution_settles_one_payment_and_changes_only_an_order_it_could_pay_on
+);
+async fn a_resolution_settles_one_payment_and_changes_only_an_order_it_could_pay_on(
+    backend: Backend,
+) {
+    let (chain, db, env, _daemon) = every_outcome(backend).await;
+    // A second payment by the wrong wallet: ord_payer has two exceptions.
+    chain
+        .pay(chain.buyers[1], order_ref(11), PREMIUM as u64)
+        .await;
+    chain.mine(3).await;
+    caught_up(&chain, &db).await;
+    let mismatched = events_with(&db, "payer_mismatch").await;
+    assert_eq!(mismatched.len(), 2);
+
+    // Named by order, two open exceptions: refused, nothing written.
+    let (audit, notices) = (db.audit().await, db.notifications().await);
+    let out = settle(&env, &["ord_payer"], "void");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("2 open exceptions") && err.contains(&mismatched[1]),
+        "{err}"
+    );
+    assert_eq!(
+        (db.audit().await, db.notifications().await),
+        (audit, notices)
+    );
+
+    // One settled: the other stays open, in review and to resolve.
+    let out = settle(&env, &["--event", &mismatched[0]], "refunded");
+    assert!(out.status.success(), "{out:?}");
+    let order = db.order("ord_payer").await;
+    assert_eq!(
+        (order.status.as_str(), order.payment_status.as_str()),
+        ("refunded", "refunded")
+    );
+    let review = command(&env, &["review", "--json"]);
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&review.stdout).expect("JSON");
+    let open: Vec<_> = rows
+        .iter()
+        .filter(|r| r["reason"] == "payer_mismatch")
+        .collect();
+    assert_eq!(
+        open.len(),
+        1,
+        "the second payment still needs a person: {rows:#?}"
+    );
+    let again = settle(&env, &["--event", &mismatched[0]], "void");
+    assert_eq!(again.status.code(), Some(1), "settled once: {again:?}");
+    let out = settle(&env, &["ord_payer"], "void");
+    assert!(out.status.success(), "the one left, by order: {out:?}");
+
+    // A duplicate beside the order's own payment: settled, the order kept.
+    let before = db.order("ord_ok").await;
+    let duplicate = events_with(&db, "duplicate_payment").await;
+    let out = settle(&env, &["--event", &duplicate[0]], "refunded");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        db.order("ord_ok").await,
+        before,
+        "ord_ok stays paid by its own payment"
+    );
+    let last = db
+        .audit()
+        .await
+        .into_iter()
+        .rfind(|a| a.0 == "ord_ok")
+        .expect("audited");
+    assert_eq!(
+        last,
+        (
+            "ord_ok".into(),
+            "manual".into(),
+            "paid".into(),
+            "paid".into()
+        )
+    );
+
+    // Underpaid, accepted: paid by that payment, its amount recorded.
+    let out = settle(&env, &["ord_under"], "paid");
+    assert!(out.status.success(), "{out:?}");
+    let order = db.order("ord_under").await;
+    assert_eq!(
+        (order.status.as_str(), order.payment_status.as_str()),
+        ("paid", "paid")
+    );
+    assert_eq!(order.paid_amount_usdc, Some(PREMIUM - 1));
+    let under = events_with(&db, "underpaid").await;
+    assert!(under[0].contains(order.paid_tx_hash.as_deref().expect("paid_tx_hash")));
+
+    // No order to settle: refused with what to do instead.
+    let unknown = events_with(&db, "unknown_order").await;
+    let notices = db.notifications().await;
+    let out = settle(&env, &["--event", &unknown[0]], "refunded");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("which no order has"), "{err}");
+    assert_eq!(db.notifications().await, notices, "nothing written");
+    let resolved = notices
+        .iter()
+        .filter(|n| n.kind == "order.resolved")
+        .count();
+    assert_eq!(resolved, 4, "one notification per resolution");
+}

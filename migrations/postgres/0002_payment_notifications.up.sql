@@ -23,3 +23,6 @@ CREATE INDEX idx_payment_notifications_undelivered ON payment_notifications (id)
     WHERE delivered_at IS NULL AND gave_up_at IS NULL;
 
 ALTER TABLE order_audit ADD COLUMN note TEXT;
+-- A manual resolution names the event it settles (`resolve`); finding
+-- the open exceptions asks for it by event.
+CREATE INDEX idx_order_audit_event ON order_audit (event_id) WHERE event_id IS NOT NULL;

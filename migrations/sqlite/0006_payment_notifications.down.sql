@@ -1,4 +1,5 @@
 -- Drops the outbox and the resolution note: a build before 0006 neither
 -- writes nor reads them.
+DROP INDEX idx_order_audit_event;
 ALTER TABLE order_audit DROP COLUMN note;
 DROP TABLE payment_notifications;

@@ -29,3 +29,6 @@ CREATE INDEX idx_payment_notifications_undelivered ON payment_notifications (id)
 
 -- The free-text reason a person gave for a manual resolution (`resolve`).
 ALTER TABLE order_audit ADD COLUMN note TEXT;
+-- A manual resolution names the event it settles (`resolve`); finding
+-- the open exceptions asks for it by event.
+CREATE INDEX idx_order_audit_event ON order_audit (event_id) WHERE event_id IS NOT NULL;

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::open_store;
 use crate::config::DatabaseSettings;
-use crate::store::exceptions::{self, Resolution, Resolved, Timeline};
+use crate::store::exceptions::{self, Resolution, Resolved, Subject, Timeline};
 
 /// An event named on the command line as `CHAIN:TX:LOG_INDEX`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,33 +57,41 @@ pub async fn resolve(
 ) -> anyhow::Result<()> {
     let store = open_store(database).await?;
     let mut tx = store.begin().await?;
-    let order_id = match target {
-        Target::Order(id) => id,
-        Target::Event(e) => {
-            exceptions::order_of_event(&mut tx.conn(), e.chain_id, &e.tx_hash, e.log_index)
-                .await?
-                .with_context(|| {
-                    format!(
-                        "no order for event {}:{}:{}",
-                        e.chain_id, e.tx_hash, e.log_index
-                    )
-                })?
-        }
+    let (subject, named) = match target {
+        Target::Order(id) => (Subject::Order(id.clone()), format!("order {id}")),
+        Target::Event(e) => (
+            Subject::Event {
+                chain_id: e.chain_id,
+                tx_hash: e.tx_hash.clone(),
+                log_index: e.log_index,
+            },
+            format!("event {}:{}:{}", e.chain_id, e.tx_hash, e.log_index),
+        ),
     };
-    let done = exceptions::resolve(&mut tx.conn(), &order_id, to, actor, reason).await?;
+    let done = exceptions::resolve(&mut tx.conn(), &subject, to, actor, reason).await?;
     match done {
-        Resolved::NoOrder => bail!("no order {order_id}"),
+        Resolved::NotFound => bail!("no {named}"),
+        Resolved::NoOrder { order_ref } => bail!(
+            "refused: {named} pays order_ref {order_ref}, which no order has (unknown_order); \
+             insert the order and the indexer matches the payment to it, or settle it with the \
+             payer outside; nothing written"
+        ),
         Resolved::Refused {
             status,
             payment_status,
         } => bail!(
-            "refused: order {order_id} is {status}/{payment_status}, not in an exception state \
-             (reversed, or with a payment that needs a person; see `review`); nothing written"
+            "refused: {named} needs no person (its order is {status}/{payment_status}; \
+             exceptions are a reversed order or a payment `review` lists); nothing written"
         ),
-        Resolved::Done { from, to } => {
+        Resolved::Ambiguous { events } => bail!(
+            "refused: {named} has {} open exceptions, name one with --event: {}; nothing written",
+            events.len(),
+            events.join(", ")
+        ),
+        Resolved::Done { order_id, from, to } => {
             tx.commit().await?;
             println!(
-                "resolved {order_id}: {}/{} -> {}/{} by {actor}",
+                "resolved {named}: order {order_id} {}/{} -> {}/{} by {actor}",
                 from.0, from.1, to.0, to.1
             );
         }

@@ -2,12 +2,16 @@
 //! one (an audit row and an outbox row with the change, in one
 //! transaction), and the reads of `order`'s timeline.
 //!
-//! An order is in an exception state when its `payment_status` is
-//! `reversed` (a deep reorg took back a final payment), or when a live
-//! non-`matched` event carries its `order_ref` (underpaid, overpaid,
-//! payer_mismatch, late_payment, wrong_destination, duplicate_payment) and
-//! no manual resolution of the order was recorded since that event was
-//! indexed. It must not decide who may resolve: the caller names the actor.
+//! An exception is a live non-`matched` event (underpaid, overpaid,
+//! payer_mismatch, late_payment, wrong_destination, duplicate_payment,
+//! unknown_order) with no manual resolution recorded for it (an
+//! `order_audit` row with `reason = 'manual'` naming the event), or an
+//! order whose `payment_status` is `reversed` (a deep reorg took back a
+//! final payment). A resolution settles one exception: it never closes
+//! another event of the same order, and it changes the order only when the
+//! event could have paid it (an event beside the order's own payment, a
+//! duplicate, leaves the order as it is). It must not decide who may
+//! resolve: the caller names the actor.
 
 use serde::Serialize;
 
@@ -35,115 +39,253 @@ impl Resolution {
     }
 }
 
-/// The condition "the event `ce` still needs a person", over an order `o`.
+/// The condition "the event `ce` still needs a person".
 const EVENT_OPEN: &str = "ce.removed = 0 AND ce.match_status <> 'matched'
-    AND NOT EXISTS (SELECT 1 FROM order_audit m WHERE m.order_id = o.id
-                    AND m.reason = 'manual' AND m.created_at >= ce.indexed_at)";
+    AND NOT EXISTS (SELECT 1 FROM order_audit m WHERE m.event_id = ce.id
+                    AND m.reason = 'manual')";
+
+/// What a person names to resolve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    /// An order: its reversal, or its one open exception.
+    Order(String),
+    /// A payment, as `chain:tx:log_index` (`tx` lower-case hex).
+    Event {
+        chain_id: i64,
+        tx_hash: String,
+        log_index: i64,
+    },
+}
 
 /// How a resolution attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resolved {
-    /// No order with that id.
-    NoOrder,
-    /// The order is not in an exception state; nothing was written.
+    /// No such order, or no such event.
+    NotFound,
+    /// The event carries an `order_ref` no order has (`unknown_order`).
+    NoOrder { order_ref: String },
+    /// Nothing about it needs a person; nothing was written.
     Refused {
         status: String,
         payment_status: String,
     },
+    /// The order has several open exceptions: name one (`CHAIN:TX:LOG`).
+    Ambiguous { events: Vec<String> },
     /// Written: the audit row and its notification.
     Done {
+        order_id: String,
         from: (String, String),
-        to: (&'static str, &'static str),
+        to: (String, String),
     },
 }
 
-/// Resolves `order_id` as `to`, inside the caller's transaction, when it is
-/// in an exception state; writes nothing otherwise.
+/// The order an exception is about, locked until commit (PostgreSQL;
+/// SQLite's write lock is held already), so the indexer cannot change it
+/// between this read and the update, and the audit rows' numbering
+/// (`outbox`) stays one sequence.
+#[derive(sqlx::FromRow)]
+struct Locked {
+    id: String,
+    order_ref: String,
+    status: String,
+    payment_status: String,
+    paid_tx_hash: Option<String>,
+}
+
+async fn lock_order(
+    conn: &mut Conn<'_>,
+    column: &str,
+    value: &str,
+) -> Result<Option<Locked>, StoreError> {
+    on!(conn, |c, d| {
+        let sql = format!(
+            "SELECT id, order_ref, status, payment_status, paid_tx_hash FROM orders
+             WHERE {column} = $1{lock}",
+            lock = d.lock_rows
+        );
+        Ok(sqlx::query_as(&sql)
+            .bind(value)
+            .fetch_optional(&mut **c)
+            .await?)
+    })
+}
+
+/// The open exceptions among the events carrying `order_ref`: (id,
+/// `chain:tx:log_index`, match_status).
+async fn open_events(
+    conn: &mut Conn<'_>,
+    order_ref: &str,
+) -> Result<Vec<(i64, String, String)>, StoreError> {
+    let rows: Vec<(i64, i64, String, i64, String)> = on!(conn, |c, d| {
+        let sql = format!(
+            "SELECT ce.id, ce.chain_id, ce.tx_hash, ce.log_index, ce.match_status
+             FROM contract_events ce WHERE ce.order_ref = $1 AND {EVENT_OPEN} ORDER BY ce.id"
+        );
+        sqlx::query_as(&sql)
+            .bind(order_ref)
+            .fetch_all(&mut **c)
+            .await?
+    });
+    Ok(rows
+        .into_iter()
+        .map(|(id, chain, tx, log, status)| (id, format!("{chain}:{tx}:{log}"), status))
+        .collect())
+}
+
+/// Resolves `subject` as `to`, inside the caller's transaction, when it is
+/// an exception; writes nothing otherwise.
+///
+/// An event on an order that another log pays (`paid_tx_hash` set: a
+/// duplicate, an overpayment beside it) is closed with the order left as
+/// it is. Otherwise the order takes `to`'s states, and `paid` from an event
+/// also takes the event's payment (`paid_*`).
 pub async fn resolve(
     conn: &mut Conn<'_>,
-    order_id: &str,
+    subject: &Subject,
     to: Resolution,
     actor: &str,
     note: &str,
 ) -> Result<Resolved, StoreError> {
     let mark = outbox::mark(conn).await?;
-    // Locked until commit (PostgreSQL; SQLite's write lock is held already),
-    // so the indexer cannot change the order between this read and the
-    // update, and the audit rows' numbering (`outbox`) stays one sequence.
-    let row: Option<(String, String, i64)> = on!(&mut *conn, |c, d| {
-        let sql = format!(
-            "SELECT o.status, o.payment_status,
-                CAST(CASE WHEN o.payment_status = 'reversed' OR EXISTS (
-                  SELECT 1 FROM contract_events ce WHERE ce.order_ref = o.order_ref
-                    AND {EVENT_OPEN}) THEN 1 ELSE 0 END AS BIGINT)
-             FROM orders o WHERE o.id = $1{lock}",
-            lock = d.lock_rows
-        );
-        sqlx::query_as(&sql)
-            .bind(order_id)
-            .fetch_optional(&mut **c)
-            .await?
-    });
-    let Some((status, payment_status, open)) = row else {
-        return Ok(Resolved::NoOrder);
+    let (order, event) = match subject {
+        Subject::Order(id) => {
+            let Some(order) = lock_order(conn, "id", id).await? else {
+                return Ok(Resolved::NotFound);
+            };
+            if order.payment_status == "reversed" {
+                (order, None)
+            } else {
+                let open = open_events(conn, &order.order_ref).await?;
+                match open.as_slice() {
+                    [] => {
+                        return Ok(Resolved::Refused {
+                            status: order.status,
+                            payment_status: order.payment_status,
+                        })
+                    }
+                    [(id, _, _)] => {
+                        let id = *id;
+                        (order, Some(id))
+                    }
+                    many => {
+                        return Ok(Resolved::Ambiguous {
+                            events: many
+                                .iter()
+                                .map(|(_, name, s)| format!("{name} ({s})"))
+                                .collect(),
+                        })
+                    }
+                }
+            }
+        }
+        Subject::Event {
+            chain_id,
+            tx_hash,
+            log_index,
+        } => {
+            let found: Option<(i64, String, i64)> = on!(&mut *conn, |c, d| {
+                let sql = format!(
+                    "SELECT ce.id, ce.order_ref,
+                       CAST(CASE WHEN {EVENT_OPEN} THEN 1 ELSE 0 END AS BIGINT)
+                     FROM contract_events ce
+                     WHERE ce.chain_id = $1 AND ce.tx_hash = $2 AND ce.log_index = $3"
+                );
+                sqlx::query_as(&sql)
+                    .bind(chain_id)
+                    .bind(tx_hash.to_ascii_lowercase())
+                    .bind(log_index)
+                    .fetch_optional(&mut **c)
+                    .await?
+            });
+            let Some((event_id, order_ref, open)) = found else {
+                return Ok(Resolved::NotFound);
+            };
+            let Some(order) = lock_order(conn, "order_ref", &order_ref).await? else {
+                return Ok(Resolved::NoOrder { order_ref });
+            };
+            if open == 0 {
+                return Ok(Resolved::Refused {
+                    status: order.status,
+                    payment_status: order.payment_status,
+                });
+            }
+            (order, Some(event_id))
+        }
     };
-    if open == 0 {
-        return Ok(Resolved::Refused {
-            status,
-            payment_status,
-        });
-    }
-    let (to_status, to_payment) = to.states();
+    let from = (order.status.clone(), order.payment_status.clone());
+    // Beside the order's own payment: the order stays as it is.
+    let beside = event.is_some() && order.paid_tx_hash.is_some();
+    let to_states = if beside {
+        from.clone()
+    } else {
+        let (s, p) = to.states();
+        (s.to_owned(), p.to_owned())
+    };
     on!(&mut *conn, |c, d| {
         sqlx::query(
-            "INSERT INTO order_audit (order_id, actor, reason, note, from_status, to_status,
-               from_payment_status, to_payment_status)
-             VALUES ($1, $2, 'manual', $3, $4, $5, $6, $7)",
+            "INSERT INTO order_audit (order_id, event_id, actor, reason, note, from_status,
+               to_status, from_payment_status, to_payment_status)
+             VALUES ($1, $2, $3, 'manual', $4, $5, $6, $7, $8)",
         )
-        .bind(order_id)
+        .bind(&order.id)
+        .bind(event)
         .bind(actor)
         .bind(note)
-        .bind(&status)
-        .bind(to_status)
-        .bind(&payment_status)
-        .bind(to_payment)
-        .execute(&mut **c)
-        .await?;
-        sqlx::query(&format!(
-            "UPDATE orders SET status = $1, payment_status = $2, updated_at = {} WHERE id = $3",
-            d.now
-        ))
-        .bind(to_status)
-        .bind(to_payment)
-        .bind(order_id)
+        .bind(&from.0)
+        .bind(&to_states.0)
+        .bind(&from.1)
+        .bind(&to_states.1)
         .execute(&mut **c)
         .await?;
     });
+    if !beside {
+        update_order(conn, &order.id, &to_states, to, event).await?;
+    }
     outbox::announce_audit(conn, mark).await?;
     super::notify::changed(conn, None).await?;
     Ok(Resolved::Done {
-        from: (status, payment_status),
-        to: (to_status, to_payment),
+        order_id: order.id,
+        from,
+        to: to_states,
     })
 }
 
-/// The order whose `order_ref` the event `chain:tx:log_index` carries.
-pub async fn order_of_event(
+/// Sets the order's states, and with `paid` from an event its payment.
+async fn update_order(
     conn: &mut Conn<'_>,
-    chain_id: i64,
-    tx_hash: &str,
-    log_index: i64,
-) -> Result<Option<String>, StoreError> {
+    order_id: &str,
+    (status, payment_status): &(String, String),
+    to: Resolution,
+    event: Option<i64>,
+) -> Result<(), StoreError> {
     on!(conn, |c, d| {
-        Ok(sqlx::query_scalar(
-            "SELECT o.id FROM contract_events ce JOIN orders o ON o.order_ref = ce.order_ref
-             WHERE ce.chain_id = $1 AND ce.tx_hash = $2 AND ce.log_index = $3",
-        )
-        .bind(chain_id)
-        .bind(tx_hash.to_ascii_lowercase())
-        .bind(log_index)
-        .fetch_optional(&mut **c)
-        .await?)
+        let paid = match (to, event) {
+            // The paid_* columns are set together: all NULL when the
+            // event's amount is unknown.
+            (Resolution::Paid, Some(_)) => format!(
+                ", paid_tx_hash = (SELECT tx_hash FROM contract_events WHERE id = $4 AND amount_usdc IS NOT NULL),
+                 paid_log_index = (SELECT log_index FROM contract_events WHERE id = $4 AND amount_usdc IS NOT NULL),
+                 paid_block_number = (SELECT block_number FROM contract_events WHERE id = $4 AND amount_usdc IS NOT NULL),
+                 paid_amount_usdc = (SELECT amount_usdc FROM contract_events WHERE id = $4),
+                 paid_at = {now}",
+                now = d.now
+            ),
+            _ => String::new(),
+        };
+        let sql = format!(
+            "UPDATE orders SET status = $1, payment_status = $2, updated_at = {now}{paid}
+             WHERE id = $3",
+            now = d.now
+        );
+        let mut q = sqlx::query(&sql)
+            .bind(status)
+            .bind(payment_status)
+            .bind(order_id);
+        if !paid.is_empty() {
+            q = q.bind(event);
+        }
+        q.execute(&mut **c).await?;
+        Ok(())
     })
 }
 
