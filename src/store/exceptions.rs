@@ -146,6 +146,7 @@ pub async fn resolve(
     actor: &str,
     note: &str,
 ) -> Result<Resolved, StoreError> {
+    super::lease::hold_writers(conn).await?;
     let mark = outbox::mark(conn).await?;
     let (order, event) = match subject {
         Subject::Order(id) => {

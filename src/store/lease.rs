@@ -126,3 +126,17 @@ pub async fn current(conn: &mut Conn<'_>, scope: &Scope) -> Result<Option<Holder
         }))
     })
 }
+
+/// Waits for the leader's write transaction in flight, if any, and holds
+/// the next one off until the caller's transaction ends (PostgreSQL: the
+/// lease rows locked; SQLite's write lock does this already). So an
+/// operator's write that adds outbox rows (`resolve`) never interleaves
+/// with a batch: outbox ids stay in commit order.
+pub async fn hold_writers(conn: &mut Conn<'_>) -> Result<(), StoreError> {
+    if let Conn::Postgres(c) = conn {
+        sqlx::query("SELECT 1 FROM indexer_lease FOR UPDATE")
+            .fetch_all(&mut **c)
+            .await?;
+    }
+    Ok(())
+}
