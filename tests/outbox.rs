@@ -624,17 +624,46 @@ async fn a_resolution_settles_one_payment_and_changes_only_an_order_it_could_pay
     let under = events_with(&db, "underpaid").await;
     assert!(under[0].contains(order.paid_tx_hash.as_deref().expect("paid_tx_hash")));
 
-    // No order to settle: refused with what to do instead.
+    // A payment of no order: not to be accepted (there is no order), but
+    // refunded or void, once.
     let unknown = events_with(&db, "unknown_order").await;
     let notices = db.notifications().await;
-    let out = settle(&env, &["--event", &unknown[0]], "refunded");
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("which no order has"), "{err}");
-    assert_eq!(db.notifications().await, notices, "nothing written");
     let resolved = notices
         .iter()
         .filter(|n| n.kind == "order.resolved")
         .count();
     assert_eq!(resolved, 4, "one notification per resolution");
+    let out = settle(&env, &["--event", &unknown[0]], "paid");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("which no order has") && err.contains("--as refunded"),
+        "{err}"
+    );
+    assert_eq!(db.notifications().await, notices, "nothing written");
+    let out = settle(&env, &["--event", &unknown[0]], "refunded");
+    assert!(out.status.success(), "{out:?}");
+    let after = db.notifications().await;
+    assert_eq!(after.len(), notices.len() + 1);
+    let n = after.last().expect("the resolution");
+    assert_eq!(
+        (n.kind.as_str(), n.order_id.as_deref()),
+        ("payment.resolved", None)
+    );
+    assert_eq!(
+        (
+            n.payload["resolution"].as_str(),
+            n.payload["actor"].as_str()
+        ),
+        (Some("refunded"), Some("ops"))
+    );
+    let review = command(&env, &["review", "--json"]);
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&review.stdout).expect("JSON");
+    assert!(
+        rows.iter().all(|r| r["reason"] != "unknown_order"),
+        "{rows:#?}"
+    );
+    let again = settle(&env, &["--event", &unknown[0]], "void");
+    assert_eq!(again.status.code(), Some(1), "settled once: {again:?}");
+    assert_eq!(db.notifications().await, after);
 }

@@ -26,3 +26,14 @@ ALTER TABLE order_audit ADD COLUMN note TEXT;
 -- A manual resolution names the event it settles (`resolve`); finding
 -- the open exceptions asks for it by event.
 CREATE INDEX idx_order_audit_event ON order_audit (event_id) WHERE event_id IS NOT NULL;
+
+-- A person's resolution of a payment that pays no order (`unknown_order`:
+-- refunded to the payer, or void), which `order_audit` cannot hold. One per
+-- event; with it the payment no longer needs a person (`review`).
+CREATE TABLE payment_resolutions (
+    event_id    BIGINT PRIMARY KEY REFERENCES contract_events (id),
+    resolution  TEXT NOT NULL CHECK (resolution IN ('refunded', 'void')),
+    actor       TEXT NOT NULL CHECK (length(actor) BETWEEN 1 AND 256),
+    note        TEXT NOT NULL,
+    created_at  TIMESTAMPTZ NOT NULL DEFAULT now()
+);

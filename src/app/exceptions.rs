@@ -72,10 +72,14 @@ pub async fn resolve(
     match done {
         Resolved::NotFound => bail!("no {named}"),
         Resolved::NoOrder { order_ref } => bail!(
-            "refused: {named} pays order_ref {order_ref}, which no order has (unknown_order); \
-             insert the order and the indexer matches the payment to it, or settle it with the \
-             payer outside; nothing written"
+            "refused: {named} pays order_ref {order_ref}, which no order has (unknown_order): \
+             it can be settled --as refunded or --as void; to accept it as a payment, insert \
+             the order and the indexer matches the payment to it; nothing written"
         ),
+        Resolved::Settled { resolution } => {
+            tx.commit().await?;
+            println!("resolved {named}: a payment of no order, {resolution} by {actor}");
+        }
         Resolved::Refused {
             status,
             payment_status,

@@ -42,7 +42,8 @@ impl Resolution {
 /// The condition "the event `ce` still needs a person".
 const EVENT_OPEN: &str = "ce.removed = 0 AND ce.match_status <> 'matched'
     AND NOT EXISTS (SELECT 1 FROM order_audit m WHERE m.event_id = ce.id
-                    AND m.reason = 'manual')";
+                    AND m.reason = 'manual')
+    AND NOT EXISTS (SELECT 1 FROM payment_resolutions r WHERE r.event_id = ce.id)";
 
 /// What a person names to resolve.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,8 +63,12 @@ pub enum Subject {
 pub enum Resolved {
     /// No such order, or no such event.
     NotFound,
-    /// The event carries an `order_ref` no order has (`unknown_order`).
+    /// The event pays no order (`unknown_order`), and `paid` was asked:
+    /// only `refunded` or `void` settle it.
     NoOrder { order_ref: String },
+    /// Written: a payment that pays no order, settled (its resolution row
+    /// and notification).
+    Settled { resolution: &'static str },
     /// Nothing about it needs a person; nothing was written.
     Refused {
         status: String,
@@ -202,7 +207,13 @@ pub async fn resolve(
                 return Ok(Resolved::NotFound);
             };
             let Some(order) = lock_order(conn, "order_ref", &order_ref).await? else {
-                return Ok(Resolved::NoOrder { order_ref });
+                if open == 0 {
+                    return Ok(Resolved::Refused {
+                        status: "no order".into(),
+                        payment_status: "settled".into(),
+                    });
+                }
+                return settle_orderless(conn, event_id, order_ref, to, actor, note).await;
             };
             if open == 0 {
                 return Ok(Resolved::Refused {
@@ -249,6 +260,39 @@ pub async fn resolve(
         from,
         to: to_states,
     })
+}
+
+/// Settles a payment that pays no order: a `payment_resolutions` row and
+/// its `payment.resolved` notification; `paid` is refused (there is no
+/// order to be paid).
+async fn settle_orderless(
+    conn: &mut Conn<'_>,
+    event_id: i64,
+    order_ref: String,
+    to: Resolution,
+    actor: &str,
+    note: &str,
+) -> Result<Resolved, StoreError> {
+    let resolution = match to {
+        Resolution::Paid => return Ok(Resolved::NoOrder { order_ref }),
+        Resolution::Refunded => "refunded",
+        Resolution::Void => "void",
+    };
+    on!(conn, |c, d| {
+        sqlx::query(
+            "INSERT INTO payment_resolutions (event_id, resolution, actor, note)
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(event_id)
+        .bind(resolution)
+        .bind(actor)
+        .bind(note)
+        .execute(&mut **c)
+        .await?;
+    });
+    outbox::announce_settled(conn, event_id).await?;
+    super::notify::changed(conn, None).await?;
+    Ok(Resolved::Settled { resolution })
 }
 
 /// Sets the order's states, and with `paid` from an event its payment.

@@ -8,7 +8,8 @@
 //! every live non-`matched` event it stored or whose outcome it changed (a
 //! payment a person must look at). Event ids are derived from
 //! what the row announces, never from a sequence: `order:<order id>:<n>`
-//! (the order's n-th audit row) and `payment:<chain>:<tx>:<log index>:<outcome>`.
+//! (the order's n-th audit row), `payment:<chain>:<tx>:<log index>:<outcome>` and
+//! `resolved:<chain>:<tx>:<log index>` (a person settled a payment of no order).
 //! Both are the same after a replay, a crash and recovery, or on the other
 //! backend, and `event_id` is unique: a second insert of the same change does
 //! nothing. Payloads are built in SQL (`Dialect::json_object`), so the rows
@@ -141,6 +142,35 @@ pub async fn announce_events(
         );
         Ok(sqlx::query(&sql)
             .bind(&contract)
+            .execute(&mut **c)
+            .await?
+            .rows_affected())
+    })
+}
+
+/// Announces the settling of the payment `event_id`, which pays no order
+/// (`payment_resolutions`): `payment.resolved`, with the person's decision.
+pub async fn announce_settled(conn: &mut Conn<'_>, event_id: i64) -> Result<u64, StoreError> {
+    on!(conn, |c, d| {
+        let payload = format!(
+            "{f}('order_id', NULL, 'reason', 'manual', 'resolution', r.resolution,
+               'actor', r.actor, 'note', r.note, 'match_status', ce.match_status,
+               'order_ref', ce.order_ref, 'payer', ce.payer, 'amount_usdc', ce.amount_usdc,
+               'amount_raw', ce.amount_raw, 'chain_id', ce.chain_id,
+               'contract', ce.contract_address, 'tx_hash', ce.tx_hash,
+               'log_index', ce.log_index, 'block_number', ce.block_number)",
+            f = d.json_object
+        );
+        let sql = format!(
+            "INSERT INTO payment_notifications (event_id, type, order_id, payload)
+             SELECT 'resolved:' || ce.chain_id || ':' || ce.tx_hash || ':' || ce.log_index,
+                    'payment.resolved', NULL, {payload}
+             FROM payment_resolutions r JOIN contract_events ce ON ce.id = r.event_id
+             WHERE r.event_id = $1
+             ON CONFLICT (event_id) DO NOTHING"
+        );
+        Ok(sqlx::query(&sql)
+            .bind(event_id)
             .execute(&mut **c)
             .await?
             .rows_affected())
