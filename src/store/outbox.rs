@@ -10,7 +10,7 @@
 //! what the row announces, never from a sequence: `order:<order id>:<n>`
 //! (the order's n-th audit row), `payment:<chain>:<tx>:<log index>:<outcome>` and
 //! `resolved:<chain>:<tx>:<log index>` (a person settled a payment of no order).
-//! Both are the same after a replay, a crash and recovery, or on the other
+//! All are the same after a replay, a crash and recovery, or on the other
 //! backend, and `event_id` is unique: a second insert of the same change does
 //! nothing. Payloads are built in SQL (`Dialect::json_object`), so the rows
 //! never travel to Rust and back, and hold nothing that differs between two
