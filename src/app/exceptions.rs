@@ -76,7 +76,11 @@ pub async fn resolve(
              it can be settled --as refunded or --as void; to accept it as a payment, insert \
              the order and the indexer matches the payment to it; nothing written"
         ),
-        Resolved::Settled { resolution } => {
+        Resolved::Settled => bail!(
+            "refused: {named} pays no order and was settled already (see payment_resolutions); \
+             nothing written"
+        ),
+        Resolved::SettledNow { resolution } => {
             tx.commit().await?;
             println!("resolved {named}: a payment of no order, {resolution} by {actor}");
         }

@@ -66,9 +66,11 @@ pub enum Resolved {
     /// The event pays no order (`unknown_order`), and `paid` was asked:
     /// only `refunded` or `void` settle it.
     NoOrder { order_ref: String },
+    /// A payment that pays no order, settled before: nothing written.
+    Settled,
     /// Written: a payment that pays no order, settled (its resolution row
     /// and notification).
-    Settled { resolution: &'static str },
+    SettledNow { resolution: &'static str },
     /// Nothing about it needs a person; nothing was written.
     Refused {
         status: String,
@@ -208,10 +210,7 @@ pub async fn resolve(
             };
             let Some(order) = lock_order(conn, "order_ref", &order_ref).await? else {
                 if open == 0 {
-                    return Ok(Resolved::Refused {
-                        status: "no order".into(),
-                        payment_status: "settled".into(),
-                    });
+                    return Ok(Resolved::Settled);
                 }
                 return settle_orderless(conn, event_id, order_ref, to, actor, note).await;
             };
@@ -292,7 +291,7 @@ async fn settle_orderless(
     });
     outbox::announce_settled(conn, event_id).await?;
     super::notify::changed(conn, None).await?;
-    Ok(Resolved::Settled { resolution })
+    Ok(Resolved::SettledNow { resolution })
 }
 
 /// Sets the order's states, and with `paid` from an event its payment.

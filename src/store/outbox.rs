@@ -84,6 +84,13 @@ pub async fn announce_audit(conn: &mut Conn<'_>, mark: Mark) -> Result<u64, Stor
     })
 }
 
+/// The payment's own fields in a `payment.*` payload, as key, value pairs
+/// over a `contract_events ce`.
+const PAYMENT_FIELDS: &str = "'order_ref', ce.order_ref, 'payer', ce.payer,
+    'amount_usdc', ce.amount_usdc, 'amount_raw', ce.amount_raw, 'chain_id', ce.chain_id,
+    'contract', ce.contract_address, 'tx_hash', ce.tx_hash, 'log_index', ce.log_index,
+    'block_number', ce.block_number";
+
 /// Announces the events this transaction stored (`stored`: the logs it
 /// inserted or revived) or whose outcome it changed (`changed`: ids a late
 /// match set), those that are live and not `matched`. Never a range: a
@@ -120,12 +127,8 @@ pub async fn announce_events(
     let contract = hex_address(&scope.contract);
     on!(conn, |c, d| {
         let payload = format!(
-            "{f}('order_id', o.id, 'reason', ce.match_status, 'order_ref', ce.order_ref,
-               'payer', ce.payer, 'amount_usdc', ce.amount_usdc, 'amount_raw', ce.amount_raw,
-               'premium_usdc', o.premium_usdc, 'chain_id', ce.chain_id,
-               'contract', ce.contract_address, 'tx_hash', ce.tx_hash,
-               'log_index', ce.log_index, 'block_number', ce.block_number,
-               'block_hash', ce.block_hash)",
+            "{f}('order_id', o.id, 'reason', ce.match_status, 'premium_usdc', o.premium_usdc,
+               'block_hash', ce.block_hash, {PAYMENT_FIELDS})",
             f = d.json_object
         );
         let sql = format!(
@@ -155,10 +158,7 @@ pub async fn announce_settled(conn: &mut Conn<'_>, event_id: i64) -> Result<u64,
         let payload = format!(
             "{f}('order_id', NULL, 'reason', 'manual', 'resolution', r.resolution,
                'actor', r.actor, 'note', r.note, 'match_status', ce.match_status,
-               'order_ref', ce.order_ref, 'payer', ce.payer, 'amount_usdc', ce.amount_usdc,
-               'amount_raw', ce.amount_raw, 'chain_id', ce.chain_id,
-               'contract', ce.contract_address, 'tx_hash', ce.tx_hash,
-               'log_index', ce.log_index, 'block_number', ce.block_number)",
+               {PAYMENT_FIELDS})",
             f = d.json_object
         );
         let sql = format!(

@@ -40,10 +40,6 @@ impl Delivery {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).expect("a JSON body")
     }
-    /// The order the notification is about, if any.
-    pub fn order_id(&self) -> Option<String> {
-        self.json()["data"]["order_id"].as_str().map(str::to_owned)
-    }
     pub fn accepted(&self) -> bool {
         matches!(self.reply, Reply::Status(s) if (200..300).contains(&s))
     }
