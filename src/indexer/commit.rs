@@ -213,7 +213,11 @@ pub(super) async fn commit_with_retry<W: TxWork>(
     let mut kinds = HashSet::new();
     loop {
         pacer.wait_turn().await;
-        match store.write(work).await {
+        let written = {
+            let _closed = pacer.holding();
+            store.write(work).await
+        };
+        match written {
             Ok((out, held)) => {
                 pacer.committed(work.rows(), held);
                 metrics.record_lock_hold(held);

@@ -332,6 +332,9 @@ pub(super) async fn deep<'a>(
         flying: FuturesUnordered::new(),
         handles: HashMap::new(),
     };
+    // While a transaction of the writer's is open, the ranges in flight
+    // wait: parsing an answer would hold up its statements (`pace::Gate`).
+    let gate = writer.pacer.gate();
     let mut writer = Some(writer);
     let mut committing: Option<Committing<'a>> = None;
     // None: nothing committed yet in this phase; the first front commits
@@ -365,7 +368,7 @@ pub(super) async fn deep<'a>(
             return Ok(());
         }
         tokio::select! {
-            Some((from, to, answer)) = flight.flying.next(), if !flight.flying.is_empty() => {
+            Some((from, to, answer)) = gate.passing(flight.flying.next()), if !flight.flying.is_empty() => {
                 // Called off (`Window::recut`): the range waits again.
                 if let Ok(answer) = answer {
                     flight.answered(from, to, answer).await;

@@ -8,7 +8,12 @@
 //!   than the budget is one transaction, logged at debug);
 //! - **gap**: after a commit the lock stays free for `database.write_gap_ms`
 //!   before our next `BEGIN`, long enough for another writer's busy handler
-//!   (SQLite's default one polls after 1, 3, 8, 18… ms) to find it free.
+//!   (SQLite's default one polls after 1, 3, 8, 18… ms) to find it free;
+//!   longer after a transaction that overran (see [`catch_up`]);
+//! - **nothing else meanwhile**: while a transaction is open, the task that
+//!   drives it polls no range in flight ([`Gate`]): an answered `eth_getLogs`
+//!   is parsed inside the poll that completes it (2,000 logs: milliseconds),
+//!   and the transaction's next statement would wait for it, lock held.
 //!
 //! Both are SQLite's: on PostgreSQL (MVCC, row locks) the order API's
 //! reads and `INSERT`s never wait for our transactions, and a batch is one
@@ -16,8 +21,14 @@
 //!
 //! Pure, but for the clock and the sleep in [`Pacer::wait_turn`].
 
+use std::future::{poll_fn, Future};
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
+use futures::task::AtomicWaker;
 use tokio::time::Instant;
 
 use super::fetch::Batch;
@@ -35,15 +46,97 @@ const FIXED_ROWS: usize = 2_000;
 /// Never more rows per transaction than this, whatever the budget.
 const MAX_ROWS: usize = 50_000;
 
+/// SQLite's default busy handler (`sqliteDefaultBusyCallback`, the one a
+/// busy timeout installs) sleeps these many ms between its tries, the last
+/// one repeated.
+const BUSY_HANDLER_SLEEPS_MS: [u64; 12] = [1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100];
+/// A waiting writer's try comes this much later than its sleeps add up to
+/// (its own wake-up, on a busy machine), at most.
+const WAKE_UP_SLACK: Duration = Duration::from_millis(1);
+
+/// How long the lock must stay free after a transaction held it for `held`
+/// past the budget
+/// so that a writer which began waiting at any moment of the hold gets in:
+/// such a waiter tries again within the longest sleep of its schedule
+/// that began before the hold ended (a hold of 2 ms: 2 ms; of 5 ms: 5 ms; of
+/// 20 ms: 15 ms), plus its wake-up. A gap shorter than that, after a hold
+/// that overran, lets it miss again and fall into ever longer sleeps (six
+/// misses: 53 ms), as the order API's worst waits showed (README,
+/// Performance).
+pub fn catch_up(held: Duration) -> Duration {
+    let mut tried_at = 0;
+    let mut sleep = 0;
+    for ms in BUSY_HANDLER_SLEEPS_MS
+        .iter()
+        .copied()
+        .chain(std::iter::repeat(100))
+    {
+        if Duration::from_millis(tried_at) >= held {
+            break;
+        }
+        sleep = ms;
+        tried_at += ms;
+    }
+    Duration::from_millis(sleep) + WAKE_UP_SLACK
+}
+
+/// Closed while one of our write transactions is open: what drives it then
+/// polls nothing else through [`Gate::passing`]. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Gate(Arc<GateState>);
+
+#[derive(Debug, Default)]
+struct GateState {
+    closed: AtomicBool,
+    waker: AtomicWaker,
+}
+
+/// The gate is closed until this is dropped.
+#[must_use]
+pub struct Closed<'g>(&'g Gate);
+
+impl Drop for Closed<'_> {
+    fn drop(&mut self) {
+        self.0 .0.closed.store(false, Ordering::Release);
+        self.0 .0.waker.wake();
+    }
+}
+
+impl Gate {
+    fn close(&self) -> Closed<'_> {
+        self.0.closed.store(true, Ordering::Release);
+        Closed(self)
+    }
+
+    /// `work`, polled only while the gate is open (one task at a time may
+    /// wait on a gate: the one that also drives the transactions).
+    pub async fn passing<F: Future>(&self, work: F) -> F::Output {
+        let mut work = pin!(work);
+        poll_fn(|cx| {
+            if self.0.closed.load(Ordering::Acquire) {
+                self.0.waker.register(cx.waker());
+                if self.0.closed.load(Ordering::Acquire) {
+                    return Poll::Pending;
+                }
+            }
+            work.as_mut().poll(cx)
+        })
+        .await
+    }
+}
+
 /// Sizes transactions and spaces them out.
 #[derive(Debug)]
 pub struct Pacer {
     budget: Duration,
     gap: Duration,
+    /// The gap after the last commit: `gap`, or longer after an overrun.
+    next_gap: Duration,
     rows: usize,
     last_end: Option<Instant>,
     /// Rows are not learned: every batch is one transaction.
     unbounded: bool,
+    gate: Gate,
 }
 
 impl Pacer {
@@ -51,9 +144,11 @@ impl Pacer {
         Self {
             budget,
             gap,
+            next_gap: gap,
             rows: START_ROWS,
             last_end: None,
             unbounded: false,
+            gate: Gate::default(),
         }
     }
 
@@ -67,9 +162,11 @@ impl Pacer {
         Self {
             budget: Duration::MAX,
             gap: Duration::ZERO,
+            next_gap: Duration::ZERO,
             rows: FIXED_ROWS,
             last_end: None,
             unbounded: true,
+            gate: Gate::default(),
         }
     }
 
@@ -78,10 +175,22 @@ impl Pacer {
         self.rows
     }
 
+    /// The gate [`Pacer::holding`] closes.
+    pub fn gate(&self) -> Gate {
+        self.gate.clone()
+    }
+
+    /// Closes the gate for a write transaction about to begin; open again
+    /// when this is dropped. Without a lock to share it stays open: on
+    /// PostgreSQL nobody waits for our transactions.
+    pub fn holding(&self) -> Option<Closed<'_>> {
+        (!self.unbounded).then(|| self.gate.close())
+    }
+
     /// Waits until the lock has been free for the gap since our last commit.
     pub async fn wait_turn(&self) {
         if let Some(end) = self.last_end {
-            let turn = end + self.gap;
+            let turn = end + self.next_gap;
             if turn > Instant::now() {
                 tokio::time::sleep_until(turn).await;
             }
@@ -91,6 +200,13 @@ impl Pacer {
     /// A transaction of `rows` rows held the lock for `held` and committed.
     pub fn committed(&mut self, rows: usize, held: Duration) {
         self.last_end = Some(Instant::now());
+        // Within the budget the configured gap is what it needs (it is the
+        // user's trade-off, 0 included); past it, a waiter may have missed.
+        self.next_gap = if held > self.budget {
+            self.gap.max(catch_up(held))
+        } else {
+            self.gap
+        };
         self.learn(rows, held);
     }
 

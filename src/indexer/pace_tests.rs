@@ -140,3 +140,84 @@ async fn an_unbounded_pacer_keeps_its_row_count_and_never_waits() {
     p.wait_turn().await;
     assert_eq!(t.elapsed(), Duration::ZERO);
 }
+
+#[test]
+fn the_catch_up_gap_covers_the_busy_handlers_sleep_under_way_when_a_hold_ends() {
+    let ms = Duration::from_millis;
+    // Tries at 0, 1, 3, 8, 18, 33, 53, 78… ms after the first.
+    for (held, sleep) in [
+        (1, 1),
+        (2, 2),
+        (3, 2),
+        (4, 5),
+        (8, 5),
+        (9, 10),
+        (20, 15),
+        (40, 20),
+    ] {
+        assert_eq!(
+            catch_up(ms(held)),
+            ms(sleep) + WAKE_UP_SLACK,
+            "held {held} ms"
+        );
+    }
+    assert_eq!(catch_up(ms(10_000)), ms(100) + WAKE_UP_SLACK);
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_a_transaction_that_overran_the_gap_is_the_catch_up() {
+    let mut p = Pacer::new(Duration::from_millis(2), Duration::from_millis(3));
+    p.committed(10, Duration::from_millis(9));
+    let t = tokio::time::Instant::now();
+    p.wait_turn().await;
+    assert_eq!(t.elapsed(), catch_up(Duration::from_millis(9)));
+    p.committed(10, Duration::from_millis(2));
+    let t = tokio::time::Instant::now();
+    p.wait_turn().await;
+    assert_eq!(
+        t.elapsed(),
+        Duration::from_millis(3),
+        "within budget: the gap"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_gap_of_zero_stays_zero_within_the_budget() {
+    let mut p = Pacer::new(Duration::from_millis(60_000), Duration::ZERO);
+    p.committed(10, Duration::from_millis(500));
+    let t = tokio::time::Instant::now();
+    p.wait_turn().await;
+    assert_eq!(t.elapsed(), Duration::ZERO);
+}
+
+#[tokio::test]
+async fn nothing_passes_a_closed_gate_until_it_opens() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let p = Pacer::new(Duration::from_millis(2), Duration::from_millis(3));
+    let gate = p.gate();
+    let polled = Arc::new(AtomicBool::new(false));
+    let closed = p.holding().expect("a budgeted pacer closes its gate");
+    let mut waiting = tokio::spawn({
+        let polled = polled.clone();
+        async move {
+            gate.passing(async move {
+                polled.store(true, Ordering::SeqCst);
+            })
+            .await
+        }
+    });
+    tokio::time::timeout(Duration::from_millis(50), &mut waiting)
+        .await
+        .expect_err("held back while the gate is closed");
+    assert!(!polled.load(Ordering::SeqCst), "not even polled");
+    drop(closed);
+    tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("through once open")
+        .expect("task");
+    assert!(polled.load(Ordering::SeqCst));
+    assert!(
+        Pacer::unbounded().holding().is_none(),
+        "no lock shared, no gate"
+    );
+}
