@@ -415,11 +415,11 @@ impl Store {
             Backend::Sqlite(s) => s.write(self, work).await,
             Backend::Postgres(p) => p.write(self, work).await,
         };
-        let (out, locked) = done?;
+        let (out, locked, held) = done?;
         if let Some(f) = &self.fence {
             *f.renewed.lock().unwrap_or_else(|e| e.into_inner()) = Some(locked);
         }
-        Ok((out, locked.elapsed()))
+        Ok((out, held))
     }
 
     /// The fence (when set), then `work`, inside one transaction.

@@ -133,12 +133,12 @@ impl Postgres {
     /// Runs `work` (through `store`'s fence) in one transaction at `READ
     /// COMMITTED`: its row locks (the lease row, the orders it pays) are
     /// the only waits it can cause, and only to another writer of the same
-    /// rows. Returns when it began.
+    /// rows. Returns when it began and how long it held its locks.
     pub(super) async fn write<W: TxWork>(
         &self,
         store: &Store,
         work: &W,
-    ) -> Result<(W::Output, Instant), StoreError> {
+    ) -> Result<(W::Output, Instant, Duration), StoreError> {
         if !self.analyzed_once.swap(true, Ordering::AcqRel) {
             // Before the first write: tables never analyzed (a fresh
             // database, or orders the API inserted in bulk) are planned as
@@ -169,7 +169,7 @@ impl Postgres {
             let began = Instant::now();
             let out = store.fenced_run(&mut Conn::Postgres(&mut tx), work).await?;
             tx.commit().await?;
-            Ok((out, began))
+            Ok((out, began, began.elapsed()))
         }
         .await
         .map_err(connection_lost);

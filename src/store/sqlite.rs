@@ -38,8 +38,16 @@ pub static DIALECT: Dialect = Dialect {
 /// How often a write tries again for the write lock while another writer
 /// holds it.
 const LOCK_POLL: Duration = Duration::from_millis(1);
-/// Commits between two WAL checkpoints by the writer (see `write`).
-const CHECKPOINT_EVERY: usize = 16;
+/// SQLite's default `wal_autocheckpoint`, in pages: a commit that leaves
+/// the WAL at least this long runs a checkpoint itself, its copying and
+/// fsyncs included. On the order API's connections that would be inside
+/// an `INSERT` (measured on disk: 100-700 ms).
+const AUTO_CHECKPOINT_PAGES: i64 = 1_000;
+/// The writer checkpoints often enough that the WAL stays under this many
+/// pages (see `checkpoint_now_and_then`).
+const CHECKPOINT_AT_PAGES: i64 = AUTO_CHECKPOINT_PAGES / 2;
+/// Commits between two of the writer's checkpoints: at first, and at most.
+const CHECKPOINT_EVERY: (usize, usize) = (4, 64);
 
 /// An SQLite database file.
 #[derive(Debug, Clone)]
@@ -54,6 +62,8 @@ pub struct Sqlite {
     busy_timeout: Duration,
     /// Commits by the writer since its last WAL checkpoint.
     commits: Arc<AtomicUsize>,
+    /// Commits between two checkpoints, learned from the WAL's length.
+    checkpoint_every: Arc<AtomicUsize>,
 }
 
 impl Sqlite {
@@ -95,6 +105,7 @@ impl Sqlite {
             options,
             busy_timeout: settings.busy_timeout,
             commits: Default::default(),
+            checkpoint_every: Arc::new(AtomicUsize::new(CHECKPOINT_EVERY.0)),
         })
     }
 
@@ -134,7 +145,8 @@ impl Sqlite {
     /// lock is taken up front instead of failing half-way through on an
     /// upgrade from a read lock. While another writer holds the lock it
     /// tries again every `LOCK_POLL`, up to the busy timeout. Returns when
-    /// the lock was taken.
+    /// the lock was taken and how long it was held (the checkpoint after the
+    /// commit does not count: it holds no lock a writer waits for).
     ///
     /// After a commit, a WAL checkpoint now and then. After a failure that
     /// may have left the connection unusable (SQLite rolls back by itself on
@@ -145,7 +157,7 @@ impl Sqlite {
         &self,
         store: &Store,
         work: &W,
-    ) -> Result<(W::Output, Instant), StoreError> {
+    ) -> Result<(W::Output, Instant, Duration), StoreError> {
         let mut conn = self.writer.acquire().await?;
         let gives_up = Instant::now() + self.busy_timeout;
         let result = async {
@@ -164,7 +176,7 @@ impl Sqlite {
             let locked = Instant::now();
             let out = store.fenced_run(&mut Conn::Sqlite(&mut tx), work).await?;
             tx.commit().await?;
-            Ok((out, locked))
+            Ok((out, locked, locked.elapsed()))
         }
         .await;
         match &result {
@@ -175,22 +187,39 @@ impl Sqlite {
         result
     }
 
-    /// Every `CHECKPOINT_EVERY` commits, copies the WAL back into the
-    /// database (PASSIVE: it takes no lock that writers or readers wait
-    /// for). Done after the commit, so that the WAL never grows to SQLite's
-    /// auto-checkpoint size on the order API's connections, whose `INSERT`
-    /// would then pay for the copy, and so that a checkpoint never counts as
-    /// lock-hold time. A failed checkpoint is retried next time.
+    /// Now and then after a commit, copies the WAL back into the database
+    /// (PASSIVE: it takes no lock that writers or readers wait for), outside
+    /// the write lock, so that it never counts as lock-hold time. Often
+    /// enough that the WAL stays under `CHECKPOINT_AT_PAGES`: the commits
+    /// between two checkpoints halve when the WAL was longer and grow by one
+    /// when it was under half that, so that no commit of the order API's
+    /// finds it at SQLite's auto-checkpoint length and pays for the copy.
+    /// A failed checkpoint is retried next time.
     async fn checkpoint_now_and_then(&self, conn: &mut SqliteConnection) {
-        if self.commits.fetch_add(1, Ordering::Relaxed) + 1 < CHECKPOINT_EVERY {
+        let every = self.checkpoint_every.load(Ordering::Relaxed);
+        if self.commits.fetch_add(1, Ordering::Relaxed) + 1 < every {
             return;
         }
         self.commits.store(0, Ordering::Relaxed);
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&mut *conn)
+        // (busy, pages in the WAL, pages copied back)
+        match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(&mut *conn)
             .await
         {
-            tracing::debug!(error = %e, "WAL checkpoint failed; retried after the next commits");
+            Ok((_, pages, _)) => {
+                let next = if pages > CHECKPOINT_AT_PAGES {
+                    every / 2
+                } else if pages < CHECKPOINT_AT_PAGES / 2 {
+                    every + 1
+                } else {
+                    every
+                };
+                let next = next.clamp(1, CHECKPOINT_EVERY.1);
+                self.checkpoint_every.store(next, Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "WAL checkpoint failed; retried after the next commits")
+            }
         }
     }
 
