@@ -157,19 +157,40 @@ impl ApiConn {
         use sqlx::{ConnectOptions, Connection};
         match db.backend() {
             Backend::Sqlite => ApiConn::Sqlite(
-                SqliteConnectOptions::new()
-                    .filename(db.path())
-                    .journal_mode(SqliteJournalMode::Wal)
-                    .busy_timeout(Duration::from_secs(5))
-                    .connect()
-                    .await
-                    .expect("order API connection"),
+                api_connection(
+                    SqliteConnectOptions::new()
+                        .filename(db.path())
+                        .journal_mode(SqliteJournalMode::Wal)
+                        .busy_timeout(Duration::from_secs(5)),
+                )
+                .connect()
+                .await
+                .expect("order API connection"),
             ),
             Backend::Postgres => ApiConn::Postgres(
                 sqlx::PgConnection::connect(&db.url())
                     .await
                     .expect("order API connection"),
             ),
+        }
+    }
+}
+
+/// The order API's connection settings besides WAL and the busy timeout:
+/// README's advice (`synchronous = NORMAL`, `wal_autocheckpoint = 10000`),
+/// or with `LIQPASS_BENCH_API_CONNECTION=sqlite-defaults` SQLite's own
+/// (`FULL`, 1,000 pages).
+fn api_connection(
+    options: sqlx::sqlite::SqliteConnectOptions,
+) -> sqlx::sqlite::SqliteConnectOptions {
+    use sqlx::sqlite::SqliteSynchronous;
+    match std::env::var("LIQPASS_BENCH_API_CONNECTION").as_deref() {
+        Err(_) | Ok("advised") => options
+            .synchronous(SqliteSynchronous::Normal)
+            .pragma("wal_autocheckpoint", "10000"),
+        Ok("sqlite-defaults") => options,
+        Ok(other) => {
+            panic!("LIQPASS_BENCH_API_CONNECTION: advised or sqlite-defaults, not {other:?}")
         }
     }
 }
