@@ -15,11 +15,11 @@
 //!   is parsed inside the poll that completes it (2,000 logs: milliseconds),
 //!   and the transaction's next statement would wait for it, lock held.
 //!
-//! Both are SQLite's: on PostgreSQL (MVCC, row locks) the order API's
+//! All three are SQLite's: on PostgreSQL (MVCC, row locks) the order API's
 //! reads and `INSERT`s never wait for our transactions, and a batch is one
 //! transaction ([`Pacer::unbounded`]).
 //!
-//! Pure, but for the clock and the sleep in [`Pacer::wait_turn`].
+//! Pure, but for the clock, the sleep in [`Pacer::wait_turn`] and the gate.
 
 use std::future::{poll_fn, Future};
 use std::pin::pin;
@@ -55,8 +55,8 @@ const BUSY_HANDLER_SLEEPS_MS: [u64; 12] = [1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 
 const WAKE_UP_SLACK: Duration = Duration::from_millis(1);
 
 /// How long the lock must stay free after a transaction held it for `held`
-/// past the budget
-/// so that a writer which began waiting at any moment of the hold gets in:
+/// (past the budget) so that a writer which began waiting at any moment of
+/// the hold gets in:
 /// such a waiter tries again within the longest sleep of its schedule
 /// that began before the hold ended (a hold of 2 ms: 2 ms; of 5 ms: 5 ms; of
 /// 20 ms: 15 ms), plus its wake-up. A gap shorter than that, after a hold
@@ -66,10 +66,11 @@ const WAKE_UP_SLACK: Duration = Duration::from_millis(1);
 pub fn catch_up(held: Duration) -> Duration {
     let mut tried_at = 0;
     let mut sleep = 0;
+    let last = BUSY_HANDLER_SLEEPS_MS[BUSY_HANDLER_SLEEPS_MS.len() - 1];
     for ms in BUSY_HANDLER_SLEEPS_MS
         .iter()
         .copied()
-        .chain(std::iter::repeat(100))
+        .chain(std::iter::repeat(last))
     {
         if Duration::from_millis(tried_at) >= held {
             break;
@@ -130,10 +131,10 @@ impl Gate {
 pub struct Pacer {
     budget: Duration,
     gap: Duration,
-    /// The gap after the last commit: `gap`, or longer after an overrun.
-    next_gap: Duration,
     rows: usize,
-    last_end: Option<Instant>,
+    /// When the next transaction may begin: the last commit's end plus
+    /// `gap`, or plus the catch-up after an overrun.
+    turn: Option<Instant>,
     /// Rows are not learned: every batch is one transaction.
     unbounded: bool,
     gate: Gate,
@@ -144,9 +145,8 @@ impl Pacer {
         Self {
             budget,
             gap,
-            next_gap: gap,
             rows: START_ROWS,
-            last_end: None,
+            turn: None,
             unbounded: false,
             gate: Gate::default(),
         }
@@ -162,9 +162,8 @@ impl Pacer {
         Self {
             budget: Duration::MAX,
             gap: Duration::ZERO,
-            next_gap: Duration::ZERO,
             rows: FIXED_ROWS,
-            last_end: None,
+            turn: None,
             unbounded: true,
             gate: Gate::default(),
         }
@@ -189,8 +188,7 @@ impl Pacer {
 
     /// Waits until the lock has been free for the gap since our last commit.
     pub async fn wait_turn(&self) {
-        if let Some(end) = self.last_end {
-            let turn = end + self.next_gap;
+        if let Some(turn) = self.turn {
             if turn > Instant::now() {
                 tokio::time::sleep_until(turn).await;
             }
@@ -199,14 +197,14 @@ impl Pacer {
 
     /// A transaction of `rows` rows held the lock for `held` and committed.
     pub fn committed(&mut self, rows: usize, held: Duration) {
-        self.last_end = Some(Instant::now());
         // Within the budget the configured gap is what it needs (it is the
         // user's trade-off, 0 included); past it, a waiter may have missed.
-        self.next_gap = if held > self.budget {
+        let gap = if held > self.budget {
             self.gap.max(catch_up(held))
         } else {
             self.gap
         };
+        self.turn = Some(Instant::now() + gap);
         self.learn(rows, held);
     }
 

@@ -46,8 +46,10 @@ const AUTO_CHECKPOINT_PAGES: i64 = 1_000;
 /// The writer checkpoints often enough that the WAL stays under this many
 /// pages (see `checkpoint_now_and_then`).
 const CHECKPOINT_AT_PAGES: i64 = AUTO_CHECKPOINT_PAGES / 2;
-/// Commits between two of the writer's checkpoints: at first, and at most.
-const CHECKPOINT_EVERY: (usize, usize) = (4, 64);
+/// Commits between two of the writer's checkpoints, at first.
+const FIRST_CHECKPOINT_EVERY: usize = 4;
+/// Commits between two of the writer's checkpoints, at most.
+const MAX_CHECKPOINT_EVERY: usize = 64;
 
 /// An SQLite database file.
 #[derive(Debug, Clone)]
@@ -105,7 +107,7 @@ impl Sqlite {
             options,
             busy_timeout: settings.busy_timeout,
             commits: Default::default(),
-            checkpoint_every: Arc::new(AtomicUsize::new(CHECKPOINT_EVERY.0)),
+            checkpoint_every: Arc::new(AtomicUsize::new(FIRST_CHECKPOINT_EVERY)),
         })
     }
 
@@ -214,7 +216,7 @@ impl Sqlite {
                 } else {
                     every
                 };
-                let next = next.clamp(1, CHECKPOINT_EVERY.1);
+                let next = next.clamp(1, MAX_CHECKPOINT_EVERY);
                 self.checkpoint_every.store(next, Ordering::Relaxed);
             }
             Err(e) => {
