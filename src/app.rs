@@ -23,7 +23,9 @@ use crate::metrics::Metrics;
 use crate::store::{incidents, Store, StoreError};
 use crate::webhooks::Dispatcher;
 
+mod audit;
 mod exceptions;
+pub use audit::audit;
 pub use exceptions::{order, resolve, review, EventRef, Target};
 
 /// Opens the store and refuses to run on a schema that is not up to date.
@@ -145,7 +147,19 @@ async fn lead(
         let connected =
             Indexer::connect(settings, store, metrics, health.clone(), leading.clone()).await;
         match connected {
-            Ok(indexer) => indexer.run().await?,
+            Ok(mut indexer) => {
+                // The completeness checks run beside the indexer for the
+                // term, and end with it.
+                let auditing = indexer
+                    .auditor()
+                    .map(|a| tokio::spawn(a.run(leading.child_token())));
+                let indexed = indexer.run().await;
+                if let Some(auditing) = auditing {
+                    auditing.abort();
+                    let _ = auditing.await;
+                }
+                indexed?
+            }
             // Stopped while waiting for the endpoint: a clean exit.
             Err(IndexerError::Cancelled) => {}
             Err(e) => return Err(e.into()),
@@ -228,9 +242,31 @@ async fn stop_on_signals(cancel: CancellationToken) {
     }
 }
 
-/// `liqpass-indexer backfill --from --to`. Takes the write lease for its
-/// run (refused while another replica leads: it would write alongside it).
+/// `liqpass-indexer backfill --from --to`.
 pub async fn backfill(settings: Settings, from: u64, to: u64) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let metrics = as_leader(settings, "backfill", |indexer| indexer.backfill(from, to)).await?;
+    let events = metrics.1.events_total();
+    println!(
+        "backfill {from}..={to}: {events} new event(s) written in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Runs `job` (a command that writes: `backfill`, `audit --repair`) on an
+/// indexer holding the write lease for its run; refused while another
+/// replica leads (it would write alongside it). SIGTERM/SIGINT stop it
+/// between transactions. Returns its output and its metrics.
+pub(crate) async fn as_leader<T, F, Fut>(
+    settings: Settings,
+    what: &str,
+    job: F,
+) -> anyhow::Result<(T, Metrics)>
+where
+    F: FnOnce(Indexer) -> Fut,
+    Fut: std::future::Future<Output = Result<T, IndexerError>>,
+{
     let store = open_store(&settings.database).await?;
     let registry = Registry::new();
     let metrics = Metrics::new(&registry)?;
@@ -243,17 +279,16 @@ pub async fn backfill(settings: Settings, from: u64, to: u64) -> anyhow::Result<
         );
         anyhow::bail!(
             "the write lease is held by {who}: an indexer is running on this database; \
-             backfill writes only as the leader, so stop it first (or wait for its lease to expire)"
+             {what} writes only as the leader, so stop it first (or wait for its lease to expire)"
         );
     };
     let cancel = CancellationToken::new();
     let signals = tokio::spawn(stop_on_signals(cancel.clone()));
     let (fenced, keeper) = lease.hold(&fence, &cancel);
-    let started = std::time::Instant::now();
     let result = async {
         let indexer =
             Indexer::connect(settings, fenced, metrics.clone(), health, cancel.clone()).await?;
-        indexer.backfill(from, to).await
+        job(indexer).await
     }
     .await;
     cancel.cancel();
@@ -261,16 +296,11 @@ pub async fn backfill(settings: Settings, from: u64, to: u64) -> anyhow::Result<
     signals.abort();
     lease.release(&fence).await;
     store.close().await;
-    result?;
+    let out = result?;
     if let Some(why) = stepped_down {
-        anyhow::bail!("backfill stopped: {why}");
+        anyhow::bail!("{what} stopped: {why}");
     }
-    let events = metrics.events_total();
-    println!(
-        "backfill {from}..={to}: {events} new event(s) written in {:.2} s",
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
+    Ok((out, metrics))
 }
 
 /// `liqpass-indexer status [--json]`.
@@ -318,6 +348,15 @@ pub async fn status(settings: &ScopedSettings, as_json: bool) -> anyhow::Result<
             "synced       {} of blocks {start}..=head (chain.start_block {start})",
             synced.map_or("-".into(), |p| format!("{p:.1}%"))
         );
+        let audited = match (st.audited_block, st.checkpoint_block) {
+            (None, _) => "none yet (the completeness audit re-asks final blocks)".into(),
+            (Some(a), Some(cp)) => format!(
+                "{a} ({} blocks behind the checkpoint)",
+                cp.saturating_sub(a)
+            ),
+            (Some(a), None) => a.to_string(),
+        };
+        println!("audited      {audited}");
         let leader = st
             .lease
             .as_ref()

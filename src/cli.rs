@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::app;
-use crate::config::{self, DatabaseSettings, Settings};
+use crate::config::{self, DatabaseSettings, RpcUrl, Settings};
 use crate::indexer::IndexerError;
 use crate::store::exceptions::Resolution;
 use crate::store::{Store, StoreError};
@@ -57,6 +57,32 @@ pub enum Command {
         /// Last block to scan (inclusive; capped at the node's head).
         #[arg(long)]
         to: u64,
+    },
+    /// Ask the node for a block range again and compare it with
+    /// contract_events, log by log: missing (on chain, not stored), extra
+    /// (stored, not on chain), altered (same tx hash and log index, another
+    /// block hash or data). Exit 0 only when they agree. For operators after
+    /// an incident, e.g. a provider that left logs out. Needs what `run`
+    /// needs.
+    Audit {
+        /// First block to compare.
+        #[arg(long)]
+        from: u64,
+        /// Last block to compare (inclusive; capped at the node's head).
+        #[arg(long)]
+        to: u64,
+        /// Ask this endpoint (another provider) instead of chain.rpc_url;
+        /// a secret like it: never printed.
+        #[arg(long, value_name = "URL", value_parser = parse_rpc_url)]
+        rpc_url: Option<RpcUrl>,
+        /// Print JSON for scripts instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Store the missing logs through the normal path (reconciled,
+        /// announced), holding the write lease as backfill does; extra and
+        /// altered rows are only reported.
+        #[arg(long)]
+        repair: bool,
     },
     /// Show checkpoint, head, lag, orders by status and events by outcome.
     /// Safe to run while the daemon writes. Needs [database], [log],
@@ -234,12 +260,29 @@ async fn dispatch(command: Command, sources: &config::Sources) -> anyhow::Result
             let s = full(sources)?;
             app::run_daemon(s).await
         }
+        Command::Audit {
+            from,
+            to,
+            rpc_url,
+            json,
+            repair,
+        } => {
+            let s = full(sources)?;
+            anyhow::ensure!(from <= to, "--from {from} is after --to {to}");
+            app::audit(s, from, to, rpc_url, json, repair).await
+        }
         Command::Backfill { from, to } => {
             let s = full(sources)?;
             anyhow::ensure!(from <= to, "--from {from} is after --to {to}");
             app::backfill(s, from, to).await
         }
     }
+}
+
+/// `--rpc-url`: an RPC URL, checked as `chain.rpc_url` is; the error never
+/// repeats it (it may carry an API key).
+fn parse_rpc_url(text: &str) -> Result<RpcUrl, String> {
+    RpcUrl::parse(text).map_err(|e| format!("not a usable RPC URL ({e})"))
 }
 
 fn full(sources: &config::Sources) -> Result<Settings, config::ConfigError> {

@@ -67,7 +67,15 @@ const KEYS: &[(&str, &[&str])] = &[
             "max_concurrent_requests",
         ],
     ),
-    ("reconcile", &["overpayment"]),
+    (
+        "reconcile",
+        &[
+            "overpayment",
+            "pending_sweep_interval_s",
+            "pending_sweep_grace_s",
+        ],
+    ),
+    ("audit", &["interval_ms", "request_share_percent"]),
     ("http", &["listen", "max_ready_lag_blocks"]),
     ("log", &["format", "level", "progress_interval_ms"]),
     ("shutdown", &["grace_s"]),
@@ -98,6 +106,7 @@ pub struct Settings {
     pub shutdown: ShutdownSettings,
     pub ha: HaSettings,
     pub notify: NotifySettings,
+    pub audit: AuditSettings,
     /// `None` when `webhooks.url` is empty: no dispatcher runs.
     pub webhooks: Option<WebhookSettings>,
 }
@@ -207,6 +216,22 @@ pub enum Finality {
 #[derive(Debug, Clone)]
 pub struct ReconcileSettings {
     pub overpayment: OverpaymentPolicy,
+    /// How often the leader looks for the logs of still-pending orders by
+    /// their orderId (`None`: never).
+    pub pending_sweep_interval: Option<Duration>,
+    /// How long an order is `pending` before the sweep looks for it.
+    pub pending_sweep_grace: Duration,
+}
+
+/// The completeness audit (README, "Completeness").
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    /// How often the ranges that became final are asked for again
+    /// (`None`: never).
+    pub interval: Option<Duration>,
+    /// The most the audit and the pending-order sweep may ask, as a share
+    /// of the requests the indexer makes (1..=100).
+    pub request_share_percent: u32,
 }
 
 /// What an overpayment does to its order.

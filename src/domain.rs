@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use alloy::primitives::{Address, B256, U256};
+use alloy::primitives::{Address, Bloom, B256, U256};
 
 /// A block as the indexer remembers it: enough to detect a reorg.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,6 +19,9 @@ pub struct BlockHeader {
     pub hash: B256,
     pub parent_hash: B256,
     pub timestamp: u64,
+    /// The block's logs bloom: which addresses and topics its logs may
+    /// hold (no false negatives; see `chain::bloom`).
+    pub logs_bloom: Bloom,
 }
 
 impl BlockHeader {

@@ -6,7 +6,9 @@
 //! 2. far behind: keep up to `chain.max_concurrent_requests` deep ranges
 //!    (adaptive getLogs) in flight and commit them in block order while
 //!    the next ones are fetched (`flight`); near the head: fetch each new header, check it
-//!    builds on the checkpoint (`chain::window`), else roll the reorg back;
+//!    builds on the checkpoint (`chain::window`), else roll the reorg back,
+//!    and fetch by block hash the logs of the blocks whose bloom may hold
+//!    ours (`fetch`);
 //! 3. decode, cut the batch at block boundaries into transactions that
 //!    hold the write lock about `database.max_write_ms` each (`pace`), and
 //!    in each `BEGIN IMMEDIATE` transaction insert events, reconcile them
@@ -17,8 +19,11 @@
 //! 5. caught up: wait for a new head (websocket push or polling).
 //!
 //! The checkpoint in the database, never a subscription, decides what has
-//! been indexed; cancellation is honoured between batches only.
+//! been indexed; cancellation is honoured between batches only. Beside the
+//! loop, for the term, the completeness task (`audit`) re-asks what the
+//! checkpoint passed; it writes through the same path (`write`).
 
+mod audit;
 mod commit;
 mod fetch;
 mod flight;
@@ -36,6 +41,7 @@ use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 use tokio_util::sync::CancellationToken;
 
+pub use audit::{Auditor, Report as AuditReport};
 use commit::Writer;
 pub use fetch::Batch;
 use fetch::{Fetcher, Near};
@@ -93,6 +99,9 @@ pub struct Indexer {
     verifiers: Option<verify::Verifiers>,
     /// When the outbox's retention last ran (see `retention`).
     pruned_at: Option<Instant>,
+    /// Where verification rounds send logs a verifier returned that are
+    /// not stored (to the term's `audit::Auditor`).
+    suspects: Option<tokio::sync::mpsc::Sender<Vec<audit::Suspect>>>,
 }
 
 impl Indexer {
@@ -118,12 +127,14 @@ impl Indexer {
             treasury: chain.treasury,
         };
         let fetcher = Fetcher {
-            pool,
+            pool: std::sync::Arc::new(pool),
             sizer: std::sync::Mutex::new(RangeSizer::new(chain.max_block_range)),
             metrics: metrics.clone(),
             health: health.clone(),
             cancel: cancel.clone(),
             head_read: std::sync::Mutex::new(None),
+            contract: chain.contract,
+            requests: Default::default(),
         };
         let checkpoint = sync::checkpoint(&mut store.conn().await?.conn(), &scope).await?;
         if let Some(cp) = checkpoint {
@@ -151,7 +162,25 @@ impl Indexer {
             pacer,
             verifiers,
             pruned_at: None,
+            suspects: None,
         })
+    }
+
+    /// The completeness task of this term (`audit`), to run beside
+    /// [`Indexer::run`] until the term ends; `None` when it is off.
+    pub fn auditor(&mut self) -> Option<Auditor> {
+        let (auditor, suspects) = Auditor::new(audit::Parts {
+            settings: self.settings.clone(),
+            scope: self.scope,
+            policy: self.policy.clone(),
+            store: self.store.clone(),
+            metrics: self.metrics.clone(),
+            health: self.health.clone(),
+            primary: self.fetcher.pool.clone(),
+            main_requests: self.fetcher.requests.clone(),
+        })?;
+        self.suspects = Some(suspects);
+        Some(auditor)
     }
 
     /// Indexes until `cancel` fires; returns after the batch in hand is

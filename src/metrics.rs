@@ -52,6 +52,9 @@ pub struct Metrics {
     pub webhook_queue_depth: IntGauge,
     pub webhook_oldest_undelivered_age: IntGauge,
     pub webhook_endpoint_disabled: IntGauge,
+    logs_recovered: IntCounterVec,
+    bloom_blocks: IntCounterVec,
+    pub audited_block: IntGauge,
     /// Catch-up progress (`indexer::progress`).
     pub catchup: Catchup,
 }
@@ -303,6 +306,23 @@ impl Metrics {
                 "webhook_endpoint_disabled",
                 "1 once the webhook receiver answered 410 Gone: nothing is sent until a restart.",
             )?,
+            logs_recovered: counter_vec(
+                "logs_recovered_total",
+                "PremiumPaid logs an answer had left out, found later and stored, by the defence \
+                 that found them (audit, verify, sweep, repair).",
+                &["path"],
+            )?,
+            bloom_blocks: counter_vec(
+                "bloom_blocks_total",
+                "Near-head blocks by what their logsBloom said: skipped (holds none of ours), \
+                 fetched (may hold ours: logs asked for by block hash) and, of those, empty.",
+                &["outcome"],
+            )?,
+            audited_block: gauge(
+                "audited_block",
+                "The completeness audit's position: every block up to it was asked for again \
+                 once final, and what was missing stored.",
+            )?,
         })
     }
 
@@ -412,6 +432,25 @@ impl Metrics {
         }
     }
 
+    /// `n` logs found missing and stored by the defence `path` (`audit`,
+    /// `verify`, `sweep`, `repair`).
+    pub fn record_recovered(&self, path: &str, n: u64) {
+        self.logs_recovered.with_label_values(&[path]).inc_by(n);
+    }
+
+    /// Logs recovered since start, every path.
+    pub fn recovered_total(&self) -> u64 {
+        sum(&self.logs_recovered)
+    }
+
+    /// Near-head blocks by bloom outcome: `skipped`, `fetched`, `empty`
+    /// (fetched, and none of our logs came back).
+    pub fn record_bloom(&self, outcome: &str, n: u64) {
+        if n > 0 {
+            self.bloom_blocks.with_label_values(&[outcome]).inc_by(n);
+        }
+    }
+
     /// Pre-creates the labelled series so dashboards show zeros, not gaps.
     pub fn init_labels(&self) {
         for status in MatchStatus::ALL {
@@ -431,6 +470,12 @@ impl Metrics {
         }
         for result in ["delivered", "failed", "gave_up", "gone"] {
             self.webhook_deliveries.with_label_values(&[result]);
+        }
+        for path in ["audit", "verify", "sweep", "repair"] {
+            self.logs_recovered.with_label_values(&[path]);
+        }
+        for outcome in ["skipped", "fetched", "empty"] {
+            self.bloom_blocks.with_label_values(&[outcome]);
         }
     }
 }

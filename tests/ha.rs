@@ -190,7 +190,9 @@ async fn a_leader_killed_mid_backfill_is_replaced_and_the_database_equals_one_cl
     let (chain, db) = paid_chain(backend, PAYMENTS).await;
     let buyer = [chain.buyers[0]];
     // One block per batch, each behind a provider's round trip, so that
-    // the kill lands mid-catch-up on either backend.
+    // the kill lands mid-catch-up on either backend: deep ranges of one
+    // block, one at a time (near the head a run's blocks are fetched at
+    // once).
     let proxy = RpcProxy::start(&chain.rpc_url()).await;
     proxy.slow(Duration::from_millis(100));
     let env = support::daemon::with(
@@ -198,6 +200,8 @@ async fn a_leader_killed_mid_backfill_is_replaced_and_the_database_equals_one_cl
         &[
             ("LIQPASS__CHAIN__RPC_URL", proxy.url()),
             ("LIQPASS__CHAIN__MAX_BLOCK_RANGE", "1".into()),
+            ("LIQPASS__CHAIN__MAX_CONCURRENT_REQUESTS", "1".into()),
+            ("LIQPASS__CHAIN__REORG_WINDOW", "4".into()),
             ("LIQPASS__DATABASE__WRITE_GAP_MS", "50".into()),
         ],
     );
@@ -260,7 +264,10 @@ async fn on_postgres_a_leader_whose_connections_are_terminated_recovers_and_doub
         &env_for(&chain, &db),
         &[
             ("LIQPASS__CHAIN__RPC_URL", proxy.url()),
+            // Deep ranges of one block, one at a time: the catch-up lasts.
             ("LIQPASS__CHAIN__MAX_BLOCK_RANGE", "1".into()),
+            ("LIQPASS__CHAIN__MAX_CONCURRENT_REQUESTS", "1".into()),
+            ("LIQPASS__CHAIN__REORG_WINDOW", "4".into()),
         ],
     );
     let leader = Daemon::spawn(&env);

@@ -115,6 +115,12 @@ impl Budget {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// True when both are the same bucket (two pools sharing an endpoint's
+    /// budget).
+    pub fn is_shared_with(&self, other: &Budget) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
     /// Waits for a token.
     pub async fn acquire(&self) {
         loop {

@@ -1,7 +1,8 @@
-//! Turns RPC logs into [`Payment`]s: pure, by topic0, both event versions.
+//! Turns RPC logs into [`Payment`]s, and a stored payment back into the log
+//! it came from (to compare the two): pure, by topic0, both event versions.
 //! A log this module does not recognise is reported, never a panic.
 
-use alloy::primitives::B256;
+use alloy::primitives::{LogData, B256};
 use alloy::rpc::types::Log;
 use alloy::sol_types::SolEvent;
 
@@ -80,6 +81,69 @@ pub fn decode(log: &Log) -> Result<Payment, Skip> {
             )
         }
     })
+}
+
+/// The topics and data the log of `p` carries on chain; `None` for a v2
+/// payment without its destination (a corrupt row: never confirmed).
+pub fn encode(p: &Payment) -> Option<LogData> {
+    Some(match p.version {
+        EventVersion::V1 => CheckoutV1::PremiumPaid {
+            orderId: p.order_ref,
+            buyer: p.payer,
+            amount: p.amount.0,
+            quoteHash: p.quote_hash,
+        }
+        .encode_log_data(),
+        EventVersion::V2 => {
+            let d = p.destination?;
+            CheckoutV2::PremiumPaid {
+                orderId: p.order_ref,
+                buyer: p.payer,
+                amount: p.amount.0,
+                quoteHash: p.quote_hash,
+                token: d.token,
+                treasury: d.treasury,
+                chainId: d.chain_id,
+                timestamp: d.timestamp,
+            }
+            .encode_log_data()
+        }
+    })
+}
+
+/// How `log` differs from `stored`, a payment at the same position (tx
+/// hash, log index): its block, its contract, its topics or its data.
+/// Empty: the same log.
+pub fn differences(stored: &Payment, log: &Log) -> Vec<String> {
+    let mut differs = Vec::new();
+    if log.block_hash != Some(stored.block.hash) {
+        let theirs = log.block_hash.map_or("none".into(), |h| format!("{h:#x}"));
+        differs.push(format!(
+            "block hash {theirs} (ours {:#x})",
+            stored.block.hash
+        ));
+    }
+    if log.block_number != Some(stored.block.number) {
+        differs.push(format!(
+            "block number {:?} (ours {})",
+            log.block_number, stored.block.number
+        ));
+    }
+    if log.address() != stored.contract {
+        differs.push(format!("contract {:#x}", log.address()));
+    }
+    match encode(stored) {
+        Some(ours) => {
+            if log.topics() != ours.topics() {
+                differs.push("topics".into());
+            }
+            if log.data().data != ours.data {
+                differs.push(format!("data {}", log.data().data));
+            }
+        }
+        None => differs.push("our stored event cannot be re-encoded".into()),
+    }
+    differs
 }
 
 #[cfg(test)]

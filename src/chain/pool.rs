@@ -184,6 +184,34 @@ impl RpcPool {
         *self.current.lock().unwrap_or_else(|e| e.into_inner()) = next;
     }
 
+    /// The same endpoints, starting from the second (`None` with only one),
+    /// each with the same request budget (shared) and the block limit
+    /// learned so far: for the completeness audit, which asks another
+    /// endpoint than the one that answered first when there is one.
+    pub fn others_first(&self) -> Option<RpcPool> {
+        let eps = self.lock();
+        if eps.len() < 2 {
+            return None;
+        }
+        let rotated = eps[1..].iter().chain(&eps[..1]).map(|ep| Endpoint {
+            url: ep.url.clone(),
+            name: ep.name.clone(),
+            source: None,
+            verified: false,
+            failures: 0,
+            rest: FIRST_REST,
+            resting_until: None,
+            range_cap: ep.range_cap,
+            budget: ep.budget.clone(),
+        });
+        Some(RpcPool {
+            endpoints: Mutex::new(rotated.collect()),
+            current: Mutex::new(0),
+            scope: self.scope,
+            timeout: self.timeout,
+        })
+    }
+
     /// Checks endpoint `i`'s chain id now (at start-up), making it current.
     pub async fn verify(&self, i: usize) -> Result<(), PoolError> {
         *self.current.lock().unwrap_or_else(|e| e.into_inner()) = i;
@@ -312,6 +340,23 @@ mod tests {
             p.failed();
         }
         assert_eq!(p.range_cap(), None, "the next endpoint has learned nothing");
+    }
+
+    #[test]
+    fn the_audit_asks_the_second_endpoint_first_and_shares_the_budgets() {
+        assert!(pool(1).others_first().is_none(), "no other endpoint");
+        let p = pool(3).with_rate_budget(Some(10));
+        let others = p.others_first().expect("three endpoints");
+        assert_eq!(others.endpoint(), "http://127.0.0.1:10001");
+        let (mine, theirs) = (p.lock(), others.lock());
+        let shared = |a: &Endpoint, b: &Endpoint| {
+            a.name == b.name
+                && a.budget
+                    .as_ref()
+                    .zip(b.budget.as_ref())
+                    .is_some_and(|(x, y)| x.is_shared_with(y))
+        };
+        assert!(shared(&mine[1], &theirs[0]) && shared(&mine[0], &theirs[2]));
     }
 
     #[test]

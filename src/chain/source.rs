@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use alloy::eips::BlockNumberOrTag;
+use alloy::primitives::B256;
 use alloy::providers::{DynProvider, Provider, ProviderBuilder, WsConnect};
 use alloy::rpc::client::RpcClient;
 use alloy::rpc::types::{Filter, Header, Log};
@@ -50,6 +51,14 @@ pub enum ChainError {
     },
     #[error("{endpoint}: block {number} is not known to the node")]
     MissingBlock { endpoint: String, number: u64 },
+    /// `eth_getLogs` by block hash (EIP-234) on a node that does not have
+    /// the block (behind, or the block was orphaned).
+    #[error("{endpoint}: the node does not have block {hash:#x}: {message}")]
+    UnknownBlock {
+        endpoint: String,
+        hash: alloy::primitives::B256,
+        message: String,
+    },
     #[error("{endpoint}: cannot connect: {message}")]
     Connect { endpoint: String, message: String },
 }
@@ -62,6 +71,7 @@ impl ChainError {
             Self::Timeout { .. } => "timeout",
             Self::Connect { .. } => "connect",
             Self::MissingBlock { .. } => "missing_block",
+            Self::UnknownBlock { .. } => "unknown_block",
             Self::RangeRefused { .. } => "range_refused",
             Self::Rpc { message, .. } => rpc_kind(message),
         }
@@ -259,8 +269,19 @@ impl ChainSource {
     /// The checkout contract's `PremiumPaid` logs in `from..=to`.
     pub async fn logs(&self, from: u64, to: u64) -> Result<Vec<Log>, ChainError> {
         let filter = self.filter.clone().from_block(from).to_block(to);
+        self.ranged_logs(from, to, &filter).await
+    }
+
+    /// `eth_getLogs` of `filter` over `from..=to`; a range refusal comes
+    /// back parsed.
+    async fn ranged_logs(
+        &self,
+        from: u64,
+        to: u64,
+        filter: &Filter,
+    ) -> Result<Vec<Log>, ChainError> {
         let answer = self
-            .call_raw("eth_getLogs", self.provider.get_logs(&filter))
+            .call_raw("eth_getLogs", self.provider.get_logs(filter))
             .await?;
         answer.map_err(|e| {
             let message = scrub(e.to_string(), &self.secrets);
@@ -279,6 +300,48 @@ impl ChainSource {
                 },
             }
         })
+    }
+
+    /// The checkout contract's `PremiumPaid` logs of the block `hash`
+    /// (EIP-234): a node that does not have the block answers an error, which
+    /// comes back as [`ChainError::UnknownBlock`], never as `[]`.
+    pub async fn logs_at(&self, hash: B256) -> Result<Vec<Log>, ChainError> {
+        let filter = self.filter.clone().at_block_hash(hash);
+        let answer = self
+            .call_raw("eth_getLogs", self.provider.get_logs(&filter))
+            .await?;
+        answer.map_err(|e| {
+            let message = scrub(e.to_string(), &self.secrets);
+            match e.as_error_resp() {
+                Some(resp) if is_unknown_block(&resp.message) => ChainError::UnknownBlock {
+                    endpoint: self.endpoint.clone(),
+                    hash,
+                    message,
+                },
+                _ => ChainError::Rpc {
+                    endpoint: self.endpoint.clone(),
+                    method: "eth_getLogs",
+                    message,
+                },
+            }
+        })
+    }
+
+    /// The checkout contract's `PremiumPaid` logs in `from..=to` whose
+    /// orderId (topic1) is one of `refs` (an OR-list).
+    pub async fn logs_of_orders(
+        &self,
+        from: u64,
+        to: u64,
+        refs: &[B256],
+    ) -> Result<Vec<Log>, ChainError> {
+        let filter = self
+            .filter
+            .clone()
+            .from_block(from)
+            .to_block(to)
+            .topic1(refs.to_vec());
+        self.ranged_logs(from, to, &filter).await
     }
 
     /// New heads pushed by a websocket endpoint, on a connection of their
@@ -300,6 +363,21 @@ impl ChainSource {
             })
             .boxed())
     }
+}
+
+/// True when a JSON-RPC error says the node does not have the block asked
+/// for by hash (geth and anvil: "unknown block"; others: "block not found",
+/// "... could not be found", "header not found").
+fn is_unknown_block(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    [
+        "unknown block",
+        "not found",
+        "could not be found",
+        "does not exist",
+    ]
+    .iter()
+    .any(|w| m.contains(w))
 }
 
 /// The parts of an RPC URL that may carry a key: the whole URL, its
@@ -336,6 +414,7 @@ fn to_header(h: &Header) -> BlockHeader {
         hash: h.hash,
         parent_hash: h.parent_hash,
         timestamp: h.timestamp,
+        logs_bloom: h.logs_bloom,
     }
 }
 

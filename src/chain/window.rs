@@ -55,6 +55,7 @@ mod tests {
             hash: B256::repeat_byte(tag),
             parent_hash: B256::repeat_byte(parent_tag),
             timestamp: number,
+            logs_bloom: Default::default(),
         }
     }
 

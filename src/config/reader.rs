@@ -9,9 +9,9 @@ use alloy::primitives::Address;
 use config::{Config, Value, ValueKind};
 
 use super::{
-    ChainSettings, DatabaseSettings, Endpoints, Finality, HaSettings, HttpSettings, LogFormat,
-    LogSettings, NotifySettings, OverpaymentPolicy, Problem, ReconcileSettings, RpcUrl, Settings,
-    ShutdownSettings, KEYS,
+    AuditSettings, ChainSettings, DatabaseSettings, Endpoints, Finality, HaSettings, HttpSettings,
+    LogFormat, LogSettings, NotifySettings, OverpaymentPolicy, Problem, ReconcileSettings, RpcUrl,
+    Settings, ShutdownSettings, KEYS,
 };
 use crate::domain::Scope;
 
@@ -272,14 +272,29 @@ impl Reader {
     }
 
     pub(super) fn reconcile(&mut self) -> Option<ReconcileSettings> {
-        self.choice(
+        let overpayment = self.choice(
             "reconcile.overpayment",
             &[
                 ("accept", OverpaymentPolicy::Accept),
                 ("flag", OverpaymentPolicy::Flag),
             ],
-        )
-        .map(|overpayment| ReconcileSettings { overpayment })
+        );
+        let sweep = self.int("reconcile.pending_sweep_interval_s", 0, 86_400);
+        let grace = self.int("reconcile.pending_sweep_grace_s", 1, 86_400);
+        Some(ReconcileSettings {
+            overpayment: overpayment?,
+            pending_sweep_interval: off_when_zero(Duration::from_secs(sweep?)),
+            pending_sweep_grace: Duration::from_secs(grace?),
+        })
+    }
+
+    pub(super) fn audit(&mut self) -> Option<AuditSettings> {
+        let interval = self.millis("audit.interval_ms", 0, 86_400_000);
+        let share = self.int("audit.request_share_percent", 1, 100);
+        Some(AuditSettings {
+            interval: off_when_zero(interval?),
+            request_share_percent: share? as u32,
+        })
     }
 
     pub(super) fn http(&mut self) -> Option<HttpSettings> {
@@ -386,6 +401,7 @@ impl Reader {
         let shutdown = self.shutdown();
         let ha = self.ha();
         let notify = self.notify();
+        let audit = self.audit();
         let webhooks = self.webhooks();
         Some(Settings {
             database: database?,
@@ -396,6 +412,7 @@ impl Reader {
             shutdown: shutdown?,
             ha: ha?,
             notify: notify?,
+            audit: audit?,
             webhooks: webhooks?,
         })
     }
@@ -520,6 +537,11 @@ impl Reader {
 }
 
 /// Parses a 0x address; mixed case must carry a valid EIP-55 checksum.
+/// `None` for a zero interval (the feature is off), else the interval.
+fn off_when_zero(interval: Duration) -> Option<Duration> {
+    (!interval.is_zero()).then_some(interval)
+}
+
 pub fn parse_address(text: &str) -> Result<Address, String> {
     let hex = text
         .strip_prefix("0x")

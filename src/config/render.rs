@@ -67,6 +67,21 @@ impl Settings {
             OverpaymentPolicy::Flag => "flag",
         };
         put("reconcile", "overpayment", s(over.into()));
+        let r = &self.reconcile;
+        let sweep = r.pending_sweep_interval.map_or(0, |d| d.as_secs());
+        put("reconcile", "pending_sweep_interval_s", int(sweep));
+        put(
+            "reconcile",
+            "pending_sweep_grace_s",
+            int(r.pending_sweep_grace.as_secs()),
+        );
+        let audit = self.audit.interval.map_or(0, |d| d.as_millis() as u64);
+        put("audit", "interval_ms", int(audit));
+        put(
+            "audit",
+            "request_share_percent",
+            int(u64::from(self.audit.request_share_percent)),
+        );
         put("http", "listen", s(self.http.listen.to_string()));
         put(
             "http",

@@ -115,15 +115,7 @@ impl Writer<'_> {
         m.ignored_logs.inc_by(batch.ignored);
         m.lag_blocks
             .set(head.saturating_sub(batch.last.number) as i64);
-        let mut per_version = HashMap::new();
-        for o in &written.outcomes {
-            m.record_payment(o.status);
-            *per_version.entry(o.version).or_insert(0u64) += 1;
-            if o.status != MatchStatus::Matched {
-                tracing::debug!(order = o.order_id.as_deref().unwrap_or("-"),
-                    order_ref = %o.order_ref, reason = %o.status, "payment needs review");
-            }
-        }
+        record_outcomes(m, written);
         if let Some(review) = Review::of(&written.outcomes) {
             tracing::warn!(
                 from = batch.first,
@@ -134,11 +126,6 @@ impl Writer<'_> {
                 "payments need review (`liqpass-indexer status` counts them; contract_events holds each)"
             );
         }
-        for (version, n) in per_version {
-            m.record_events(version, n);
-        }
-        m.record_transition("confirming", written.confirming);
-        m.record_transition("paid", written.paid);
         tracing::debug!(
             from = batch.first,
             to = batch.last.number,
@@ -155,6 +142,25 @@ impl Writer<'_> {
             m.lag_seconds.set(now.saturating_sub(timestamp) as i64);
         }
     }
+}
+
+/// Counts what a committed transaction stored: each outcome, the events by
+/// version, the orders it moved.
+pub(super) fn record_outcomes(m: &Metrics, written: &Written) {
+    let mut per_version = HashMap::new();
+    for o in &written.outcomes {
+        m.record_payment(o.status);
+        *per_version.entry(o.version).or_insert(0u64) += 1;
+        if o.status != MatchStatus::Matched {
+            tracing::debug!(order = o.order_id.as_deref().unwrap_or("-"),
+                order_ref = %o.order_ref, reason = %o.status, "payment needs review");
+        }
+    }
+    for (version, n) in per_version {
+        m.record_events(version, n);
+    }
+    m.record_transition("confirming", written.confirming);
+    m.record_transition("paid", written.paid);
 }
 
 /// The payments of one batch that need a person, summed up for one log line.

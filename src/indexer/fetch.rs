@@ -1,19 +1,23 @@
 //! Fetching from the node: deep ranges with adaptive `eth_getLogs` (kept in
-//! flight and committed in order by `flight`), and near-head runs of headers whose logs are checked against those
-//! headers. RPC errors are retried here (with `crate::retry`); range
+//! flight and committed in order by `flight`), and near-head runs of
+//! headers whose blocks' logs are asked for by block hash when the header's
+//! bloom may hold ours. RPC errors are retried here (with `crate::retry`); range
 //! refusals shrink the range, and a block limit a provider states is
 //! remembered for its endpoint (`RpcPool::learn_range_cap`). Far behind, the
 //! head is re-read every few seconds between ranges, so that a long catch-up
 //! shows a live head (it is not a stall).
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use alloy::primitives::{Address, B256};
 use alloy::rpc::types::Log;
 use futures::{StreamExt, TryStreamExt};
 use tokio_util::sync::CancellationToken;
 
+use crate::chain::bloom;
 use crate::chain::decode::{self, Skip};
 use crate::chain::pool::{PoolError, RpcPool};
 use crate::chain::range::RangeSizer;
@@ -29,6 +33,11 @@ use crate::retry::{self, Cancelled};
 /// logs lack a timestamp): a near-head run of 64 headers takes one round
 /// trip, not eight; the rate budget, not this, paces them.
 const HEADER_CONCURRENCY: usize = 64;
+
+/// Longest pause before a near-head run is fetched again because a node
+/// did not have one of its blocks (a node behind its load balancer's
+/// others): short, since the block is usually there a moment later.
+const UNKNOWN_BLOCK_LONGEST_PAUSE: Duration = Duration::from_secs(2);
 
 /// How often a deep phase re-reads the head: well within the stall bound
 /// (a head quiet for `stall_after` is a stall), and at most every 5 s.
@@ -62,13 +71,20 @@ pub enum Near {
 /// head read sit behind locks held only between awaits, never across one.
 #[derive(Debug)]
 pub struct Fetcher {
-    pub pool: RpcPool,
+    /// Shared with the completeness audit (`audit`), which confirms with it
+    /// what other endpoints say.
+    pub pool: Arc<RpcPool>,
     pub sizer: Mutex<RangeSizer>,
     pub metrics: Metrics,
     pub health: Health,
     pub cancel: CancellationToken,
     /// When the head was last read during a deep phase.
     pub head_read: Mutex<Option<Instant>>,
+    /// The checkout contract: what a header's bloom is checked for.
+    pub contract: Address,
+    /// Requests sent (each attempt): the completeness audit may spend a
+    /// share of them (`audit::Share`).
+    pub requests: Arc<AtomicU64>,
 }
 
 /// A refused range: which endpoint refused it, and what it said.
@@ -109,6 +125,7 @@ impl Fetcher {
             }
             let endpoint = self.pool.endpoint();
             let started = Instant::now();
+            self.requests.fetch_add(1, Ordering::Relaxed);
             let result = match self.pool.source().await {
                 Ok(source) => tokio::select! {
                     _ = self.cancel.cancelled() => return Err(Cancelled),
@@ -249,18 +266,6 @@ impl Fetcher {
         }
     }
 
-    /// Logs of `from..=to`; `None` when the node refused the range, which
-    /// has then shrunk the next one (see [`Fetcher::refused`]).
-    async fn logs_or_shrink(&self, from: u64, to: u64) -> Result<Option<Vec<Log>>, Cancelled> {
-        match self.logs(from, to).await? {
-            Ok(logs) => Ok(Some(logs)),
-            Err(refused) => {
-                self.refused(from, to, refused).await?;
-                Ok(None)
-            }
-        }
-    }
-
     /// Reads the head when it was last read more than `every` ago, so that
     /// health and metrics see it move while a long deep phase runs. One
     /// cheap request every few seconds, made while a batch commits.
@@ -277,24 +282,22 @@ impl Fetcher {
     }
 
     /// Fetches `from..=to` near the head: every header, checked to extend
-    /// `checkpoint`, and the logs, checked to belong to those headers.
+    /// `checkpoint`; then, for each block whose `logsBloom` may hold our
+    /// logs (`chain::bloom`), its logs by block hash (EIP-234). Blocks the
+    /// bloom excludes cost nothing more, and an empty answer is never taken
+    /// for a block the node does not have: that node fails, and the run is
+    /// fetched again after a pause (with its headers: the block may have
+    /// been orphaned meanwhile), so the checkpoint never passes a block whose
+    /// logs did not come from a node that has it.
     pub async fn near(
         &mut self,
         checkpoint: Option<&BlockRef>,
         from: u64,
         to: u64,
     ) -> Result<Near, Cancelled> {
+        let mut backoff = retry::policy(UNKNOWN_BLOCK_LONGEST_PAUSE);
         loop {
-            let (from, to) = {
-                let mut sizer = self.sizer();
-                sizer.set_cap(self.pool.range_cap());
-                sizer.next_range(from, to)
-            };
-            // Logs and headers in the same round trip: the logs are checked
-            // against the headers below, whichever came first.
-            let (headers, logs) =
-                tokio::join!(self.headers(from..=to), self.logs_or_shrink(from, to));
-            let headers = headers?;
+            let headers = self.headers(from..=to).await?;
             match linkage(checkpoint, &headers) {
                 Linkage::Reorg => return Ok(Near::Reorg),
                 Linkage::Broken(at) => {
@@ -306,22 +309,37 @@ impl Fetcher {
                 }
                 Linkage::Extends => {}
             }
-            let Some(logs) = logs? else {
-                continue;
-            };
-            self.sizer().accepted(to - from + 1, logs.len() as u64);
-            let by_number: HashMap<u64, &BlockHeader> =
-                headers.iter().map(|h| (h.number, h)).collect();
-            let consistent = logs.iter().all(|l| {
-                l.block_number
-                    .and_then(|n| by_number.get(&n))
-                    .map(|h| h.hash)
-                    == l.block_hash
-            });
-            if !consistent {
-                tracing::debug!(from, to, "logs from another branch; fetching again");
+            let wanted: Vec<&BlockHeader> = headers
+                .iter()
+                .filter(|h| bloom::may_hold_ours(&h.logs_bloom, self.contract))
+                .collect();
+            let hashes: Vec<B256> = wanted.iter().map(|h| h.hash).collect();
+            let answers = self.logs_of_blocks(hashes).await?;
+            if let Some(i) = answers.iter().position(Option::is_none) {
+                tracing::debug!(
+                    block = wanted[i].number,
+                    "the node does not have the block yet; fetching the run again"
+                );
+                retry::pause(&mut backoff, &self.cancel).await?;
                 continue;
             }
+            let per_block: Vec<Vec<Log>> = answers.into_iter().flatten().collect();
+            let from_those_blocks = wanted.iter().zip(&per_block).all(|(h, logs)| {
+                logs.iter()
+                    .all(|l| l.block_hash == Some(h.hash) && l.block_number == Some(h.number))
+            });
+            if !from_those_blocks {
+                tracing::debug!(from, to, "logs from another block; fetching again");
+                continue;
+            }
+            let empty = per_block.iter().filter(|l| l.is_empty()).count() as u64;
+            self.metrics
+                .record_bloom("skipped", (headers.len() - wanted.len()) as u64);
+            self.metrics.record_bloom("fetched", wanted.len() as u64);
+            self.metrics.record_bloom("empty", empty);
+            let logs: Vec<Log> = per_block.into_iter().flatten().collect();
+            let by_number: HashMap<u64, &BlockHeader> =
+                headers.iter().map(|h| (h.number, h)).collect();
             let last = headers
                 .last()
                 .expect("from..=to is never empty")
@@ -331,6 +349,32 @@ impl Fetcher {
                 p.block_timestamp = by_number.get(&p.block.number).map(|h| h.timestamp);
             }
             return Ok(Near::Batch(batch));
+        }
+    }
+
+    /// Our logs of each block in `hashes` (`None` where the node does not
+    /// have it), up to [`HEADER_CONCURRENCY`] asked at once.
+    async fn logs_of_blocks(&self, hashes: Vec<B256>) -> Result<Vec<Option<Vec<Log>>>, Cancelled> {
+        futures::stream::iter(hashes.into_iter().map(|h| self.logs_at(h)))
+            .buffered(HEADER_CONCURRENCY)
+            .try_collect()
+            .await
+    }
+
+    /// Our logs of the block `hash`, or `None` when the node does not have
+    /// that block (it is behind, or the block was orphaned).
+    pub async fn logs_at(&self, hash: B256) -> Result<Option<Vec<Log>>, Cancelled> {
+        let unknown = |e: &ChainError| matches!(e, ChainError::UnknownBlock { .. });
+        let answer = self
+            .rpc(
+                "eth_getLogs",
+                unknown,
+                |s| async move { s.logs_at(hash).await },
+            )
+            .await?;
+        match answer {
+            Ok(logs) => Ok(Some(logs)),
+            Err(_) => Ok(None),
         }
     }
 

@@ -44,6 +44,7 @@ fn batch(blocks_with_payments: &[u64], per_block: u64) -> Batch {
             hash: block(20).hash,
             parent_hash: B256::ZERO,
             timestamp: 1,
+            logs_bloom: Default::default(),
         }],
         payments,
         ignored: 3,

@@ -18,6 +18,8 @@ pub struct Counters {
     pub rpc_errors: u64,
     pub refusals: u64,
     pub rate_limits: u64,
+    /// Logs the completeness checks found missing and stored.
+    pub recovered: u64,
 }
 
 impl Counters {
@@ -29,6 +31,7 @@ impl Counters {
             rpc_errors,
             refusals: metrics.refusals_total(),
             rate_limits: fetcher.pool.budget().map_or(0, |b| b.rate_limits()),
+            recovered: metrics.recovered_total(),
         }
     }
 }
@@ -50,6 +53,7 @@ pub struct Line {
     pub rpc_errors: u64,
     pub refused: u64,
     pub rate_limited: u64,
+    pub recovered: u64,
 }
 
 /// The end of a catch-up.
@@ -116,6 +120,7 @@ impl Progress {
             rpc_errors: counters.rpc_errors.saturating_sub(was.rpc_errors),
             refused: counters.refusals.saturating_sub(was.refusals),
             rate_limited: counters.rate_limits.saturating_sub(was.rate_limits),
+            recovered: counters.recovered.saturating_sub(was.recovered),
         };
         self.last = (now, next.max(last_next), self.events, counters);
         line
@@ -156,6 +161,7 @@ pub fn report(metrics: &Metrics, line: &Line, range: u64, budget: Option<(f64, f
         rpc_errors = line.rpc_errors,
         refused = line.refused,
         rate_limited = line.rate_limited,
+        recovered = line.recovered,
         budget_per_s = %budget,
         "catching up"
     );

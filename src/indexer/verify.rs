@@ -25,16 +25,21 @@
 mod ask;
 mod compare;
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use alloy::rpc::types::Log;
+
+use super::audit::{Path, Suspect};
 use super::commit::commit_with_retry;
 use super::{Indexer, Stop};
+use crate::chain::decode;
 use crate::chain::pool::{PoolError, RpcPool};
 use crate::config::ChainSettings;
 use crate::domain::Scope;
 use crate::metrics::Metrics;
 use crate::store::verify::{self, Unverified, Verification};
-use crate::store::{orders, outbox, Conn, StoreError};
+use crate::store::{events, orders, outbox, Conn, StoreError};
 use ask::Endpoint;
 use compare::{combine, Outcome, Verdict};
 
@@ -94,13 +99,25 @@ impl Verifiers {
         names.join(", ")
     }
 
-    /// Every verifier's verdict on each candidate: `[verifier][candidate]`.
-    async fn ask(&self, candidates: &[Unverified], metrics: &Metrics) -> Vec<Vec<Verdict>> {
+    /// Every verifier's verdict on each candidate (`[verifier][candidate]`),
+    /// and the logs each returned (by its name).
+    async fn ask(
+        &self,
+        candidates: &[Unverified],
+        metrics: &Metrics,
+    ) -> (Vec<Vec<Verdict>>, Vec<(String, Vec<Log>)>) {
         let asks = self
             .endpoints
             .iter()
             .map(|ep| ep.ask(candidates, self.max_range, metrics));
-        futures::future::join_all(asks).await
+        let answers = futures::future::join_all(asks).await;
+        let mut verdicts = Vec::with_capacity(answers.len());
+        let mut returned = Vec::with_capacity(answers.len());
+        for (ep, (v, logs)) in self.endpoints.iter().zip(answers) {
+            verdicts.push(v);
+            returned.push((ep.name.clone(), logs));
+        }
+        (verdicts, returned)
     }
 
     /// Paces the rounds: soon again while payments wait, else at once.
@@ -167,15 +184,55 @@ impl Indexer {
             .verifiers
             .as_ref()
             .expect("candidates only with verifiers");
-        let verdicts = tokio::select! {
+        let (verdicts, returned) = tokio::select! {
             _ = self.cancel.cancelled() => return Err(Stop::Cancelled),
-            verdicts = v.ask(&candidates, &self.metrics) => verdicts,
+            answers = v.ask(&candidates, &self.metrics) => answers,
         };
+        self.check_completeness(&returned).await?;
         let (outcomes, waiting) = self.outcomes(candidates, &verdicts);
         self.record_verification(outcomes, final_block).await?;
         self.metrics.record_verifications("unconfirmed", waiting);
         if let Some(v) = self.verifiers.as_mut() {
             v.paced(waiting > 0);
+        }
+        Ok(())
+    }
+
+    /// Verifiers check completeness too: a log one returned (for a range it
+    /// was asked about) that is not stored goes to the completeness task,
+    /// which stores it once the primary returns it as well.
+    async fn check_completeness(&self, returned: &[(String, Vec<Log>)]) -> Result<(), Stop> {
+        let Some(suspects) = &self.suspects else {
+            return Ok(());
+        };
+        let mut found: Vec<Suspect> = Vec::new();
+        let mut seen = HashSet::new();
+        for (name, logs) in returned {
+            for log in logs.iter().filter(|l| !l.removed) {
+                let Ok(p) = decode::decode(log) else { continue };
+                if seen.insert(p.key) {
+                    found.push(Suspect {
+                        key: p.key,
+                        block: p.block,
+                        path: Path::Verify,
+                        found_by: name.clone(),
+                    });
+                }
+            }
+        }
+        if found.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<_> = found.iter().map(|s| s.key).collect();
+        let live = {
+            let mut conn = self.store.conn().await?;
+            events::live_keys(&mut conn.conn(), &self.scope, &keys).await?
+        };
+        found.retain(|s| !live.contains(&s.key));
+        if !found.is_empty() && suspects.try_send(found).is_err() {
+            tracing::warn!(
+                "the completeness task is busy; a verifier's finding waits for the audit"
+            );
         }
         Ok(())
     }

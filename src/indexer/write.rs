@@ -8,11 +8,11 @@ use std::collections::{HashMap, HashSet};
 use alloy::primitives::B256;
 
 use super::fetch::Batch;
-use crate::domain::{BlockRef, EventVersion, MatchStatus, Order, Scope};
+use crate::domain::{BlockRef, EventVersion, LogKey, MatchStatus, Order, Payment, Scope};
 use crate::reconcile::{reconcile, Decision, Policy};
 use crate::store::events::{self, NewEvent};
 use crate::store::orders::{self, Paying, Reason, Seen};
-use crate::store::{incidents, notify, outbox, sync, Conn, StoreError, TxWork};
+use crate::store::{audit, incidents, notify, outbox, sync, Conn, StoreError, TxWork};
 
 /// Late matches attempted per transaction, at most: bounded work.
 pub const LATE_MATCH_LIMIT: u32 = 256;
@@ -124,13 +124,151 @@ pub async fn write_batch(tx: &mut Conn<'_>, work: &WriteBatch<'_>) -> Result<Wri
     } = *work;
     let mut written = Written::default();
     let mark = outbox::mark(tx).await?;
+    let stored = store_payments(
+        tx,
+        scope,
+        policy,
+        &batch.payments,
+        final_block,
+        verify,
+        &mut written,
+    )
+    .await?;
+    let late = if finish {
+        late_match(tx, scope, policy, late_limit, &mut written).await?
+    } else {
+        Vec::new()
+    };
+    sync::record_blocks(tx, scope, &batch.headers, reorg_window).await?;
+    sync::set_checkpoint(tx, scope, &batch.last).await?;
+    if finish {
+        written.paid += orders::promote_final(tx, scope, final_block, verify).await?;
+    }
+    announce(
+        tx,
+        scope,
+        mark,
+        &stored.exceptions,
+        &late,
+        &written,
+        batch.last.number,
+    )
+    .await?;
+    Ok(written)
+}
 
+/// Logs an answer had left out, found later (the completeness audit, a
+/// verifier, the pending-order sweep, `audit --repair`): stored and
+/// reconciled exactly as if the batch that passed their blocks had held
+/// them, without moving the checkpoint. Only logs of blocks at or below the
+/// checkpoint are taken (the blocks above are the batch path's), and none
+/// whose block hash differs from the one stored for its block (another
+/// branch). With `audited`, the audit's position moves there in the same
+/// transaction.
+pub struct RecoverLogs<'a> {
+    pub scope: &'a Scope,
+    pub policy: &'a Policy,
+    pub payments: &'a [Payment],
+    pub final_block: u64,
+    pub verify: bool,
+    pub audited: Option<u64>,
+}
+
+/// What a committed recovery stored.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    pub written: Written,
+    /// The logs it stored (those not stored and live before).
+    pub stored: Vec<LogKey>,
+}
+
+impl TxWork for RecoverLogs<'_> {
+    type Output = Recovered;
+    fn rows(&self) -> usize {
+        self.payments.len()
+    }
+    fn run<'t>(
+        &'t self,
+        tx: &'t mut Conn<'t>,
+    ) -> impl std::future::Future<Output = Result<Recovered, StoreError>> + Send + 't {
+        recover(tx, self)
+    }
+}
+
+async fn recover(tx: &mut Conn<'_>, work: &RecoverLogs<'_>) -> Result<Recovered, StoreError> {
+    let scope = work.scope;
+    let mut out = Recovered::default();
+    let mark = outbox::mark(tx).await?;
+    let checkpoint = sync::checkpoint(tx, scope).await?.map_or(0, |c| c.number);
+    let numbers = work.payments.iter().map(|p| p.block.number);
+    let (low, high) = (numbers.clone().min(), numbers.max());
+    let known = match (low, high) {
+        (Some(low), Some(high)) => sync::hashes_between(tx, scope, low, high).await?,
+        _ => Default::default(),
+    };
+    let taken: Vec<Payment> = work
+        .payments
+        .iter()
+        .filter(|p| {
+            p.block.number <= checkpoint
+                && known
+                    .get(&p.block.number)
+                    .is_none_or(|h| *h == p.block.hash)
+        })
+        .cloned()
+        .collect();
+    let stored = store_payments(
+        tx,
+        scope,
+        work.policy,
+        &taken,
+        work.final_block,
+        work.verify,
+        &mut out.written,
+    )
+    .await?;
+    if let Some(block) = work.audited {
+        audit::advance(tx, scope, block).await?;
+    }
+    announce(
+        tx,
+        scope,
+        mark,
+        &stored.exceptions,
+        &[],
+        &out.written,
+        checkpoint,
+    )
+    .await?;
+    out.stored = stored.fresh;
+    Ok(out)
+}
+
+/// What [`store_payments`] stored.
+struct Stored {
+    /// The logs written (not stored and live before).
+    fresh: Vec<LogKey>,
+    /// Those of them that need a person (not `matched`).
+    exceptions: Vec<LogKey>,
+}
+
+/// Inserts the payments not stored yet, each reconciled with its order
+/// (which moves to `confirming`, or straight to `paid` when already final
+/// and no verifier must confirm it first).
+async fn store_payments(
+    tx: &mut Conn<'_>,
+    scope: &Scope,
+    policy: &Policy,
+    payments: &[Payment],
+    final_block: u64,
+    verify: bool,
+    written: &mut Written,
+) -> Result<Stored, StoreError> {
     // Logs already stored and live are replays: skip them entirely.
-    let keys: Vec<_> = batch.payments.iter().map(|p| p.key).collect();
+    let keys: Vec<_> = payments.iter().map(|p| p.key).collect();
     let live = events::live_keys(tx, scope, &keys).await?;
     let mut seen = HashSet::new();
-    let fresh: Vec<_> = batch
-        .payments
+    let fresh: Vec<_> = payments
         .iter()
         .filter(|p| !live.contains(&p.key) && seen.insert(p.key))
         .collect();
@@ -164,7 +302,7 @@ pub async fn write_batch(tx: &mut Conn<'_>, work: &WriteBatch<'_>) -> Result<Wri
                 order_ref: p.order_ref,
                 version: p.version,
             });
-            rows.push((p, status, order_id));
+            rows.push((*p, status, order_id));
         }
     }
     let new_events: Vec<_> = rows
@@ -175,7 +313,7 @@ pub async fn write_batch(tx: &mut Conn<'_>, work: &WriteBatch<'_>) -> Result<Wri
             order_id: order_id.as_deref(),
         })
         .collect();
-    written.rows = events::upsert(tx, scope, &new_events).await?;
+    written.rows += events::upsert(tx, scope, &new_events).await?;
     // A payment already final when first seen goes straight to paid, unless
     // it must be verified first (then it waits in `confirming`).
     let (mut now_final, mut unconfirmed): (Vec<Paying>, Vec<Paying>) = (Vec::new(), Vec::new());
@@ -191,29 +329,34 @@ pub async fn write_batch(tx: &mut Conn<'_>, work: &WriteBatch<'_>) -> Result<Wri
     let paid_at_once = orders::mark_seen(tx, scope, &now_final, Seen::Final).await?;
     written.confirming += paid_at_once;
     written.paid += paid_at_once;
-    let late = if finish {
-        late_match(tx, scope, policy, late_limit, &mut written).await?
-    } else {
-        Vec::new()
-    };
-    sync::record_blocks(tx, scope, &batch.headers, reorg_window).await?;
-    sync::set_checkpoint(tx, scope, &batch.last).await?;
-    if finish {
-        written.paid += orders::promote_final(tx, scope, final_block, verify).await?;
-    }
-    // Announced in this transaction: what it did to orders, and the
-    // payments it stored (or late-matched) that need a person.
-    let exceptions: Vec<_> = rows
-        .iter()
-        .filter(|(_, status, _)| *status != MatchStatus::Matched)
-        .map(|(p, _, _)| p.key)
-        .collect();
+    Ok(Stored {
+        fresh: rows.iter().map(|(p, _, _)| p.key).collect(),
+        exceptions: rows
+            .iter()
+            .filter(|(_, status, _)| *status != MatchStatus::Matched)
+            .map(|(p, _, _)| p.key)
+            .collect(),
+    })
+}
+
+/// Announces in the transaction what it did to orders (the audit rows
+/// written since `mark`), the payments it stored (or late-matched) that
+/// need a person; wakes listeners when anything changed.
+async fn announce(
+    tx: &mut Conn<'_>,
+    scope: &Scope,
+    mark: outbox::Mark,
+    exceptions: &[LogKey],
+    late: &[i64],
+    written: &Written,
+    block: u64,
+) -> Result<(), StoreError> {
     let announced = outbox::announce_audit(tx, mark).await?
-        + outbox::announce_events(tx, scope, &exceptions, &late).await?;
+        + outbox::announce_events(tx, scope, exceptions, late).await?;
     if written.confirming + written.paid > 0 || announced > 0 {
-        notify::changed(tx, Some((scope, batch.last.number))).await?;
+        notify::changed(tx, Some((scope, block))).await?;
     }
-    Ok(written)
+    Ok(())
 }
 
 /// Matches stored `unknown_order` events whose order has since been
@@ -299,6 +442,7 @@ pub async fn roll_back(
         .await?;
     }
     sync::forget_blocks_above(tx, scope, ancestor.number).await?;
+    audit::lower(tx, scope, ancestor.number).await?;
     sync::set_checkpoint(tx, scope, ancestor).await?;
     let announced = outbox::announce_audit(tx, mark).await?;
     if out.reverted > 0 || !out.reversed.is_empty() || announced > 0 {

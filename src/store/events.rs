@@ -157,6 +157,34 @@ pub async fn unknown_with_order(
     })
 }
 
+/// The live events of blocks `from..=to`, in block order (the `audit`
+/// command's comparison with what the chain holds). By the block index, so
+/// its cost follows the range.
+pub async fn live_in_range(
+    conn: &mut Conn<'_>,
+    scope: &Scope,
+    from: u64,
+    to: u64,
+) -> Result<Vec<Payment>, StoreError> {
+    on!(conn, |c, d| {
+        let rows = sqlx::query(&format!(
+            "SELECT {PAYMENT_COLUMNS} FROM contract_events ce
+             WHERE ce.chain_id = $1 AND ce.contract_address = $2
+               AND ce.block_number >= $3 AND ce.block_number <= $4 AND ce.removed = 0
+             ORDER BY ce.block_number, ce.log_index"
+        ))
+        .bind(scope.chain_id as i64)
+        .bind(hex_address(&scope.contract))
+        .bind(from as i64)
+        .bind(to as i64)
+        .fetch_all(&mut **c)
+        .await?;
+        rows.iter()
+            .map(|r| payment_from_row(PaymentRow::from_row(r)?, scope.contract))
+            .collect()
+    })
+}
+
 /// Records a new outcome for a stored event (late matching).
 pub async fn set_outcome(
     conn: &mut Conn<'_>,

@@ -8,6 +8,7 @@
 //! It must not decide anything: reconciliation is done by the caller, which
 //! hands this module rows to write inside one transaction.
 
+pub mod audit;
 pub mod deliveries;
 pub mod events;
 pub mod exceptions;

@@ -19,6 +19,8 @@ pub struct StoreStatus {
     pub contract: String,
     pub checkpoint_block: Option<u64>,
     pub checkpoint_hash: Option<String>,
+    /// The completeness audit's position (`None`: nothing audited yet).
+    pub audited_block: Option<u64>,
     pub orders_by_status: Counts,
     pub orders_by_payment_status: Counts,
     pub events_by_match_status: Counts,
@@ -75,6 +77,7 @@ async fn read_status(conn: &mut Conn<'_>, scope: &Scope) -> Result<StoreStatus, 
         .await?
     });
     let lease = lease::current(conn, scope).await?;
+    let audited_block = super::audit::position(conn, scope).await?;
     let [orders_by_status, orders_by_payment_status, events_by_match_status, events_by_verification]: [Counts; 4] =
         counts.try_into().expect("four queries give four counts");
     Ok(StoreStatus {
@@ -82,6 +85,7 @@ async fn read_status(conn: &mut Conn<'_>, scope: &Scope) -> Result<StoreStatus, 
         contract,
         checkpoint_block: cp.map(|c| c.number),
         checkpoint_hash: cp.map(|c| hex32(&c.hash)),
+        audited_block,
         orders_by_status,
         orders_by_payment_status,
         events_by_match_status,

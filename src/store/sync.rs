@@ -152,6 +152,34 @@ pub async fn recent_blocks(
     })
 }
 
+/// Stored hashes of the blocks `from..=to` (those still in the window).
+pub async fn hashes_between(
+    conn: &mut Conn<'_>,
+    scope: &Scope,
+    from: u64,
+    to: u64,
+) -> Result<std::collections::HashMap<u64, B256>, StoreError> {
+    on!(conn, |c, d| {
+        let rows = sqlx::query(
+            "SELECT block_number, block_hash FROM block_hashes
+             WHERE chain_id = $1 AND contract_address = $2
+               AND block_number >= $3 AND block_number <= $4",
+        )
+        .bind(scope.chain_id as i64)
+        .bind(hex_address(&scope.contract))
+        .bind(from as i64)
+        .bind(to as i64)
+        .fetch_all(&mut **c)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let b = block_ref(r.get(0), r.get(1))?;
+                Ok((b.number, b.hash))
+            })
+            .collect()
+    })
+}
+
 /// Forgets the hashes of blocks above `number` (they were orphaned).
 pub async fn forget_blocks_above(
     conn: &mut Conn<'_>,

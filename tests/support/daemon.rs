@@ -9,9 +9,13 @@ use std::time::Duration;
 use super::chain::Chain;
 use super::db::Db;
 
-/// The binary under test: Cargo's for tests and benches, else target/debug's
-/// (the demo example; `make demo` builds it first).
+/// The binary under test: `$LIQPASS_BIN` when set (a bench against another
+/// build), else Cargo's for tests and benches, else target/debug's (the demo
+/// example; `make demo` builds it first).
 pub fn bin() -> std::path::PathBuf {
+    if let Some(path) = std::env::var_os("LIQPASS_BIN") {
+        return path.into();
+    }
     match option_env!("CARGO_BIN_EXE_liqpass-indexer") {
         Some(path) => path.into(),
         None => concat!(env!("CARGO_MANIFEST_DIR"), "/target/debug/liqpass-indexer").into(),

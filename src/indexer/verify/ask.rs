@@ -1,7 +1,8 @@
 //! Asking one verifier: one `eth_getLogs` per run of candidate blocks; its
 //! head, then the logs again, only when a log is missing; a run the verifier
 //! refuses as too wide is halved (by payments). Failures become
-//! [`Verdict::NotYet`], never disputes.
+//! [`Verdict::NotYet`], never disputes. Every log it returned is handed
+//! back too: one it returned and we never stored is a completeness finding.
 
 use std::time::Instant;
 
@@ -21,20 +22,25 @@ pub(super) struct Endpoint {
 }
 
 impl Endpoint {
-    /// This verifier's verdict on each candidate (sorted by block).
+    /// This verifier's verdict on each candidate (sorted by block), and
+    /// every log it returned (checked for completeness by the caller).
     pub(super) async fn ask(
         &self,
         candidates: &[Unverified],
         max_range: u64,
         metrics: &Metrics,
-    ) -> Vec<Verdict> {
+    ) -> (Vec<Verdict>, Vec<Log>) {
         let mut verdicts = vec![Verdict::NotYet("not asked".into()); candidates.len()];
+        let mut returned = Vec::new();
         let source = match self.pool.source().await {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(verifier = %self.name, error = %e, "verifier unavailable; asked again later");
                 self.pool.failed();
-                return vec![Verdict::NotYet(e.to_string()); candidates.len()];
+                return (
+                    vec![Verdict::NotYet(e.to_string()); candidates.len()],
+                    returned,
+                );
             }
         };
         let blocks: Vec<u64> = candidates.iter().map(|c| c.payment.block.number).collect();
@@ -42,9 +48,10 @@ impl Endpoint {
         while let Some(run) = work.pop() {
             let part = &candidates[run.clone()];
             match self.judge_run(&source, part, metrics).await {
-                Ok(found) => {
+                Ok((found, logs)) => {
                     self.pool.succeeded();
                     verdicts[run].clone_from_slice(&found);
+                    returned.extend(logs);
                 }
                 // A verifier with smaller caps: halve the run (by payments).
                 Err(ChainError::RangeRefused { .. }) if run.len() > 1 => {
@@ -60,16 +67,17 @@ impl Endpoint {
                 }
             }
         }
-        verdicts
+        (verdicts, returned)
     }
 
-    /// Verdicts on `part`, a run of candidates sorted by block.
+    /// Verdicts on `part`, a run of candidates sorted by block, and the
+    /// logs the verifier returned for it.
     async fn judge_run(
         &self,
         source: &ChainSource,
         part: &[Unverified],
         metrics: &Metrics,
-    ) -> Result<Vec<Verdict>, ChainError> {
+    ) -> Result<(Vec<Verdict>, Vec<Log>), ChainError> {
         let from = part.first().map_or(0, |c| c.payment.block.number);
         let to = part.last().map_or(0, |c| c.payment.block.number);
         let logs = self.logs(source, from, to, metrics).await?;
@@ -78,7 +86,7 @@ impl Endpoint {
             .map(|c| judge(&c.payment, &logs, None))
             .collect();
         if !first.iter().any(|v| matches!(v, Verdict::NotYet(_))) {
-            return Ok(first);
+            return Ok((first, logs));
         }
         // Something is missing: its head first, then the logs again.
         let started = Instant::now();
@@ -91,10 +99,11 @@ impl Endpoint {
         );
         let head = head?;
         let logs = self.logs(source, from, to, metrics).await?;
-        Ok(part
+        let verdicts = part
             .iter()
             .map(|c| judge(&c.payment, &logs, Some(head)))
-            .collect())
+            .collect();
+        Ok((verdicts, logs))
     }
 
     async fn logs(

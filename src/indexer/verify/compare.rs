@@ -5,12 +5,10 @@
 
 use std::ops::Range;
 
-use alloy::primitives::LogData;
 use alloy::rpc::types::Log;
-use alloy::sol_types::SolEvent;
 
-use crate::chain::bindings::{CheckoutV1, CheckoutV2};
-use crate::domain::{EventVersion, Payment};
+use crate::chain::decode;
+use crate::domain::Payment;
 
 /// What one verifier says about one payment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,34 +27,6 @@ pub enum Outcome {
     Verified(String),
     Disputed(String),
     Pending(String),
-}
-
-/// The topics and data the log of `p` carries on chain; `None` for a v2
-/// payment without its destination (a corrupt row: never confirmed).
-pub fn expected_log_data(p: &Payment) -> Option<LogData> {
-    Some(match p.version {
-        EventVersion::V1 => CheckoutV1::PremiumPaid {
-            orderId: p.order_ref,
-            buyer: p.payer,
-            amount: p.amount.0,
-            quoteHash: p.quote_hash,
-        }
-        .encode_log_data(),
-        EventVersion::V2 => {
-            let d = p.destination?;
-            CheckoutV2::PremiumPaid {
-                orderId: p.order_ref,
-                buyer: p.payer,
-                amount: p.amount.0,
-                quoteHash: p.quote_hash,
-                token: d.token,
-                treasury: d.treasury,
-                chainId: d.chain_id,
-                timestamp: d.timestamp,
-            }
-            .encode_log_data()
-        }
-    })
 }
 
 /// Judges `stored` against the logs a verifier returned for a block range
@@ -82,34 +52,7 @@ pub fn judge(stored: &Payment, logs: &[Log], head: Option<u64>) -> Verdict {
 
 /// The same log position: every field that counts must be equal too.
 fn compare(stored: &Payment, log: &Log) -> Verdict {
-    let mut differs = Vec::new();
-    if log.block_hash != Some(stored.block.hash) {
-        let theirs = log.block_hash.map_or("none".into(), |h| format!("{h:#x}"));
-        differs.push(format!(
-            "block hash {theirs} (ours {:#x})",
-            stored.block.hash
-        ));
-    }
-    if log.block_number != Some(stored.block.number) {
-        differs.push(format!(
-            "block number {:?} (ours {})",
-            log.block_number, stored.block.number
-        ));
-    }
-    if log.address() != stored.contract {
-        differs.push(format!("contract {:#x}", log.address()));
-    }
-    match expected_log_data(stored) {
-        Some(ours) => {
-            if log.topics() != ours.topics() {
-                differs.push("topics".into());
-            }
-            if log.data().data != ours.data {
-                differs.push(format!("data {}", log.data().data));
-            }
-        }
-        None => differs.push("our stored event cannot be re-encoded".into()),
-    }
+    let differs = decode::differences(stored, log);
     if differs.is_empty() {
         Verdict::Same
     } else {

@@ -1,3 +1,4 @@
+use crate::domain::EventVersion;
 use alloy::primitives::{Address, B256, U256};
 
 use super::*;
@@ -36,7 +37,7 @@ fn log_of(p: &Payment) -> Log {
     Log {
         inner: alloy::primitives::Log {
             address: p.contract,
-            data: expected_log_data(p).expect("encodable"),
+            data: crate::chain::decode::encode(p).expect("encodable"),
         },
         block_hash: Some(p.block.hash),
         block_number: Some(p.block.number),
