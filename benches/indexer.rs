@@ -99,10 +99,10 @@ fn args() -> Args {
                 "failover" => a.only_failover = true,
                 "backends" => a.only_backends = true,
                 row @ ("providers" | "provider-coinbase" | "provider-generous" | "provider-16m"
-                | "dense-latency") => a.only_scale = Some(row.into()),
+                | "dense-latency" | "near-head") => a.only_scale = Some(row.into()),
                 other => panic!(
                     "--only takes order-api, failover, backends, providers, provider-coinbase, \
-                     provider-generous, provider-16m or dense-latency, not {other}"
+                     provider-generous, provider-16m, dense-latency or near-head, not {other}"
                 ),
             },
             "--bench" => {}
@@ -579,6 +579,12 @@ async fn scale_rows(a: &Args, only: Option<&str>, table: &mut Vec<(String, Strin
         if run(row) {
             eprintln!("bench: {row}");
             table.push(scale::sparse(what, profile, blocks).await);
+        }
+    }
+    if run("near-head") {
+        for fill in [0.0, 0.6, 1.0] {
+            eprintln!("bench: near-head, bloom {fill}");
+            table.push(scale::near_head(fill).await);
         }
     }
     if run("dense-latency") {

@@ -1,7 +1,10 @@
 //! A hosted provider at scale, simulated: anvil cannot mine millions of
 //! blocks, so this serves a virtual chain over HTTP JSON-RPC, headers and
 //! logs computed on the fly in anvil's JSON shapes (`PremiumPaid` v1 logs of
-//! the real ABI, with `blockHash` and `blockTimestamp`), behind a round-trip
+//! the real ABI, with `blockHash` and `blockTimestamp`; headers whose
+//! `logsBloom` holds their blocks' logs, plus other contracts' to a chosen
+//! fill; logs by block hash and by orderId), optionally a head that moves
+//! on (a block every `block_time`), behind a round-trip
 //! latency, a getLogs block cap refused in Coinbase's words (-32005 "please
 //! limit the query to at most N blocks"), an optional result cap refused in
 //! Infura's words with a suggested range, and a per-second request budget (a
@@ -14,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use alloy::primitives::{keccak256, Address, B256, U256};
+use alloy::primitives::{keccak256, Address, Bloom, BloomInput, B256, U256};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -42,6 +45,11 @@ pub struct Profile {
     pub result_cap: Option<u64>,
     /// Requests per second (each call of a batch counts).
     pub per_second: u64,
+    /// Share of each header's bloom bits set by other contracts' logs
+    /// (busy Base blocks: 0.5-0.75).
+    pub bloom_fill: f64,
+    /// A new block this often (`None`: the head stays where it starts).
+    pub block_time: Option<Duration>,
 }
 
 /// A payment on the virtual chain.
@@ -64,7 +72,9 @@ pub struct Stats {
 
 struct Sim {
     profile: Profile,
+    /// The head when the simulator started (it moves on with `block_time`).
     head: u64,
+    started: Instant,
     contract: Address,
     payments: BTreeMap<u64, Vec<Paid>>,
     /// Token bucket: tokens, when last refilled.
@@ -101,6 +111,7 @@ impl Provider {
         let sim = Arc::new(Sim {
             profile,
             head,
+            started: Instant::now(),
             contract,
             payments,
             bucket: Mutex::new((profile.per_second as f64, Instant::now())),
@@ -136,6 +147,13 @@ async fn serve(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
 }
 
 impl Sim {
+    /// The head now.
+    fn head(&self) -> u64 {
+        self.profile.block_time.map_or(self.head, |t| {
+            self.head + (self.started.elapsed().as_nanos() / t.as_nanos().max(1)) as u64
+        })
+    }
+
     /// Takes `n` tokens, if the bucket holds them.
     fn take(&self, n: u64) -> bool {
         let rate = self.profile.per_second as f64;
@@ -156,7 +174,7 @@ impl Sim {
         let result = match call["method"].as_str().unwrap_or("") {
             "eth_chainId" => Ok(json!(hex(CHAIN_ID))),
             "net_version" => Ok(json!(CHAIN_ID.to_string())),
-            "eth_blockNumber" => Ok(json!(hex(self.head))),
+            "eth_blockNumber" => Ok(json!(hex(self.head()))),
             "eth_getBlockByNumber" => {
                 self.stats.headers.fetch_add(1, Ordering::Relaxed);
                 Ok(self.block(self.tag(&params[0])))
@@ -181,17 +199,18 @@ impl Sim {
     }
 
     fn tag(&self, v: &Value) -> Option<u64> {
+        let head = self.head();
         match v.as_str()? {
-            "latest" | "pending" => Some(self.head),
-            "safe" => Some(self.head.saturating_sub(60)),
-            "finalized" => Some(self.head.saturating_sub(600)),
+            "latest" | "pending" => Some(head),
+            "safe" => Some(head.saturating_sub(60)),
+            "finalized" => Some(head.saturating_sub(600)),
             "earliest" => Some(0),
-            n => parse(n).filter(|n| *n <= self.head),
+            n => parse(n).filter(|n| *n <= head),
         }
     }
 
     fn block(&self, number: Option<u64>) -> Value {
-        let Some(n) = number.filter(|n| *n <= self.head) else {
+        let Some(n) = number.filter(|n| *n <= self.head()) else {
             return Value::Null;
         };
         let parent = if n == 0 {
@@ -204,7 +223,7 @@ impl Sim {
             "hash": block_hash(n), "parentHash": parent,
             "sha3Uncles": "0x1dcc4de8dec75d7aab85b567b6ccd41ad312451b948a7413f0a142fd40d49347",
             "miner": Address::ZERO, "stateRoot": empty, "transactionsRoot": empty,
-            "receiptsRoot": empty, "logsBloom": format!("0x{}", "0".repeat(512)),
+            "receiptsRoot": empty, "logsBloom": self.bloom(n),
             "difficulty": "0x0", "number": hex(n), "gasLimit": "0x1c9c380", "gasUsed": "0x0",
             "timestamp": hex(timestamp(n)), "extraData": "0x", "mixHash": B256::ZERO,
             "nonce": "0x0000000000000000", "baseFeePerGas": "0x3b9aca00",
@@ -214,9 +233,43 @@ impl Sim {
         })
     }
 
+    /// Block `n`'s bloom: its payments' logs, and other contracts' logs
+    /// (pseudo-random inputs, the same for the same block) to the profile's
+    /// fill.
+    fn bloom(&self, n: u64) -> Bloom {
+        let mut bloom = Bloom::ZERO;
+        for p in self.payments.get(&n).into_iter().flatten() {
+            bloom.accrue_raw_log(self.contract, &self.topics(p));
+        }
+        // Inputs that set about `fill` of the bits: 1 - (1 - 1/2048)^(3k).
+        let fill = self.profile.bloom_fill.clamp(0.0, 0.999);
+        let inputs = ((1.0 - fill).ln() / (3.0 * (1.0 - 1.0 / 2048.0f64).ln())).round() as u64;
+        for i in 0..inputs {
+            let input = keccak256([n.to_be_bytes(), i.to_be_bytes()].concat());
+            bloom.accrue(BloomInput::Hash(input));
+        }
+        bloom
+    }
+
+    fn topics(&self, p: &Paid) -> [B256; 4] {
+        [
+            CheckoutV1::PremiumPaid::SIGNATURE_HASH,
+            p.order_ref,
+            B256::left_padding_from(p.buyer.as_slice()),
+            B256::ZERO,
+        ]
+    }
+
     fn logs(&self, filter: &Value) -> Result<Value, (i64, String)> {
+        if let Some(hash) = filter["blockHash"].as_str() {
+            let n = number_of_hash(hash).filter(|n| *n <= self.head());
+            let Some(n) = n else {
+                return Err((-32000, "unknown block".into()));
+            };
+            return self.logs_between(n, n, filter);
+        }
         let from = self.tag(&filter["fromBlock"]).unwrap_or(0);
-        let to = self.tag(&filter["toBlock"]).unwrap_or(self.head);
+        let to = self.tag(&filter["toBlock"]).unwrap_or(self.head());
         if to < from {
             return Ok(json!([]));
         }
@@ -226,16 +279,29 @@ impl Sim {
             let message = format!("please limit the query to at most {cap} blocks");
             return Err((-32005, message));
         }
+        self.logs_between(from, to, filter)
+    }
+
+    /// The logs of `from..=to` that `filter`'s address and orderIds (topic1)
+    /// select, or a result-cap refusal.
+    fn logs_between(&self, from: u64, to: u64, filter: &Value) -> Result<Value, (i64, String)> {
         let address = filter["address"]
             .as_str()
             .and_then(|a| a.parse::<Address>().ok());
         if address.is_some_and(|a| a != self.contract) {
             return Ok(json!([]));
         }
+        let orders: Option<Vec<B256>> = match &filter["topics"][1] {
+            Value::String(s) => s.parse().ok().map(|r| vec![r]),
+            Value::Array(a) => Some(a.iter().filter_map(|v| v.as_str()?.parse().ok()).collect()),
+            _ => None,
+        };
         let mut logs = Vec::new();
         for (&block, paid) in self.payments.range(from..=to) {
             for (i, p) in paid.iter().enumerate() {
-                logs.push(self.log(block, i as u64, p));
+                if orders.as_ref().is_none_or(|o| o.contains(&p.order_ref)) {
+                    logs.push(self.log(block, i as u64, p));
+                }
             }
             if let Some(max) = self.profile.result_cap.filter(|m| logs.len() as u64 > *m) {
                 self.stats.refused.fetch_add(1, Ordering::Relaxed);
@@ -257,12 +323,7 @@ impl Sim {
         let tx = keccak256([block.to_be_bytes(), index.to_be_bytes()].concat());
         json!({
             "address": self.contract,
-            "topics": [
-                CheckoutV1::PremiumPaid::SIGNATURE_HASH,
-                p.order_ref,
-                B256::left_padding_from(p.buyer.as_slice()),
-                B256::ZERO,
-            ],
+            "topics": self.topics(p),
             "data": B256::from(U256::from(p.amount)),
             "blockHash": block_hash(block),
             "blockNumber": hex(block),

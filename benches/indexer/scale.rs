@@ -1,12 +1,15 @@
 //! Provider-scale rows (`--only providers`, or one of `--only
 //! provider-coinbase`, `provider-generous`, `provider-16m`,
-//! `dense-latency`): a first sync of a mostly empty chain of millions of
+//! `dense-latency`, `near-head`): a first sync of a mostly empty chain of millions of
 //! blocks from the simulated provider (`provider`), with the shipped
 //! settings and only what a user must set (RPC URL, chain id, contract,
 //! token, start block, and the plan's rate as
 //! `chain.max_requests_per_second`), timed from spawn until the checkpoint
 //! is the head and every order is paid; and the dense bench chain on anvil
-//! behind a 50 ms proxy against the same without it.
+//! behind a 50 ms proxy against the same without it; and the requests per
+//! 1,000 blocks of following the head at three bloom fills.
+//! `LIQPASS_BENCH_DEFENCES=off` runs the sparse rows without the
+//! completeness audit and the sweep; `LIQPASS_BIN` runs another build.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -31,6 +34,8 @@ pub const COINBASE: Profile = Profile {
     range_cap: 1_000,
     result_cap: None,
     per_second: 50,
+    bloom_fill: 0.6,
+    block_time: None,
 };
 
 /// A generous paid plan: 100,000-block ranges, 300 requests/s, and the
@@ -40,6 +45,8 @@ pub const GENEROUS: Profile = Profile {
     range_cap: 100_000,
     result_cap: Some(10_000),
     per_second: 300,
+    bloom_fill: 0.6,
+    block_time: None,
 };
 
 /// A first sync of `blocks` sparse blocks from a provider behaving as
@@ -65,46 +72,158 @@ pub async fn sparse(what: &str, profile: Profile, blocks: u64) -> (String, Strin
         });
     }
     let provider = Provider::start(profile, head, contract, payments).await;
-    let mut env = BTreeMap::new();
-    for (k, v) in [
-        ("DATABASE__URL", db.url()),
-        ("CHAIN__RPC_URL", provider.url()),
-        ("CHAIN__CHAIN_ID", CHAIN_ID.to_string()),
-        ("CHAIN__CONTRACT", format!("{contract:#x}")),
-        ("CHAIN__TOKEN", USDC.to_lowercase()),
-        ("CHAIN__START_BLOCK", "0".into()),
-        (
-            "CHAIN__MAX_REQUESTS_PER_SECOND",
-            profile.per_second.to_string(),
-        ),
-        // Harness, not tuning: a free port, quiet logs.
-        ("HTTP__LISTEN", "127.0.0.1:0".into()),
-        ("LOG__LEVEL", "warn".into()),
-    ] {
-        env.insert(format!("LIQPASS__{k}"), v);
+    let rate = profile.per_second.to_string();
+    let mut env = sim_env(
+        &db,
+        &provider,
+        contract,
+        0,
+        &[("CHAIN__MAX_REQUESTS_PER_SECOND", rate)],
+    );
+    let defences = defences_on();
+    if !defences {
+        env.insert("LIQPASS__AUDIT__INTERVAL_MS".into(), "0".into());
+        env.insert(
+            "LIQPASS__RECONCILE__PENDING_SWEEP_INTERVAL_S".into(),
+            "0".into(),
+        );
     }
     env.insert("MALLOC_ARENA_MAX".into(), "1".into());
     let started = Instant::now();
     let mut daemon = Daemon::spawn(&env);
     synced(&mut daemon, &db, head, SPARSE_PAYMENTS).await;
     let took = started.elapsed().as_secs_f64();
+    let audited = audited(&db).await;
     drop(daemon);
     let s = &provider.stats;
     let requests = s.requests.load(Ordering::Relaxed);
     let refused = s.refused.load(Ordering::Relaxed);
     let limited = s.rate_limited.load(Ordering::Relaxed);
-    let name = format!(
-        "first sync, {blocks} sparse blocks, {SPARSE_PAYMENTS} paid orders, {what} (simulated)"
+    let name =
+        format!(
+        "first sync, {blocks} sparse blocks, {SPARSE_PAYMENTS} paid orders, {what} (simulated){}",
+        if defences { "" } else { ", audit and sweep off" }
     );
     let result = format!(
         "{took:.2} s; {requests} requests ({} getLogs, {} headers), {refused} refused, \
-         {limited} rate-limited ({:.2} %); {:.0} requests/s",
+         {limited} rate-limited ({:.2} %); {:.0} requests/s; audited to block {}",
         s.get_logs.load(Ordering::Relaxed),
         s.headers.load(Ordering::Relaxed),
         100.0 * (refused + limited) as f64 / requests.max(1) as f64,
-        requests as f64 / took
+        requests as f64 / took,
+        audited.map_or("-".into(), |a| a.to_string()),
     );
     (name, result)
+}
+
+/// The daemon's environment for the simulator: only what a user must set
+/// (RPC URL, chain id, contract, token, start block), `extra`, and the
+/// harness's free port and quiet logs.
+fn sim_env(
+    db: &Db,
+    provider: &Provider,
+    contract: Address,
+    start: u64,
+    extra: &[(&str, String)],
+) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    let base = [
+        ("DATABASE__URL", db.url()),
+        ("CHAIN__RPC_URL", provider.url()),
+        ("CHAIN__CHAIN_ID", CHAIN_ID.to_string()),
+        ("CHAIN__CONTRACT", format!("{contract:#x}")),
+        ("CHAIN__TOKEN", USDC.to_lowercase()),
+        ("CHAIN__START_BLOCK", start.to_string()),
+        // Harness, not tuning: a free port, quiet logs.
+        ("HTTP__LISTEN", "127.0.0.1:0".into()),
+        ("LOG__LEVEL", "warn".into()),
+    ];
+    for (k, v) in base.iter().chain(extra) {
+        env.insert(format!("LIQPASS__{k}"), v.clone());
+    }
+    env
+}
+
+/// `LIQPASS_BENCH_DEFENCES=off`: the sparse rows without the completeness
+/// audit and the pending-order sweep (the figures before/after them).
+fn defences_on() -> bool {
+    std::env::var("LIQPASS_BENCH_DEFENCES").map_or(true, |v| v != "off")
+}
+
+/// The completeness audit's position (`None` before the first range, or
+/// on a build without it: `LIQPASS_BIN`).
+async fn audited(db: &Db) -> Option<i64> {
+    let pool = db.store.sqlite_pool()?;
+    sqlx::query_scalar("SELECT MAX(audited_block) FROM audit_state")
+        .fetch_one(pool)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Following a moving head for `NEAR_BLOCKS` blocks (one every 50 ms on the
+/// simulator, 10 of them with a payment) at a bloom `fill`: the requests
+/// made per 1,000 blocks, by kind. The daemon polls twice a block, as it
+/// would on Base (2 s blocks, `poll_interval_ms` 1000).
+pub async fn near_head(fill: f64) -> (String, String) {
+    const NEAR_BLOCKS: u64 = 1_000;
+    const START: u64 = 1_000_000;
+    let contract: Address = "0xc423c34b57730ba87fb74b99180663913a345d68"
+        .parse()
+        .expect("address");
+    let profile = Profile {
+        latency: Duration::from_millis(5),
+        bloom_fill: fill,
+        block_time: Some(Duration::from_millis(50)),
+        ..COINBASE
+    };
+    let db = Db::new().await;
+    let mut payments: BTreeMap<u64, Vec<Paid>> = BTreeMap::new();
+    for i in 0..10u64 {
+        let block = START + 50 + i * (NEAR_BLOCKS - 100) / 10;
+        let buyer = Address::left_padding_from(&(i + 1).to_be_bytes());
+        let order = order_ref(7_000_000 + i);
+        db.insert_order(&format!("ord_{i:03}"), order, buyer, PREMIUM as i64)
+            .await;
+        payments.entry(block).or_default().push(Paid {
+            order_ref: order,
+            buyer,
+            amount: PREMIUM,
+        });
+    }
+    let provider = Provider::start(profile, START, contract, payments).await;
+    let poll = [("CHAIN__POLL_INTERVAL_MS", "25".to_owned())];
+    let env = sim_env(&db, &provider, contract, START, &poll);
+    let mut daemon = Daemon::spawn(&env);
+    let at = |block: u64| {
+        let db = &db;
+        async move { db.checkpoint().await >= Some(block as i64) }
+    };
+    super::support::wait_for("the head", Duration::from_secs(60), || async {
+        at(START + 10).await.then_some(())
+    })
+    .await;
+    let s = &provider.stats;
+    let count = || [&s.requests, &s.get_logs, &s.headers].map(|c| c.load(Ordering::Relaxed));
+    let before = count();
+    super::support::wait_for("1,000 blocks", Duration::from_secs(300), || {
+        assert_running(&mut daemon);
+        async { at(START + 10 + NEAR_BLOCKS).await.then_some(()) }
+    })
+    .await;
+    let after = count();
+    let paid = db
+        .count("SELECT COUNT(*) FROM orders WHERE payment_status IN ('confirming', 'paid')")
+        .await;
+    assert_eq!(paid, 10, "every payment near the head seen");
+    let [requests, get_logs, headers] = [0, 1, 2].map(|i| after[i] - before[i]);
+    (
+        format!("near the head, {NEAR_BLOCKS} new blocks (10 with a payment), bloom {:.0} % full (simulated)", fill * 100.0),
+        format!(
+            "per 1,000 blocks: {requests} requests ({get_logs} getLogs, {headers} headers, {} head polls)",
+            requests - get_logs - headers
+        ),
+    )
 }
 
 /// Waits until the checkpoint is `head` and `paid` orders are paid, the
