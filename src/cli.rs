@@ -73,8 +73,8 @@ pub enum Command {
         to: u64,
         /// Ask this endpoint (another provider) instead of chain.rpc_url;
         /// a secret like it: never printed.
-        #[arg(long, value_name = "URL", value_parser = parse_rpc_url)]
-        rpc_url: Option<RpcUrl>,
+        #[arg(long, value_name = "URL")]
+        rpc_url: Option<String>,
         /// Print JSON for scripts instead of a table.
         #[arg(long)]
         json: bool,
@@ -269,6 +269,7 @@ async fn dispatch(command: Command, sources: &config::Sources) -> anyhow::Result
         } => {
             let s = full(sources)?;
             anyhow::ensure!(from <= to, "--from {from} is after --to {to}");
+            let rpc_url = rpc_url.as_deref().map(parse_rpc_url).transpose()?;
             app::audit(s, from, to, rpc_url, json, repair).await
         }
         Command::Backfill { from, to } => {
@@ -279,10 +280,16 @@ async fn dispatch(command: Command, sources: &config::Sources) -> anyhow::Result
     }
 }
 
-/// `--rpc-url`: an RPC URL, checked as `chain.rpc_url` is; the error never
-/// repeats it (it may carry an API key).
-fn parse_rpc_url(text: &str) -> Result<RpcUrl, String> {
-    RpcUrl::parse(text).map_err(|e| format!("not a usable RPC URL ({e})"))
+/// `--rpc-url`: an RPC URL, checked as `chain.rpc_url` is, a usage error
+/// (exit 64) that shows it redacted (it may carry an API key). Parsed here,
+/// not by clap, whose errors repeat the value as given.
+fn parse_rpc_url(text: &str) -> Result<RpcUrl, config::ConfigError> {
+    RpcUrl::parse(text).map_err(|e| config::ConfigError {
+        problems: vec![config::Problem {
+            key: "--rpc-url".into(),
+            message: e,
+        }],
+    })
 }
 
 fn full(sources: &config::Sources) -> Result<Settings, config::ConfigError> {

@@ -101,7 +101,7 @@ pub struct Indexer {
     pruned_at: Option<Instant>,
     /// Where verification rounds send logs a verifier returned that are
     /// not stored (to the term's `audit::Auditor`).
-    suspects: Option<tokio::sync::mpsc::Sender<Vec<audit::Suspect>>>,
+    suspects: Option<tokio::sync::mpsc::UnboundedSender<Vec<audit::Suspect>>>,
 }
 
 impl Indexer {

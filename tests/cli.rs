@@ -68,6 +68,29 @@ fn usage_errors_exit_64_and_help_exits_0() {
 }
 
 #[test]
+fn a_bad_audit_rpc_url_is_a_usage_error_that_never_repeats_its_key() {
+    let env = base_env("sqlite::memory:");
+    for url in [
+        format!("ftp://rpc.example/v2/{SECRET}"),
+        format!("not a url {SECRET}"),
+        format!("https://user:{SECRET}@/v2"),
+    ] {
+        let out = command(
+            &env,
+            &["audit", "--from", "0", "--to", "1", "--rpc-url", &url],
+        );
+        assert_eq!(out.status.code(), Some(64), "{url}");
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(all.contains("--rpc-url"), "names the option: {all}");
+        assert!(!all.contains(SECRET), "the key is not repeated: {all}");
+    }
+}
+
+#[test]
 fn check_config_prints_the_effective_settings_without_the_rpc_secret() {
     let mut env = base_env("sqlite::memory:");
     env.insert(

@@ -162,6 +162,54 @@ async fn the_verification_migration_goes_down_and_up_keeping_events_but_not_thei
 }
 
 both_backends!(
+    the_audit_position_moves_only_from_where_its_writer_left_it,
+    audit_position
+);
+
+/// The audit's position moves forward only from the value its writer
+/// last saw; a reorg's `lower` in between makes that write a no-op.
+async fn audit_position(backend: Backend) {
+    use liqpass_indexer::store::audit;
+    let db = Db::on(backend).await;
+    let scope = liqpass_indexer::domain::Scope {
+        chain_id: 31337,
+        contract: wallet(0xc),
+    };
+    let mut tx = db.store.begin().await.expect("begin");
+    let mut c = tx.conn();
+    assert_eq!(audit::position(&mut c, &scope).await.expect("read"), None);
+    assert!(audit::advance(&mut c, &scope, None, 100)
+        .await
+        .expect("first"));
+    assert!(!audit::advance(&mut c, &scope, None, 120)
+        .await
+        .expect("again from none"));
+    assert!(audit::advance(&mut c, &scope, Some(100), 150)
+        .await
+        .expect("on"));
+    audit::lower(&mut c, &scope, 90).await.expect("a reorg");
+    assert!(
+        !audit::advance(&mut c, &scope, Some(150), 200)
+            .await
+            .expect("stale"),
+        "a writer that did not see the reorg moves nothing"
+    );
+    assert_eq!(
+        audit::position(&mut c, &scope).await.expect("read"),
+        Some(90)
+    );
+    audit::lower(&mut c, &scope, 95)
+        .await
+        .expect("a shallower reorg");
+    assert_eq!(
+        audit::position(&mut c, &scope).await.expect("read"),
+        Some(90),
+        "lowering never raises it"
+    );
+    tx.commit().await.expect("commit");
+}
+
+both_backends!(
     the_order_apis_acceptance_queries_run_unchanged,
     acceptance_queries
 );

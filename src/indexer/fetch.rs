@@ -36,7 +36,8 @@ const HEADER_CONCURRENCY: usize = 64;
 
 /// Longest pause before a near-head run is fetched again because a node
 /// did not have one of its blocks (a node behind its load balancer's
-/// others): short, since the block is usually there a moment later.
+/// others), or its answers did not fit together: short, since the block
+/// is usually there a moment later.
 const UNKNOWN_BLOCK_LONGEST_PAUSE: Duration = Duration::from_secs(2);
 
 /// How often a deep phase re-reads the head: well within the stall bound
@@ -305,6 +306,7 @@ impl Fetcher {
                         block = from + at as u64,
                         "headers changed while fetching; again"
                     );
+                    retry::pause(&mut backoff, &self.cancel).await?;
                     continue;
                 }
                 Linkage::Extends => {}
@@ -330,6 +332,7 @@ impl Fetcher {
             });
             if !from_those_blocks {
                 tracing::debug!(from, to, "logs from another block; fetching again");
+                retry::pause(&mut backoff, &self.cancel).await?;
                 continue;
             }
             let empty = per_block.iter().filter(|l| l.is_empty()).count() as u64;

@@ -229,9 +229,11 @@ impl Indexer {
             events::live_keys(&mut conn.conn(), &self.scope, &keys).await?
         };
         found.retain(|s| !live.contains(&s.key));
-        if !found.is_empty() && suspects.try_send(found).is_err() {
-            tracing::warn!(
-                "the completeness task is busy; a verifier's finding waits for the audit"
+        // Unsent only when the term's completeness task has ended: the term
+        // is ending too.
+        if !found.is_empty() && suspects.send(found).is_err() {
+            tracing::debug!(
+                "the completeness task has ended; a verifier's finding waits for the next term"
             );
         }
         Ok(())

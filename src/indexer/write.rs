@@ -163,15 +163,23 @@ pub async fn write_batch(tx: &mut Conn<'_>, work: &WriteBatch<'_>) -> Result<Wri
 /// them, without moving the checkpoint. Only logs of blocks at or below the
 /// checkpoint are taken (the blocks above are the batch path's), and none
 /// whose block hash differs from the one stored for its block (another
-/// branch). With `audited`, the audit's position moves there in the same
-/// transaction.
+/// branch); the others come back as skipped. With `audited`, the audit's
+/// position moves in the same transaction, never past the checkpoint, and
+/// only from where the auditor left it (a reorg may have lowered it).
 pub struct RecoverLogs<'a> {
     pub scope: &'a Scope,
     pub policy: &'a Policy,
     pub payments: &'a [Payment],
     pub final_block: u64,
     pub verify: bool,
-    pub audited: Option<u64>,
+    pub audited: Option<Advance>,
+}
+
+/// The audit's position, from what the auditor last saw to a new block.
+#[derive(Debug, Clone, Copy)]
+pub struct Advance {
+    pub expected: Option<u64>,
+    pub to: u64,
 }
 
 /// What a committed recovery stored.
@@ -180,6 +188,10 @@ pub struct Recovered {
     pub written: Written,
     /// The logs it stored (those not stored and live before).
     pub stored: Vec<LogKey>,
+    /// The logs it did not take: above the checkpoint, or of another branch.
+    pub skipped: Vec<LogKey>,
+    /// The audit's position after the transaction.
+    pub position: Option<u64>,
 }
 
 impl TxWork for RecoverLogs<'_> {
@@ -206,17 +218,14 @@ async fn recover(tx: &mut Conn<'_>, work: &RecoverLogs<'_>) -> Result<Recovered,
         (Some(low), Some(high)) => sync::hashes_between(tx, scope, low, high).await?,
         _ => Default::default(),
     };
-    let taken: Vec<Payment> = work
-        .payments
-        .iter()
-        .filter(|p| {
+    let (taken, skipped): (Vec<Payment>, Vec<Payment>) =
+        work.payments.iter().cloned().partition(|p| {
             p.block.number <= checkpoint
                 && known
                     .get(&p.block.number)
                     .is_none_or(|h| *h == p.block.hash)
-        })
-        .cloned()
-        .collect();
+        });
+    out.skipped = skipped.iter().map(|p| p.key).collect();
     let stored = store_payments(
         tx,
         scope,
@@ -227,9 +236,13 @@ async fn recover(tx: &mut Conn<'_>, work: &RecoverLogs<'_>) -> Result<Recovered,
         &mut out.written,
     )
     .await?;
-    if let Some(block) = work.audited {
-        audit::advance(tx, scope, block).await?;
+    if let Some(Advance { expected, to }) = work.audited {
+        let to = to.min(checkpoint);
+        if expected.is_none_or(|e| e < to) {
+            audit::advance(tx, scope, expected, to).await?;
+        }
     }
+    out.position = audit::position(tx, scope).await?;
     announce(
         tx,
         scope,

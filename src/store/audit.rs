@@ -26,24 +26,44 @@ pub async fn position(conn: &mut Conn<'_>, scope: &Scope) -> Result<Option<u64>,
     })
 }
 
-/// Moves the position to `block` (forwards only: a position already past
-/// it stays).
-pub async fn advance(conn: &mut Conn<'_>, scope: &Scope, block: u64) -> Result<(), StoreError> {
+/// Moves the position from `expected` (`None`: no row yet) to `block`;
+/// false, and nothing written, when the stored position is not `expected`
+/// any more (a reorg rolled back below it meanwhile: `lower`).
+pub async fn advance(
+    conn: &mut Conn<'_>,
+    scope: &Scope,
+    expected: Option<u64>,
+    block: u64,
+) -> Result<bool, StoreError> {
+    let (chain_id, contract) = (scope.chain_id as i64, hex_address(&scope.contract));
     on!(conn, |c, d| {
-        sqlx::query(&format!(
-            "INSERT INTO audit_state (chain_id, contract_address, audited_block)
-             VALUES ($1, $2, $3)
-             ON CONFLICT (chain_id, contract_address) DO UPDATE SET
-               audited_block = excluded.audited_block, updated_at = {}
-             WHERE audit_state.audited_block < excluded.audited_block",
-            d.now
-        ))
-        .bind(scope.chain_id as i64)
-        .bind(hex_address(&scope.contract))
-        .bind(block as i64)
-        .execute(&mut **c)
-        .await?;
-        Ok(())
+        let done = match expected {
+            None => {
+                sqlx::query(
+                    "INSERT INTO audit_state (chain_id, contract_address, audited_block)
+                     VALUES ($1, $2, $3) ON CONFLICT (chain_id, contract_address) DO NOTHING",
+                )
+                .bind(chain_id)
+                .bind(&contract)
+                .bind(block as i64)
+                .execute(&mut **c)
+                .await?
+            }
+            Some(from) => {
+                sqlx::query(&format!(
+                    "UPDATE audit_state SET audited_block = $3, updated_at = {}
+                     WHERE chain_id = $1 AND contract_address = $2 AND audited_block = $4",
+                    d.now
+                ))
+                .bind(chain_id)
+                .bind(&contract)
+                .bind(block as i64)
+                .bind(from as i64)
+                .execute(&mut **c)
+                .await?
+            }
+        };
+        Ok(done.rows_affected() == 1)
     })
 }
 
@@ -65,6 +85,8 @@ pub async fn lower(conn: &mut Conn<'_>, scope: &Scope, block: u64) -> Result<(),
     })
 }
 
+const DAY: u64 = 86_400;
+
 /// A pending order the sweep looks for by name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pending {
@@ -76,7 +98,10 @@ pub struct Pending {
 /// Up to `limit` orders still `pending`/`pending` that were created between
 /// `since` and `until` (unix seconds), newest first. Driven by the index on
 /// `created_at`, so its cost follows the orders of that window, never the
-/// history's.
+/// history's. The index range is a day wider on each side and the times
+/// are compared as numbers here: on SQLite `created_at` is text, and an
+/// order API writing `2026-12-07 10:00:00` (valid, but not the documented
+/// ISO form) sorts apart from `2026-12-07T…` within a day.
 pub async fn pending_orders(
     conn: &mut Conn<'_>,
     since: u64,
@@ -94,18 +119,21 @@ pub async fn pending_orders(
             since = d.from_unix("$1"),
             until = d.from_unix("$2"),
         ))
-        .bind(since as i64)
-        .bind(until as i64)
+        .bind(since.saturating_sub(DAY) as i64)
+        .bind(until.saturating_add(DAY) as i64)
         .bind(i64::from(limit))
         .fetch_all(&mut **c)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Pending {
+        let mut pending = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let created_at = to_u64(r.get::<i64, _>(1))?;
+            if (since..=until).contains(&created_at) {
+                pending.push(Pending {
                     order_ref: parse_b256(&r.get::<String, _>(0))?,
-                    created_at: to_u64(r.get::<i64, _>(1))?,
-                })
-            })
-            .collect()
+                    created_at,
+                });
+            }
+        }
+        Ok(pending)
     })
 }

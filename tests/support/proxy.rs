@@ -211,7 +211,9 @@ impl Drop for InFlight {
 #[derive(Debug, Clone)]
 pub enum Omit {
     /// Each log is left out of the first answer that would hold it; later
-    /// answers hold it (a request that landed on a node a moment behind).
+    /// answers hold it (a request that landed on a node a moment behind). A
+    /// log is known by its block hash, tx hash and log index here: the same
+    /// log re-included by a reorg is left out once more.
     FirstAnswer,
     /// The logs of these orders (topic1, 0x + 64 hex) are left out of
     /// their first `n` answers.
@@ -588,9 +590,14 @@ impl Omitting {
         let before = logs.len();
         let how = self.how.clone();
         logs.retain(|log| {
+            // By block too: a log a reorg re-included elsewhere is new.
             let key = (
-                log["transactionHash"].as_str().unwrap_or("").to_owned(),
-                log["logIndex"].as_str().unwrap_or("").to_owned(),
+                log["blockHash"].as_str().unwrap_or("").to_owned(),
+                format!(
+                    "{}#{}",
+                    log["transactionHash"].as_str().unwrap_or(""),
+                    log["logIndex"].as_str().unwrap_or("")
+                ),
             );
             let order = log["topics"][1].as_str().unwrap_or("");
             match &how {

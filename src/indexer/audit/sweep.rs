@@ -1,22 +1,26 @@
 //! The pending-order sweep: every `reconcile.pending_sweep_interval_s`, the
 //! `PremiumPaid` logs whose orderId is one of the orders still pending more
 //! than `reconcile.pending_sweep_grace_s` after they were created are asked
-//! for by name (topic1 as an OR-list of up to [`REFS_PER_REQUEST`]), over
-//! the blocks from the oldest one's creation (less [`CLOCK_MARGIN`]) to the
-//! checkpoint. A log found and not stored goes through the normal path
-//! (`Path::Sweep`). Bounded: the newest [`MAX_ORDERS`] such orders created
-//! within [`LOOKBACK`], so a sweep asks one request per 100 of them per
-//! getLogs range of those blocks, out of the audit's share. The block an
-//! order was created at is found from headers (interpolating on their
-//! timestamps, at most [`MAX_PROBES`] of them, remembered between sweeps).
+//! for by name (topic1 as an OR-list of up to [`REFS_PER_REQUEST`]). A log
+//! found and not stored goes through the normal path (`Path::Sweep`).
+//!
+//! Bounded: the newest [`MAX_ORDERS`] such orders created within
+//! [`LOOKBACK`], one request per 100 of them per getLogs range, out of the
+//! audit's share, a few ranges per round (the sweep resumes next round).
+//! An order is looked for over the blocks since its creation (less
+//! [`CLOCK_MARGIN`]) the first time, then over the blocks since the last
+//! sweep; every [`FULL_EVERY`]th sweep looks at every order's whole span
+//! again (an answer may have left a log out the first time too). The block
+//! of a time is found by interpolating on header timestamps, at most
+//! [`MAX_PROBES`] headers, remembered for a while.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use alloy::primitives::B256;
 use tokio_util::sync::CancellationToken;
 
-use super::{Auditor, Path};
+use super::{Auditor, Path, RANGES_PER_ROUND};
 use crate::indexer::Stop;
 use crate::store::{audit, sync};
 
@@ -30,14 +34,31 @@ pub const LOOKBACK: Duration = Duration::from_secs(24 * 3600);
 /// Seconds the sweep starts before an order's creation: the order API's
 /// clock and the chain's may disagree.
 pub const CLOCK_MARGIN: u64 = 600;
+/// Every this many sweeps, every order's whole span is looked at again.
+pub const FULL_EVERY: u64 = 12;
 /// Headers asked for at most to find the block of a time.
 const MAX_PROBES: usize = 12;
 
-/// When the next sweep is due, and the block times learned so far.
+/// One range still to be asked for some orders.
+#[derive(Debug)]
+struct Job {
+    refs: Vec<B256>,
+    next: u64,
+    to: u64,
+}
+
+/// When the next sweep is due, what is left of the current one, and what
+/// earlier ones learned.
 #[derive(Debug)]
 pub(super) struct Sweep {
     every: Option<Duration>,
     next_at: Option<Instant>,
+    jobs: VecDeque<Job>,
+    /// Sweeps planned so far.
+    count: u64,
+    /// The orders the last sweep looked for, and the last block it asked.
+    seen: HashSet<B256>,
+    swept_to: Option<u64>,
     /// Block number by timestamp, from the headers probed.
     probes: BTreeMap<u64, u64>,
 }
@@ -47,29 +68,70 @@ impl Sweep {
         Self {
             every,
             next_at: every.map(|e| Instant::now() + e),
+            jobs: VecDeque::new(),
+            count: 0,
+            seen: HashSet::new(),
+            swept_to: None,
             probes: BTreeMap::new(),
         }
     }
 
+    /// Now while a sweep is under way, else when the next one is due.
     pub(super) fn due_at(&self) -> Option<Instant> {
-        self.next_at
+        if self.jobs.is_empty() {
+            self.next_at
+        } else {
+            Some(Instant::now())
+        }
     }
 }
 
 impl Auditor {
-    /// One sweep over the pending orders.
+    /// A turn of the sweep: plans one when due, then asks a few ranges.
     pub(super) async fn run_sweep(&mut self, cancel: &CancellationToken) -> Result<(), Stop> {
         let Some(every) = self.sweep.every else {
             return Ok(());
         };
-        self.sweep.next_at = Some(Instant::now() + every);
+        if self.sweep.jobs.is_empty() {
+            self.sweep.next_at = Some(Instant::now() + every);
+            self.plan_sweep(cancel).await?;
+        }
+        let final_block = self.final_block(cancel).await?.unwrap_or(0);
+        for _ in 0..RANGES_PER_ROUND {
+            let Some(job) = self.sweep.jobs.front() else {
+                break;
+            };
+            let (next, to, refs) = (job.next, job.to, job.refs.clone());
+            let Some((span, logs)) = self.ask_range(next, to, Some(&refs), cancel).await? else {
+                // Failing: the rest waits for the next sweep.
+                self.sweep.jobs.clear();
+                return Ok(());
+            };
+            let Some(logs) = logs else {
+                continue;
+            };
+            self.found(&logs, span, Path::Sweep, false, final_block, cancel)
+                .await?;
+            let job = self.sweep.jobs.front_mut().expect("the job asked about");
+            job.next = span.1 + 1;
+            if job.next > job.to {
+                self.sweep.jobs.pop_front();
+            }
+        }
+        Ok(())
+    }
+
+    /// The ranges of one sweep: each pending order from its creation when
+    /// it is new to the sweep (or on a full sweep), else from the last
+    /// sweep's end, to the checkpoint.
+    async fn plan_sweep(&mut self, cancel: &CancellationToken) -> Result<(), Stop> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let grace = self.settings.reconcile.pending_sweep_grace.as_secs();
+        let since = now.saturating_sub(LOOKBACK.as_secs());
         let (pending, checkpoint) = {
             let mut conn = self.store.conn().await?;
-            let since = now.saturating_sub(LOOKBACK.as_secs());
             let until = now.saturating_sub(grace);
             let pending = audit::pending_orders(&mut conn.conn(), since, until, MAX_ORDERS).await?;
             (
@@ -77,41 +139,48 @@ impl Auditor {
                 sync::checkpoint(&mut conn.conn(), &self.scope).await?,
             )
         };
-        let (Some(oldest), Some(checkpoint)) =
-            (pending.iter().map(|p| p.created_at).min(), checkpoint)
-        else {
+        self.sweep.probes = self
+            .sweep
+            .probes
+            .split_off(&since.saturating_sub(CLOCK_MARGIN));
+        let Some(checkpoint) = checkpoint.map(|c| c.number) else {
             return Ok(());
         };
-        let start = oldest.saturating_sub(CLOCK_MARGIN);
-        let Some(from) = self.block_at(start, checkpoint.number, cancel).await? else {
-            return Ok(());
-        };
-        let final_block = self.final_block(cancel).await?.unwrap_or(0);
-        let mut refs: Vec<B256> = pending.iter().map(|p| p.order_ref).collect();
-        refs.sort();
-        let mut requests = 0u64;
-        for group in refs.chunks(REFS_PER_REQUEST) {
-            let mut next = from;
-            while next <= checkpoint.number {
-                requests += 1;
-                let asked = self.ask_range(next, checkpoint.number, Some(group), cancel);
-                let Some((span, logs)) = asked.await? else {
-                    return Ok(());
-                };
-                if let Some(logs) = logs {
-                    self.found(&logs, span, Path::Sweep, false, final_block, cancel)
-                        .await?;
-                    next = span.1 + 1;
+        let full = self.sweep.count.is_multiple_of(FULL_EVERY);
+        self.sweep.count += 1;
+        let (new, known): (Vec<_>, Vec<_>) = pending
+            .iter()
+            .partition(|p| full || !self.sweep.seen.contains(&p.order_ref));
+        let mut plan = Vec::new();
+        if let Some(oldest) = new.iter().map(|p| p.created_at).min() {
+            let start = oldest.saturating_sub(CLOCK_MARGIN);
+            let Some(from) = self.block_at(start, checkpoint, cancel).await? else {
+                return Ok(());
+            };
+            plan.push((new.iter().map(|p| p.order_ref).collect::<Vec<_>>(), from));
+        }
+        if let (false, Some(swept)) = (known.is_empty(), self.sweep.swept_to) {
+            plan.push((known.iter().map(|p| p.order_ref).collect(), swept + 1));
+        }
+        for (mut refs, from) in plan {
+            refs.sort();
+            for group in refs.chunks(REFS_PER_REQUEST) {
+                if from <= checkpoint {
+                    self.sweep.jobs.push_back(Job {
+                        refs: group.to_vec(),
+                        next: from,
+                        to: checkpoint,
+                    });
                 }
             }
         }
+        self.sweep.seen = pending.iter().map(|p| p.order_ref).collect();
+        self.sweep.swept_to = Some(checkpoint);
         tracing::debug!(
-            orders = refs.len(),
-            from,
-            to = checkpoint.number,
-            requests,
-            spent = self.share.spent(),
-            "pending-order sweep done"
+            orders = pending.len(),
+            full,
+            requests_spent = self.share.spent(),
+            "pending-order sweep planned"
         );
         Ok(())
     }
@@ -172,14 +241,7 @@ impl Auditor {
         if let Some((&t, _)) = self.sweep.probes.iter().find(|(_, &b)| b == number) {
             return Ok(Some(t));
         }
-        self.take_share(cancel).await?;
-        let primary = self.primary.clone();
-        let header = self
-            .call(&primary, "eth_getBlockByNumber", |s| async move {
-                s.header(number).await
-            })
-            .await;
-        Ok(header.ok().map(|h| {
+        Ok(self.primary_header(number, cancel).await?.map(|h| {
             // Several blocks may share a second: keep the latest for it.
             let b = self.sweep.probes.entry(h.timestamp).or_insert(number);
             *b = (*b).max(number);
