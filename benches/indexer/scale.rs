@@ -57,20 +57,11 @@ pub async fn sparse(what: &str, profile: Profile, blocks: u64) -> (String, Strin
         .expect("address");
     let head = blocks - 1;
     let db = Db::new().await;
-    let mut payments: BTreeMap<u64, Vec<Paid>> = BTreeMap::new();
-    for i in 0..SPARSE_PAYMENTS {
-        // Spread over the chain, all of them final at the head.
-        let block = 1 + i * (head - 100) / SPARSE_PAYMENTS;
-        let buyer = Address::left_padding_from(&(i + 1).to_be_bytes());
-        let order = order_ref(5_000_000 + i);
-        db.insert_order(&format!("ord_{i:03}"), order, buyer, PREMIUM as i64)
-            .await;
-        payments.entry(block).or_default().push(Paid {
-            order_ref: order,
-            buyer,
-            amount: PREMIUM,
-        });
-    }
+    // Spread over the chain, all of them final at the head.
+    let payments = paid_orders(&db, 5_000_000, SPARSE_PAYMENTS, |i| {
+        1 + i * (head - 100) / SPARSE_PAYMENTS
+    })
+    .await;
     let provider = Provider::start(profile, head, contract, payments).await;
     let rate = profile.per_second.to_string();
     let mut env = sim_env(
@@ -114,6 +105,29 @@ pub async fn sparse(what: &str, profile: Profile, blocks: u64) -> (String, Strin
         audited.map_or("-".into(), |a| a.to_string()),
     );
     (name, result)
+}
+
+/// `n` payments of orders `ord_000`… (refs from `first_ref`), payment `i`
+/// in block `block_of(i)`, each order inserted pending into `db`.
+async fn paid_orders(
+    db: &Db,
+    first_ref: u64,
+    n: u64,
+    block_of: impl Fn(u64) -> u64,
+) -> BTreeMap<u64, Vec<Paid>> {
+    let mut payments: BTreeMap<u64, Vec<Paid>> = BTreeMap::new();
+    for i in 0..n {
+        let buyer = Address::left_padding_from(&(i + 1).to_be_bytes());
+        let order = order_ref(first_ref + i);
+        db.insert_order(&format!("ord_{i:03}"), order, buyer, PREMIUM as i64)
+            .await;
+        payments.entry(block_of(i)).or_default().push(Paid {
+            order_ref: order,
+            buyer,
+            amount: PREMIUM,
+        });
+    }
+    payments
 }
 
 /// The daemon's environment for the simulator: only what a user must set
@@ -178,19 +192,10 @@ pub async fn near_head(fill: f64) -> (String, String) {
         ..COINBASE
     };
     let db = Db::new().await;
-    let mut payments: BTreeMap<u64, Vec<Paid>> = BTreeMap::new();
-    for i in 0..10u64 {
-        let block = START + 50 + i * (NEAR_BLOCKS - 100) / 10;
-        let buyer = Address::left_padding_from(&(i + 1).to_be_bytes());
-        let order = order_ref(7_000_000 + i);
-        db.insert_order(&format!("ord_{i:03}"), order, buyer, PREMIUM as i64)
-            .await;
-        payments.entry(block).or_default().push(Paid {
-            order_ref: order,
-            buyer,
-            amount: PREMIUM,
-        });
-    }
+    let payments = paid_orders(&db, 7_000_000, 10, |i| {
+        START + 50 + i * (NEAR_BLOCKS - 100) / 10
+    })
+    .await;
     let provider = Provider::start(profile, START, contract, payments).await;
     let poll = [("CHAIN__POLL_INTERVAL_MS", "25".to_owned())];
     let env = sim_env(&db, &provider, contract, START, &poll);

@@ -7,6 +7,7 @@ pub mod chain;
 pub mod daemon;
 pub mod db;
 pub mod disk;
+pub mod omit;
 pub mod pg;
 pub mod proxy;
 pub mod receiver;
