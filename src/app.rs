@@ -380,6 +380,10 @@ pub async fn status(settings: &ScopedSettings, as_json: bool) -> anyhow::Result<
             }
         }
         println!("\nevents removed by reorgs {:>5}", st.events_removed);
+        println!(
+            "malformed logs          {:>5}  (a PremiumPaid topic0, no payment: `review` lists them)",
+            st.malformed_logs
+        );
     }
     store.close().await;
     Ok(())

@@ -133,6 +133,60 @@ impl Payment {
     }
 }
 
+/// A log of the checkout contract that carries one of the `PremiumPaid`
+/// topic0s but that no `emit` of either version can produce (a wrong number
+/// of topics, an address that is not clean, data of the wrong length): kept
+/// raw, never a payment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Malformed {
+    pub key: LogKey,
+    pub block: BlockRef,
+    pub block_timestamp: Option<u64>,
+    pub topics: Vec<B256>,
+    pub data: Vec<u8>,
+    /// Why it is not a payment, in the decoder's words.
+    pub reason: String,
+}
+
+impl Malformed {
+    /// The orderId it would name (its topic1), when it has one.
+    pub fn order_ref(&self) -> Option<B256> {
+        self.topics.get(1).copied()
+    }
+}
+
+/// The contract's `TreasuryUpdated(oldTreasury, newTreasury)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TreasuryChange {
+    pub key: LogKey,
+    pub block: BlockRef,
+    pub old: Address,
+    pub new: Address,
+}
+
+/// The treasury a v2 payment must name, log by log: `initial` (the
+/// configured `chain.treasury`; `None`: any), then each `TreasuryUpdated`,
+/// in force from its own log on (a payment later in the same block sees
+/// it, an earlier one does not).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Treasuries {
+    pub initial: Option<Address>,
+    /// `(block, log index, new treasury)`, in chain order.
+    pub changes: Vec<(u64, u64, Address)>,
+}
+
+impl Treasuries {
+    /// The treasury in force at log `log_index` of block `block`.
+    pub fn at(&self, block: u64, log_index: u64) -> Option<Address> {
+        self.changes
+            .iter()
+            .take_while(|(b, i, _)| (*b, *i) < (block, log_index))
+            .last()
+            .map(|(_, _, t)| *t)
+            .or(self.initial)
+    }
+}
+
 /// The reconciliation outcome stored in `contract_events.match_status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MatchStatus {
@@ -144,10 +198,12 @@ pub enum MatchStatus {
     Overpaid,
     LatePayment,
     WrongDestination,
+    OrderCancelled,
+    OrderExpired,
 }
 
 impl MatchStatus {
-    pub const ALL: [MatchStatus; 8] = [
+    pub const ALL: [MatchStatus; 10] = [
         Self::Matched,
         Self::UnknownOrder,
         Self::DuplicatePayment,
@@ -156,6 +212,8 @@ impl MatchStatus {
         Self::Overpaid,
         Self::LatePayment,
         Self::WrongDestination,
+        Self::OrderCancelled,
+        Self::OrderExpired,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -168,6 +226,8 @@ impl MatchStatus {
             Self::Overpaid => "overpaid",
             Self::LatePayment => "late_payment",
             Self::WrongDestination => "wrong_destination",
+            Self::OrderCancelled => "order_cancelled",
+            Self::OrderExpired => "order_expired",
         }
     }
 

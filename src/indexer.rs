@@ -124,7 +124,10 @@ impl Indexer {
             overpayment: settings.reconcile.overpayment,
             chain_id: chain.chain_id,
             token: chain.token,
-            treasury: chain.treasury,
+            treasury: crate::domain::Treasuries {
+                initial: chain.treasury,
+                changes: Vec::new(),
+            },
         };
         let fetcher = Fetcher {
             pool: std::sync::Arc::new(pool),

@@ -4,7 +4,9 @@
 //! Data flow: `chain::source` fetches logs (ranged `eth_getLogs` when far
 //! behind; near the head, headers, and logs by block hash where a header's
 //! bloom may hold ours: `chain::bloom`) → `chain::decode` turns them into
-//! `domain::Payment`s → `indexer` writes each batch in one transaction
+//! `domain::Payment`s (validated: a log no `emit` can produce is kept raw
+//! as `domain::Malformed`, never paid; the contract's treasury moves come
+//! along) → `indexer` writes each batch in one transaction
 //! through `store` (one write lease: `ha`), applying `reconcile`'s pure rules → after the
 //! commit, `metrics` and `health` are updated and `http` serves them. Each
 //! change to an order, and each payment that needs a person, is announced in
@@ -22,7 +24,7 @@
 //! | `telemetry` | tracing subscriber |
 //! | `domain` | plain types |
 //! | `chain` | bindings, decode, bloom check, range sizing, reorg window, RPC source |
-//! | `store` | pool, migrations, events, orders, sync state, verification outcomes, the outbox, exceptions (`review`, `resolve`, `order`) |
+//! | `store` | pool, migrations, events, orders, sync state, verification outcomes, the outbox, exceptions (`review`, `resolve`, `order`), the audit's position, malformed logs, the treasury's moves |
 //! | `reconcile` | pure matching rules |
 //! | `indexer` | the loop that knows every stage (and the verification step), and the completeness task beside it (`audit`) |
 //! | `http`, `metrics`, `health` | what operators see |

@@ -53,6 +53,7 @@ pub struct Metrics {
     pub webhook_oldest_undelivered_age: IntGauge,
     pub webhook_endpoint_disabled: IntGauge,
     logs_recovered: IntCounterVec,
+    pub malformed_logs: IntCounter,
     bloom_blocks: IntCounterVec,
     pub audited_block: IntGauge,
     /// Catch-up progress (`indexer::progress`).
@@ -200,7 +201,7 @@ impl Metrics {
             )?,
             ignored_logs: counter(
                 "ignored_logs_total",
-                "Logs from the contract that are not PremiumPaid (or do not decode).",
+                "Fetched logs dropped because they lack their position (a pending log).",
             )?,
             payments: counter_vec(
                 "payments_total",
@@ -305,6 +306,11 @@ impl Metrics {
             webhook_endpoint_disabled: gauge(
                 "webhook_endpoint_disabled",
                 "1 once the webhook receiver answered 410 Gone: nothing is sent until a restart.",
+            )?,
+            malformed_logs: counter(
+                "malformed_logs_total",
+                "Logs with a PremiumPaid topic0 that no emit of either version can produce, \
+                 kept raw in malformed_logs (never a payment).",
             )?,
             logs_recovered: counter_vec(
                 "logs_recovered_total",

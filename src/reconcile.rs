@@ -2,14 +2,15 @@
 //! `(Payment, Option<Order>, Policy) -> Decision`. No I/O: the store applies
 //! the decision inside the batch transaction.
 //!
-//! Rules, in order: unknown order, idempotent replay / duplicate, payer
-//! mismatch, under- and overpayment, late payment, wrong destination (v2),
-//! otherwise matched.
+//! Rules, in order: unknown order, idempotent replay / duplicate, an order
+//! cancelled or expired, payer mismatch, under- and overpayment, late
+//! payment (block time past `expires_at`), wrong destination (v2), otherwise
+//! matched. README's rule table lists them in this order.
 
 use alloy::primitives::{Address, U256};
 
 use crate::config::OverpaymentPolicy;
-use crate::domain::{MatchStatus, Order, Payment};
+use crate::domain::{MatchStatus, Order, Payment, Treasuries};
 
 /// What the configuration says a payment must look like.
 #[derive(Debug, Clone)]
@@ -17,8 +18,9 @@ pub struct Policy {
     pub overpayment: OverpaymentPolicy,
     pub chain_id: u64,
     pub token: Address,
-    /// When set, v2 events must name this treasury.
-    pub treasury: Option<Address>,
+    /// The treasury v2 events must name where they are (the configured
+    /// one, then the contract's `TreasuryUpdated` moves, as stored).
+    pub treasury: Treasuries,
 }
 
 /// What to do with one payment.
@@ -62,11 +64,11 @@ pub fn reconcile(payment: &Payment, order: Option<&Order>, policy: &Policy) -> D
     }
     let payable = matches!(order.payment_status.as_str(), "pending" | "reversed");
     if order.status != PAYABLE_STATUS || !payable {
-        // Paid, cancelled or otherwise settled outside this log.
-        return Decision::Flag(if order.status == "expired" {
-            MatchStatus::LatePayment
-        } else {
-            MatchStatus::DuplicatePayment
+        // Cancelled, expired, or paid or settled outside this log.
+        return Decision::Flag(match order.status.as_str() {
+            "cancelled" => MatchStatus::OrderCancelled,
+            "expired" => MatchStatus::OrderExpired,
+            _ => MatchStatus::DuplicatePayment,
         });
     }
     if payment.payer != order.wallet {
@@ -108,11 +110,12 @@ fn destination_ok(payment: &Payment, policy: &Policy) -> bool {
     let Some(dest) = &payment.destination else {
         return true; // v1 carries no destination
     };
+    let in_force = policy
+        .treasury
+        .at(payment.block.number, payment.key.log_index);
     dest.token == policy.token
         && dest.chain_id == U256::from(policy.chain_id)
-        && policy
-            .treasury
-            .is_none_or(|treasury| dest.treasury == treasury)
+        && in_force.is_none_or(|treasury| dest.treasury == treasury)
 }
 
 #[cfg(test)]

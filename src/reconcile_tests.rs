@@ -1,7 +1,7 @@
 use alloy::primitives::{address, b256, Address, B256, U256};
 
 use super::*;
-use crate::domain::{Amount, BlockRef, Destination, EventVersion, LogKey};
+use crate::domain::{Amount, BlockRef, Destination, EventVersion, LogKey, Treasuries};
 
 const WALLET: Address = address!("00000000000000000000000000000000000000aa");
 const TOKEN: Address = address!("00000000000000000000000000000000000000cc");
@@ -14,7 +14,10 @@ fn policy(overpayment: OverpaymentPolicy) -> Policy {
         overpayment,
         chain_id: CHAIN,
         token: TOKEN,
-        treasury: Some(TREASURY),
+        treasury: Treasuries {
+            initial: Some(TREASURY),
+            changes: Vec::new(),
+        },
     }
 }
 
@@ -125,15 +128,32 @@ fn a_payment_for_an_order_settled_elsewhere_is_a_duplicate_payment() {
 }
 
 #[test]
-fn a_payment_for_an_expired_order_is_late() {
+fn a_payment_for_an_expired_order_says_the_order_expired() {
     let order = Order {
         status: "expired".into(),
         ..order()
     };
     assert_eq!(
         decide(&payment(100), Some(&order)),
-        Decision::Flag(MatchStatus::LatePayment)
+        Decision::Flag(MatchStatus::OrderExpired)
     );
+}
+
+#[test]
+fn a_payment_for_a_cancelled_order_says_the_order_was_cancelled() {
+    // As `resolve --as void` leaves it, and as the order API may.
+    for payment_status in ["failed", "pending"] {
+        let order = Order {
+            status: "cancelled".into(),
+            payment_status: payment_status.into(),
+            ..order()
+        };
+        assert_eq!(
+            decide(&payment(100), Some(&order)),
+            Decision::Flag(MatchStatus::OrderCancelled),
+            "{payment_status}"
+        );
+    }
 }
 
 #[test]
@@ -275,13 +295,54 @@ fn a_v2_event_with_another_token_is_wrong_destination() {
 fn without_a_configured_treasury_any_v2_treasury_is_accepted() {
     let p = v2_payment(TOKEN, Address::repeat_byte(0x02), CHAIN);
     let policy = Policy {
-        treasury: None,
+        treasury: Treasuries::default(),
         ..policy(OverpaymentPolicy::Accept)
     };
     assert_eq!(
         reconcile(&p, Some(&order()), &policy),
         Decision::Apply(MatchStatus::Matched)
     );
+}
+
+#[test]
+fn a_moved_treasury_is_in_force_from_its_own_log_on() {
+    let moved = Address::repeat_byte(0x0e);
+    let policy = Policy {
+        treasury: Treasuries {
+            initial: Some(TREASURY),
+            changes: vec![(10, 4, moved)],
+        },
+        ..policy(OverpaymentPolicy::Accept)
+    };
+    let at = |treasury: Address, block: u64, log_index: u64| {
+        let mut p = v2_payment(TOKEN, treasury, CHAIN);
+        p.block.number = block;
+        p.key.log_index = log_index;
+        reconcile(&p, Some(&order()), &policy)
+    };
+    let matched = Decision::Apply(MatchStatus::Matched);
+    let wrong = Decision::Flag(MatchStatus::WrongDestination);
+    assert_eq!(at(TREASURY, 9, 0), matched, "before the move");
+    assert_eq!(at(TREASURY, 10, 3), matched, "earlier in the same block");
+    assert_eq!(at(moved, 10, 3), wrong);
+    assert_eq!(at(moved, 10, 5), matched, "later in the same block");
+    assert_eq!(
+        at(TREASURY, 10, 5),
+        wrong,
+        "the old treasury, after the move"
+    );
+    assert_eq!(at(moved, 11, 0), matched);
+}
+
+#[test]
+fn without_a_configured_treasury_the_first_move_sets_one() {
+    let moved = Address::repeat_byte(0x0e);
+    let t = Treasuries {
+        initial: None,
+        changes: vec![(10, 4, moved)],
+    };
+    assert_eq!(t.at(10, 4), None, "any, before the move");
+    assert_eq!(t.at(10, 5), Some(moved));
 }
 
 #[test]
@@ -294,6 +355,20 @@ fn rules_apply_in_the_documented_order() {
     assert_eq!(
         decide(&p, Some(&order())),
         Decision::Flag(MatchStatus::PayerMismatch)
+    );
+    // A cancelled order paid from another wallet: the order's state comes
+    // first.
+    let p = Payment {
+        payer: Address::repeat_byte(0x01),
+        ..payment(1)
+    };
+    let cancelled = Order {
+        status: "cancelled".into(),
+        ..order()
+    };
+    assert_eq!(
+        decide(&p, Some(&cancelled)),
+        Decision::Flag(MatchStatus::OrderCancelled)
     );
     // Underpaid and late at once: the amount rule comes first.
     let p = Payment {

@@ -1,5 +1,7 @@
 //! `sol!` bindings of the two `PremiumPaid` event versions. They share a name
-//! but not a topic0, so each lives in its own interface.
+//! but not a topic0, so each lives in its own interface. The v2 contract
+//! (like the deployed CheckoutUSDC 1.1.0) also moves its treasury, with
+//! `TreasuryUpdated`.
 
 #![allow(clippy::too_many_arguments)] // generated constructors of the 8-field v2 event
 
@@ -21,5 +23,9 @@ alloy::sol! {
             uint256 chainId,
             uint256 timestamp
         );
+
+        /// The owner moved the treasury: payments name `newTreasury` from
+        /// this log on.
+        event TreasuryUpdated(address indexed oldTreasury, address indexed newTreasury);
     }
 }

@@ -7,14 +7,47 @@ use alloy::rpc::types::Log;
 use alloy::sol_types::SolEvent;
 
 use super::bindings::{CheckoutV1, CheckoutV2};
-use crate::domain::{Amount, BlockRef, Destination, EventVersion, LogKey, Payment};
+use crate::domain::{
+    Amount, BlockRef, Destination, EventVersion, LogKey, Malformed, Payment, TreasuryChange,
+};
 
-/// The topic0s the indexer asks the node for.
+/// The topic0s the indexer asks the node for: both `PremiumPaid` versions
+/// and the treasury's moves (`TreasuryUpdated`).
 pub fn topics() -> Vec<B256> {
     vec![
         CheckoutV1::PremiumPaid::SIGNATURE_HASH,
         CheckoutV2::PremiumPaid::SIGNATURE_HASH,
+        CheckoutV2::TreasuryUpdated::SIGNATURE_HASH,
     ]
+}
+
+/// The treasury move `log` is, when its topic0 is `TreasuryUpdated`
+/// (`None`: another event). Validated like a payment.
+pub fn treasury_change(log: &Log) -> Option<Result<TreasuryChange, Skip>> {
+    if log.topic0() != Some(&CheckoutV2::TreasuryUpdated::SIGNATURE_HASH) {
+        return None;
+    }
+    Some((|| {
+        let key = LogKey {
+            tx_hash: log
+                .transaction_hash
+                .ok_or(Skip::MissingField("transactionHash"))?,
+            log_index: log.log_index.ok_or(Skip::MissingField("logIndex"))?,
+        };
+        let block = BlockRef {
+            number: log.block_number.ok_or(Skip::MissingField("blockNumber"))?,
+            hash: log.block_hash.ok_or(Skip::MissingField("blockHash"))?,
+        };
+        let ev = CheckoutV2::TreasuryUpdated::decode_log_data_validate(log.data())
+            .map_err(|e| Skip::Malformed(e.to_string()))?;
+        exactly(&ev.encode_log_data(), log.data())?;
+        Ok(TreasuryChange {
+            key,
+            block,
+            old: ev.oldTreasury,
+            new: ev.newTreasury,
+        })
+    })())
 }
 
 /// Why a log was not turned into a payment.
@@ -58,14 +91,20 @@ pub fn decode(log: &Log) -> Result<Payment, Skip> {
         quote_hash,
         destination,
     };
+    // Validating: exactly the event's topics, clean address words, and
+    // exactly the data its ABI encodes (no word more, none cut short).
     let malformed = |e: alloy::sol_types::Error| Skip::Malformed(e.to_string());
     Ok(match version {
         EventVersion::V1 => {
-            let ev = CheckoutV1::PremiumPaid::decode_log_data(log.data()).map_err(malformed)?;
+            let ev =
+                CheckoutV1::PremiumPaid::decode_log_data_validate(log.data()).map_err(malformed)?;
+            exactly(&ev.encode_log_data(), log.data())?;
             base(ev.orderId, ev.buyer, ev.amount, ev.quoteHash, None)
         }
         EventVersion::V2 => {
-            let ev = CheckoutV2::PremiumPaid::decode_log_data(log.data()).map_err(malformed)?;
+            let ev =
+                CheckoutV2::PremiumPaid::decode_log_data_validate(log.data()).map_err(malformed)?;
+            exactly(&ev.encode_log_data(), log.data())?;
             let destination = Destination {
                 token: ev.token,
                 treasury: ev.treasury,
@@ -81,6 +120,48 @@ pub fn decode(log: &Log) -> Result<Payment, Skip> {
             )
         }
     })
+}
+
+/// What a log that does not decode is: kept raw ([`Malformed`]) when it
+/// carries one of our topic0s and its position (`None` otherwise: a log of
+/// another event, or a pending log without a tx hash, is not ours to keep).
+pub fn malformed(log: &Log, skip: &Skip) -> Option<Malformed> {
+    let Skip::Malformed(reason) = skip else {
+        return None;
+    };
+    Some(Malformed {
+        key: LogKey {
+            tx_hash: log.transaction_hash?,
+            log_index: log.log_index?,
+        },
+        block: BlockRef {
+            number: log.block_number?,
+            hash: log.block_hash?,
+        },
+        block_timestamp: log.block_timestamp,
+        topics: log.topics().to_vec(),
+        data: log.data().data.to_vec(),
+        reason: reason.clone(),
+    })
+}
+
+/// The log is exactly what an `emit` of the event it decodes to writes:
+/// alloy's validating decode checks the topics and the words it reads, not
+/// data beyond them (an extra word no `emit` can produce).
+fn exactly(encoded: &LogData, log: &LogData) -> Result<(), Skip> {
+    if encoded.topics() != log.topics() {
+        return Err(Skip::Malformed(
+            "topics not as the event encodes them".into(),
+        ));
+    }
+    if encoded.data != log.data {
+        return Err(Skip::Malformed(format!(
+            "{} bytes of data where the event encodes {}",
+            log.data.len(),
+            encoded.data.len()
+        )));
+    }
+    Ok(())
 }
 
 /// The topics and data the log of `p` carries on chain; `None` for a v2
@@ -210,9 +291,25 @@ mod tests {
     }
 
     #[test]
-    fn the_two_versions_have_different_topics() {
-        let [v1, v2] = topics().try_into().expect("two topics");
-        assert_ne!(v1, v2);
+    fn the_two_versions_and_the_treasury_move_have_different_topics() {
+        let [v1, v2, moved] = topics().try_into().expect("three topics");
+        assert!(v1 != v2 && v2 != moved && v1 != moved);
+    }
+
+    #[test]
+    fn a_treasury_move_decodes_and_is_no_payment() {
+        let ev = CheckoutV2::TreasuryUpdated {
+            oldTreasury: Address::repeat_byte(1),
+            newTreasury: Address::repeat_byte(2),
+        };
+        let log = rpc_log(ev.encode_log_data());
+        let change = treasury_change(&log).expect("a move").expect("decodes");
+        assert_eq!(
+            (change.old, change.new),
+            (Address::repeat_byte(1), Address::repeat_byte(2))
+        );
+        assert!(matches!(decode(&log), Err(Skip::UnknownTopic(_))));
+        assert!(treasury_change(&rpc_log(v1_log())).is_none());
     }
 
     #[test]
@@ -224,6 +321,99 @@ mod tests {
         );
         let empty = LogData::new_unchecked(vec![], Default::default());
         assert_eq!(decode(&rpc_log(empty)), Err(Skip::UnknownTopic(None)));
+    }
+
+    fn v1_log() -> LogData {
+        CheckoutV1::PremiumPaid {
+            orderId: B256::repeat_byte(1),
+            buyer: Address::repeat_byte(2),
+            amount: U256::from(5_000_000u64),
+            quoteHash: B256::repeat_byte(3),
+        }
+        .encode_log_data()
+    }
+
+    fn v2_log() -> LogData {
+        CheckoutV2::PremiumPaid {
+            orderId: B256::repeat_byte(1),
+            buyer: Address::repeat_byte(2),
+            amount: U256::from(5_000_000u64),
+            quoteHash: B256::repeat_byte(3),
+            token: Address::repeat_byte(4),
+            treasury: Address::repeat_byte(5),
+            chainId: U256::from(8453),
+            timestamp: U256::from(9),
+        }
+        .encode_log_data()
+    }
+
+    fn reshaped(
+        log: LogData,
+        topics: impl FnOnce(&mut Vec<B256>),
+        data: impl FnOnce(&mut Vec<u8>),
+    ) -> Log {
+        let (mut t, d) = log.split();
+        let mut d = d.to_vec();
+        topics(&mut t);
+        data(&mut d);
+        rpc_log(LogData::new_unchecked(t, d.into()))
+    }
+
+    fn is_malformed(log: &Log) -> bool {
+        matches!(decode(log), Err(Skip::Malformed(_)))
+    }
+
+    #[test]
+    fn an_extra_data_word_no_emit_can_produce_is_malformed() {
+        assert!(is_malformed(&reshaped(
+            v1_log(),
+            |_| {},
+            |d| d.extend([0u8; 32])
+        )));
+        assert!(is_malformed(&reshaped(
+            v2_log(),
+            |_| {},
+            |d| d.extend([0u8; 32])
+        )));
+    }
+
+    #[test]
+    fn a_buyer_topic_that_is_not_a_clean_address_is_malformed() {
+        let dirty = |t: &mut Vec<B256>| t[2].0[0] = 0xff;
+        assert!(is_malformed(&reshaped(v1_log(), dirty, |_| {})));
+        assert!(is_malformed(&reshaped(v2_log(), dirty, |_| {})));
+    }
+
+    #[test]
+    fn a_v2_token_or_treasury_word_that_is_not_a_clean_address_is_malformed() {
+        for word in [1, 2] {
+            let dirty = move |d: &mut Vec<u8>| d[word * 32] = 0xff;
+            assert!(
+                is_malformed(&reshaped(v2_log(), |_| {}, dirty)),
+                "word {word}"
+            );
+        }
+    }
+
+    #[test]
+    fn wrong_topic_counts_and_data_lengths_are_malformed() {
+        assert!(is_malformed(&reshaped(v1_log(), |t| t.truncate(2), |_| {})));
+        assert!(is_malformed(&reshaped(
+            v1_log(),
+            |t| t.push(B256::ZERO),
+            |_| {}
+        )));
+        assert!(is_malformed(&reshaped(v1_log(), |_| {}, Vec::clear)));
+        assert!(is_malformed(&reshaped(
+            v1_log(),
+            |_| {},
+            |d| d.truncate(31)
+        )));
+        assert!(is_malformed(&reshaped(
+            v2_log(),
+            |_| {},
+            |d| d.truncate(64)
+        )));
     }
 
     #[test]

@@ -116,6 +116,23 @@ impl Writer<'_> {
         m.lag_blocks
             .set(head.saturating_sub(batch.last.number) as i64);
         record_outcomes(m, written);
+        if written.treasury_moves > 0 {
+            tracing::info!(
+                from = batch.first,
+                to = batch.last.number,
+                moves = written.treasury_moves,
+                "the contract moved its treasury (TreasuryUpdated): v2 payments after it must name the new one"
+            );
+        }
+        if written.malformed > 0 {
+            tracing::warn!(
+                from = batch.first,
+                to = batch.last.number,
+                malformed = written.malformed,
+                "logs with a PremiumPaid topic0 that no emit can produce were kept, not paid \
+                 (`liqpass-indexer review` lists them; malformed_logs holds each)"
+            );
+        }
         if let Some(review) = Review::of(&written.outcomes) {
             tracing::warn!(
                 from = batch.first,
@@ -147,6 +164,7 @@ impl Writer<'_> {
 /// Counts what a committed transaction stored: each outcome, the events by
 /// version, the orders it moved.
 pub(super) fn record_outcomes(m: &Metrics, written: &Written) {
+    m.malformed_logs.inc_by(written.malformed);
     let mut per_version = HashMap::new();
     for o in &written.outcomes {
         m.record_payment(o.status);

@@ -24,7 +24,7 @@ use crate::chain::range::RangeSizer;
 use crate::chain::refusal::{Limit, Refusal};
 use crate::chain::source::{ChainError, ChainSource};
 use crate::chain::window::{linkage, Linkage};
-use crate::domain::{BlockHeader, BlockRef, Payment};
+use crate::domain::{BlockHeader, BlockRef, Malformed, Payment, TreasuryChange};
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::retry::{self, Cancelled};
@@ -55,7 +55,12 @@ pub struct Batch {
     /// Headers to remember for reorg detection (all of them near the head).
     pub headers: Vec<BlockHeader>,
     pub payments: Vec<Payment>,
-    /// Logs from the contract that are not payments.
+    /// Logs with one of our topic0s that no `emit` can produce (kept raw).
+    pub malformed: Vec<Malformed>,
+    /// The contract's treasury moves.
+    pub treasury_changes: Vec<TreasuryChange>,
+    /// Logs from the contract that are neither (a log without its position,
+    /// as a node may give a pending one).
     pub ignored: u64,
 }
 
@@ -442,25 +447,48 @@ fn never(_: &ChainError) -> bool {
 
 pub fn decode_all(first: u64, last: BlockRef, headers: Vec<BlockHeader>, logs: &[Log]) -> Batch {
     let mut payments = Vec::with_capacity(logs.len());
+    let mut malformed = Vec::new();
+    let mut treasury_changes = Vec::new();
     let mut ignored = 0;
     for log in logs.iter().filter(|l| !l.removed) {
+        match decode::treasury_change(log) {
+            Some(Ok(change)) => {
+                treasury_changes.push(change);
+                continue;
+            }
+            Some(Err(skip)) => {
+                ignored += 1;
+                tracing::warn!(%skip, tx = ?log.transaction_hash, log_index = ?log.log_index,
+                    block = ?log.block_number, "ignored TreasuryUpdated log");
+                continue;
+            }
+            None => {}
+        }
         match decode::decode(log) {
             Ok(p) => payments.push(p),
-            Err(skip) => {
-                ignored += 1;
-                match skip {
-                    Skip::UnknownTopic(_) => tracing::debug!(%skip, "ignored log"),
-                    _ => tracing::warn!(%skip, tx = ?log.transaction_hash, "ignored log"),
+            Err(skip) => match decode::malformed(log, &skip) {
+                Some(m) => malformed.push(m),
+                None => {
+                    ignored += 1;
+                    match skip {
+                        Skip::UnknownTopic(_) => tracing::debug!(%skip, "ignored log"),
+                        _ => tracing::warn!(%skip, tx = ?log.transaction_hash,
+                            log_index = ?log.log_index, block = ?log.block_number, "ignored log"),
+                    }
                 }
-            }
+            },
         }
     }
     payments.sort_by_key(|p| (p.block.number, p.key.log_index));
+    malformed.sort_by_key(|m| (m.block.number, m.key.log_index));
+    treasury_changes.sort_by_key(|t| (t.block.number, t.key.log_index));
     Batch {
         first,
         last,
         headers,
         payments,
+        malformed,
+        treasury_changes,
         ignored,
     }
 }

@@ -272,15 +272,25 @@ pub fn split_first(batch: Batch, rows: usize) -> (Batch, Option<Batch>) {
         last,
         headers,
         mut payments,
+        malformed,
+        treasury_changes,
         ignored,
     } = batch;
     let later = payments.split_off(end);
     let (mine, theirs) = headers.into_iter().partition(|h| h.number <= block.number);
+    let (bad, bad_later) = malformed
+        .into_iter()
+        .partition(|m| m.block.number <= block.number);
+    let (moves, moves_later) = treasury_changes
+        .into_iter()
+        .partition(|t| t.block.number <= block.number);
     let part = Batch {
         first,
         last: block,
         headers: mine,
         payments,
+        malformed: bad,
+        treasury_changes: moves,
         ignored: 0,
     };
     let rest = Batch {
@@ -288,6 +298,8 @@ pub fn split_first(batch: Batch, rows: usize) -> (Batch, Option<Batch>) {
         last,
         headers: theirs,
         payments: later,
+        malformed: bad_later,
+        treasury_changes: moves_later,
         ignored,
     };
     (part, Some(rest))

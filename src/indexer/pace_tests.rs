@@ -47,6 +47,8 @@ fn batch(blocks_with_payments: &[u64], per_block: u64) -> Batch {
             logs_bloom: Default::default(),
         }],
         payments,
+        malformed: Vec::new(),
+        treasury_changes: Vec::new(),
         ignored: 3,
     }
 }

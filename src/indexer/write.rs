@@ -12,7 +12,9 @@ use crate::domain::{BlockRef, EventVersion, LogKey, MatchStatus, Order, Payment,
 use crate::reconcile::{reconcile, Decision, Policy};
 use crate::store::events::{self, NewEvent};
 use crate::store::orders::{self, Paying, Reason, Seen};
-use crate::store::{audit, incidents, notify, outbox, sync, Conn, StoreError, TxWork};
+use crate::store::{
+    audit, incidents, malformed, notify, outbox, sync, treasury, Conn, StoreError, TxWork,
+};
 
 /// Late matches attempted per transaction, at most: bounded work.
 pub const LATE_MATCH_LIMIT: u32 = 256;
@@ -98,6 +100,10 @@ pub struct Written {
     pub confirming: u64,
     pub paid: u64,
     pub rows: u64,
+    /// Malformed logs stored (`malformed_logs`).
+    pub malformed: u64,
+    /// Treasury moves stored (`treasury_changes`).
+    pub treasury_moves: u64,
 }
 
 impl Written {
@@ -107,6 +113,8 @@ impl Written {
         self.confirming += other.confirming;
         self.paid += other.paid;
         self.rows += other.rows;
+        self.malformed += other.malformed;
+        self.treasury_moves += other.treasury_moves;
     }
 }
 
@@ -124,6 +132,9 @@ pub async fn write_batch(tx: &mut Conn<'_>, work: &WriteBatch<'_>) -> Result<Wri
     } = *work;
     let mut written = Written::default();
     let mark = outbox::mark(tx).await?;
+    // Moves first: a payment later in the batch names the new treasury.
+    written.treasury_moves = treasury::insert(tx, scope, &batch.treasury_changes).await?;
+    let policy = &in_force(tx, scope, policy).await?;
     let stored = store_payments(
         tx,
         scope,
@@ -134,6 +145,8 @@ pub async fn write_batch(tx: &mut Conn<'_>, work: &WriteBatch<'_>) -> Result<Wri
         &mut written,
     )
     .await?;
+    let malformed = malformed::insert(tx, scope, &batch.malformed).await?;
+    written.malformed = malformed.len() as u64;
     let late = if finish {
         late_match(tx, scope, policy, late_limit, &mut written).await?
     } else {
@@ -148,7 +161,7 @@ pub async fn write_batch(tx: &mut Conn<'_>, work: &WriteBatch<'_>) -> Result<Wri
         tx,
         scope,
         mark,
-        &stored.exceptions,
+        (&stored.exceptions, &malformed),
         &late,
         &written,
         batch.last.number,
@@ -226,10 +239,11 @@ async fn recover(tx: &mut Conn<'_>, work: &RecoverLogs<'_>) -> Result<Recovered,
                     .is_none_or(|h| *h == p.block.hash)
         });
     out.skipped = skipped.iter().map(|p| p.key).collect();
+    let policy = &in_force(tx, scope, work.policy).await?;
     let stored = store_payments(
         tx,
         scope,
-        work.policy,
+        policy,
         &taken,
         work.final_block,
         work.verify,
@@ -247,7 +261,7 @@ async fn recover(tx: &mut Conn<'_>, work: &RecoverLogs<'_>) -> Result<Recovered,
         tx,
         scope,
         mark,
-        &stored.exceptions,
+        (&stored.exceptions, &[]),
         &[],
         &out.written,
         checkpoint,
@@ -255,6 +269,14 @@ async fn recover(tx: &mut Conn<'_>, work: &RecoverLogs<'_>) -> Result<Recovered,
     .await?;
     out.stored = stored.fresh;
     Ok(out)
+}
+
+/// `policy` with the treasury moves stored so far (few: read whole), so
+/// that each v2 payment is held to the treasury in force at its log.
+async fn in_force(tx: &mut Conn<'_>, scope: &Scope, policy: &Policy) -> Result<Policy, StoreError> {
+    let mut policy = policy.clone();
+    policy.treasury.changes = treasury::live(tx, scope).await?;
+    Ok(policy)
 }
 
 /// What [`store_payments`] stored.
@@ -354,18 +376,20 @@ async fn store_payments(
 
 /// Announces in the transaction what it did to orders (the audit rows
 /// written since `mark`), the payments it stored (or late-matched) that
-/// need a person; wakes listeners when anything changed.
+/// need a person, the malformed logs it stored; wakes listeners when
+/// anything changed.
 async fn announce(
     tx: &mut Conn<'_>,
     scope: &Scope,
     mark: outbox::Mark,
-    exceptions: &[LogKey],
+    (exceptions, malformed): (&[LogKey], &[LogKey]),
     late: &[i64],
     written: &Written,
     block: u64,
 ) -> Result<(), StoreError> {
     let announced = outbox::announce_audit(tx, mark).await?
-        + outbox::announce_events(tx, scope, exceptions, late).await?;
+        + outbox::announce_events(tx, scope, exceptions, late).await?
+        + outbox::announce_malformed(tx, scope, malformed).await?;
     if written.confirming + written.paid > 0 || announced > 0 {
         notify::changed(tx, Some((scope, block))).await?;
     }
@@ -428,6 +452,8 @@ pub async fn roll_back(
 ) -> Result<RolledBack, StoreError> {
     let mark = outbox::mark(tx).await?;
     let removed = events::remove_above(tx, scope, ancestor.number).await?;
+    malformed::remove_above(tx, scope, ancestor.number).await?;
+    treasury::remove_above(tx, scope, ancestor.number).await?;
     let mut out = RolledBack {
         events_removed: removed.len(),
         ..RolledBack::default()

@@ -361,9 +361,15 @@ pub async fn review(conn: &mut Conn<'_>) -> Result<Vec<Review>, StoreError> {
              UNION ALL
              SELECT {o_since}, 'reversed', o.id, NULL, NULL, NULL, NULL, NULL, o.premium_usdc
              FROM orders o WHERE o.payment_status = 'reversed'
+             UNION ALL
+             SELECT {m_since}, 'malformed', o.id, m.chain_id, m.tx_hash, m.log_index,
+                m.block_number, NULL, o.premium_usdc
+             FROM malformed_logs m LEFT JOIN orders o ON o.order_ref = m.order_ref
+             WHERE m.removed = 0
              ORDER BY 1, 3",
             ev_since = d.to_iso("ce.indexed_at"),
             o_since = d.to_iso("o.updated_at"),
+            m_since = d.to_iso("m.created_at"),
         );
         Ok(sqlx::query_as(&sql).fetch_all(&mut **c).await?)
     })

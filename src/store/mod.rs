@@ -15,6 +15,7 @@ pub mod exceptions;
 pub mod failure;
 pub mod incidents;
 pub mod lease;
+pub mod malformed;
 pub mod notify;
 pub mod orders;
 pub mod outbox;
@@ -22,6 +23,7 @@ pub mod postgres;
 pub mod sqlite;
 pub mod status;
 pub mod sync;
+pub mod treasury;
 pub mod verify;
 
 use std::sync::{Arc, Mutex};

@@ -2,13 +2,14 @@
 //! may act on, written in the transaction that makes the change, so that a
 //! change is announced if and only if it committed.
 //!
-//! Two sources, each set-based (one `INSERT … SELECT` per transaction):
+//! Three sources, each set-based (one `INSERT … SELECT` per transaction):
 //! every `order_audit` row the transaction wrote (an order confirming,
-//! paid, back to pending, reversed, disputed, resolved by a person), and
+//! paid, back to pending, reversed, disputed, resolved by a person),
 //! every live non-`matched` event it stored or whose outcome it changed (a
-//! payment a person must look at). Event ids are derived from
+//! payment a person must look at), and every malformed log it stored. Event ids are derived from
 //! what the row announces, never from a sequence: `order:<order id>:<n>`
-//! (the order's n-th audit row), `payment:<chain>:<tx>:<log index>:<outcome>` and
+//! (the order's n-th audit row), `payment:<chain>:<tx>:<log index>:<outcome>`,
+//! `malformed:<chain>:<tx>:<log index>` (a log that is no payment) and
 //! `resolved:<chain>:<tx>:<log index>` (a person settled a payment of no order).
 //! All are the same after a replay, a crash and recovery, or on the other
 //! backend, and `event_id` is unique: a second insert of the same change does
@@ -142,6 +143,52 @@ pub async fn announce_events(
              ORDER BY ce.block_number, ce.log_index
              ON CONFLICT (event_id) DO NOTHING",
             which = which.join(" OR ")
+        );
+        Ok(sqlx::query(&sql)
+            .bind(&contract)
+            .execute(&mut **c)
+            .await?
+            .rows_affected())
+    })
+}
+
+/// Announces the malformed logs this transaction stored (`stored`: the
+/// logs it inserted or revived), live ones only: `payment.malformed`, with
+/// the order their topic1 names when it exists. Already announced ones are
+/// skipped.
+pub async fn announce_malformed(
+    conn: &mut Conn<'_>,
+    scope: &Scope,
+    stored: &[LogKey],
+) -> Result<u64, StoreError> {
+    if stored.is_empty() {
+        return Ok(0);
+    }
+    // Keys come from the chain's hashes, printed by us: safe inline.
+    let keys: Vec<String> = stored
+        .iter()
+        .map(|k| format!("('{}', {})", hex32(&k.tx_hash), k.log_index))
+        .collect();
+    let contract = hex_address(&scope.contract);
+    on!(conn, |c, d| {
+        let payload = format!(
+            "{f}('order_id', o.id, 'reason', m.reason, 'order_ref', m.order_ref,
+               'chain_id', m.chain_id, 'contract', m.contract_address, 'tx_hash', m.tx_hash,
+               'log_index', m.log_index, 'block_number', m.block_number,
+               'block_hash', m.block_hash, 'data', m.data)",
+            f = d.json_object
+        );
+        let sql = format!(
+            "INSERT INTO payment_notifications (event_id, type, order_id, payload)
+             SELECT 'malformed:' || m.chain_id || ':' || m.tx_hash || ':' || m.log_index,
+                    'payment.malformed', o.id, {payload}
+             FROM malformed_logs m LEFT JOIN orders o ON o.order_ref = m.order_ref
+             WHERE m.removed = 0 AND m.contract_address = $1 AND m.chain_id = {chain}
+               AND (m.tx_hash, m.log_index) IN (VALUES {keys})
+             ORDER BY m.block_number, m.log_index
+             ON CONFLICT (event_id) DO NOTHING",
+            chain = scope.chain_id,
+            keys = keys.join(", ")
         );
         Ok(sqlx::query(&sql)
             .bind(&contract)

@@ -27,6 +27,8 @@ pub struct StoreStatus {
     /// Live events by `verification` (`unchecked` for NULL).
     pub events_by_verification: Counts,
     pub events_removed: i64,
+    /// Live logs kept in `malformed_logs` (never payments).
+    pub malformed_logs: i64,
     /// The write lease: who leads, under which epoch, until when.
     pub lease: Option<Holder>,
 }
@@ -78,6 +80,7 @@ async fn read_status(conn: &mut Conn<'_>, scope: &Scope) -> Result<StoreStatus, 
     });
     let lease = lease::current(conn, scope).await?;
     let audited_block = super::audit::position(conn, scope).await?;
+    let malformed_logs = super::malformed::live_count(conn, scope).await?;
     let [orders_by_status, orders_by_payment_status, events_by_match_status, events_by_verification]: [Counts; 4] =
         counts.try_into().expect("four queries give four counts");
     Ok(StoreStatus {
@@ -91,6 +94,7 @@ async fn read_status(conn: &mut Conn<'_>, scope: &Scope) -> Result<StoreStatus, 
         events_by_match_status,
         events_by_verification,
         events_removed: removed,
+        malformed_logs,
         lease,
     })
 }

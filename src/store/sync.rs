@@ -180,6 +180,30 @@ pub async fn hashes_between(
     })
 }
 
+/// Marks the live rows of `table` (a per-log table of ours with
+/// `block_number` and `removed`) above `number` removed: a reorg orphaned
+/// them. Returns how many.
+pub(super) async fn remove_rows_above(
+    conn: &mut Conn<'_>,
+    table: &'static str,
+    scope: &Scope,
+    number: u64,
+) -> Result<u64, StoreError> {
+    on!(conn, |c, d| {
+        Ok(sqlx::query(&format!(
+            "UPDATE {table} SET removed = 1
+             WHERE chain_id = $1 AND contract_address = $2 AND block_number > $3
+               AND removed = 0"
+        ))
+        .bind(scope.chain_id as i64)
+        .bind(hex_address(&scope.contract))
+        .bind(number as i64)
+        .execute(&mut **c)
+        .await?
+        .rows_affected())
+    })
+}
+
 /// Forgets the hashes of blocks above `number` (they were orphaned).
 pub async fn forget_blocks_above(
     conn: &mut Conn<'_>,

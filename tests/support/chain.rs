@@ -33,11 +33,13 @@ sol! {
         function payMany(bytes32[] calldata orderIds, uint256[] calldata amounts, bytes32 quoteHash) external;
         function emitMany(bytes32 firstOrderId, uint256 count, address buyer, uint256 amount) external;
         function emitOther(bytes32 x) external;
+        function emitLog(bytes32[] calldata topics, bytes calldata data) external;
     }
 
     #[sol(rpc)]
     interface CheckoutV2 {
         function pay(bytes32 orderId, uint256 amount, bytes32 quoteHash) external;
+        function updateTreasury(address newTreasury) external;
         function emitRaw(bytes32 orderId, address buyer, uint256 amount, bytes32 quoteHash, address token, address treasury, uint256 chainId) external;
     }
 }
@@ -254,6 +256,31 @@ impl Chain {
             &self.provider,
         )
         .await
+    }
+
+    /// Emits any log from the v1 checkout: `topics` (at most 4) and `data`.
+    pub async fn emit_log(
+        &self,
+        from: Address,
+        topics: Vec<B256>,
+        data: Vec<u8>,
+    ) -> TransactionReceipt {
+        let c = CheckoutV1::new(self.checkout, &self.provider);
+        let tx = c
+            .emitLog(topics, data.into())
+            .from(from)
+            .into_transaction_request();
+        send(tx, &self.provider).await
+    }
+
+    /// The v2 checkout's owner (the deployer) moves its treasury.
+    pub async fn update_treasury(&self, new: Address) -> TransactionReceipt {
+        let c = CheckoutV2::new(self.checkout_v2, &self.provider);
+        let tx = c
+            .updateTreasury(new)
+            .from(self.anvil.addresses()[0])
+            .into_transaction_request();
+        send(tx, &self.provider).await
     }
 
     /// Emits `count` v1 payments in one transaction, order refs `first`, `first + 1`, ...

@@ -7,7 +7,8 @@ interface IERC20 {
 
 /// @notice The deployed (v1) LiqPass checkout: USDC approve + transferFrom,
 /// one PremiumPaid per payment. The emit* functions are test hooks that emit
-/// events without moving tokens (malformed amounts, benchmarks).
+/// events without moving tokens (malformed amounts, benchmarks); emitLog
+/// emits any log at all (shapes no emit of PremiumPaid can produce).
 contract CheckoutV1 {
     IERC20 public immutable usdc;
     address public immutable treasury;
@@ -50,5 +51,25 @@ contract CheckoutV1 {
 
     function emitOther(bytes32 x) external {
         emit Unrelated(x);
+    }
+
+    function emitLog(bytes32[] calldata topics, bytes calldata data) external {
+        uint256 n = topics.length;
+        require(n <= 4, "at most 4 topics");
+        bytes32[4] memory t;
+        for (uint256 i = 0; i < n; i++) {
+            t[i] = topics[i];
+        }
+        bytes memory d = data;
+        assembly {
+            let p := add(d, 32)
+            let len := mload(d)
+            switch n
+            case 0 { log0(p, len) }
+            case 1 { log1(p, len, mload(t)) }
+            case 2 { log2(p, len, mload(t), mload(add(t, 32))) }
+            case 3 { log3(p, len, mload(t), mload(add(t, 32)), mload(add(t, 64))) }
+            default { log4(p, len, mload(t), mload(add(t, 32)), mload(add(t, 64)), mload(add(t, 96))) }
+        }
     }
 }

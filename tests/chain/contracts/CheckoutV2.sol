@@ -6,10 +6,13 @@ interface IERC20 {
 }
 
 /// @notice The v2 checkout: its PremiumPaid also names token, treasury,
-/// chain id and time. emitRaw lets tests forge any destination.
+/// chain id and time. emitRaw lets tests forge any destination. Like the
+/// deployed CheckoutUSDC 1.1.0, its owner may move the treasury at any time
+/// (updateTreasury, TreasuryUpdated with the same signature).
 contract CheckoutV2 {
     IERC20 public immutable usdc;
-    address public immutable treasury;
+    address public treasury;
+    address public immutable owner;
 
     event PremiumPaid(
         bytes32 indexed orderId,
@@ -22,10 +25,20 @@ contract CheckoutV2 {
         uint256 timestamp
     );
     event Unrelated(bytes32 indexed x);
+    event TreasuryUpdated(address indexed oldTreasury, address indexed newTreasury);
 
     constructor(address usdc_, address treasury_) {
         usdc = IERC20(usdc_);
         treasury = treasury_;
+        owner = msg.sender;
+    }
+
+    function updateTreasury(address newTreasury) external {
+        require(msg.sender == owner, "owner");
+        require(newTreasury != address(0), "zero addr");
+        address old = treasury;
+        treasury = newTreasury;
+        emit TreasuryUpdated(old, newTreasury);
     }
 
     function pay(bytes32 orderId, uint256 amount, bytes32 quoteHash) external {

@@ -1,0 +1,84 @@
+//! `treasury_changes`: the contract's `TreasuryUpdated` logs, one row per
+//! log, never deleted (a reorg sets `removed`, which undoes the move). They
+//! are few (a move is an owner's decision), so they are read whole.
+
+use alloy::primitives::Address;
+use sqlx::{QueryBuilder, Row};
+
+use super::sync::to_u64;
+use super::{on, Conn, StoreError};
+use crate::domain::{hex32, hex_address, Scope, TreasuryChange};
+
+/// Stores the moves not stored yet (or revives one a reorg had removed);
+/// returns how many it wrote.
+pub async fn insert(
+    conn: &mut Conn<'_>,
+    scope: &Scope,
+    changes: &[TreasuryChange],
+) -> Result<u64, StoreError> {
+    if changes.is_empty() {
+        return Ok(0);
+    }
+    let contract = hex_address(&scope.contract);
+    on!(conn, |c, d| {
+        let mut q = QueryBuilder::new(
+            "INSERT INTO treasury_changes (chain_id, contract_address, tx_hash, log_index,
+               block_number, block_hash, old_treasury, new_treasury) ",
+        );
+        q.push_values(changes, |mut row, t| {
+            row.push_bind(scope.chain_id as i64)
+                .push_bind(&contract)
+                .push_bind(hex32(&t.key.tx_hash))
+                .push_bind(t.key.log_index as i64)
+                .push_bind(t.block.number as i64)
+                .push_bind(hex32(&t.block.hash))
+                .push_bind(hex_address(&t.old))
+                .push_bind(hex_address(&t.new));
+        });
+        q.push(
+            " ON CONFLICT (chain_id, tx_hash, log_index) DO UPDATE SET
+               removed = 0, block_number = excluded.block_number,
+               block_hash = excluded.block_hash
+             WHERE treasury_changes.removed = 1",
+        );
+        Ok(q.build().execute(&mut **c).await?.rows_affected())
+    })
+}
+
+/// Marks the live moves above `number` removed (a reorg orphaned them).
+pub async fn remove_above(
+    conn: &mut Conn<'_>,
+    scope: &Scope,
+    number: u64,
+) -> Result<u64, StoreError> {
+    super::sync::remove_rows_above(conn, "treasury_changes", scope, number).await
+}
+
+/// Every live move, in chain order: `(block, log index, new treasury)`.
+pub async fn live(
+    conn: &mut Conn<'_>,
+    scope: &Scope,
+) -> Result<Vec<(u64, u64, Address)>, StoreError> {
+    let rows: Vec<(i64, i64, String)> = on!(conn, |c, d| {
+        let rows = sqlx::query(
+            "SELECT block_number, log_index, new_treasury FROM treasury_changes
+             WHERE chain_id = $1 AND contract_address = $2 AND removed = 0
+             ORDER BY block_number, log_index",
+        )
+        .bind(scope.chain_id as i64)
+        .bind(hex_address(&scope.contract))
+        .fetch_all(&mut **c)
+        .await?;
+        rows.iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect::<Vec<_>>()
+    });
+    rows.into_iter()
+        .map(|(b, i, t)| {
+            let treasury = t
+                .parse()
+                .map_err(|_| StoreError::Corrupt("treasury_changes.new_treasury".into()))?;
+            Ok((to_u64(b)?, to_u64(i)?, treasury))
+        })
+        .collect()
+}
