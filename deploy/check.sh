@@ -204,7 +204,7 @@ known = {
   "liqpass_indexer_catchup_events_per_second", "liqpass_indexer_catchup_eta_seconds",
   "liqpass_indexer_catchup_range_blocks",
   "liqpass_indexer_logs_recovered_total", "liqpass_indexer_bloom_blocks_total",
-  "liqpass_indexer_audited_block",
+  "liqpass_indexer_audited_block", "liqpass_indexer_malformed_logs_total",
 }
 d = json.load(open("deploy/grafana/liqpass-indexer.json"))
 assert d["panels"], "no panels"
