@@ -14,7 +14,6 @@
 
 mod reader;
 mod render;
-mod secret;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -24,9 +23,10 @@ use std::time::Duration;
 use alloy::primitives::Address;
 use config::{Config, Environment, File, FileFormat};
 
+pub use crate::domain::OverpaymentPolicy;
+pub use crate::secret::{redact_url_str, RpcUrl, WebhookSecret};
 pub use reader::parse_address;
 use reader::{problem, Reader};
-pub use secret::{redact_url_str, RpcUrl, WebhookSecret};
 
 /// The built-in first layer: the shipped `config/default.toml`.
 pub const DEFAULTS: &str = include_str!("../config/default.toml");
@@ -141,7 +141,7 @@ pub struct WebhookSettings {
 #[derive(Clone)]
 pub struct DatabaseSettings {
     /// The database, as an sqlx URL: `sqlite:...` or `postgres://...` (a
-    /// secret: print it through `store::display_url`).
+    /// secret: print it through `secret::display_db_url`).
     pub url: String,
     /// PostgreSQL: the schema holding the contract's tables.
     pub schema: String,
@@ -153,12 +153,12 @@ pub struct DatabaseSettings {
     pub write_gap: Duration,
 }
 
-/// The URL through `store::display_url`: a PostgreSQL password never
+/// The URL through `secret::display_db_url`: a PostgreSQL password never
 /// reaches a log line or an error that prints settings.
 impl std::fmt::Debug for DatabaseSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DatabaseSettings")
-            .field("url", &crate::store::display_url(&self.url))
+            .field("url", &crate::secret::display_db_url(&self.url))
             .field("schema", &self.schema)
             .field("busy_timeout", &self.busy_timeout)
             .field("max_connections", &self.max_connections)
@@ -232,13 +232,6 @@ pub struct AuditSettings {
     /// The most the audit and the pending-order sweep may ask, as a share
     /// of the requests the indexer makes (1..=100).
     pub request_share_percent: u32,
-}
-
-/// What an overpayment does to its order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OverpaymentPolicy {
-    Accept,
-    Flag,
 }
 
 #[derive(Debug, Clone)]

@@ -187,6 +187,13 @@ impl Treasuries {
     }
 }
 
+/// What an overpayment does to its order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverpaymentPolicy {
+    Accept,
+    Flag,
+}
+
 /// The reconciliation outcome stored in `contract_events.match_status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MatchStatus {
@@ -272,4 +279,59 @@ pub fn hex_address(value: &Address) -> String {
 pub struct Scope {
     pub chain_id: u64,
     pub contract: Address,
+}
+
+/// The cause of a failed write transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WriteFailure {
+    /// `SQLITE_FULL` or PostgreSQL's `53100`: the disk (or the database's
+    /// size limit) is full.
+    DiskFull,
+    /// `SQLITE_IOERR`: the operating system failed a read or write.
+    Io,
+    /// `SQLITE_READONLY`: the file or its filesystem is read-only.
+    ReadOnly,
+    /// `SQLITE_BUSY`/`SQLITE_LOCKED`: another writer held the lock past the
+    /// busy timeout.
+    Busy,
+    /// `SQLITE_CORRUPT`/`SQLITE_NOTADB`: a damaged page or file.
+    Corrupt,
+    /// `SQLITE_CANTOPEN`: the file (or its directory) cannot be opened.
+    CantOpen,
+    /// No pooled connection became free in time.
+    PoolTimeout,
+    /// PostgreSQL: the connection failed or the server ended it (SQLSTATE
+    /// classes 08 and 57P: a restart, `pg_terminate_backend`, a network cut).
+    Unreachable,
+    /// Anything else (constraint, driver, stored data).
+    Other,
+}
+
+impl WriteFailure {
+    pub const ALL: [WriteFailure; 9] = [
+        Self::DiskFull,
+        Self::Io,
+        Self::ReadOnly,
+        Self::Busy,
+        Self::Corrupt,
+        Self::CantOpen,
+        Self::PoolTimeout,
+        Self::Unreachable,
+        Self::Other,
+    ];
+
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::DiskFull => "disk_full",
+            Self::Io => "io_error",
+            Self::ReadOnly => "read_only",
+            Self::Busy => "busy",
+            Self::Corrupt => "corrupt",
+            Self::CantOpen => "cannot_open",
+            Self::PoolTimeout => "pool_timeout",
+            Self::Unreachable => "unreachable",
+            Self::Other => "other",
+        }
+    }
 }

@@ -46,6 +46,7 @@ pub mod indexer;
 pub mod metrics;
 pub mod reconcile;
 pub mod retry;
+pub mod secret;
 pub mod store;
 pub mod telemetry;
 pub mod webhooks;

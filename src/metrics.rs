@@ -10,8 +10,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry,
 };
 
-use crate::domain::{EventVersion, MatchStatus};
-use crate::store::failure::WriteFailure;
+use crate::domain::{EventVersion, MatchStatus, WriteFailure};
 
 /// Every metric the indexer exports; names are `liqpass_indexer_<thing>_<unit>`.
 #[derive(Clone)]

@@ -9,8 +9,7 @@
 
 use alloy::primitives::{Address, U256};
 
-use crate::config::OverpaymentPolicy;
-use crate::domain::{MatchStatus, Order, Payment, Treasuries};
+use crate::domain::{MatchStatus, Order, OverpaymentPolicy, Payment, Treasuries};
 
 /// What the configuration says a payment must look like.
 #[derive(Debug, Clone)]

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use super::budget::Budget;
 use super::source::{ChainError, ChainSource};
-use crate::config::RpcUrl;
 use crate::domain::Scope;
+use crate::secret::RpcUrl;
 
 /// Consecutive failures before an endpoint is rested.
 const FAILURES_BEFORE_REST: u32 = 3;

@@ -22,8 +22,8 @@ use super::budget::{Budget, BudgetLayer};
 use super::decode;
 use super::refusal::Refusal;
 use super::retry_policy::{refusal_of, RateLimitsOnly};
-use crate::config::RpcUrl;
 use crate::domain::{BlockHeader, Scope};
+use crate::secret::RpcUrl;
 
 /// Errors of the chain boundary.
 #[derive(Debug, thiserror::Error)]
@@ -440,7 +440,7 @@ mod tests {
     #[test]
     fn secrets_are_scrubbed_from_error_messages() {
         let url =
-            crate::config::RpcUrl::parse("https://u:pw@rpc.example.com/v2/KEY?x=1").expect("url");
+            crate::secret::RpcUrl::parse("https://u:pw@rpc.example.com/v2/KEY?x=1").expect("url");
         let msg =
             "error sending request for url (https://u:pw@rpc.example.com/v2/KEY?x=1): /v2/KEY?x=1";
         let clean = super::scrub(msg.to_owned(), &super::secrets_of(&url));

@@ -219,7 +219,7 @@ impl Reader {
     pub(super) fn database(&mut self) -> Option<DatabaseSettings> {
         let url = self.string("database.url", true);
         if let Some(u) = &url {
-            if let Err(why) = crate::store::check_url(u) {
+            if let Err(why) = check_db_url(u) {
                 self.bad("database.url", why);
             }
         }
@@ -571,4 +571,22 @@ fn default_replica_id() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
     format!("{host}:{}:{started}", std::process::id())
+}
+
+/// Whether `url` is a database URL the store can open (the settings'
+/// check, so that `check-config` refuses what `run` would); the reason,
+/// printable, when not.
+fn check_db_url(url: &str) -> Result<(), String> {
+    use std::str::FromStr;
+    let parsed = if crate::secret::is_postgres_url(url) {
+        sqlx::postgres::PgConnectOptions::from_str(url).map(drop)
+    } else if url.starts_with("sqlite:") {
+        sqlx::sqlite::SqliteConnectOptions::from_str(url).map(drop)
+    } else {
+        return Err(format!(
+            "{} is neither a sqlite: nor a postgres:// URL",
+            crate::secret::display_db_url(url)
+        ));
+    };
+    parsed.map_err(|e| format!("{} does not parse: {e}", crate::secret::display_db_url(url)))
 }

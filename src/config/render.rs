@@ -19,7 +19,7 @@ impl Settings {
         let ms = |d: Duration| int(d.as_millis() as u64);
         let s = |t: String| toml::Value::String(t);
         let d = &self.database;
-        put("database", "url", s(crate::store::display_url(&d.url)));
+        put("database", "url", s(crate::secret::display_db_url(&d.url)));
         put("database", "schema", s(d.schema.clone()));
         put("database", "busy_timeout_ms", ms(d.busy_timeout));
         put(

@@ -1,48 +1,12 @@
-//! Why a write failed, in the words an operator acts on: a few causes, each
-//! with a metric label and the sentence `/readyz` shows. Pure: classifies a
-//! [`StoreError`], decides nothing about retrying.
+//! Why a write failed, in the words an operator acts on: the causes
+//! (`domain::WriteFailure`, each with its metric label) a [`StoreError`]
+//! is classified into, and the sentence `/readyz` shows. Pure: decides
+//! nothing about retrying.
 
 use super::StoreError;
-
-/// The cause of a failed write transaction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum WriteFailure {
-    /// `SQLITE_FULL` or PostgreSQL's `53100`: the disk (or the database's
-    /// size limit) is full.
-    DiskFull,
-    /// `SQLITE_IOERR`: the operating system failed a read or write.
-    Io,
-    /// `SQLITE_READONLY`: the file or its filesystem is read-only.
-    ReadOnly,
-    /// `SQLITE_BUSY`/`SQLITE_LOCKED`: another writer held the lock past the
-    /// busy timeout.
-    Busy,
-    /// `SQLITE_CORRUPT`/`SQLITE_NOTADB`: a damaged page or file.
-    Corrupt,
-    /// `SQLITE_CANTOPEN`: the file (or its directory) cannot be opened.
-    CantOpen,
-    /// No pooled connection became free in time.
-    PoolTimeout,
-    /// PostgreSQL: the connection failed or the server ended it (SQLSTATE
-    /// classes 08 and 57P: a restart, `pg_terminate_backend`, a network cut).
-    Unreachable,
-    /// Anything else (constraint, driver, stored data).
-    Other,
-}
+pub use crate::domain::WriteFailure;
 
 impl WriteFailure {
-    pub const ALL: [WriteFailure; 9] = [
-        Self::DiskFull,
-        Self::Io,
-        Self::ReadOnly,
-        Self::Busy,
-        Self::Corrupt,
-        Self::CantOpen,
-        Self::PoolTimeout,
-        Self::Unreachable,
-        Self::Other,
-    ];
-
     /// Classifies `error` by SQLite's primary result code.
     pub fn of(error: &StoreError) -> Self {
         match error {
@@ -94,21 +58,6 @@ impl WriteFailure {
             "XX001" | "XX002" => Self::Corrupt,
             "3D000" | "28000" | "28P01" => Self::CantOpen,
             _ => Self::Other,
-        }
-    }
-
-    /// The metric label.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::DiskFull => "disk_full",
-            Self::Io => "io_error",
-            Self::ReadOnly => "read_only",
-            Self::Busy => "busy",
-            Self::Corrupt => "corrupt",
-            Self::CantOpen => "cannot_open",
-            Self::PoolTimeout => "pool_timeout",
-            Self::Unreachable => "unreachable",
-            Self::Other => "other",
         }
     }
 

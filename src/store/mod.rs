@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 use sqlx::{PgConnection, SqliteConnection};
 
 use crate::config::DatabaseSettings;
+use crate::secret::display_db_url;
 
 /// A connection the store's functions run on: inside a write transaction
 /// ([`TxWork`]), or a pooled reader ([`Pooled::conn`]). Callers outside this
@@ -268,7 +269,7 @@ impl Store {
     /// created if missing, with the pragmas the contract relies on) or
     /// PostgreSQL (`postgres://`, `postgresql://`, its `database.schema`
     /// checked). Does not migrate.
-    #[tracing::instrument(skip_all, fields(url = %display_url(&settings.url)))]
+    #[tracing::instrument(skip_all, fields(url = %display_db_url(&settings.url)))]
     pub async fn open(settings: &DatabaseSettings) -> Result<Self, StoreError> {
         let backend = if postgres::is_url(&settings.url) {
             Backend::Postgres(postgres::Postgres::open(settings).await?)
@@ -487,64 +488,4 @@ impl Store {
             Backend::Postgres(p) => p.pool.close().await,
         }
     }
-}
-
-/// Whether `url` is a database URL the store can open (the settings'
-/// check, so that `check-config` refuses what `run` would); the reason,
-/// printable, when not.
-pub fn check_url(url: &str) -> Result<(), String> {
-    use std::str::FromStr;
-    let parsed = if postgres::is_url(url) {
-        sqlx::postgres::PgConnectOptions::from_str(url).map(drop)
-    } else if url.starts_with("sqlite:") {
-        sqlx::sqlite::SqliteConnectOptions::from_str(url).map(drop)
-    } else {
-        return Err(format!(
-            "{} is neither a sqlite: nor a postgres:// URL",
-            display_url(url)
-        ));
-    };
-    parsed.map_err(|e| format!("{} does not parse: {e}", display_url(url)))
-}
-
-/// `database.url` as it may be printed: a PostgreSQL URL without its
-/// password (in the authority or a `password` parameter), an SQLite URL as
-/// given (a file name, no secret), anything unparsable reduced to its
-/// scheme and host.
-pub fn display_url(url: &str) -> String {
-    if !postgres::is_url(url) {
-        return if url.contains('@') {
-            crate::config::redact_url_str(url)
-        } else {
-            url.to_owned()
-        };
-    }
-    let Ok(mut parsed) = url::Url::parse(url) else {
-        return crate::config::redact_url_str(url);
-    };
-    // A stand-in the URL crate leaves unencoded, replaced by the marker
-    // RPC URLs use.
-    const HIDDEN: &str = "REDACTEDXPASSWORD";
-    if parsed.password().is_some() {
-        // Cannot fail: the URL has a host, since it has a password.
-        let _ = parsed.set_password(Some(HIDDEN));
-    }
-    if parsed.query().is_some() {
-        let pairs: Vec<(String, String)> = parsed
-            .query_pairs()
-            .map(|(k, v)| {
-                let secret = k.to_ascii_lowercase().contains("password");
-                (
-                    k.into_owned(),
-                    if secret {
-                        "<redacted>".into()
-                    } else {
-                        v.into_owned()
-                    },
-                )
-            })
-            .collect();
-        parsed.query_pairs_mut().clear().extend_pairs(pairs);
-    }
-    parsed.to_string().replace(HIDDEN, "<redacted>")
 }

@@ -13,7 +13,8 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 
-use super::{display_url, Conn, Dialect, Store, StoreError, TxWork};
+use super::{Conn, Dialect, Store, StoreError, TxWork};
+use crate::secret::display_db_url;
 use crate::config::DatabaseSettings;
 
 /// The migrations in `migrations/postgres/`, compiled in.
@@ -44,7 +45,7 @@ const MIGRATION_LOCK: i64 = 0x6c69_7170_6173_7301;
 
 /// Whether `url` names a PostgreSQL database.
 pub fn is_url(url: &str) -> bool {
-    url.starts_with("postgres://") || url.starts_with("postgresql://")
+    crate::secret::is_postgres_url(url)
 }
 
 /// A PostgreSQL database, one schema of it.
@@ -75,7 +76,7 @@ impl Postgres {
     /// unqualified names do not already resolve to it (behind PgBouncer set
     /// it on the role instead: README).
     pub(super) async fn open(settings: &DatabaseSettings) -> Result<Self, StoreError> {
-        let url = display_url(&settings.url);
+        let url = display_db_url(&settings.url);
         let mut options =
             PgConnectOptions::from_str(&settings.url).map_err(|cause| StoreError::Url {
                 url: url.clone(),

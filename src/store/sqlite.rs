@@ -72,7 +72,7 @@ impl Sqlite {
     /// Opens (creating if missing) the file with the pragmas the database
     /// contract relies on.
     pub(super) async fn open(settings: &DatabaseSettings) -> Result<Self, StoreError> {
-        let url = super::display_url(&settings.url);
+        let url = crate::secret::display_db_url(&settings.url);
         let options = SqliteConnectOptions::from_str(&settings.url)
             .map_err(|cause| StoreError::Url {
                 url: url.clone(),

@@ -26,7 +26,7 @@ pub fn signature(keys: &[Vec<u8>], id: &str, timestamp: i64, body: &str) -> Stri
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::WebhookSecret;
+    use crate::secret::WebhookSecret;
 
     /// The example of the Standard Webhooks specification.
     #[test]

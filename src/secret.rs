@@ -1,5 +1,8 @@
-//! Secrets in settings: an RPC URL carries an API key, so it prints as
-//! scheme, host and port only; [`RpcUrl::expose`] is the one way to the rest.
+//! Secrets in settings, printed only redacted: an RPC URL carries an API
+//! key, so it prints as scheme, host and port ([`RpcUrl::expose`] is the one
+//! way to the rest); a database URL without its password
+//! ([`display_db_url`]); a webhook secret not at all. A leaf: it imports
+//! nothing of the crate, and anyone may import it.
 
 use std::fmt;
 
@@ -150,6 +153,53 @@ impl fmt::Debug for WebhookSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "WebhookSecret({self})")
     }
+}
+
+/// True for a PostgreSQL URL (`postgres://`, `postgresql://`).
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// `database.url` as it may be printed: a PostgreSQL URL without its
+/// password (in the authority or a `password` parameter), an SQLite URL as
+/// given (a file name, no secret), anything unparsable reduced to its
+/// scheme and host.
+pub fn display_db_url(url: &str) -> String {
+    if !is_postgres_url(url) {
+        return if url.contains('@') {
+            redact_url_str(url)
+        } else {
+            url.to_owned()
+        };
+    }
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return redact_url_str(url);
+    };
+    // A stand-in the URL crate leaves unencoded, replaced by the marker
+    // RPC URLs use.
+    const HIDDEN: &str = "REDACTEDXPASSWORD";
+    if parsed.password().is_some() {
+        // Cannot fail: the URL has a host, since it has a password.
+        let _ = parsed.set_password(Some(HIDDEN));
+    }
+    if parsed.query().is_some() {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(k, v)| {
+                let secret = k.to_ascii_lowercase().contains("password");
+                (
+                    k.into_owned(),
+                    if secret {
+                        "<redacted>".into()
+                    } else {
+                        v.into_owned()
+                    },
+                )
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string().replace(HIDDEN, "<redacted>")
 }
 
 #[cfg(test)]
