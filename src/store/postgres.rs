@@ -14,8 +14,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 
 use super::{Conn, Dialect, Store, StoreError, TxWork};
-use crate::secret::display_db_url;
 use crate::config::DatabaseSettings;
+use crate::secret::display_db_url;
 
 /// The migrations in `migrations/postgres/`, compiled in.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");

@@ -100,18 +100,21 @@ impl Db {
     pub async fn on(backend: Backend) -> Db {
         match backend {
             Sqlite => Self::new().await,
-            Postgres => {
-                let url = super::pg::cluster().database().await;
-                let store = Store::open(&url_settings(url.clone()))
-                    .await
-                    .expect("open the PostgreSQL database");
-                store.migrate().await.expect("migrate");
-                Db {
-                    dir: tempfile::tempdir().expect("temp dir"),
-                    store,
-                    url,
-                }
-            }
+            Postgres => Self::on_cluster(super::pg::cluster()).await,
+        }
+    }
+
+    /// A fresh, migrated PostgreSQL database on `cluster`.
+    pub async fn on_cluster(cluster: &super::pg::Cluster) -> Db {
+        let url = cluster.database().await;
+        let store = Store::open(&url_settings(url.clone()))
+            .await
+            .expect("open the PostgreSQL database");
+        store.migrate().await.expect("migrate");
+        Db {
+            dir: tempfile::tempdir().expect("temp dir"),
+            store,
+            url,
         }
     }
 

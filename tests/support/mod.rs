@@ -5,6 +5,7 @@
 
 pub mod chain;
 pub mod daemon;
+#[macro_use]
 pub mod db;
 pub mod disk;
 pub mod omit;

@@ -33,6 +33,13 @@ pub fn cluster() -> &'static Cluster {
     CLUSTER.get_or_init(Cluster::start)
 }
 
+/// A cluster of the caller's own, for a test that restarts its server (every
+/// connection cut) while the other tests of the binary use theirs. Stopped,
+/// like the shared one, when the process ends.
+pub fn private_cluster() -> &'static Cluster {
+    Box::leak(Box::new(Cluster::start()))
+}
+
 /// Whether this process runs as root (`/proc/self` belongs to its user).
 fn as_root() -> bool {
     use std::os::unix::fs::MetadataExt;
@@ -177,8 +184,8 @@ impl Cluster {
     }
 
     /// Restarts the server (`pg_ctl restart -m fast`: every connection is
-    /// closed), returning once it accepts connections again. Only for a test
-    /// binary whose other tests tolerate it.
+    /// closed), returning once it accepts connections again. Only on a
+    /// [`private_cluster`].
     pub fn restart(&self) {
         let data = self.dir.join("data");
         let log = self.dir.join("server.log");

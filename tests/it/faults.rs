@@ -4,16 +4,14 @@
 //! endpoint, a websocket gone quiet, a commit that fails, a lock held past
 //! the busy timeout.
 
-mod support;
-
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use support::chain::{order_ref, Chain};
-use support::daemon::{env_for, with, Daemon};
-use support::db::Db;
-use support::proxy::{Fault, RpcProxy, TcpProxy, ALL_FAULTS};
-use support::{caught_up, wait_for};
+use crate::support::chain::{order_ref, Chain};
+use crate::support::daemon::{env_for, with, Daemon};
+use crate::support::db::Db;
+use crate::support::proxy::{Fault, RpcProxy, TcpProxy, ALL_FAULTS};
+use crate::support::{caught_up, wait_for};
 
 const PREMIUM: u64 = 5_000_000;
 const LONG: Duration = Duration::from_secs(90);
@@ -141,7 +139,7 @@ async fn an_endpoint_on_the_wrong_chain_is_a_configuration_error_naming_it() {
         &env_for(&chain, &db),
         &[("LIQPASS__CHAIN__CHAIN_ID", "8453".into())],
     );
-    let out = support::daemon::command(&env, &["run"]);
+    let out = crate::support::daemon::command(&env, &["run"]);
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -177,7 +175,7 @@ async fn a_websocket_that_goes_quiet_is_detected_as_a_stall_recovered_and_the_ga
     }
     let started = std::time::Instant::now();
     wait_for("the stall to show on /readyz", LONG, || async {
-        let body = support::readyz(&base).await?;
+        let body = crate::support::readyz(&base).await?;
         body.contains("stalled").then_some(())
     })
     .await;
@@ -186,7 +184,7 @@ async fn a_websocket_that_goes_quiet_is_detected_as_a_stall_recovered_and_the_ga
         "detected in {:?}",
         started.elapsed()
     );
-    let metrics = support::http_get(&format!("{base}/metrics")).await.1;
+    let metrics = crate::support::http_get(&format!("{base}/metrics")).await.1;
     assert!(metrics.contains("liqpass_indexer_stalled 1"), "{metrics}");
 
     proxy.stall(false);
@@ -195,7 +193,7 @@ async fn a_websocket_that_goes_quiet_is_detected_as_a_stall_recovered_and_the_ga
         db.wait_payment_status(&format!("ord_{i:03}"), "paid").await;
     }
     assert_eq!(db.events().await.len(), 6, "gap filled, nothing doubled");
-    support::until_ready(&base).await;
+    crate::support::until_ready(&base).await;
 }
 
 #[tokio::test]
@@ -284,7 +282,8 @@ async fn a_failing_commit_rolls_back_is_retried_and_never_advances_the_checkpoin
         .expect("fault on");
     chain.pay(chain.buyers[0], order_ref(7_000), PREMIUM).await;
     wait_for("a failed commit to be retried", LONG, || async {
-        let retries = support::metric(&base, "liqpass_indexer_sqlite_busy_retries_total").await?;
+        let retries =
+            crate::support::metric(&base, "liqpass_indexer_sqlite_busy_retries_total").await?;
         (retries >= 3.0).then_some(())
     })
     .await;
@@ -321,7 +320,7 @@ async fn a_failing_commit_rolls_back_is_retried_and_never_advances_the_checkpoin
 #[tokio::test]
 async fn a_full_disk_is_named_on_readyz_and_recovered_by_itself_once_space_returns() {
     const PAYMENTS: u64 = 3;
-    let disk = support::disk::SmallDisk::mount(48);
+    let disk = crate::support::disk::SmallDisk::mount(48);
     let chain = Chain::start().await;
     let db = Db::new_in(disk.path()).await;
     db.insert_orders(&chain.buyers, 7_000, PAYMENTS, PREMIUM as i64)
@@ -353,10 +352,12 @@ async fn a_full_disk_is_named_on_readyz_and_recovered_by_itself_once_space_retur
     chain.mine(3).await;
     let full = r#"liqpass_indexer_db_write_failures_total{cause="disk_full"}"#;
     wait_for("commits to fail on the full disk", LONG, || async {
-        (support::metric(&base, full).await? >= 3.0).then_some(())
+        (crate::support::metric(&base, full).await? >= 3.0).then_some(())
     })
     .await;
-    let body = support::readyz(&base).await.expect("/readyz answers");
+    let body = crate::support::readyz(&base)
+        .await
+        .expect("/readyz answers");
     assert!(
         body.contains("database writes failing: database or disk is full"),
         "/readyz names the cause, not the lag: {body}"
@@ -388,7 +389,7 @@ async fn a_full_disk_is_named_on_readyz_and_recovered_by_itself_once_space_retur
     let distinct: std::collections::BTreeSet<_> =
         events.iter().map(|e| (&e.tx_hash, e.log_index)).collect();
     assert_eq!(distinct.len(), events.len(), "nothing doubled");
-    support::until_ready(&base).await;
+    crate::support::until_ready(&base).await;
     let logs = daemon.logs();
     assert_eq!(
         logs.matches("batch not committed;").count(),

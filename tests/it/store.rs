@@ -1,14 +1,12 @@
 //! The database contract on real SQLite files: migrations round-trip, the
 //! order API's acceptance queries, constraints, WAL concurrency, restarts.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::db::{Backend, Db};
 use alloy::primitives::{Address, B256};
 use liqpass_indexer::store::sqlite::MIGRATOR;
 use sqlx::Row;
-use support::db::{Backend, Db};
 
 fn wallet(n: u8) -> Address {
     Address::repeat_byte(n)

@@ -5,15 +5,13 @@
 //! fly several at once, and one that fails holds back the ranges after it.
 //! And a catch-up longer than `chain.stall_after_s` is not a stall.
 
-mod support;
-
 use std::time::Duration;
 
-use support::chain::{order_ref, Chain};
-use support::daemon::{env_for, with, Daemon};
-use support::db::Db;
-use support::proxy::{Cap, RpcProxy, Wording};
-use support::wait_for;
+use crate::support::chain::{order_ref, Chain};
+use crate::support::daemon::{env_for, with, Daemon};
+use crate::support::db::Db;
+use crate::support::proxy::{Cap, RpcProxy, Wording};
+use crate::support::wait_for;
 
 const PREMIUM: u64 = 5_000_000;
 const PAYMENTS: u64 = 10;
@@ -228,7 +226,7 @@ async fn index_behind(chain: &Chain, wording: Wording) -> Run {
 
 /// The body of a GET to the daemon, within 10 s.
 async fn get(url: &str) -> String {
-    support::within(url, Duration::from_secs(10), support::http_get(url))
+    crate::support::within(url, Duration::from_secs(10), crate::support::http_get(url))
         .await
         .1
 }

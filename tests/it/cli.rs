@@ -1,12 +1,10 @@
 //! The binary's interface: exit codes, `check-config`, `migrate`, help, and
 //! secrets that never reach output or logs.
 
-mod support;
-
 use std::collections::BTreeMap;
 
-use support::daemon::command;
-use support::db::{Backend, Db};
+use crate::support::daemon::command;
+use crate::support::db::{Backend, Db};
 
 const SECRET: &str = "SUPERSECRETKEY42";
 
@@ -133,8 +131,8 @@ async fn the_rpc_secret_never_appears_in_logs_even_when_the_endpoint_fails() {
     assert!(all.contains("127.0.0.1"), "the endpoint is named: {all}");
     assert!(!all.contains(SECRET), "secret leaked: {all}");
 
-    let mut daemon = support::daemon::Daemon::spawn(&env);
-    support::wait_for(
+    let mut daemon = crate::support::daemon::Daemon::spawn(&env);
+    crate::support::wait_for(
         "a logged RPC failure",
         std::time::Duration::from_secs(20),
         || async { daemon.logs().contains("unreachable").then_some(()) },
@@ -162,7 +160,7 @@ async fn migrate_and_revert(backend: Backend) {
             &liqpass_indexer::store::sqlite::MIGRATOR,
         ),
         Backend::Postgres => (
-            support::pg::cluster().database().await,
+            crate::support::pg::cluster().database().await,
             &liqpass_indexer::store::postgres::MIGRATOR,
         ),
     };
@@ -215,7 +213,7 @@ fn error_line(out: &std::process::Output, secret: &str) -> String {
 
 #[tokio::test]
 async fn bad_postgres_settings_each_get_one_clear_line_and_their_exit_code_never_the_password() {
-    use support::pg::{cluster, PASSWORD};
+    use crate::support::pg::{cluster, PASSWORD};
     let cluster = cluster();
 
     // Nothing listens there.
@@ -281,7 +279,7 @@ async fn bad_postgres_settings_each_get_one_clear_line_and_their_exit_code_never
 
 #[tokio::test]
 async fn on_postgres_the_contract_lives_in_the_configured_schema() {
-    let url = support::pg::cluster().database().await;
+    let url = crate::support::pg::cluster().database().await;
     let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
         .await
         .expect("connect");

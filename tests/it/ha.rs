@@ -3,15 +3,13 @@
 //! writes nothing when it resumes; a leader killed mid-backfill is replaced
 //! and the result equals one clean run.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::chain::{order_ref, Chain};
-use support::daemon::{env_for, Daemon};
-use support::db::{Backend, Db};
-use support::proxy::RpcProxy;
-use support::{caught_up, equals_a_clean_run, http_get, metric, wait_for};
+use crate::support::chain::{order_ref, Chain};
+use crate::support::daemon::{env_for, Daemon};
+use crate::support::db::{Backend, Db};
+use crate::support::proxy::RpcProxy;
+use crate::support::{caught_up, equals_a_clean_run, http_get, metric, wait_for};
 
 const PREMIUM: u64 = 5_000_000;
 
@@ -64,14 +62,14 @@ async fn a_second_run_on_one_database_stands_by_ready_and_takes_over_when_the_fi
         .contains(r#""role":"leader""#));
 
     // `status` names the leader; `backfill` refuses to write alongside it.
-    let status = support::daemon::command(&env, &["status"]);
+    let status = crate::support::daemon::command(&env, &["status"]);
     let text = String::from_utf8_lossy(&status.stdout);
     assert!(status.status.success(), "{text}");
     assert!(
         text.contains("leader") && text.contains("(epoch 1, until"),
         "{text}"
     );
-    let backfill = support::daemon::command(&env, &["backfill", "--from", "0", "--to", "5"]);
+    let backfill = crate::support::daemon::command(&env, &["backfill", "--from", "0", "--to", "5"]);
     let err = String::from_utf8_lossy(&backfill.stderr);
     assert_eq!(backfill.status.code(), Some(1), "{err}");
     assert!(err.contains("the write lease is held by"), "{err}");
@@ -195,7 +193,7 @@ async fn a_leader_killed_mid_backfill_is_replaced_and_the_database_equals_one_cl
     // once).
     let proxy = RpcProxy::start(&chain.rpc_url()).await;
     proxy.slow(Duration::from_millis(100));
-    let env = support::daemon::with(
+    let env = crate::support::daemon::with(
         &env_for(&chain, &db),
         &[
             ("LIQPASS__CHAIN__RPC_URL", proxy.url()),
@@ -260,7 +258,7 @@ async fn on_postgres_a_leader_whose_connections_are_terminated_recovers_and_doub
     let (chain, db) = paid_chain(Backend::Postgres, PAYMENTS).await;
     let proxy = RpcProxy::start(&chain.rpc_url()).await;
     proxy.slow(Duration::from_millis(50));
-    let env = support::daemon::with(
+    let env = crate::support::daemon::with(
         &env_for(&chain, &db),
         &[
             ("LIQPASS__CHAIN__RPC_URL", proxy.url()),
@@ -321,7 +319,7 @@ async fn on_postgres_a_leader_paused_inside_a_write_transaction_is_replaced_and_
     use sqlx::Connection;
     const PAYMENTS: u64 = 400;
     let (chain, db) = paid_chain(Backend::Postgres, PAYMENTS).await;
-    let env = support::daemon::with(
+    let env = crate::support::daemon::with(
         &env_for(&chain, &db),
         &[("LIQPASS__CHAIN__MAX_BLOCK_RANGE", "1".into())],
     );

@@ -3,17 +3,15 @@
 //! flight), a getLogs range the provider refuses, a websocket cut
 //! mid-stream.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::chain::{order_ref, Chain};
+use crate::support::daemon::{env_for, Daemon};
+use crate::support::db::{Backend, Db};
+use crate::support::proxy::{RpcProxy, TcpProxy};
+use crate::support::{caught_up, equals_a_clean_run};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use support::chain::{order_ref, Chain};
-use support::daemon::{env_for, Daemon};
-use support::db::{Backend, Db};
-use support::proxy::{RpcProxy, TcpProxy};
-use support::{caught_up, equals_a_clean_run};
 
 const PREMIUM: u64 = 5_000_000;
 

@@ -1,16 +1,14 @@
 //! Reorgs made by anvil (`anvil_reorg`, `evm_snapshot`/`evm_revert`): the
 //! database always ends true to the canonical chain.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::chain::{order_ref, Chain};
+use crate::support::daemon::{env_for, Daemon};
+use crate::support::db::{Backend, Db};
+use crate::support::wait_for;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use support::chain::{order_ref, Chain};
-use support::daemon::{env_for, Daemon};
-use support::db::{Backend, Db};
-use support::wait_for;
 
 const PREMIUM: u64 = 5_000_000;
 const LONG: Duration = Duration::from_secs(60);
@@ -167,8 +165,11 @@ async fn a_reorg_deeper_than_the_confirmations_reverses_a_paid_order_loudly_on(b
         (order.status.as_str(), order.paid_tx_hash),
         ("pending", None)
     );
-    assert_eq!(support::http_get(&format!("{base}/readyz")).await.0, 503);
-    let metrics = support::http_get(&format!("{base}/metrics")).await.1;
+    assert_eq!(
+        crate::support::http_get(&format!("{base}/readyz")).await.0,
+        503
+    );
+    let metrics = crate::support::http_get(&format!("{base}/metrics")).await.1;
     assert!(
         metrics.contains("liqpass_indexer_deep_reorgs_total 1"),
         "{metrics}"
@@ -184,7 +185,7 @@ async fn a_reorg_deeper_than_the_confirmations_reverses_a_paid_order_loudly_on(b
     chain.pay(buyer, order_ref(1), PREMIUM).await;
     chain.mine(3).await;
     db.wait_payment_status("ord_1", "paid").await;
-    support::until_ready(&base).await;
+    crate::support::until_ready(&base).await;
 }
 
 #[tokio::test]
@@ -220,7 +221,7 @@ async fn kill_9_around_a_reorg_rollback_converges_to_the_same_state() {
         .await;
     let _reference = Daemon::spawn(&env_for_db(&env, &clean));
     synced(&chain, &clean).await;
-    let live = |events: Vec<support::db::EventRow>| {
+    let live = |events: Vec<crate::support::db::EventRow>| {
         events
             .into_iter()
             .filter(|e| !e.removed)
@@ -231,7 +232,7 @@ async fn kill_9_around_a_reorg_rollback_converges_to_the_same_state() {
         live(clean.events().await),
         "same canonical events"
     );
-    let states = |orders: Vec<support::db::OrderRow>| {
+    let states = |orders: Vec<crate::support::db::OrderRow>| {
         orders
             .into_iter()
             .map(|o| (o.id, o.status, o.payment_status))

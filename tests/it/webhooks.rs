@@ -3,18 +3,16 @@
 //! outages, a kill -9 mid-delivery, 410, an order the receiver refuses,
 //! giving up, and the secret never printed.
 
-mod support;
-
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use support::chain::{order_ref, Chain};
-use support::daemon::{command, env_for, with, Daemon};
-use support::db::{Backend, Db};
-use support::receiver::{
+use crate::support::chain::{order_ref, Chain};
+use crate::support::daemon::{command, env_for, with, Daemon};
+use crate::support::db::{Backend, Db};
+use crate::support::receiver::{
     free_port, secret_of, url_of, verifies, Delivery, Receiver, Reply, URL_TOKEN,
 };
-use support::{caught_up, metric, wait_for};
+use crate::support::{caught_up, metric, wait_for};
 
 const PREMIUM: i64 = 5_000_000;
 const KEY_A: [u8; 32] = [7; 32];
@@ -215,7 +213,7 @@ async fn deliveries_are_signed_by_both_keys_and_verify_with_the_readme_snippet_o
     let delivered = r#"liqpass_indexer_webhook_deliveries_total{result="delivered"}"#;
     assert_eq!(metric(&base, delivered).await, Some(6.0));
     queue_empties(&base).await;
-    let metrics = support::http_get(&format!("{base}/metrics")).await.1;
+    let metrics = crate::support::http_get(&format!("{base}/metrics")).await.1;
     no_secret_in("/metrics", &metrics);
     no_secret_in("the daemon's log", &daemon.logs());
     let out = command(&env, &["check-config"]);
@@ -538,7 +536,7 @@ fn now_s() -> i64 {
 /// Runs README's Python verification snippet on `d`'s headers and `body`:
 /// what it prints, `valid` or `invalid`.
 fn readme_snippet_says(d: &Delivery, body: &str) -> String {
-    let readme = include_str!("../README.md");
+    let readme = include_str!("../../README.md");
     let start = readme
         .find("```python\n# verify_webhook.py")
         .expect("README holds the verification snippet");

@@ -2,16 +2,14 @@
 //! `confirming` then `paid`; every mismatch gets its outcome; payments made
 //! while the indexer is down are back-filled; malformed input is survived.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::chain::{order_ref, Chain};
+use crate::support::daemon::{command, env_for, Daemon};
+use crate::support::db::{Backend, Db};
+use crate::support::{caught_up, wait_for};
 use alloy::primitives::{Address, U256};
 use alloy::providers::Provider;
-use support::chain::{order_ref, Chain};
-use support::daemon::{command, env_for, Daemon};
-use support::db::{Backend, Db};
-use support::{caught_up, wait_for};
 
 const PREMIUM: i64 = 5_000_000;
 const LONG: Duration = Duration::from_secs(60);
@@ -134,7 +132,7 @@ async fn each_mismatch_gets_its_match_status_and_leaves_the_order_alone_on(backe
     chain.mine(3).await;
     caught_up(&chain, &db).await;
 
-    let status_of = |events: &[support::db::EventRow], r: u64| -> Vec<String> {
+    let status_of = |events: &[crate::support::db::EventRow], r: u64| -> Vec<String> {
         let want = format!("{:#x}", order_ref(r));
         events
             .iter()
@@ -574,7 +572,7 @@ async fn a_writer_holding_the_lock_delays_the_catch_up_but_loses_nothing() {
     }
     let busy = r#"liqpass_indexer_db_write_failures_total{cause="busy"}"#;
     wait_for("the indexer to wait on the lock", LONG, || async {
-        (support::metric(&base, busy).await? >= 2.0).then_some(())
+        (crate::support::metric(&base, busy).await? >= 2.0).then_some(())
     })
     .await;
     assert!(db.events().await.is_empty(), "nothing written while locked");

@@ -7,17 +7,15 @@
 //! says so. And the v2 contract's treasury moves are followed: a payment to
 //! the treasury in force is matched, a move undone by a reorg is undone.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::chain::{order_ref, Chain};
+use crate::support::daemon::{command, env_for, with, Daemon};
+use crate::support::db::{Backend, Db};
+use crate::support::{caught_up, wait_for};
 use alloy::primitives::{Address, B256, U256};
 use alloy::sol_types::SolEvent;
 use liqpass_indexer::chain::bindings::{CheckoutV1, CheckoutV2};
-use support::chain::{order_ref, Chain};
-use support::daemon::{command, env_for, with, Daemon};
-use support::db::{Backend, Db};
-use support::{caught_up, wait_for};
 
 const PREMIUM: u64 = 5_000_000;
 const LONG: Duration = Duration::from_secs(60);
@@ -163,7 +161,7 @@ async fn malformed_logs(backend: Backend) {
     assert_eq!(malformed, 12, "review lists every malformed log");
     let status = command(&env, &["status"]);
     assert!(String::from_utf8_lossy(&status.stdout).contains("malformed logs             12"));
-    let metric = support::metric(
+    let metric = crate::support::metric(
         &format!("http://{}", daemon.http_addr().await),
         "liqpass_indexer_malformed_logs_total",
     )

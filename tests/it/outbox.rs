@@ -2,15 +2,13 @@
 //! on is announced exactly once, in the transaction that made it; and the
 //! commands of people handling exceptions (`review`, `resolve`, `order`).
 
-mod support;
-
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use support::caught_up;
-use support::chain::{order_ref, Chain};
-use support::daemon::{command, env_for, Daemon};
-use support::db::{Backend, Db, Notice};
+use crate::support::caught_up;
+use crate::support::chain::{order_ref, Chain};
+use crate::support::daemon::{command, env_for, Daemon};
+use crate::support::db::{Backend, Db, Notice};
 
 const PREMIUM: i64 = 5_000_000;
 
@@ -193,7 +191,7 @@ async fn a_wrong_destination_and_a_late_outcome_are_each_announced_once_on(backe
     db.insert_order("ord_later", order_ref(3), alice, PREMIUM + 1)
         .await;
     chain.mine(1).await;
-    support::wait_for("the late outcome", Duration::from_secs(30), || async {
+    crate::support::wait_for("the late outcome", Duration::from_secs(30), || async {
         let types = db.notice_types("ord_later").await;
         (!types.is_empty()).then_some(types)
     })

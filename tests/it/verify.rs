@@ -4,16 +4,14 @@
 //! payments paid, at about one extra getLogs per committed range; a verifier
 //! that is down delays payments and disputes nothing.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use support::chain::{order_ref, Chain};
-use support::daemon::{command, env_for, Daemon};
-use support::db::Db;
-use support::proxy::RpcProxy;
-use support::{caught_up, http_get, wait_for};
+use crate::support::chain::{order_ref, Chain};
+use crate::support::daemon::{command, env_for, Daemon};
+use crate::support::db::Db;
+use crate::support::proxy::RpcProxy;
+use crate::support::{caught_up, http_get, wait_for};
 
 const PREMIUM: u64 = 5_000_000;
 const LONG: Duration = Duration::from_secs(60);
@@ -376,7 +374,7 @@ async fn a_verified_payment_moved_by_a_deep_reorg_is_verified_again_on_its_new_b
 async fn a_verifier_on_another_chain_stops_the_daemon_at_start_with_exit_64() {
     let chain = Chain::start().await;
     let db = Db::new().await;
-    let other = alloy::node_bindings::Anvil::at(support::chain::anvil_path())
+    let other = alloy::node_bindings::Anvil::at(crate::support::chain::anvil_path())
         .chain_id(5)
         .try_spawn()
         .expect("a second anvil");

@@ -13,15 +13,13 @@
 //! one endpoint or with a verifier. `audit --from --to` finds missing, extra
 //! and altered rows on both backends and `--repair` heals only the missing.
 
-mod support;
-
 use std::time::Duration;
 
-use support::chain::{order_ref, Chain};
-use support::daemon::{command, env_for, with, Daemon};
-use support::db::{Backend, Db};
-use support::proxy::{Omit, RpcProxy};
-use support::{caught_up, metric, wait_for};
+use crate::support::chain::{order_ref, Chain};
+use crate::support::daemon::{command, env_for, with, Daemon};
+use crate::support::db::{Backend, Db};
+use crate::support::proxy::{Omit, RpcProxy};
+use crate::support::{caught_up, metric, wait_for};
 
 const PREMIUM: u64 = 5_000_000;
 const FIRST_REF: u64 = 22_000;
@@ -178,7 +176,7 @@ impl Run {
     }
 
     async fn ready(&self) {
-        support::until_ready(&self.base).await;
+        crate::support::until_ready(&self.base).await;
     }
 }
 
@@ -386,7 +384,7 @@ async fn kill_9_in_the_middle_of_an_audit_pass_resumes_from_the_stored_position(
         "the first run recovered some before it was killed"
     );
     drop(second);
-    support::equals_a_clean_run(
+    crate::support::equals_a_clean_run(
         &chain,
         &db,
         db.backend(),

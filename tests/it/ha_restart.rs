@@ -1,15 +1,13 @@
 //! A PostgreSQL server restarted under a running pair of replicas: both
-//! reconnect, exactly one leads, and every payment is counted once. Its own
-//! test binary, because the restart cuts every connection to the cluster.
-
-mod support;
+//! reconnect, exactly one leads, and every payment is counted once. On a
+//! cluster of its own, because the restart cuts every connection to it.
 
 use std::time::Duration;
 
-use support::chain::{order_ref, Chain};
-use support::daemon::{env_for, Daemon};
-use support::db::{Backend, Db};
-use support::{caught_up, metric, wait_for};
+use crate::support::chain::{order_ref, Chain};
+use crate::support::daemon::{env_for, Daemon};
+use crate::support::db::Db;
+use crate::support::{caught_up, metric, wait_for};
 
 const PREMIUM: u64 = 5_000_000;
 
@@ -24,7 +22,8 @@ async fn leaders(urls: &[String]) -> Option<f64> {
 #[tokio::test]
 async fn a_restarted_postgres_server_leaves_one_leader_and_loses_nothing() {
     let chain = Chain::start().await;
-    let db = Db::on(Backend::Postgres).await;
+    let cluster = crate::support::pg::private_cluster();
+    let db = Db::on_cluster(cluster).await;
     db.insert_orders(&chain.buyers, 300, 4, PREMIUM as i64)
         .await;
     let env = env_for(&chain, &db);
@@ -37,7 +36,7 @@ async fn a_restarted_postgres_server_leaves_one_leader_and_loses_nothing() {
     chain.mine(3).await;
     db.wait_payment_status("ord_000", "paid").await;
 
-    support::pg::cluster().restart();
+    cluster.restart();
 
     // Paid while (or just after) the server was down: indexed once it is back.
     chain.pay(chain.buyers[1], order_ref(301), PREMIUM).await;

@@ -1,15 +1,13 @@
 //! What operators see: `/healthz`, `/readyz` (in each state), `/metrics`,
 //! read-only routing, no secret in any body, and graceful shutdown.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::chain::{order_ref, Chain};
-use support::daemon::{command, env_for, Daemon};
-use support::db::Db;
-use support::proxy::RpcProxy;
-use support::{http_get as get, wait_for};
+use crate::support::chain::{order_ref, Chain};
+use crate::support::daemon::{command, env_for, Daemon};
+use crate::support::db::Db;
+use crate::support::proxy::RpcProxy;
+use crate::support::{http_get as get, wait_for};
 
 const SECRET: &str = "KEYKEYSECRET";
 const LONG: Duration = Duration::from_secs(60);
@@ -118,7 +116,7 @@ both_backends!(
     a_deep_reorg_keeps_readiness_false_until_acknowledged,
     deep_reorg_until_acknowledged
 );
-async fn deep_reorg_until_acknowledged(backend: support::db::Backend) {
+async fn deep_reorg_until_acknowledged(backend: crate::support::db::Backend) {
     let chain = Chain::start().await;
     let db = Db::on(backend).await;
     db.insert_order("ord_1", order_ref(1), chain.buyers[0], 5)
@@ -273,7 +271,7 @@ async fn a_second_stop_signal_exits_at_once_with_the_batch_in_hand_rolled_back()
     // The batch in hand waits this long for the lock, inside SQLite.
     env.insert("LIQPASS__DATABASE__BUSY_TIMEOUT_MS".into(), "30000".into());
     let mut daemon = Daemon::spawn(&env);
-    support::caught_up(&chain, &db).await;
+    crate::support::caught_up(&chain, &db).await;
     let before = db.checkpoint().await;
     // Another writer holds the lock: the next batch cannot commit.
     let blocker = db.hold_write_lock().await;
@@ -358,7 +356,7 @@ async fn a_long_catch_up_reports_its_progress_in_the_log_the_metrics_and_status(
     // 134 ranges of 16 blocks, one at a time, 20 ms each: ~3 s, so that the
     // fronts committed (about once a second) report progress a few times.
     proxy.slow(Duration::from_millis(20));
-    let env = support::daemon::with(
+    let env = crate::support::daemon::with(
         &env,
         &[
             ("LIQPASS__CHAIN__MAX_BLOCK_RANGE", "16".into()),
@@ -372,9 +370,9 @@ async fn a_long_catch_up_reports_its_progress_in_the_log_the_metrics_and_status(
     let daemon = Daemon::spawn(&env);
     let base = format!("http://{}", daemon.http_addr().await);
     daemon.logged("catching up", 2).await;
-    let rate = support::metric(&base, "liqpass_indexer_catchup_blocks_per_second").await;
+    let rate = crate::support::metric(&base, "liqpass_indexer_catchup_blocks_per_second").await;
     assert!(rate.is_some_and(|r| r >= 0.0), "{rate:?}");
-    let range = support::metric(&base, "liqpass_indexer_catchup_range_blocks").await;
+    let range = crate::support::metric(&base, "liqpass_indexer_catchup_range_blocks").await;
     assert!(
         range.is_some_and(|r| (1.0..=16.0).contains(&r)),
         "{range:?}"
@@ -424,7 +422,7 @@ async fn a_long_catch_up_reports_its_progress_in_the_log_the_metrics_and_status(
     caught_up_metrics(&base).await;
 
     // Straight to anvil: `command` blocks the runtime the proxy runs on.
-    let env = support::daemon::with(&env, &[("LIQPASS__CHAIN__RPC_URL", chain.rpc_url())]);
+    let env = crate::support::daemon::with(&env, &[("LIQPASS__CHAIN__RPC_URL", chain.rpc_url())]);
     let out = command(&env, &["status", "--json"]);
     assert!(
         out.status.success(),
@@ -444,10 +442,10 @@ async fn a_long_catch_up_reports_its_progress_in_the_log_the_metrics_and_status(
 /// Once caught up, the gauges say so.
 async fn caught_up_metrics(base: &str) {
     wait_for("the catch-up gauges to settle", LONG, || async {
-        let active = support::metric(base, "liqpass_indexer_catchup_active").await?;
-        let ratio = support::metric(base, "liqpass_indexer_catchup_done_ratio").await?;
-        let eta = support::metric(base, "liqpass_indexer_catchup_eta_seconds").await?;
-        let start = support::metric(base, "liqpass_indexer_catchup_start_block").await?;
+        let active = crate::support::metric(base, "liqpass_indexer_catchup_active").await?;
+        let ratio = crate::support::metric(base, "liqpass_indexer_catchup_done_ratio").await?;
+        let eta = crate::support::metric(base, "liqpass_indexer_catchup_eta_seconds").await?;
+        let start = crate::support::metric(base, "liqpass_indexer_catchup_start_block").await?;
         (active == 0.0 && ratio == 1.0 && eta == 0.0 && start == 0.0).then_some(())
     })
     .await;
@@ -460,7 +458,7 @@ async fn a_catch_up_against_a_rate_limited_provider_reports_the_throttling() {
     let db = Db::new().await;
     let (proxy, env) = proxied(&chain, &db).await;
     proxy.rate_limit(25); // the plan; the budget below asks for 100/s
-    let env = support::daemon::with(
+    let env = crate::support::daemon::with(
         &env,
         &[
             ("LIQPASS__CHAIN__MAX_BLOCK_RANGE", "16".into()),

@@ -1,11 +1,9 @@
 //! What only PostgreSQL has, on a real cluster the suite starts
-//! (support::pg): two replicas can race to apply the migration set under
+//! (crate::support::pg): two replicas can race to apply the migration set under
 //! its advisory lock; it has the same tables, columns and indexes as the
 //! SQLite contract; and commits that change orders send the NOTIFY hint.
 //! (Down and up to the same schema, the constraints and the acceptance
 //! queries run on both backends from one body each, in `tests/store.rs`.)
-
-mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -13,11 +11,11 @@ use liqpass_indexer::store::postgres;
 use sqlx::{Connection, PgConnection, Row};
 use std::time::Duration;
 
-use support::caught_up;
-use support::chain::{order_ref, Chain};
-use support::daemon::{env_for, Daemon};
-use support::db::{Backend, Db};
-use support::pg::cluster;
+use crate::support::caught_up;
+use crate::support::chain::{order_ref, Chain};
+use crate::support::daemon::{env_for, Daemon};
+use crate::support::db::{Backend, Db};
+use crate::support::pg::cluster;
 
 async fn connect(url: &str) -> PgConnection {
     PgConnection::connect(url)
@@ -151,7 +149,7 @@ async fn outbox_ids(db: &Db) -> Vec<i64> {
 /// The next `liqpass_indexer` notification's checkpoint and outbox id, its
 /// payload checked.
 async fn next_hint(listener: &mut sqlx::postgres::PgListener, chain: &Chain) -> (u64, i64) {
-    let hint = support::within(
+    let hint = crate::support::within(
         "a NOTIFY after a commit that changed orders",
         Duration::from_secs(30),
         listener.recv(),

@@ -1,0 +1,26 @@
+//! The integration tests, one binary (it links alloy once): a module per
+//! area, all on the shared harness in `tests/support` (a real anvil, a
+//! temporary SQLite database or a database of the one throwaway PostgreSQL
+//! cluster this binary starts, the real `liqpass-indexer` binary). Run one
+//! area with `cargo test --test it <area>::`.
+
+#[path = "../support/mod.rs"]
+#[macro_use]
+mod support;
+
+mod cli;
+mod completeness;
+mod crash;
+mod faults;
+mod ha;
+mod ha_restart;
+mod indexer;
+mod ops;
+mod outbox;
+mod postgres;
+mod providers;
+mod reorg;
+mod store;
+mod trust;
+mod verify;
+mod webhooks;
