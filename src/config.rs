@@ -451,4 +451,5 @@ fn load_with<T>(
 }
 
 #[cfg(test)]
+#[path = "config_tests.rs"]
 mod tests;

@@ -1,0 +1,69 @@
+use super::*;
+
+#[test]
+fn a_fresh_handle_is_not_ready_until_it_has_synced() {
+    let h = Health::default();
+    h.set_rpc_ok(true);
+    assert_eq!(h.readiness(5), Err(NotReady::Starting));
+    h.set_head(100);
+    h.set_indexed(97);
+    assert_eq!(h.readiness(5), Ok(()));
+    h.set_head(110);
+    assert_eq!(h.readiness(5), Err(NotReady::Lagging { lag: 13, max: 5 }));
+}
+
+#[test]
+fn a_head_that_does_not_advance_is_a_stall() {
+    let h = Health::default();
+    h.set_rpc_ok(true);
+    h.set_indexed(1);
+    h.set_stall_after(Duration::from_millis(1));
+    h.set_head(1);
+    std::thread::sleep(Duration::from_millis(5));
+    assert!(h.stalled());
+    assert_eq!(h.readiness(5), Err(NotReady::Stalled));
+    h.set_head(2);
+    h.set_indexed(2);
+    assert!(!h.stalled(), "a new head ends the stall");
+}
+
+#[test]
+fn failing_writes_are_named_instead_of_the_lag_they_cause() {
+    let h = Health::default();
+    h.set_rpc_ok(true);
+    h.set_indexed(1);
+    h.set_head(500);
+    h.set_db_failing(Some("database or disk is full".into()));
+    let reason = h.readiness(5).expect_err("not ready").to_string();
+    assert_eq!(reason, "database writes failing: database or disk is full");
+    h.set_db_failing(None);
+    assert!(matches!(h.readiness(5), Err(NotReady::Lagging { .. })));
+}
+
+#[test]
+fn a_standby_is_ready_without_having_synced_until_it_stops() {
+    let h = Health::default();
+    h.set_standby(true);
+    assert_eq!(h.role(), "standby");
+    assert_eq!(h.readiness(5), Ok(()));
+    h.set_standby(false);
+    assert_eq!(h.readiness(5), Err(NotReady::RpcUnreachable));
+    h.set_standby(true);
+    h.set_stopping();
+    assert_eq!(h.readiness(5), Err(NotReady::Stopping));
+}
+
+#[test]
+fn a_deep_reorg_or_shutdown_makes_it_unready() {
+    let h = Health::default();
+    h.set_rpc_ok(true);
+    h.set_indexed(1);
+    h.set_deep_reorgs(1);
+    assert!(matches!(
+        h.readiness(5),
+        Err(NotReady::DeepReorg { count: 1 })
+    ));
+    h.set_deep_reorgs(0);
+    h.set_stopping();
+    assert_eq!(h.readiness(5), Err(NotReady::Stopping));
+}
