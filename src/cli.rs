@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::app;
-use crate::config::{self, DatabaseSettings, RpcUrl, Settings};
+use crate::config::{self, DatabaseSettings, SecretUrl, Settings};
 use crate::indexer::IndexerError;
 use crate::store::exceptions::Resolution;
 use crate::store::{Store, StoreError};
@@ -283,8 +283,8 @@ async fn dispatch(command: Command, sources: &config::Sources) -> anyhow::Result
 /// `--rpc-url`: an RPC URL, checked as `chain.rpc_url` is, a usage error
 /// (exit 64) that shows it redacted (it may carry an API key). Parsed here,
 /// not by clap, whose errors repeat the value as given.
-fn parse_rpc_url(text: &str) -> Result<RpcUrl, config::ConfigError> {
-    RpcUrl::parse(text).map_err(|e| config::ConfigError {
+fn parse_rpc_url(text: &str) -> Result<SecretUrl, config::ConfigError> {
+    SecretUrl::parse(text).map_err(|e| config::ConfigError {
         problems: vec![config::Problem {
             key: "--rpc-url".into(),
             message: e,

@@ -9,7 +9,7 @@
 //! `check-config` everything ([`load`]). Unknown keys are an error for every
 //! command: a typo is never what was meant.
 //!
-//! It must never print a secret (RPC URLs carry API keys: see [`RpcUrl`]) and
+//! It must never print a secret (RPC URLs carry API keys: see [`SecretUrl`]) and
 //! never replace a bad value by a default.
 
 mod reader;
@@ -24,7 +24,7 @@ use alloy::primitives::Address;
 use config::{Config, Environment, File, FileFormat};
 
 pub use crate::domain::OverpaymentPolicy;
-pub use crate::secret::{redact_url_str, RpcUrl, WebhookSecret};
+pub use crate::secret::{redact_url_str, SecretUrl, WebhookSecret};
 pub use reader::parse_address;
 use reader::{problem, Reader};
 
@@ -80,7 +80,7 @@ const KEYS: &[(&str, &[&str])] = &[
     ("log", &["format", "level", "progress_interval_ms"]),
     ("shutdown", &["grace_s"]),
     ("ha", &["lease_ttl_ms", "renew_interval_ms", "replica_id"]),
-    ("notify", &["retention_days"]),
+    ("outbox", &["retention_days"]),
     (
         "webhooks",
         &[
@@ -105,7 +105,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub shutdown: ShutdownSettings,
     pub ha: HaSettings,
-    pub notify: NotifySettings,
+    pub outbox: OutboxSettings,
     pub audit: AuditSettings,
     /// `None` when `webhooks.url` is empty: no dispatcher runs.
     pub webhooks: Option<WebhookSettings>,
@@ -113,7 +113,7 @@ pub struct Settings {
 
 /// The outbox (`payment_notifications`).
 #[derive(Debug, Clone)]
-pub struct NotifySettings {
+pub struct OutboxSettings {
     /// Days a notification is kept; an undelivered one is kept longer while
     /// a webhook dispatcher is configured (until it is delivered).
     pub retention_days: u32,
@@ -124,7 +124,7 @@ pub struct NotifySettings {
 #[derive(Debug, Clone)]
 pub struct WebhookSettings {
     /// The receiver (a secret like an RPC URL: it may carry a token).
-    pub url: RpcUrl,
+    pub url: SecretUrl,
     /// One signing key, or two while keys rotate (both signatures sent).
     pub secret: WebhookSecret,
     pub request_timeout: Duration,
@@ -171,7 +171,7 @@ impl std::fmt::Debug for DatabaseSettings {
 #[derive(Debug, Clone)]
 pub struct ChainSettings {
     /// `rpc_url` first, then `rpc_urls`; never empty.
-    pub rpc_urls: Vec<RpcUrl>,
+    pub rpc_urls: Vec<SecretUrl>,
     pub chain_id: u64,
     pub contract: Address,
     pub token: Address,
@@ -186,7 +186,7 @@ pub struct ChainSettings {
     pub request_timeout: Duration,
     /// Independent endpoints (another provider) that must confirm a payment's
     /// log before its order is `paid`; empty: no second opinion. Secrets.
-    pub verify_rpc_urls: Vec<RpcUrl>,
+    pub verify_rpc_urls: Vec<SecretUrl>,
     /// How many of `verify_rpc_urls` must confirm (1..=their number).
     pub verify_quorum: usize,
     /// Request budget per endpoint; `None`: unlimited.
@@ -347,7 +347,7 @@ pub struct ScopedSettings {
 /// The RPC endpoints, in order of preference, and their request timeout.
 #[derive(Debug, Clone)]
 pub struct Endpoints {
-    pub urls: Vec<RpcUrl>,
+    pub urls: Vec<SecretUrl>,
     pub request_timeout: Duration,
 }
 

@@ -56,7 +56,7 @@ use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::reconcile::Policy;
 use crate::retry::{self, Cancelled};
-use crate::store::{incidents, sync, Store, StoreError};
+use crate::store::{checkpoint, incidents, Store, StoreError};
 
 /// Blocks fetched header by header near the head, at most, per batch.
 const NEAR_BATCH: u64 = 64;
@@ -117,7 +117,7 @@ impl Indexer {
         let scope = chain.scope();
         let pool = RpcPool::new(&chain.rpc_urls, scope, chain.request_timeout)
             .with_rate_budget(chain.max_requests_per_second);
-        verify_endpoints(&pool, &cancel).await?;
+        check_endpoints(&pool, &cancel).await?;
         health.set_rpc_ok(true);
         let verifiers = verify::Verifiers::connect(chain).await?;
         let policy = Policy {
@@ -139,7 +139,7 @@ impl Indexer {
             contract: chain.contract,
             requests: Default::default(),
         };
-        let checkpoint = sync::checkpoint(&mut store.conn().await?.conn(), &scope).await?;
+        let checkpoint = checkpoint::read(&mut store.conn().await?.conn(), &scope).await?;
         if let Some(cp) = checkpoint {
             health.set_indexed(cp.number);
             metrics.indexed_block.set(cp.number as i64);
@@ -552,10 +552,10 @@ impl From<StoreError> for Stop {
 /// Checks every reachable endpoint's chain id at start-up: a wrong one is a
 /// configuration error. Unreachable endpoints are checked when first used;
 /// if none answers, the first is retried until it does (or until shutdown).
-async fn verify_endpoints(pool: &RpcPool, cancel: &CancellationToken) -> Result<(), IndexerError> {
+async fn check_endpoints(pool: &RpcPool, cancel: &CancellationToken) -> Result<(), IndexerError> {
     let mut reachable = None;
     for i in (0..pool.len()).rev() {
-        match pool.verify(i).await {
+        match pool.check_chain_id(i).await {
             Ok(()) => reachable = Some(i),
             Err(e @ PoolError::WrongChain { .. }) => return Err(e.into()),
             Err(PoolError::Chain(e)) => {
@@ -565,7 +565,7 @@ async fn verify_endpoints(pool: &RpcPool, cancel: &CancellationToken) -> Result<
     }
     let first = reachable.unwrap_or(0);
     loop {
-        match pool.verify(first).await {
+        match pool.check_chain_id(first).await {
             Ok(()) => return Ok(()),
             Err(e @ PoolError::WrongChain { .. }) => return Err(e.into()),
             Err(PoolError::Chain(_)) => {

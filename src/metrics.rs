@@ -40,7 +40,7 @@ pub struct Metrics {
     commit_duration: Histogram,
     batch_rows: Histogram,
     lock_hold: Histogram,
-    pub sqlite_busy_retries: IntCounter,
+    pub db_write_retries: IntCounter,
     db_write_failures: IntCounterVec,
     pub stalled: IntGauge,
     pub leader: IntGauge,
@@ -260,9 +260,9 @@ impl Metrics {
                 "How long each write transaction held the database's write lock.",
                 seconds,
             )?,
-            sqlite_busy_retries: counter(
-                "sqlite_busy_retries_total",
-                "Batch transactions retried because SQLite was busy or failed.",
+            db_write_retries: counter(
+                "db_write_retries_total",
+                "Write transactions rolled back and retried, whatever the cause (either backend).",
             )?,
             db_write_failures: counter_vec(
                 "db_write_failures_total",

@@ -1,5 +1,5 @@
 //! Secrets in settings, printed only redacted: an RPC URL carries an API
-//! key, so it prints as scheme, host and port ([`RpcUrl::expose`] is the one
+//! key, so it prints as scheme, host and port ([`SecretUrl::expose`] is the one
 //! way to the rest); a database URL without its password
 //! ([`display_db_url`]); a webhook secret not at all. A leaf: it imports
 //! nothing of the crate, and anyone may import it.
@@ -8,12 +8,14 @@ use std::fmt;
 
 use url::Url;
 
-/// An RPC URL: a secret. `Display` and `Debug` show only scheme, host and
-/// port; [`RpcUrl::expose`] is the one way to the full URL.
+/// A URL that carries a secret (an RPC endpoint's API key in its path or
+/// query, a webhook receiver's token). `Display` and `Debug` show only
+/// scheme, host and port; [`SecretUrl::expose`] is the one way to the full
+/// URL.
 #[derive(Clone, PartialEq, Eq)]
-pub struct RpcUrl(Url);
+pub struct SecretUrl(Url);
 
-impl RpcUrl {
+impl SecretUrl {
     /// Parses an http(s) or ws(s) URL.
     pub fn parse(text: &str) -> Result<Self, String> {
         let url =
@@ -54,15 +56,15 @@ impl RpcUrl {
     }
 }
 
-impl fmt::Display for RpcUrl {
+impl fmt::Display for SecretUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.redacted())
     }
 }
 
-impl fmt::Debug for RpcUrl {
+impl fmt::Debug for SecretUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "RpcUrl({})", self.redacted())
+        write!(f, "SecretUrl({})", self.redacted())
     }
 }
 

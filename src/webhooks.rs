@@ -13,7 +13,7 @@
 //! backoff and jitter until the row is `webhooks.give_up_after` old.
 //!
 //! It must never print the secret or the URL's path and query: the URL
-//! prints through `RpcUrl`'s redaction and errors drop it.
+//! prints through `SecretUrl`'s redaction and errors drop it.
 
 mod sign;
 

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{as_leader, open_store};
 use crate::chain::pool::{PoolError, RpcPool};
-use crate::config::{RpcUrl, Settings};
+use crate::config::{SecretUrl, Settings};
 use crate::health::Health;
 use crate::indexer::{AuditReport, Indexer, IndexerError};
 use crate::metrics::Metrics;
@@ -22,7 +22,7 @@ pub async fn audit(
     mut settings: Settings,
     from: u64,
     to: u64,
-    rpc_url: Option<RpcUrl>,
+    rpc_url: Option<SecretUrl>,
     json: bool,
     repair: bool,
 ) -> anyhow::Result<()> {
@@ -74,7 +74,7 @@ pub async fn audit(
 async fn reachable(settings: &Settings) -> anyhow::Result<()> {
     let chain = &settings.chain;
     let pool = RpcPool::new(&chain.rpc_urls[..1], chain.scope(), chain.request_timeout);
-    pool.verify(0).await.map_err(|e| match e {
+    pool.check_chain_id(0).await.map_err(|e| match e {
         e @ PoolError::WrongChain { .. } => IndexerError::Rpc(e).into(),
         e => anyhow::anyhow!("cannot ask the RPC endpoint: {e}"),
     })

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use super::budget::Budget;
 use super::source::{ChainError, ChainSource};
 use crate::domain::Scope;
-use crate::secret::RpcUrl;
+use crate::secret::SecretUrl;
 
 /// Consecutive failures before an endpoint is rested.
 const FAILURES_BEFORE_REST: u32 = 3;
@@ -20,7 +20,7 @@ const FIRST_REST: Duration = Duration::from_secs(5);
 const LONGEST_REST: Duration = Duration::from_secs(300);
 
 struct Endpoint {
-    url: RpcUrl,
+    url: SecretUrl,
     /// `url` redacted, as logs, metrics and errors name the endpoint.
     name: String,
     source: Option<ChainSource>,
@@ -66,7 +66,7 @@ impl std::fmt::Debug for RpcPool {
 }
 
 impl RpcPool {
-    pub fn new(urls: &[RpcUrl], scope: Scope, timeout: Duration) -> Self {
+    pub fn new(urls: &[SecretUrl], scope: Scope, timeout: Duration) -> Self {
         let endpoints = urls
             .iter()
             .map(|url| Endpoint {
@@ -213,7 +213,7 @@ impl RpcPool {
     }
 
     /// Checks endpoint `i`'s chain id now (at start-up), making it current.
-    pub async fn verify(&self, i: usize) -> Result<(), PoolError> {
+    pub async fn check_chain_id(&self, i: usize) -> Result<(), PoolError> {
         *self.current.lock().unwrap_or_else(|e| e.into_inner()) = i;
         self.source().await.map(|_| ())
     }

@@ -3,7 +3,7 @@ use alloy::primitives::Address;
 
 fn pool(n: usize) -> RpcPool {
     let urls: Vec<_> = (0..n)
-        .map(|i| RpcUrl::parse(&format!("http://127.0.0.1:{}", 10_000 + i)).expect("url"))
+        .map(|i| SecretUrl::parse(&format!("http://127.0.0.1:{}", 10_000 + i)).expect("url"))
         .collect();
     RpcPool::new(
         &urls,

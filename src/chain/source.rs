@@ -23,7 +23,7 @@ use super::decode;
 use super::refusal::Refusal;
 use super::retry_policy::{refusal_of, RateLimitsOnly};
 use crate::domain::{BlockHeader, Scope};
-use crate::secret::RpcUrl;
+use crate::secret::SecretUrl;
 
 /// Errors of the chain boundary.
 #[derive(Debug, thiserror::Error)]
@@ -106,7 +106,7 @@ pub fn is_range_refusal(message: &str) -> bool {
 #[derive(Clone)]
 pub struct ChainSource {
     provider: DynProvider,
-    url: RpcUrl,
+    url: SecretUrl,
     endpoint: String,
     /// Secret parts of the URL, scrubbed from every error message.
     secrets: Vec<String>,
@@ -126,7 +126,7 @@ impl std::fmt::Debug for ChainSource {
 impl ChainSource {
     /// Connects to `url` (http(s) or ws(s)); requests time out after `timeout`.
     pub async fn connect(
-        url: &RpcUrl,
+        url: &SecretUrl,
         scope: &Scope,
         timeout: Duration,
     ) -> Result<Self, ChainError> {
@@ -137,7 +137,7 @@ impl ChainSource {
     /// first, when there is one.
     #[tracing::instrument(skip_all, fields(endpoint = %url))]
     pub async fn connect_within(
-        url: &RpcUrl,
+        url: &SecretUrl,
         scope: &Scope,
         timeout: Duration,
         budget: Option<Budget>,
@@ -382,7 +382,7 @@ fn is_unknown_block(message: &str) -> bool {
 
 /// The parts of an RPC URL that may carry a key: the whole URL, its
 /// path/query/fragment, and its userinfo.
-fn secrets_of(url: &RpcUrl) -> Vec<String> {
+fn secrets_of(url: &SecretUrl) -> Vec<String> {
     let u = url.expose();
     let mut secrets = vec![
         u.as_str().to_owned(),

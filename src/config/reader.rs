@@ -10,8 +10,8 @@ use config::{Config, Value, ValueKind};
 
 use super::{
     AuditSettings, ChainSettings, DatabaseSettings, Endpoints, Finality, HaSettings, HttpSettings,
-    LogFormat, LogSettings, NotifySettings, OverpaymentPolicy, Problem, ReconcileSettings, RpcUrl,
-    Settings, ShutdownSettings, KEYS,
+    LogFormat, LogSettings, OutboxSettings, OverpaymentPolicy, Problem, ReconcileSettings,
+    SecretUrl, Settings, ShutdownSettings, KEYS,
 };
 use crate::domain::Scope;
 
@@ -123,7 +123,7 @@ impl Reader {
         found
     }
 
-    fn rpc_urls(&mut self) -> Vec<RpcUrl> {
+    fn rpc_urls(&mut self) -> Vec<SecretUrl> {
         let mut texts = Vec::new();
         if let Some(one) = self
             .string("chain.rpc_url", false)
@@ -155,9 +155,9 @@ impl Reader {
                 ),
             }
         }
-        let mut urls: Vec<RpcUrl> = Vec::new();
+        let mut urls: Vec<SecretUrl> = Vec::new();
         for (key, text) in texts {
-            match RpcUrl::parse(&text) {
+            match SecretUrl::parse(&text) {
                 Ok(u) if urls.contains(&u) => self.bad(key, format!("{u} is listed twice")),
                 Ok(u) => urls.push(u),
                 Err(e) => self.bad(key, e),
@@ -190,6 +190,14 @@ impl Reader {
             }
         };
         for (section, value) in table {
+            if section == "notify" {
+                self.bad(
+                    "notify",
+                    "renamed: the outbox's retention is outbox.retention_days \
+                     (LIQPASS__OUTBOX__RETENTION_DAYS)",
+                );
+                continue;
+            }
             let Some((_, keys)) = KEYS.iter().find(|(s, _)| *s == section) else {
                 let known: Vec<_> = KEYS.iter().map(|(s, _)| *s).collect();
                 self.bad(
@@ -323,9 +331,9 @@ impl Reader {
             })
     }
 
-    pub(super) fn notify(&mut self) -> Option<NotifySettings> {
-        self.int("notify.retention_days", 1, 36_500)
-            .map(|days| NotifySettings {
+    pub(super) fn outbox(&mut self) -> Option<OutboxSettings> {
+        self.int("outbox.retention_days", 1, 36_500)
+            .map(|days| OutboxSettings {
                 retention_days: days as u32,
             })
     }
@@ -400,7 +408,7 @@ impl Reader {
         let log = self.log();
         let shutdown = self.shutdown();
         let ha = self.ha();
-        let notify = self.notify();
+        let outbox = self.outbox();
         let audit = self.audit();
         let webhooks = self.webhooks();
         Some(Settings {
@@ -411,7 +419,7 @@ impl Reader {
             log: log?,
             shutdown: shutdown?,
             ha: ha?,
-            notify: notify?,
+            outbox: outbox?,
             audit: audit?,
             webhooks: webhooks?,
         })
@@ -478,7 +486,7 @@ impl Reader {
 
     /// `chain.verify_rpc_urls` (secrets, none of them one of `primary`) and
     /// `chain.verify_quorum` (1..=their number).
-    fn verification(&mut self, primary: &[RpcUrl]) -> (Vec<RpcUrl>, Option<usize>) {
+    fn verification(&mut self, primary: &[SecretUrl]) -> (Vec<SecretUrl>, Option<usize>) {
         const KEY: &str = "chain.verify_rpc_urls";
         let mut texts = Vec::new();
         match self.value(KEY).map(|v| v.kind) {
@@ -496,9 +504,9 @@ impl Reader {
             Some(ValueKind::String(s)) => texts.push(s),
             Some(other) => self.bad(KEY, format!("expected a list of URLs, got {other}")),
         }
-        let mut urls: Vec<RpcUrl> = Vec::new();
+        let mut urls: Vec<SecretUrl> = Vec::new();
         for text in texts {
-            match RpcUrl::parse(&text) {
+            match SecretUrl::parse(&text) {
                 Ok(u) if urls.contains(&u) => self.bad(KEY, format!("{u} is listed twice")),
                 Ok(u) if primary.contains(&u) => self.bad(
                     KEY,

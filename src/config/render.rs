@@ -101,9 +101,9 @@ impl Settings {
         );
         put("shutdown", "grace_s", int(self.shutdown.grace.as_secs()));
         put(
-            "notify",
+            "outbox",
             "retention_days",
-            int(u64::from(self.notify.retention_days)),
+            int(u64::from(self.outbox.retention_days)),
         );
         match &self.webhooks {
             None => put("webhooks", "url", s(String::new())),

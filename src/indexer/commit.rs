@@ -257,7 +257,7 @@ pub(super) async fn commit_with_retry<W: TxWork>(
             Err(e) => {
                 failures += 1;
                 let cause = WriteFailure::of(&e);
-                metrics.sqlite_busy_retries.inc();
+                metrics.db_write_retries.inc();
                 metrics.record_write_failure(cause);
                 health.set_db_failing(Some(cause.describe(&e)));
                 if kinds.insert(cause) {

@@ -69,7 +69,7 @@ enum State {
 /// The ranges between the checkpoint and the next block to plan, in block
 /// order (pure: no I/O).
 #[derive(Debug)]
-pub struct Window {
+pub struct RangeWindow {
     slots: VecDeque<Slot>,
     /// The first block no slot covers yet.
     next: u64,
@@ -78,7 +78,7 @@ pub struct Window {
     width: usize,
 }
 
-impl Window {
+impl RangeWindow {
     /// Ranges from `from` to `limit`, at most `width` of them held at once.
     pub fn new(from: u64, limit: u64, width: usize) -> Self {
         Self {
@@ -259,7 +259,7 @@ type Committing<'a> = BoxFuture<'a, (Writer<'a>, Result<u64, Stop>, u64)>;
 /// The ranges in flight and what they are for.
 struct Flight<'a> {
     fetcher: &'a Fetcher,
-    window: Window,
+    window: RangeWindow,
     flying: FuturesUnordered<Flying<'a>>,
     /// To call off a flying range that a learned limit cuts (`recut`).
     handles: HashMap<(u64, u64), AbortHandle>,
@@ -328,7 +328,7 @@ pub(super) async fn deep<'a>(
 ) -> Result<(), Stop> {
     let mut flight = Flight {
         fetcher,
-        window: Window::new(plan.from, plan.limit, plan.width),
+        window: RangeWindow::new(plan.from, plan.limit, plan.width),
         flying: FuturesUnordered::new(),
         handles: HashMap::new(),
     };
@@ -369,7 +369,7 @@ pub(super) async fn deep<'a>(
         }
         tokio::select! {
             Some((from, to, answer)) = gate.passing(flight.flying.next()), if !flight.flying.is_empty() => {
-                // Called off (`Window::recut`): the range waits again.
+                // Called off (`RangeWindow::recut`): the range waits again.
                 if let Ok(answer) = answer {
                     flight.answered(from, to, answer).await;
                 }

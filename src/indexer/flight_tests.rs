@@ -9,7 +9,7 @@ fn log_at(block: u64) -> Log {
 
 #[test]
 fn ranges_are_planned_ahead_up_to_the_width_and_no_further() {
-    let mut w = Window::new(100, 10_000, 3);
+    let mut w = RangeWindow::new(100, 10_000, 3);
     assert_eq!(w.launch(10), Some((100, 109)));
     assert_eq!(
         w.launch(20),
@@ -26,7 +26,7 @@ fn ranges_are_planned_ahead_up_to_the_width_and_no_further() {
 
 #[test]
 fn the_front_commits_in_block_order_only() {
-    let mut w = Window::new(0, 1_000, 4);
+    let mut w = RangeWindow::new(0, 1_000, 4);
     for _ in 0..3 {
         w.launch(10);
     }
@@ -43,7 +43,7 @@ fn the_front_commits_in_block_order_only() {
 
 #[test]
 fn a_refused_middle_range_is_asked_again_cut_to_size_before_any_new_range() {
-    let mut w = Window::new(0, 1_000, 3);
+    let mut w = RangeWindow::new(0, 1_000, 3);
     w.launch(100);
     w.launch(100);
     w.launch(100);
@@ -73,7 +73,7 @@ fn a_refused_middle_range_is_asked_again_cut_to_size_before_any_new_range() {
 
 #[test]
 fn ranges_answered_behind_a_refused_one_never_keep_it_waiting() {
-    let mut w = Window::new(0, 1_000, 2);
+    let mut w = RangeWindow::new(0, 1_000, 2);
     w.launch(10);
     w.launch(10);
     w.refused(0, 9, 5);
@@ -89,7 +89,7 @@ fn ranges_answered_behind_a_refused_one_never_keep_it_waiting() {
 
 #[test]
 fn a_learned_limit_sends_wider_ranges_in_flight_back_to_be_cut() {
-    let mut w = Window::new(0, 10_000, 4);
+    let mut w = RangeWindow::new(0, 10_000, 4);
     w.launch(100);
     w.launch(1_000);
     w.launch(1_000);
@@ -107,7 +107,7 @@ fn a_learned_limit_sends_wider_ranges_in_flight_back_to_be_cut() {
 
 #[test]
 fn a_front_whose_last_block_has_a_log_knows_its_checkpoint_hash() {
-    let mut w = Window::new(0, 1_000, 2);
+    let mut w = RangeWindow::new(0, 1_000, 2);
     w.launch(10);
     w.launch(10);
     let hashed = |block| Log {
@@ -122,7 +122,7 @@ fn a_front_whose_last_block_has_a_log_knows_its_checkpoint_hash() {
 
 #[test]
 fn a_refused_range_is_never_asked_again_whole_even_after_the_sizer_grew() {
-    let mut w = Window::new(0, 1_000, 4);
+    let mut w = RangeWindow::new(0, 1_000, 4);
     w.launch(64);
     w.refused(0, 63, 32);
     assert_eq!(w.launch(256), Some((0, 31)), "cut to what the refusal left");

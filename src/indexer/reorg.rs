@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use super::commit::commit_with_retry;
 use super::{write, Indexer, Stop};
 use crate::chain::window::common_ancestor;
-use crate::store::sync;
+use crate::store::blocks;
 
 impl Indexer {
     /// Finds the common ancestor of the stored blocks and the node's chain,
@@ -19,7 +19,7 @@ impl Indexer {
         let window = self.settings.chain.reorg_window;
         let stored = {
             let mut conn = self.store.conn().await?;
-            sync::recent_blocks(&mut conn.conn(), &self.scope, cp.number, window).await?
+            blocks::recent(&mut conn.conn(), &self.scope, cp.number, window).await?
         };
         let mut ancestor = None;
         for chunk in stored.chunks(16) {

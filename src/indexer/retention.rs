@@ -1,4 +1,4 @@
-//! The outbox's retention (`notify.retention_days`): once an hour, in the
+//! The outbox's retention (`outbox.retention_days`): once an hour, in the
 //! indexer's loop (so by the leader only), one short transaction deletes a
 //! bounded batch of expired notifications. It must not delete a row the
 //! webhook dispatcher has not delivered; with no dispatcher no row will
@@ -38,7 +38,7 @@ impl Indexer {
             return Ok(());
         }
         let work = Prune {
-            days: self.settings.notify.retention_days,
+            days: self.settings.outbox.retention_days,
             // With no dispatcher, nothing will ever deliver a row.
             undelivered_too: self.settings.webhooks.is_none(),
         };

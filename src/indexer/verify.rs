@@ -74,7 +74,7 @@ impl Verifiers {
                 chain.scope(),
                 chain.request_timeout,
             );
-            match pool.verify(0).await {
+            match pool.check_chain_id(0).await {
                 Ok(()) => {}
                 Err(e @ PoolError::WrongChain { .. }) => return Err(e),
                 Err(PoolError::Chain(e)) => tracing::warn!(verifier = %url, error = %e,

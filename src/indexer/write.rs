@@ -13,7 +13,8 @@ use crate::reconcile::{reconcile, Decision, Policy};
 use crate::store::events::{self, NewEvent};
 use crate::store::orders::{self, Paying, Reason, Seen};
 use crate::store::{
-    audit, incidents, malformed, notify, outbox, sync, treasury, Conn, StoreError, TxWork,
+    audit, blocks, checkpoint, incidents, malformed, notify, outbox, treasury, Conn, StoreError,
+    TxWork,
 };
 
 /// Late matches attempted per transaction, at most: bounded work.
@@ -62,7 +63,7 @@ impl TxWork for RestoreCheckpoint<'_> {
         &'t self,
         tx: &'t mut Conn<'t>,
     ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send + 't {
-        sync::raise_checkpoint(tx, self.scope, &self.block)
+        checkpoint::raise(tx, self.scope, &self.block)
     }
 }
 
@@ -152,8 +153,8 @@ pub async fn write_batch(tx: &mut Conn<'_>, work: &WriteBatch<'_>) -> Result<Wri
     } else {
         Vec::new()
     };
-    sync::record_blocks(tx, scope, &batch.headers, reorg_window).await?;
-    sync::set_checkpoint(tx, scope, &batch.last).await?;
+    blocks::record(tx, scope, &batch.headers, reorg_window).await?;
+    checkpoint::set(tx, scope, &batch.last).await?;
     if finish {
         written.paid += orders::promote_final(tx, scope, final_block, verify).await?;
     }
@@ -224,11 +225,11 @@ async fn recover(tx: &mut Conn<'_>, work: &RecoverLogs<'_>) -> Result<Recovered,
     let scope = work.scope;
     let mut out = Recovered::default();
     let mark = outbox::mark(tx).await?;
-    let checkpoint = sync::checkpoint(tx, scope).await?.map_or(0, |c| c.number);
+    let checkpoint = checkpoint::read(tx, scope).await?.map_or(0, |c| c.number);
     let numbers = work.payments.iter().map(|p| p.block.number);
     let (low, high) = (numbers.clone().min(), numbers.max());
     let known = match (low, high) {
-        (Some(low), Some(high)) => sync::hashes_between(tx, scope, low, high).await?,
+        (Some(low), Some(high)) => blocks::hashes_between(tx, scope, low, high).await?,
         _ => Default::default(),
     };
     let (taken, skipped): (Vec<Payment>, Vec<Payment>) =
@@ -480,9 +481,9 @@ pub async fn roll_back(
         )
         .await?;
     }
-    sync::forget_blocks_above(tx, scope, ancestor.number).await?;
+    blocks::forget_above(tx, scope, ancestor.number).await?;
     audit::lower(tx, scope, ancestor.number).await?;
-    sync::set_checkpoint(tx, scope, ancestor).await?;
+    checkpoint::set(tx, scope, ancestor).await?;
     let announced = outbox::announce_audit(tx, mark).await?;
     if out.reverted > 0 || !out.reversed.is_empty() || announced > 0 {
         notify::changed(tx, Some((scope, ancestor.number))).await?;

@@ -7,7 +7,7 @@
 use alloy::primitives::B256;
 use sqlx::Row;
 
-use super::sync::{parse_b256, to_u64};
+use super::values::{parse_b256, to_u64};
 use super::{on, Conn, StoreError};
 use crate::domain::{hex_address, Scope};
 

@@ -7,7 +7,7 @@ use alloy::primitives::{Address, U256};
 use sqlx::types::Json;
 use sqlx::{FromRow, QueryBuilder, Row};
 
-use super::sync::{parse_b256, to_u64};
+use super::values::{parse_b256, to_u64};
 use super::{on, Conn, StoreError};
 use crate::domain::{
     hex32, hex_address, Amount, BlockRef, Destination, EventVersion, LogKey, MatchStatus, Payment,

@@ -6,7 +6,7 @@
 
 use sqlx::{QueryBuilder, Row};
 
-use super::sync::{parse_b256, to_u64};
+use super::values::{parse_b256, to_u64};
 use super::{on, Conn, StoreError};
 use crate::domain::{hex32, hex_address, LogKey, Malformed, Scope};
 
@@ -71,7 +71,7 @@ pub async fn remove_above(
     scope: &Scope,
     number: u64,
 ) -> Result<u64, StoreError> {
-    super::sync::remove_rows_above(conn, "malformed_logs", scope, number).await
+    super::blocks::remove_rows_above(conn, "malformed_logs", scope, number).await
 }
 
 /// Live malformed logs of `scope`.

@@ -9,6 +9,8 @@
 //! hands this module rows to write inside one transaction.
 
 pub mod audit;
+pub mod blocks;
+pub mod checkpoint;
 pub mod deliveries;
 pub mod events;
 pub mod exceptions;
@@ -22,8 +24,8 @@ pub mod outbox;
 pub mod postgres;
 pub mod sqlite;
 pub mod status;
-pub mod sync;
 pub mod treasury;
+pub mod values;
 pub mod verify;
 
 use std::sync::{Arc, Mutex};

@@ -4,8 +4,8 @@
 use serde::Serialize;
 use sqlx::Row;
 
+use super::checkpoint;
 use super::lease::{self, Holder};
-use super::sync::checkpoint;
 use super::{on, Conn, Store, StoreError};
 use crate::domain::{hex32, hex_address, Scope};
 
@@ -44,7 +44,7 @@ impl Store {
 }
 
 async fn read_status(conn: &mut Conn<'_>, scope: &Scope) -> Result<StoreStatus, StoreError> {
-    let cp = checkpoint(conn, scope).await?;
+    let cp = checkpoint::read(conn, scope).await?;
     let contract = hex_address(&scope.contract);
     let queries = [
         "SELECT status, COUNT(*) FROM orders GROUP BY status ORDER BY status",

@@ -5,7 +5,7 @@
 use alloy::primitives::Address;
 use sqlx::{QueryBuilder, Row};
 
-use super::sync::to_u64;
+use super::values::to_u64;
 use super::{on, Conn, StoreError};
 use crate::domain::{hex32, hex_address, Scope, TreasuryChange};
 
@@ -51,7 +51,7 @@ pub async fn remove_above(
     scope: &Scope,
     number: u64,
 ) -> Result<u64, StoreError> {
-    super::sync::remove_rows_above(conn, "treasury_changes", scope, number).await
+    super::blocks::remove_rows_above(conn, "treasury_changes", scope, number).await
 }
 
 /// Every live move, in chain order: `(block, log index, new treasury)`.

@@ -283,7 +283,7 @@ async fn a_failing_commit_rolls_back_is_retried_and_never_advances_the_checkpoin
     chain.pay(chain.buyers[0], order_ref(7_000), PREMIUM).await;
     wait_for("a failed commit to be retried", LONG, || async {
         let retries =
-            crate::support::metric(&base, "liqpass_indexer_sqlite_busy_retries_total").await?;
+            crate::support::metric(&base, "liqpass_indexer_db_write_retries_total").await?;
         (retries >= 3.0).then_some(())
     })
     .await;

@@ -466,7 +466,7 @@ impl liqpass_indexer::store::TxWork for MoveCheckpoint {
             number: self.1,
             hash: B256::repeat_byte(self.1 as u8),
         };
-        async move { liqpass_indexer::store::sync::set_checkpoint(tx, &self.0, &block).await }
+        async move { liqpass_indexer::store::checkpoint::set(tx, &self.0, &block).await }
     }
 }
 
@@ -485,7 +485,7 @@ async fn lease_fences(backend: Backend) {
     let ttl = Duration::from_secs(30);
     let conn = || async { db.store.conn().await.expect("a connection") };
     let checkpoint = || async {
-        liqpass_indexer::store::sync::checkpoint(&mut conn().await.conn(), &scope)
+        liqpass_indexer::store::checkpoint::read(&mut conn().await.conn(), &scope)
             .await
             .expect("checkpoint")
             .map(|c| c.number)

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::super::{RpcUrl, WebhookSecret, WebhookSettings};
+use super::super::{SecretUrl, WebhookSecret, WebhookSettings};
 use super::Reader;
 
 impl Reader {
@@ -26,7 +26,7 @@ impl Reader {
             }
             return Some(None);
         }
-        let url = match RpcUrl::parse(url.trim()) {
+        let url = match SecretUrl::parse(url.trim()) {
             Ok(u) if !u.is_ws() => Some(u),
             Ok(u) => {
                 self.bad("webhooks.url", format!("{u} is not http or https"));

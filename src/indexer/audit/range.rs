@@ -20,7 +20,7 @@ use crate::indexer::commit::{commit_with_retry, record_outcomes};
 use crate::indexer::fetch::decode_all;
 use crate::indexer::write::RecoverLogs;
 use crate::indexer::{Indexer, IndexerError, Stop};
-use crate::store::{events, sync};
+use crate::store::{checkpoint, events};
 
 /// How often a long audit says how far it got.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
@@ -230,7 +230,7 @@ impl Indexer {
         report.not_repaired = missing.len() as u64 - report.repaired;
         let checkpoint = {
             let mut conn = self.store.conn().await?;
-            sync::checkpoint(&mut conn.conn(), &self.scope).await?
+            checkpoint::read(&mut conn.conn(), &self.scope).await?
         };
         tracing::warn!(
             repaired = report.repaired,

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Auditor, Path, Suspect, RANGES_PER_ROUND};
 use crate::domain::Payment;
 use crate::indexer::Stop;
-use crate::store::sync;
+use crate::store::checkpoint;
 
 impl Auditor {
     /// Re-asks up to [`RANGES_PER_ROUND`] ranges; true when more wait.
@@ -57,7 +57,7 @@ impl Auditor {
     ) -> Result<Option<(u64, u64)>, Stop> {
         let checkpoint = {
             let mut conn = self.store.conn().await?;
-            sync::checkpoint(&mut conn.conn(), &self.scope).await?
+            checkpoint::read(&mut conn.conn(), &self.scope).await?
         };
         let Some(checkpoint) = checkpoint else {
             return Ok(None);

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Auditor, Path, RANGES_PER_ROUND};
 use crate::indexer::Stop;
-use crate::store::{audit, sync};
+use crate::store::{audit, checkpoint};
 
 /// orderIds per request.
 pub const REFS_PER_REQUEST: usize = 100;
@@ -136,7 +136,7 @@ impl Auditor {
             let pending = audit::pending_orders(&mut conn.conn(), since, until, MAX_ORDERS).await?;
             (
                 pending,
-                sync::checkpoint(&mut conn.conn(), &self.scope).await?,
+                checkpoint::read(&mut conn.conn(), &self.scope).await?,
             )
         };
         self.sweep.probes = self

@@ -1,88 +1,18 @@
-//! The checkpoint and the window of recent block hashes, per chain and
-//! contract. Written only inside the transaction that writes the data they
-//! describe.
+//! The window of recent block hashes per chain and contract
+//! (`block_hashes`), for reorg detection, and what a reorg does to the rows
+//! of the per-log tables above its common ancestor. Written only inside the
+//! transaction that writes the data they describe.
 
 use alloy::primitives::B256;
 use sqlx::Row;
 
+use super::values::block_ref;
 use super::{on, Conn, StoreError};
 use crate::domain::{hex32, hex_address, BlockHeader, BlockRef, Scope};
 
-/// The last block whose logs are all stored, or `None` before the first batch.
-pub async fn checkpoint(
-    conn: &mut Conn<'_>,
-    scope: &Scope,
-) -> Result<Option<BlockRef>, StoreError> {
-    on!(conn, |c, d| {
-        let row = sqlx::query(
-            "SELECT block_number, block_hash FROM sync_state
-             WHERE chain_id = $1 AND contract_address = $2",
-        )
-        .bind(scope.chain_id as i64)
-        .bind(hex_address(&scope.contract))
-        .fetch_optional(&mut **c)
-        .await?;
-        row.map(|r| block_ref(r.get(0), r.get(1))).transpose()
-    })
-}
-
-/// Moves the checkpoint (forwards, or back after a reorg).
-pub async fn set_checkpoint(
-    conn: &mut Conn<'_>,
-    scope: &Scope,
-    block: &BlockRef,
-) -> Result<(), StoreError> {
-    upsert_checkpoint(conn, scope, block, "").await
-}
-
-/// Moves the checkpoint up to `block` if it is below it (a backfill's
-/// re-scan put it back); never down.
-pub async fn raise_checkpoint(
-    conn: &mut Conn<'_>,
-    scope: &Scope,
-    block: &BlockRef,
-) -> Result<(), StoreError> {
-    upsert_checkpoint(
-        conn,
-        scope,
-        block,
-        "WHERE sync_state.block_number < excluded.block_number",
-    )
-    .await
-}
-
-/// The checkpoint row for `scope` set to `block`, when `only` (a `WHERE`
-/// on the stored row, or nothing) allows.
-async fn upsert_checkpoint(
-    conn: &mut Conn<'_>,
-    scope: &Scope,
-    block: &BlockRef,
-    only: &str,
-) -> Result<(), StoreError> {
-    on!(conn, |c, d| {
-        sqlx::query(&format!(
-            "INSERT INTO sync_state (chain_id, contract_address, block_number, block_hash)
-             VALUES ($1, $2, $3, $4)
-             ON CONFLICT (chain_id, contract_address) DO UPDATE SET
-               block_number = excluded.block_number,
-               block_hash = excluded.block_hash,
-               updated_at = {}
-             {only}",
-            d.now
-        ))
-        .bind(scope.chain_id as i64)
-        .bind(hex_address(&scope.contract))
-        .bind(block.number as i64)
-        .bind(hex32(&block.hash))
-        .execute(&mut **c)
-        .await?;
-        Ok(())
-    })
-}
-
 /// Records the hashes of indexed blocks and forgets those older than `keep`
 /// blocks below the newest one.
-pub async fn record_blocks(
+pub async fn record(
     conn: &mut Conn<'_>,
     scope: &Scope,
     blocks: &[BlockHeader],
@@ -130,7 +60,7 @@ pub async fn record_blocks(
 }
 
 /// Stored hashes of the blocks at or below `below`, newest first, at most `limit`.
-pub async fn recent_blocks(
+pub async fn recent(
     conn: &mut Conn<'_>,
     scope: &Scope,
     below: u64,
@@ -205,7 +135,7 @@ pub(super) async fn remove_rows_above(
 }
 
 /// Forgets the hashes of blocks above `number` (they were orphaned).
-pub async fn forget_blocks_above(
+pub async fn forget_above(
     conn: &mut Conn<'_>,
     scope: &Scope,
     number: u64,
@@ -222,20 +152,4 @@ pub async fn forget_blocks_above(
         .await?;
         Ok(())
     })
-}
-
-fn block_ref(number: i64, hash: String) -> Result<BlockRef, StoreError> {
-    Ok(BlockRef {
-        number: to_u64(number)?,
-        hash: parse_b256(&hash)?,
-    })
-}
-
-pub(crate) fn parse_b256(text: &str) -> Result<B256, StoreError> {
-    text.parse()
-        .map_err(|_| StoreError::Corrupt(format!("not a 32-byte hex value: {text:?}")))
-}
-
-pub(crate) fn to_u64(value: i64) -> Result<u64, StoreError> {
-    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("negative block number {value}")))
 }
