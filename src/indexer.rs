@@ -27,10 +27,10 @@ mod audit;
 mod commit;
 mod fetch;
 mod flight;
-mod pace;
 mod progress;
 mod reorg;
 mod retention;
+mod split;
 mod verify;
 mod write;
 
@@ -45,7 +45,6 @@ pub use audit::{Auditor, Report as AuditReport};
 use commit::Writer;
 pub use fetch::Batch;
 use fetch::{Fetcher, Near};
-use pace::Pacer;
 use progress::{Counters, Progress};
 
 use crate::chain::pool::{PoolError, RpcPool};
@@ -79,7 +78,7 @@ pub struct Indexer {
     scope: Scope,
     policy: Policy,
     store: Store,
-    fetcher: Fetcher,
+    fetcher: std::sync::Arc<Fetcher>,
     metrics: Metrics,
     health: Health,
     cancel: CancellationToken,
@@ -93,8 +92,6 @@ pub struct Indexer {
     announced: Option<u64>,
     /// Inside a stall episode (see [`Health::stalled`]).
     in_stall: bool,
-    /// Sizes and spaces write transactions (the order API's lock waits).
-    pacer: Pacer,
     /// `chain.verify_rpc_urls`, when set (see `verify`).
     verifiers: Option<verify::Verifiers>,
     /// When the outbox's retention last ran (see `retention`).
@@ -129,7 +126,7 @@ impl Indexer {
                 changes: Vec::new(),
             },
         };
-        let fetcher = Fetcher {
+        let fetcher = std::sync::Arc::new(Fetcher {
             pool: std::sync::Arc::new(pool),
             sizer: std::sync::Mutex::new(RangeSizer::new(chain.max_block_range)),
             metrics: metrics.clone(),
@@ -138,17 +135,12 @@ impl Indexer {
             head_read: std::sync::Mutex::new(None),
             contract: chain.contract,
             requests: Default::default(),
-        };
+        });
         let checkpoint = checkpoint::read(&mut store.conn().await?.conn(), &scope).await?;
         if let Some(cp) = checkpoint {
             health.set_indexed(cp.number);
             metrics.indexed_block.set(cp.number as i64);
         }
-        let pacer = if store.shares_write_lock() {
-            Pacer::new(settings.database.max_write, settings.database.write_gap)
-        } else {
-            Pacer::unbounded()
-        };
         Ok(Self {
             settings,
             scope,
@@ -162,7 +154,6 @@ impl Indexer {
             heads: None,
             announced: None,
             in_stall: false,
-            pacer,
             verifiers,
             pruned_at: None,
             suspects: None,
@@ -322,7 +313,6 @@ impl Indexer {
         };
         let (fetcher, writer) = self.parts();
         let (metrics, health) = (writer.metrics, writer.health);
-        let fetcher = &*fetcher;
         flight::deep(fetcher, writer, plan, |written, next| {
             progress.add_events(written);
             report_progress(fetcher, metrics, health, progress, next, range);
@@ -339,7 +329,7 @@ impl Indexer {
 
     /// The fetcher, and the rest borrowed apart from it as a [`Writer`], so
     /// that fetching the next range can overlap a commit.
-    fn parts(&mut self) -> (&mut Fetcher, Writer<'_>) {
+    fn parts(&mut self) -> (&std::sync::Arc<Fetcher>, Writer<'_>) {
         let Self {
             fetcher,
             store,
@@ -350,7 +340,6 @@ impl Indexer {
             health,
             cancel,
             checkpoint,
-            pacer,
             ..
         } = self;
         let writer = Writer {
@@ -362,7 +351,6 @@ impl Indexer {
             health,
             cancel,
             checkpoint,
-            pacer,
         };
         (fetcher, writer)
     }

@@ -45,7 +45,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::commit::{commit_with_retry, record_outcomes};
 use super::fetch::decode_all;
-use super::pace::Pacer;
 use super::write::{Advance, RecoverLogs, Recovered};
 use super::{IndexerError, Stop};
 use crate::chain::pool::RpcPool;
@@ -117,7 +116,6 @@ pub struct Auditor {
     main_requests: Arc<AtomicU64>,
     share: Share,
     sizer: RangeSizer,
-    pacer: Pacer,
     /// The last audited block as this task last wrote or read it (`None`:
     /// nothing yet). Lower in the database: a reorg rolled back below it.
     position: Option<u64>,
@@ -191,7 +189,6 @@ impl Auditor {
                 main_requests: p.main_requests,
                 share,
                 sizer: RangeSizer::new(chain.max_block_range),
-                pacer: Pacer::unbounded(),
                 position: None,
                 cursor: chain.start_block,
                 confirm: confirm::Waiting::default(),
@@ -378,15 +375,8 @@ impl Auditor {
             }),
         };
         let cancel = cancel.clone();
-        let out = commit_with_retry(
-            &self.store,
-            &self.metrics,
-            &self.health,
-            &mut self.pacer,
-            &cancel,
-            &work,
-        )
-        .await?;
+        let out =
+            commit_with_retry(&self.store, &self.metrics, &self.health, &cancel, &work).await?;
         self.settle_position(out.position);
         let n = out.stored.len() as u64;
         if n > 0 {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::fetch::Batch;
-use super::pace::{self, Pacer};
+use super::split;
 use super::write::{self, Outcome, Written};
 use super::Stop;
 use crate::config::Settings;
@@ -39,7 +39,6 @@ pub(super) struct Writer<'a> {
     pub health: &'a Health,
     pub cancel: &'a CancellationToken,
     pub checkpoint: &'a mut Option<BlockRef>,
-    pub pacer: &'a mut Pacer,
 }
 
 /// The blocks a committed batch covered, for metrics and logs.
@@ -53,7 +52,8 @@ struct Span {
 
 impl Writer<'_> {
     /// Commits `batch` as one or more transactions of whole blocks, each
-    /// sized to the write budget and spaced by the write gap (see `pace`);
+    /// sized to what the store says fits (`Store::rows_per_write`) and
+    /// spaced by it (`store::pace`);
     /// the checkpoint advances with each. Returns the events written.
     pub async fn commit(&mut self, batch: Batch, head: u64, final_block: u64) -> Result<u64, Stop> {
         let started = Instant::now();
@@ -70,7 +70,8 @@ impl Writer<'_> {
         let mut total = Written::default();
         let mut rest = Some(batch);
         while let Some(batch) = rest {
-            let (part, more) = pace::split_first(batch, self.pacer.rows());
+            let rows = self.store.rows_per_write();
+            let (part, more) = split::split_first(batch, rows);
             rest = more;
             tracing::debug!(from = part.first, to = part.last.number, "writing batch");
             let work = write::WriteBatch {
@@ -79,19 +80,13 @@ impl Writer<'_> {
                 batch: &part,
                 final_block,
                 reorg_window: self.settings.chain.reorg_window,
-                late_limit: (self.pacer.rows() as u32).clamp(1, write::LATE_MATCH_LIMIT),
+                late_limit: (rows as u32).clamp(1, write::LATE_MATCH_LIMIT),
                 verify: !self.settings.chain.verify_rpc_urls.is_empty(),
                 finish: rest.is_none(),
             };
-            let written: Written = commit_with_retry(
-                self.store,
-                self.metrics,
-                self.health,
-                self.pacer,
-                self.cancel,
-                &work,
-            )
-            .await?;
+            let written: Written =
+                commit_with_retry(self.store, self.metrics, self.health, self.cancel, &work)
+                    .await?;
             *self.checkpoint = Some(part.last);
             self.metrics.indexed_block.set(part.last.number as i64);
             self.health.set_indexed(part.last.number);
@@ -218,17 +213,16 @@ impl Review {
     }
 }
 
-/// Runs `work` through [`Store::write`] until it commits, in its turn (the
-/// pacer's gap after our last commit): on any failure the transaction rolls
-/// back and the whole thing is retried with backoff, so nothing (in
-/// particular the checkpoint) is ever half written. While it fails,
-/// `/readyz` names the cause and a metric counts it; each new kind of error
-/// is logged once per episode, and the recovery once.
+/// Runs `work` through [`Store::write`] until it commits (in its turn:
+/// `store::pace`): on any failure the transaction rolls back and the whole
+/// thing is retried with backoff, so nothing (in particular the checkpoint)
+/// is ever half written. While it fails, `/readyz` names the cause and a
+/// metric counts it; each new kind of error is logged once per episode, and
+/// the recovery once.
 pub(super) async fn commit_with_retry<W: TxWork>(
     store: &Store,
     metrics: &Metrics,
     health: &Health,
-    pacer: &mut Pacer,
     cancel: &CancellationToken,
     work: &W,
 ) -> Result<W::Output, Stop> {
@@ -236,14 +230,9 @@ pub(super) async fn commit_with_retry<W: TxWork>(
     let mut failures = 0u32;
     let mut kinds = HashSet::new();
     loop {
-        pacer.wait_turn().await;
-        let written = {
-            let _closed = pacer.holding();
-            store.write(work).await
-        };
+        let written = store.write(work).await;
         match written {
             Ok((out, held)) => {
-                pacer.committed(work.rows(), held);
                 metrics.record_lock_hold(held);
                 if failures > 0 {
                     health.set_db_failing(None);

@@ -296,7 +296,7 @@ impl Fetcher {
     /// been orphaned meanwhile), so the checkpoint never passes a block whose
     /// logs did not come from a node that has it.
     pub async fn near(
-        &mut self,
+        &self,
         checkpoint: Option<&BlockRef>,
         from: u64,
         to: u64,

@@ -14,10 +14,15 @@
 //! block gives the checkpoint's hash for free; block times come from the logs'
 //! `blockTimestamp` (headers only for blocks whose logs lack it).
 //!
+//! The window runs in a task of its own (the fetch stage), which parses the
+//! answers and hands merged fronts over a bounded channel to the writer
+//! (this phase's caller's task), so no answer is parsed while a write
+//! transaction is open, and the next ranges fly while a front commits.
+//!
 //! Memory is bounded by the window: at most `max_concurrent_requests`
 //! ranges in flight or answered out of order (a refused range's pieces
-//! aside, asked again first), plus the merged front, which commits once it
-//! holds [`TARGET_LOGS`] logs; the sizer sizes each range to about that
+//! aside, asked again first), plus the merged front and one more waiting in
+//! the channel, each handed over once it holds [`TARGET_LOGS`] logs; the sizer sizes each range to about that
 //! many logs (2,000), so at most about N + 1 ranges of 2,000 logs each are
 //! held (a range denser than the one before it can exceed its share once,
 //! up to what the provider answers at most).
@@ -27,11 +32,14 @@
 //! same transaction as its logs (`commit`).
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alloy::rpc::types::Log;
 use futures::future::{AbortHandle, Abortable, Aborted, BoxFuture};
 use futures::stream::{FuturesUnordered, StreamExt};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::commit::Writer;
 use super::fetch::{decode_all, Fetcher, Refused};
@@ -215,6 +223,7 @@ impl RangeWindow {
     }
 
     /// True when every block up to the limit is taken out.
+    #[cfg(test)]
     pub fn finished(&self) -> bool {
         self.slots.is_empty() && self.next > self.limit
     }
@@ -253,19 +262,34 @@ pub(super) struct Plan {
 }
 
 type Answer = Result<Result<Vec<Log>, Refused>, Cancelled>;
-type Flying<'f> = BoxFuture<'f, (u64, u64, Result<Answer, Aborted>)>;
-type Committing<'a> = BoxFuture<'a, (Writer<'a>, Result<u64, Stop>, u64)>;
+type Flying = BoxFuture<'static, (u64, u64, Result<Answer, Aborted>)>;
 
-/// The ranges in flight and what they are for.
-struct Flight<'a> {
-    fetcher: &'a Fetcher,
+/// Merged fronts waiting for the writer, at most. With the window, the
+/// memory bound: while the writer commits one front, the next may wait
+/// here and the ranges after it keep flying.
+const FRONTS_WAITING: usize = 1;
+
+/// The answered ranges at the front of the window, merged: blocks
+/// `from..=to` and their logs in block order.
+#[derive(Debug)]
+struct Front {
+    from: u64,
+    to: u64,
+    logs: Vec<Log>,
+}
+
+/// The fetch stage of a deep phase: the window, the ranges in flight and
+/// what they are for. It runs as its own task, so that the answers are
+/// parsed there and never while the writer's transaction is open.
+struct Flight {
+    fetcher: Arc<Fetcher>,
     window: RangeWindow,
-    flying: FuturesUnordered<Flying<'a>>,
+    flying: FuturesUnordered<Flying>,
     /// To call off a flying range that a learned limit cuts (`recut`).
     handles: HashMap<(u64, u64), AbortHandle>,
 }
 
-impl<'a> Flight<'a> {
+impl Flight {
     /// Launches ranges while the window has room, each at the sizer's size
     /// of the moment (within the endpoint's learned limit).
     fn fill(&mut self) {
@@ -280,7 +304,8 @@ impl<'a> Flight<'a> {
             };
             let (handle, registration) = AbortHandle::new_pair();
             self.handles.insert((from, to), handle);
-            let logs = Abortable::new(self.fetcher.logs(from, to), registration);
+            let fetcher = self.fetcher.clone();
+            let logs = Abortable::new(async move { fetcher.logs(from, to).await }, registration);
             self.flying
                 .push(Box::pin(async move { (from, to, logs.await) }));
         }
@@ -288,8 +313,7 @@ impl<'a> Flight<'a> {
 
     /// Takes the answer to `from..=to`: its logs, or a refusal that shrinks
     /// it (and cuts the wider ranges in flight to a limit it taught). A
-    /// cancelled one is dropped: the loop sees the token and stops after
-    /// the commit under way.
+    /// cancelled one is dropped: the stage sees the token and stops.
     async fn answered(&mut self, from: u64, to: u64, answer: Answer) {
         self.handles.remove(&(from, to));
         let Ok(answer) = answer else { return };
@@ -314,112 +338,126 @@ impl<'a> Flight<'a> {
             }
         }
     }
+
+    /// Runs the window over `plan`, handing merged fronts to `fronts` in
+    /// block order, until every block up to the limit is handed over, or
+    /// `stop` fires (the writer ended, or the daemon stops), or a stall
+    /// begins (the caller rebuilds the connection). Ranges still flying
+    /// then are dropped.
+    async fn run(mut self, plan: Plan, fronts: mpsc::Sender<Front>, stop: CancellationToken) {
+        // None: nothing handed over yet; the first front goes at once (the
+        // checkpoint shows the catch-up started).
+        let mut last_sent: Option<Instant> = None;
+        let every = COMMIT_EVERY.min(plan.refresh_every);
+        let stalled_before = self.fetcher.health.stalled();
+        loop {
+            let stopping = stop.is_cancelled()
+                || self.fetcher.cancel.is_cancelled()
+                || (!stalled_before && self.fetcher.health.stalled());
+            if stopping {
+                return;
+            }
+            self.fill();
+            let window = &self.window;
+            let due = window.front_logs().is_some_and(|logs| {
+                logs as u64 >= TARGET_LOGS
+                    || window.idle()
+                    || window.front_ends_on_a_log()
+                    || last_sent.is_none_or(|t| t.elapsed() >= every)
+            });
+            if !due && self.flying.is_empty() {
+                // Nothing flying and nothing to hand over: every block is.
+                return;
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                Some((from, to, answer)) = self.flying.next(), if !self.flying.is_empty() => {
+                    // Called off (`RangeWindow::recut`): the range waits again.
+                    if let Ok(answer) = answer {
+                        self.answered(from, to, answer).await;
+                    }
+                }
+                permit = fronts.reserve(), if due => {
+                    let Ok(permit) = permit else { return };
+                    let (from, to, logs) = self.window.take_front().expect("due only with a front");
+                    permit.send(Front { from, to, logs });
+                    last_sent = Some(Instant::now());
+                }
+                // The interval may make a waiting front due.
+                _ = tokio::time::sleep(every), if !due => {}
+            }
+        }
+    }
 }
 
-/// Fetches and commits `plan.from..=plan.limit` with ranges in flight;
-/// `committed(events, next)` runs after each commit. Returns when done,
-/// when cancelled (after the commit under way), or when a stall begins
-/// (the caller rebuilds the connection), dropping the ranges in flight.
-pub(super) async fn deep<'a>(
-    fetcher: &'a Fetcher,
-    writer: Writer<'a>,
+/// Fetches and commits `plan.from..=plan.limit`: the fetch stage (its own
+/// task: ranges in flight, answers parsed there) hands merged fronts over a
+/// bounded channel to `writer`, which commits them in block order;
+/// `committed(events, next)` runs after each commit. Returns when done, when
+/// cancelled (after the commit under way), or when a stall begins (the
+/// caller rebuilds the connection).
+pub(super) async fn deep(
+    fetcher: &Arc<Fetcher>,
+    mut writer: Writer<'_>,
     plan: Plan,
     mut committed: impl FnMut(u64, u64),
 ) -> Result<(), Stop> {
-    let mut flight = Flight {
-        fetcher,
+    let flight = Flight {
+        fetcher: fetcher.clone(),
         window: RangeWindow::new(plan.from, plan.limit, plan.width),
         flying: FuturesUnordered::new(),
         handles: HashMap::new(),
     };
-    // While a transaction of the writer's is open, the ranges in flight
-    // wait: parsing an answer would hold up its statements (`pace::Gate`).
-    let gate = writer.pacer.gate();
-    let mut writer = Some(writer);
-    let mut committing: Option<Committing<'a>> = None;
-    // None: nothing committed yet in this phase; the first front commits
-    // at once (the checkpoint shows the catch-up started).
-    let mut last_commit: Option<Instant> = None;
-    let every = COMMIT_EVERY.min(plan.refresh_every);
-    let stalled_before = fetcher.health.stalled();
-    loop {
-        let stop = fetcher.cancel.is_cancelled() || (!stalled_before && fetcher.health.stalled());
-        if !stop {
-            flight.fill();
+    let (fronts, mut waiting) = mpsc::channel(FRONTS_WAITING);
+    let stop = CancellationToken::new();
+    let fetching = tokio::spawn(flight.run(plan, fronts, stop.clone()));
+    let written = async {
+        while let Some(front) = waiting.recv().await {
+            let next = front.to + 1;
+            let written = commit_front(fetcher, &mut writer, plan, front).await?;
+            committed(written, next);
         }
-        let window = &mut flight.window;
-        let due = window.front_logs().is_some_and(|logs| {
-            logs as u64 >= TARGET_LOGS
-                || window.idle()
-                || stop
-                || window.front_ends_on_a_log()
-                || last_commit.is_none_or(|t| t.elapsed() >= every)
-        });
-        if let (true, None) = (due, &committing) {
-            let (from, to, logs) = window.take_front().expect("due only with a front");
-            let w = writer
-                .take()
-                .expect("the writer is back when no commit runs");
-            committing = Some(Box::pin(commit_front(fetcher, w, plan, from, to, logs)));
-        }
-        // Nothing under way is only ever the end (or a stop); the caller
-        // resumes from the checkpoint in any case.
-        if committing.is_none() && (stop || window.finished() || flight.flying.is_empty()) {
-            return Ok(());
-        }
-        tokio::select! {
-            Some((from, to, answer)) = gate.passing(flight.flying.next()), if !flight.flying.is_empty() => {
-                // Called off (`RangeWindow::recut`): the range waits again.
-                if let Ok(answer) = answer {
-                    flight.answered(from, to, answer).await;
-                }
-            }
-            (w, written, next) = async { committing.as_mut().expect("guarded").await },
-                if committing.is_some() =>
-            {
-                committing = None;
-                writer = Some(w);
-                last_commit = Some(Instant::now());
-                committed(written?, next);
-            }
+        Ok(())
+    }
+    .await;
+    stop.cancel();
+    // It ends at once on `stop`; a panic in it is a bug worth its message.
+    if let Err(e) = fetching.await {
+        if e.is_panic() {
+            std::panic::resume_unwind(e.into_panic());
         }
     }
+    written
 }
 
 /// Commits the merged front `from..=to`: the checkpoint's hash from a log
 /// of block `to` when one has it, else from its header; the head re-read
-/// when due. Gives the writer back, with the events written and the next
-/// block.
-async fn commit_front<'a>(
-    fetcher: &'a Fetcher,
-    mut writer: Writer<'a>,
+/// when due. Returns the events written.
+async fn commit_front(
+    fetcher: &Fetcher,
+    writer: &mut Writer<'_>,
     plan: Plan,
-    from: u64,
-    to: u64,
-    logs: Vec<Log>,
-) -> (Writer<'a>, Result<u64, Stop>, u64) {
+    front: Front,
+) -> Result<u64, Stop> {
+    let Front { from, to, logs } = front;
     let (head, final_block, every) = (plan.head, plan.final_block, plan.refresh_every);
-    let result = async {
-        fetcher.refresh_head(every).await?;
-        let known = logs
-            .iter()
-            .rev()
-            .find(|l| l.block_number == Some(to) && !l.removed)
-            .and_then(|l| l.block_hash);
-        let (last, headers) = match known {
-            Some(hash) => (BlockRef { number: to, hash }, vec![]),
-            None => {
-                let header = fetcher.header(to).await?;
-                (header.block_ref(), vec![header])
-            }
-        };
-        let mut batch = decode_all(from, last, headers, &logs);
-        drop(logs);
-        fetcher.fill_timestamps(&mut batch.payments).await?;
-        writer.commit(batch, head, final_block).await
-    }
-    .await;
-    (writer, result, to + 1)
+    fetcher.refresh_head(every).await?;
+    let known = logs
+        .iter()
+        .rev()
+        .find(|l| l.block_number == Some(to) && !l.removed)
+        .and_then(|l| l.block_hash);
+    let (last, headers) = match known {
+        Some(hash) => (BlockRef { number: to, hash }, vec![]),
+        None => {
+            let header = fetcher.header(to).await?;
+            (header.block_ref(), vec![header])
+        }
+    };
+    let mut batch = decode_all(from, last, headers, &logs);
+    drop(logs);
+    fetcher.fill_timestamps(&mut batch.payments).await?;
+    writer.commit(batch, head, final_block).await
 }
 
 #[cfg(test)]

@@ -55,7 +55,7 @@ impl Indexer {
             ancestor,
             old_checkpoint: cp.number,
         };
-        let rolled = commit_with_retry(w.store, metrics, health, w.pacer, w.cancel, &work).await?;
+        let rolled = commit_with_retry(w.store, metrics, health, w.cancel, &work).await?;
         *w.checkpoint = Some(ancestor);
         health.set_indexed(ancestor.number);
         metrics.indexed_block.set(ancestor.number as i64);

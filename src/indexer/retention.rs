@@ -46,7 +46,6 @@ impl Indexer {
             &self.store,
             &self.metrics,
             &self.health,
-            &mut self.pacer,
             &self.cancel,
             &work,
         )

@@ -1,4 +1,4 @@
-//! Writing a batch (or a part of one, see `pace`) in one `BEGIN IMMEDIATE`
+//! Writing a batch (or a part of one, see `split`) in one `BEGIN IMMEDIATE`
 //! transaction: events (idempotent), reconciliation of each with its order,
 //! late matches, block hashes, the checkpoint, then finality; and rolling a
 //! reorg back the same way.

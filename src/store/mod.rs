@@ -21,6 +21,7 @@ pub mod malformed;
 pub mod notify;
 pub mod orders;
 pub mod outbox;
+pub mod pace;
 pub mod postgres;
 pub mod sqlite;
 pub mod status;
@@ -246,6 +247,9 @@ pub struct Store {
     /// When set, every [`Store::write`] first checks, in its transaction,
     /// that this lease is still held, and renews it (see `lease`).
     fence: Option<Arc<Fenced>>,
+    /// Sizes and spaces this process's write transactions (`pace`): shared
+    /// by every clone, so every writer of the process takes its turn.
+    pacer: Arc<Mutex<pace::Pacer>>,
 }
 
 #[derive(Debug, Clone)]
@@ -278,17 +282,27 @@ impl Store {
         } else {
             Backend::Sqlite(Box::new(sqlite::Sqlite::open(settings).await?))
         };
+        // SQLite's one write lock is shared with the order API: short, spaced
+        // transactions. PostgreSQL's writers do not wait for ours.
+        let pacer = match backend {
+            Backend::Sqlite(_) => pace::Pacer::new(settings.max_write, settings.write_gap),
+            Backend::Postgres(_) => pace::Pacer::unbounded(),
+        };
         Ok(Self {
             backend,
             fence: None,
+            pacer: Arc::new(Mutex::new(pacer)),
         })
     }
 
-    /// Whether our write transactions hold a lock every other writer of the
-    /// database waits for (SQLite's one write lock), so that they must be
-    /// kept short and spaced out (`indexer::pace`).
-    pub fn shares_write_lock(&self) -> bool {
-        matches!(self.backend, Backend::Sqlite(_))
+    /// Payments the next write transaction should hold: on SQLite what fits
+    /// `database.max_write_ms`, learned from the transactions before it.
+    pub fn rows_per_write(&self) -> usize {
+        self.pacer().rows()
+    }
+
+    fn pacer(&self) -> std::sync::MutexGuard<'_, pace::Pacer> {
+        self.pacer.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// This store, with every [`Store::write`] fenced by `fence`: a write
@@ -409,19 +423,26 @@ impl Store {
         })
     }
 
-    /// Runs `work` in one write transaction and commits it; on error
-    /// everything is rolled back. A fenced store (see [`Store::fenced`])
+    /// Runs `work` in one write transaction and commits it, in its turn
+    /// (`pace`); on error everything is rolled back. A fenced store (see [`Store::fenced`])
     /// checks and renews its lease first, in the same transaction.
     ///
     /// Returns the output and how long the transaction held its locks (from
     /// the `BEGIN` to the end of the `COMMIT`). On SQLite that is the one
     /// write lock, which the order API shares (see `sqlite::Sqlite::write`).
     pub async fn write<W: TxWork>(&self, work: &W) -> Result<(W::Output, Duration), StoreError> {
+        // Our turn: the lock free for the gap since our last commit (the
+        // guard is dropped before the sleep).
+        let turn = self.pacer().turn();
+        if let Some(turn) = turn {
+            tokio::time::sleep_until(turn).await;
+        }
         let done = match &self.backend {
             Backend::Sqlite(s) => s.write(self, work).await,
             Backend::Postgres(p) => p.write(self, work).await,
         };
         let (out, locked, held) = done?;
+        self.pacer().committed(work.rows(), held);
         if let Some(f) = &self.fence {
             *f.renewed.lock().unwrap_or_else(|e| e.into_inner()) = Some(locked);
         }
