@@ -31,69 +31,102 @@ use reader::{problem, Reader};
 /// The built-in first layer: the shipped `config/default.toml`.
 pub const DEFAULTS: &str = include_str!("../config/default.toml");
 
-/// Every known key, by section.
-const KEYS: &[(&str, &[&str])] = &[
+/// What values a setting takes, and how `check-config` prints it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// An integer in `min..=max` (a time in the unit its name ends with).
+    Int(u64, u64),
+    /// Text.
+    Text,
+    /// One of these words.
+    Choice(&'static [&'static str]),
+    /// A `0x` address (its checksum checked when it has mixed case).
+    Address,
+    /// A database URL: printed without its password.
+    DatabaseUrl,
+    /// A URL that may carry a secret: printed as scheme, host and port.
+    SecretUrl,
+    /// A list of them.
+    SecretUrls,
+    /// A secret never printed.
+    Secret,
+}
+
+/// Every setting, `section.key`, with what it takes: the one table that
+/// reading (ranges, choices), unknown-key errors, `check-config` and the
+/// docs test go by.
+pub const KEYS: &[(&str, Kind)] = &[
+    ("database.url", Kind::DatabaseUrl),
+    ("database.schema", Kind::Text),
+    ("database.busy_timeout_ms", Kind::Int(1, 600_000)),
+    ("database.max_connections", Kind::Int(1, 64)),
+    ("database.max_write_ms", Kind::Int(1, 60_000)),
+    ("database.write_gap_ms", Kind::Int(0, 1_000)),
+    ("chain.rpc_url", Kind::SecretUrl),
+    ("chain.rpc_urls", Kind::SecretUrls),
+    ("chain.chain_id", Kind::Int(1, u64::MAX >> 1)),
+    ("chain.contract", Kind::Address),
+    ("chain.token", Kind::Address),
+    ("chain.treasury", Kind::Address),
+    ("chain.start_block", Kind::Int(0, i64::MAX as u64)),
+    ("chain.confirmations", Kind::Int(0, 10_000)),
     (
-        "database",
-        &[
-            "url",
-            "schema",
-            "busy_timeout_ms",
-            "max_connections",
-            "max_write_ms",
-            "write_gap_ms",
-        ],
+        "chain.finality",
+        Kind::Choice(&["depth", "safe", "finalized"]),
     ),
-    (
-        "chain",
-        &[
-            "rpc_url",
-            "rpc_urls",
-            "chain_id",
-            "contract",
-            "token",
-            "treasury",
-            "start_block",
-            "confirmations",
-            "finality",
-            "max_block_range",
-            "poll_interval_ms",
-            "reorg_window",
-            "stall_after_s",
-            "request_timeout_ms",
-            "verify_rpc_urls",
-            "verify_quorum",
-            "max_requests_per_second",
-            "max_concurrent_requests",
-        ],
-    ),
-    (
-        "reconcile",
-        &[
-            "overpayment",
-            "pending_sweep_interval_s",
-            "pending_sweep_grace_s",
-        ],
-    ),
-    ("audit", &["interval_ms", "request_share_percent"]),
-    ("http", &["listen", "max_ready_lag_blocks"]),
-    ("log", &["format", "level", "progress_interval_ms"]),
-    ("shutdown", &["grace_s"]),
-    ("ha", &["lease_ttl_ms", "renew_interval_ms", "replica_id"]),
-    ("outbox", &["retention_days"]),
-    (
-        "webhooks",
-        &[
-            "url",
-            "secret",
-            "request_timeout_ms",
-            "give_up_after_s",
-            "retry_initial_ms",
-            "retry_max_ms",
-            "max_in_flight",
-        ],
-    ),
+    ("chain.max_block_range", Kind::Int(1, 1_000_000)),
+    ("chain.poll_interval_ms", Kind::Int(10, 600_000)),
+    ("chain.reorg_window", Kind::Int(1, 100_000)),
+    ("chain.stall_after_s", Kind::Int(1, 86_400)),
+    ("chain.request_timeout_ms", Kind::Int(100, 600_000)),
+    ("chain.verify_rpc_urls", Kind::SecretUrls),
+    ("chain.verify_quorum", Kind::Int(1, 1_000)),
+    ("chain.max_requests_per_second", Kind::Int(1, 100_000)),
+    ("chain.max_concurrent_requests", Kind::Int(1, 64)),
+    ("reconcile.overpayment", Kind::Choice(&["accept", "flag"])),
+    ("reconcile.pending_sweep_interval_s", Kind::Int(0, 86_400)),
+    ("reconcile.pending_sweep_grace_s", Kind::Int(1, 86_400)),
+    ("audit.interval_ms", Kind::Int(0, 86_400_000)),
+    ("audit.request_share_percent", Kind::Int(1, 100)),
+    ("http.listen", Kind::Text),
+    ("http.max_ready_lag_blocks", Kind::Int(0, 1_000_000)),
+    ("log.format", Kind::Choice(&["text", "json"])),
+    ("log.level", Kind::Text),
+    ("log.progress_interval_ms", Kind::Int(100, 3_600_000)),
+    ("shutdown.grace_s", Kind::Int(1, 3600)),
+    ("ha.lease_ttl_ms", Kind::Int(300, 600_000)),
+    ("ha.renew_interval_ms", Kind::Int(100, 200_000)),
+    ("ha.replica_id", Kind::Text),
+    ("outbox.retention_days", Kind::Int(1, 36_500)),
+    ("webhooks.url", Kind::SecretUrl),
+    ("webhooks.secret", Kind::Secret),
+    ("webhooks.request_timeout_ms", Kind::Int(100, 600_000)),
+    ("webhooks.give_up_after_s", Kind::Int(1, 365 * 86_400)),
+    ("webhooks.retry_initial_ms", Kind::Int(100, 86_400_000)),
+    ("webhooks.retry_max_ms", Kind::Int(100, 86_400_000)),
+    ("webhooks.max_in_flight", Kind::Int(1, 256)),
 ];
+
+/// What `key` takes. Every key the reader asks for is in [`KEYS`] (a test
+/// reads them all): one that is not is a bug, not a configuration problem.
+pub(crate) fn kind_of(key: &str) -> Kind {
+    KEYS.iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, kind)| *kind)
+        .unwrap_or_else(|| panic!("{key} is not in config::KEYS"))
+}
+
+/// The sections of [`KEYS`], in their order.
+pub fn sections() -> Vec<&'static str> {
+    let mut out: Vec<&str> = Vec::new();
+    for (key, _) in KEYS {
+        let section = key.split_once('.').map_or(*key, |(s, _)| s);
+        if !out.contains(&section) {
+            out.push(section);
+        }
+    }
+    out
+}
 
 /// All settings.
 #[derive(Debug, Clone)]
@@ -109,6 +142,9 @@ pub struct Settings {
     pub audit: AuditSettings,
     /// `None` when `webhooks.url` is empty: no dispatcher runs.
     pub webhooks: Option<WebhookSettings>,
+    /// Every key with a value, as `check-config` prints it (secrets
+    /// redacted): taken from the layers by the key table (`render`).
+    shown: Vec<(&'static str, toml::Value)>,
 }
 
 /// The outbox (`payment_notifications`).

@@ -416,3 +416,79 @@ fn a_database_url_of_another_kind_or_a_bad_schema_is_refused_without_its_passwor
         assert!(err.contains(named) && !err.contains("PW9"), "{err}");
     }
 }
+
+#[test]
+fn default_toml_and_the_readme_document_exactly_the_keys_of_the_table() {
+    use std::collections::BTreeSet;
+    let table: BTreeSet<String> = KEYS.iter().map(|(k, _)| (*k).to_owned()).collect();
+    // default.toml: `key = …`, or `# key = …` for a key with no default.
+    let mut in_toml = BTreeSet::new();
+    let mut section = String::new();
+    for line in DEFAULTS.lines() {
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.to_owned();
+            continue;
+        }
+        let line = line.strip_prefix("# ").unwrap_or(line);
+        if let Some((key, _)) = line.split_once(" = ") {
+            if !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+                in_toml.insert(format!("{section}.{key}"));
+            }
+        }
+    }
+    assert_eq!(in_toml, table, "config/default.toml against config::KEYS");
+    // README's Configuration table: one row per key.
+    let readme = include_str!("../README.md");
+    let start = readme
+        .find("\n## Configuration")
+        .expect("a Configuration section");
+    let end = readme[start + 1..]
+        .find("\n## ")
+        .map_or(readme.len(), |i| start + 1 + i);
+    let in_readme: BTreeSet<String> = readme[start..end]
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `")?.split_once('`'))
+        .map(|(key, _)| key.to_owned())
+        .filter(|key| key.contains('.'))
+        .collect();
+    assert_eq!(
+        in_readme, table,
+        "README's configuration table against config::KEYS"
+    );
+}
+
+#[test]
+fn an_old_notify_section_is_refused_naming_its_new_key() {
+    let mut e = required();
+    e.extend(env(&[("LIQPASS__NOTIFY__RETENTION_DAYS", "7")]));
+    let err = load(&sources(e)).expect_err("renamed");
+    assert_eq!(problems(&err), ["notify"]);
+    assert!(err.to_string().contains("outbox.retention_days"), "{err}");
+}
+
+#[test]
+fn check_config_prints_every_key_with_a_value_and_no_other() {
+    let mut e = required();
+    e.extend(env(&[(
+        "LIQPASS__WEBHOOKS__URL",
+        "https://hooks.example/in?token=HOOKTOKEN1",
+    )]));
+    e.extend(env(&[(
+        "LIQPASS__WEBHOOKS__SECRET",
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    )]));
+    let s = load(&sources(e)).expect("valid");
+    let toml = s.to_redacted_toml();
+    let parsed: toml::Table = toml.parse().expect("check-config prints TOML");
+    for (key, kind) in KEYS {
+        let (section, name) = key.split_once('.').expect("section.key");
+        let shown = parsed.get(section).and_then(|t| t.get(name)).is_some();
+        let optional = ["chain.treasury", "chain.max_requests_per_second"].contains(key);
+        assert!(shown || optional, "{key} ({kind:?}) not printed:\n{toml}");
+    }
+    assert!(
+        !toml.contains("HOOKTOKEN1") && !toml.contains("MfKQ9r8"),
+        "{toml}"
+    );
+    assert!(toml.contains("<redacted: 2 keys>"), "{toml}");
+}

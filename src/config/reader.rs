@@ -9,9 +9,9 @@ use alloy::primitives::Address;
 use config::{Config, Value, ValueKind};
 
 use super::{
-    AuditSettings, ChainSettings, DatabaseSettings, Endpoints, Finality, HaSettings, HttpSettings,
-    LogFormat, LogSettings, OutboxSettings, OverpaymentPolicy, Problem, ReconcileSettings,
-    SecretUrl, Settings, ShutdownSettings, KEYS,
+    kind_of, AuditSettings, ChainSettings, DatabaseSettings, Endpoints, Finality, HaSettings,
+    HttpSettings, Kind, LogFormat, LogSettings, OutboxSettings, OverpaymentPolicy, Problem,
+    ReconcileSettings, SecretUrl, Settings, ShutdownSettings, KEYS,
 };
 use crate::domain::Scope;
 
@@ -66,7 +66,11 @@ impl Reader {
         }
     }
 
-    fn int(&mut self, key: &str, min: u64, max: u64) -> Option<u64> {
+    /// An integer in the range [`KEYS`] gives `key`.
+    fn int(&mut self, key: &str) -> Option<u64> {
+        let Kind::Int(min, max) = kind_of(key) else {
+            panic!("{key} is not an integer in config::KEYS");
+        };
         let v = self.required(key)?;
         let n = match &v.kind {
             ValueKind::I64(n) => u64::try_from(*n).ok(),
@@ -95,8 +99,8 @@ impl Reader {
         }
     }
 
-    fn millis(&mut self, key: &str, min: u64, max: u64) -> Option<Duration> {
-        self.int(key, min, max).map(Duration::from_millis)
+    fn millis(&mut self, key: &str) -> Option<Duration> {
+        self.int(key).map(Duration::from_millis)
     }
 
     fn address(&mut self, key: &str, required: bool) -> Option<Address> {
@@ -110,7 +114,14 @@ impl Reader {
         }
     }
 
+    /// One of the words [`KEYS`] gives `key`, as the value `options` pair
+    /// with it.
     fn choice<T: Copy>(&mut self, key: &str, options: &[(&str, T)]) -> Option<T> {
+        debug_assert!(
+            matches!(kind_of(key), Kind::Choice(names)
+                if names.iter().eq(options.iter().map(|(n, _)| n))),
+            "{key}: the reader's choices are the key table's"
+        );
         let text = self.string(key, true)?;
         let found = options
             .iter()
@@ -198,14 +209,18 @@ impl Reader {
                 );
                 continue;
             }
-            let Some((_, keys)) = KEYS.iter().find(|(s, _)| *s == section) else {
-                let known: Vec<_> = KEYS.iter().map(|(s, _)| *s).collect();
+            let sections = super::sections();
+            if !sections.contains(&section.as_str()) {
                 self.bad(
                     &section,
-                    format!("unknown section; known sections: {}", known.join(", ")),
+                    format!("unknown section; known sections: {}", sections.join(", ")),
                 );
                 continue;
-            };
+            }
+            let keys: Vec<&str> = KEYS
+                .iter()
+                .filter_map(|(k, _)| k.strip_prefix(section.as_str())?.strip_prefix('.'))
+                .collect();
             let ValueKind::Table(entries) = value.kind else {
                 self.bad(&section, "expected a table of settings");
                 continue;
@@ -246,10 +261,10 @@ impl Reader {
                 );
             }
         }
-        let busy_timeout = self.millis("database.busy_timeout_ms", 1, 600_000);
-        let max_connections = self.int("database.max_connections", 1, 64);
-        let max_write = self.millis("database.max_write_ms", 1, 60_000);
-        let write_gap = self.millis("database.write_gap_ms", 0, 1_000);
+        let busy_timeout = self.millis("database.busy_timeout_ms");
+        let max_connections = self.int("database.max_connections");
+        let max_write = self.millis("database.max_write_ms");
+        let write_gap = self.millis("database.write_gap_ms");
         Some(DatabaseSettings {
             url: url?,
             schema: schema?,
@@ -271,7 +286,7 @@ impl Reader {
                 self.bad("log.level", format!("{l:?} is not a tracing filter: {e}"));
             }
         }
-        let progress_interval = self.millis("log.progress_interval_ms", 100, 3_600_000);
+        let progress_interval = self.millis("log.progress_interval_ms");
         Some(LogSettings {
             format: format?,
             level: level?,
@@ -287,8 +302,8 @@ impl Reader {
                 ("flag", OverpaymentPolicy::Flag),
             ],
         );
-        let sweep = self.int("reconcile.pending_sweep_interval_s", 0, 86_400);
-        let grace = self.int("reconcile.pending_sweep_grace_s", 1, 86_400);
+        let sweep = self.int("reconcile.pending_sweep_interval_s");
+        let grace = self.int("reconcile.pending_sweep_grace_s");
         Some(ReconcileSettings {
             overpayment: overpayment?,
             pending_sweep_interval: off_when_zero(Duration::from_secs(sweep?)),
@@ -297,8 +312,8 @@ impl Reader {
     }
 
     pub(super) fn audit(&mut self) -> Option<AuditSettings> {
-        let interval = self.millis("audit.interval_ms", 0, 86_400_000);
-        let share = self.int("audit.request_share_percent", 1, 100);
+        let interval = self.millis("audit.interval_ms");
+        let share = self.int("audit.request_share_percent");
         Some(AuditSettings {
             interval: off_when_zero(interval?),
             request_share_percent: share? as u32,
@@ -317,7 +332,7 @@ impl Reader {
                 None
             }
         });
-        let lag = self.int("http.max_ready_lag_blocks", 0, 1_000_000);
+        let lag = self.int("http.max_ready_lag_blocks");
         Some(HttpSettings {
             listen: listen?,
             max_ready_lag_blocks: lag?,
@@ -325,22 +340,21 @@ impl Reader {
     }
 
     pub(super) fn shutdown(&mut self) -> Option<ShutdownSettings> {
-        self.int("shutdown.grace_s", 1, 3600)
-            .map(|s| ShutdownSettings {
-                grace: Duration::from_secs(s),
-            })
+        self.int("shutdown.grace_s").map(|s| ShutdownSettings {
+            grace: Duration::from_secs(s),
+        })
     }
 
     pub(super) fn outbox(&mut self) -> Option<OutboxSettings> {
-        self.int("outbox.retention_days", 1, 36_500)
+        self.int("outbox.retention_days")
             .map(|days| OutboxSettings {
                 retention_days: days as u32,
             })
     }
 
     pub(super) fn ha(&mut self) -> Option<HaSettings> {
-        let ttl = self.millis("ha.lease_ttl_ms", 300, 600_000);
-        let renew = self.millis("ha.renew_interval_ms", 100, 200_000);
+        let ttl = self.millis("ha.lease_ttl_ms");
+        let renew = self.millis("ha.renew_interval_ms");
         let id = self.string("ha.replica_id", true);
         if let (Some(ttl), Some(renew)) = (ttl, renew) {
             if renew * 3 > ttl {
@@ -373,7 +387,7 @@ impl Reader {
 
     /// `chain.chain_id` and `chain.contract`: what the stored rows belong to.
     pub(super) fn scope(&mut self) -> Option<Scope> {
-        let chain_id = self.int("chain.chain_id", 1, u64::MAX >> 1);
+        let chain_id = self.int("chain.chain_id");
         let contract = self.address("chain.contract", true);
         Some(Scope {
             chain_id: chain_id?,
@@ -383,13 +397,13 @@ impl Reader {
 
     /// `chain.start_block`: where indexing starts.
     pub(super) fn start_block(&mut self) -> Option<u64> {
-        self.int("chain.start_block", 0, i64::MAX as u64)
+        self.int("chain.start_block")
     }
 
     /// The RPC endpoints and their request timeout.
     pub(super) fn endpoints(&mut self) -> Option<Endpoints> {
         let urls = self.rpc_urls();
-        let request_timeout = self.millis("chain.request_timeout_ms", 100, 600_000);
+        let request_timeout = self.millis("chain.request_timeout_ms");
         if urls.is_empty() {
             return None;
         }
@@ -422,6 +436,7 @@ impl Reader {
             outbox: outbox?,
             audit: audit?,
             webhooks: webhooks?,
+            shown: super::render::effective(&self.cfg),
         })
     }
 
@@ -431,7 +446,7 @@ impl Reader {
         let token = self.address("chain.token", true);
         let treasury = self.address("chain.treasury", false);
         let start_block = self.start_block();
-        let confirmations = self.int("chain.confirmations", 0, 10_000);
+        let confirmations = self.int("chain.confirmations");
         let finality = self.choice(
             "chain.finality",
             &[
@@ -440,9 +455,9 @@ impl Reader {
                 ("finalized", Finality::Finalized),
             ],
         );
-        let max_block_range = self.int("chain.max_block_range", 1, 1_000_000);
-        let poll_interval = self.millis("chain.poll_interval_ms", 10, 600_000);
-        let reorg_window = self.int("chain.reorg_window", 1, 100_000);
+        let max_block_range = self.int("chain.max_block_range");
+        let poll_interval = self.millis("chain.poll_interval_ms");
+        let reorg_window = self.int("chain.reorg_window");
         if let (Some(w), Some(c)) = (reorg_window, confirmations) {
             if w <= c {
                 self.bad(
@@ -451,15 +466,13 @@ impl Reader {
                 );
             }
         }
-        let stall_after = self
-            .int("chain.stall_after_s", 1, 86_400)
-            .map(Duration::from_secs);
+        let stall_after = self.int("chain.stall_after_s").map(Duration::from_secs);
         let rps_key = "chain.max_requests_per_second";
         let max_requests_per_second = match self.value(rps_key) {
             None => Some(None),
-            Some(_) => self.int(rps_key, 1, 100_000).map(Some),
+            Some(_) => self.int(rps_key).map(Some),
         };
-        let max_concurrent_requests = self.int("chain.max_concurrent_requests", 1, 64);
+        let max_concurrent_requests = self.int("chain.max_concurrent_requests");
         let primary = endpoints.as_ref().map_or(&[][..], |e| e.urls.as_slice());
         let (verify_rpc_urls, verify_quorum) = self.verification(primary);
         let (scope, endpoints) = (scope?, endpoints?);
@@ -517,7 +530,7 @@ impl Reader {
             }
         }
         let quorum = self
-            .int("chain.verify_quorum", 1, 1_000)
+            .int("chain.verify_quorum")
             .and_then(|q| usize::try_from(q).ok());
         let quorum = match quorum {
             Some(q) if q > 1 && urls.is_empty() => {

@@ -12,11 +12,11 @@ impl Reader {
     pub(in crate::config) fn webhooks(&mut self) -> Option<Option<WebhookSettings>> {
         let url = self.string("webhooks.url", false).unwrap_or_default();
         let secret = self.string("webhooks.secret", false).unwrap_or_default();
-        let timeout = self.millis("webhooks.request_timeout_ms", 100, 600_000);
-        let give_up = self.int("webhooks.give_up_after_s", 1, 365 * 86_400);
-        let initial = self.millis("webhooks.retry_initial_ms", 100, 86_400_000);
-        let max = self.millis("webhooks.retry_max_ms", 100, 86_400_000);
-        let in_flight = self.int("webhooks.max_in_flight", 1, 256);
+        let timeout = self.millis("webhooks.request_timeout_ms");
+        let give_up = self.int("webhooks.give_up_after_s");
+        let initial = self.millis("webhooks.retry_initial_ms");
+        let max = self.millis("webhooks.retry_max_ms");
+        let in_flight = self.int("webhooks.max_in_flight");
         if url.trim().is_empty() {
             if !secret.trim().is_empty() {
                 self.bad(
