@@ -150,13 +150,19 @@ async fn lead(
             Ok(mut indexer) => {
                 // The completeness checks run beside the indexer for the
                 // term, and end with it.
-                let auditing = indexer
-                    .auditor()
-                    .map(|a| tokio::spawn(a.run(leading.child_token())));
+                // The leader-only tasks run beside the indexer for the
+                // term, and end with it.
+                let mut beside = vec![tokio::spawn(indexer.retention().run(leading.child_token()))];
+                if let Some(auditor) = indexer.auditor() {
+                    beside.push(tokio::spawn(auditor.run(leading.child_token())));
+                }
+                if let Some(verifying) = indexer.verification() {
+                    beside.push(tokio::spawn(verifying.run()));
+                }
                 let indexed = indexer.run().await;
-                if let Some(auditing) = auditing {
-                    auditing.abort();
-                    let _ = auditing.await;
+                for task in beside {
+                    task.abort();
+                    let _ = task.await;
                 }
                 indexed?
             }

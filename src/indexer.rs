@@ -1,27 +1,30 @@
-//! The only module that knows every stage. One loop, checkpoint-driven:
+//! The wiring of the stages; reading it top to bottom shows the whole path.
+//! One loop, checkpoint-driven, in the writer's task:
 //!
-//! 1. read the head (`fetch`); with `chain.verify_rpc_urls`, have final
-//!    payments confirmed by independent endpoints, which alone promotes
-//!    them to paid (`verify`);
-//! 2. far behind: keep up to `chain.max_concurrent_requests` deep ranges
-//!    (adaptive getLogs) in flight and commit them in block order while
-//!    the next ones are fetched (`flight`); near the head: fetch each new header, check it
-//!    builds on the checkpoint (`chain::window`), else roll the reorg back,
-//!    and fetch by block hash the logs of the blocks whose bloom may hold
-//!    ours (`fetch`);
-//! 3. decode, cut the batch at block boundaries into transactions that
-//!    hold the write lock about `database.max_write_ms` each (`pace`), and
-//!    in each `BEGIN IMMEDIATE` transaction insert events, reconcile them
-//!    with their orders, late-match, record block hashes, advance the
-//!    checkpoint, promote final payments (`write`); commit (`commit`);
+//! 1. read the head (`fetch`);
+//! 2. far behind: run the deep phase (`flight`): its fetch stage, a task of
+//!    its own, keeps up to `chain.max_concurrent_requests` deep ranges
+//!    (adaptive getLogs) in flight and hands merged fronts, in block order,
+//!    over a bounded channel; this task commits them. Near the head: fetch
+//!    each new header, check it builds on the checkpoint (`chain::window`),
+//!    else roll the reorg back (`reorg`), and fetch by block hash the logs of
+//!    the blocks whose bloom may hold ours (`fetch`);
+//! 3. decode, cut the batch at block boundaries into transactions of the
+//!    size the store says fits (`split`; on SQLite `database.max_write_ms`,
+//!    spaced by `store::pace`), and in each transaction insert events,
+//!    reconcile them with their orders, late-match, record block hashes,
+//!    advance the checkpoint, promote final payments (`write`); commit
+//!    (`commit`);
 //! 4. after the commits only: metrics, readiness, logs; while catching up,
 //!    progress every `log.progress_interval_ms` (`progress`);
 //! 5. caught up: wait for a new head (websocket push or polling).
 //!
 //! The checkpoint in the database, never a subscription, decides what has
 //! been indexed; cancellation is honoured between batches only. Beside the
-//! loop, for the term, the completeness task (`audit`) re-asks what the
-//! checkpoint passed; it writes through the same path (`write`).
+//! loop, for each term of the lease, leader-only tasks own their state and
+//! write through the same store: the completeness audit (`audit`), the
+//! second opinion (`verify`) and the outbox's retention (`retention`);
+//! `app` starts and stops them with the term.
 
 mod audit;
 mod commit;
@@ -46,6 +49,8 @@ use commit::Writer;
 pub use fetch::Batch;
 use fetch::{Fetcher, Near};
 use progress::{Counters, Progress};
+pub use retention::Retention;
+pub use verify::Verifying;
 
 use crate::chain::pool::{PoolError, RpcPool};
 use crate::chain::range::RangeSizer;
@@ -94,8 +99,6 @@ pub struct Indexer {
     in_stall: bool,
     /// `chain.verify_rpc_urls`, when set (see `verify`).
     verifiers: Option<verify::Verifiers>,
-    /// When the outbox's retention last ran (see `retention`).
-    pruned_at: Option<Instant>,
     /// Where verification rounds send logs a verifier returned that are
     /// not stored (to the term's `audit::Auditor`).
     suspects: Option<tokio::sync::mpsc::UnboundedSender<Vec<audit::Suspect>>>,
@@ -155,8 +158,35 @@ impl Indexer {
             announced: None,
             in_stall: false,
             verifiers,
-            pruned_at: None,
             suspects: None,
+        })
+    }
+
+    /// The outbox's retention task of this term (`retention`), to run beside
+    /// [`Indexer::run`] until the term ends.
+    pub fn retention(&self) -> Retention {
+        Retention {
+            store: self.store.clone(),
+            metrics: self.metrics.clone(),
+            health: self.health.clone(),
+            settings: self.settings.clone(),
+        }
+    }
+
+    /// The verification task of this term (`verify`), to run beside
+    /// [`Indexer::run`] until the term ends; `None` without verifiers. After
+    /// [`Indexer::auditor`]: its findings go to the completeness task.
+    pub fn verification(&mut self) -> Option<Verifying> {
+        Some(Verifying {
+            verifiers: self.verifiers.take()?,
+            store: self.store.clone(),
+            scope: self.scope,
+            settings: self.settings.clone(),
+            metrics: self.metrics.clone(),
+            health: self.health.clone(),
+            primary: self.fetcher.pool.clone(),
+            suspects: self.suspects.clone(),
+            cancel: self.cancel.child_token(),
         })
     }
 
@@ -236,10 +266,6 @@ impl Indexer {
                 None => self.fetcher.head().await?,
             };
             self.observe_head(chain_head);
-            self.verify_final(chain_head).await?;
-            if range.is_none() {
-                self.prune_outbox().await?;
-            }
             let head = range.map_or(chain_head, |(_, to)| to.min(chain_head));
             if range.is_none() {
                 next = self

@@ -1,32 +1,46 @@
 //! liqpass-indexer follows the LiqPass checkout contract, stores every
 //! `PremiumPaid` log in SQLite or PostgreSQL and reconciles it with the order it pays.
 //!
-//! Data flow: `chain::source` fetches logs (ranged `eth_getLogs` when far
-//! behind; near the head, headers, and logs by block hash where a header's
-//! bloom may hold ours: `chain::bloom`) → `chain::decode` turns them into
-//! `domain::Payment`s (validated: a log no `emit` can produce is kept raw
-//! as `domain::Malformed`, never paid; the contract's treasury moves come
-//! along) → `indexer` writes each batch in one transaction
-//! through `store` (one write lease: `ha`), applying `reconcile`'s pure rules → after the
-//! commit, `metrics` and `health` are updated and `http` serves them. Each
-//! change to an order, and each payment that needs a person, is announced in
-//! the same transaction as a row of the outbox (`store::outbox`), which
-//! `webhooks` delivers, signed, when a receiver is configured. With
-//! `chain.verify_rpc_urls` set, a final payment counts (`paid`) only after
-//! `indexer::verify` has had its log confirmed by independent endpoints.
-//! Beside it, the leader's completeness task (`indexer::audit`) asks for
-//! final ranges again, and for pending orders by orderId, and stores
-//! through the same write path whatever an answer had left out.
+//! Data flow, as stages that each own their state:
+//!
+//! ```text
+//! fetch stage (a task while far behind)     writer (owns the checkpoint)         leader-only tasks
+//! ranges in flight, refusals, sizing  ──>   one transaction per part of a   ──>  completeness (indexer::audit)
+//! near the head: headers, bloom,   bounded  batch: events, reconcile, reorg      verification (indexer::verify)
+//! logs by block hash, decode,      channel  undo, finality, outbox,              outbox retention (indexer::retention)
+//! timestamps (chain, indexer::fetch)        checkpoint (indexer::write)          webhooks (the outbox, signed)
+//!                                           SQLite pacing behind store::write
+//! ```
+//!
+//! `chain::source` fetches logs (ranged `eth_getLogs` far behind, in the
+//! fetch stage's own task: `indexer::flight`; near the head, headers and
+//! logs by block hash where a header's bloom may hold ours: `chain::bloom`)
+//! → `chain::decode` turns them into `domain::Payment`s (validated: a log no
+//! `emit` can produce is kept raw as `domain::Malformed`, never paid; the
+//! treasury's moves come along) → the writer (`indexer::commit`,
+//! `indexer::write`) writes each part of a batch in one transaction through
+//! `store` (fenced by the write lease: `ha`; spaced on SQLite by
+//! `store::pace`), applying `reconcile`'s pure rules → after the commit,
+//! `metrics` and `health` are updated and `http` serves them. Each change to
+//! an order, and each payment that needs a person, is announced in the same
+//! transaction as a row of the outbox (`store::outbox`). Beside the writer,
+//! for each term of the lease, leader-only tasks: `webhooks` delivers the
+//! outbox; `indexer::verify` has final payments confirmed by independent
+//! endpoints (with `chain.verify_rpc_urls`, only that promotes them to
+//! `paid`); `indexer::audit` asks for final ranges again and for pending
+//! orders by orderId, and stores through the same write path whatever an
+//! answer had left out; `indexer::retention` prunes the outbox.
 //!
 //! | module | job |
 //! | --- | --- |
-//! | `config` | typed, layered, validated settings |
+//! | `config` | typed, layered, validated settings, by one key table (`KEYS`) |
+//! | `secret` | secrets and URLs printed only redacted (a leaf) |
 //! | `telemetry` | tracing subscriber |
 //! | `domain` | plain types |
 //! | `chain` | bindings, decode, bloom check, range sizing, reorg window, RPC source |
-//! | `store` | pool, migrations, events, orders, sync state, verification outcomes, the outbox, exceptions (`review`, `resolve`, `order`), the audit's position, malformed logs, the treasury's moves |
+//! | `store` | one interface over SQLite and PostgreSQL: pool, migrations, pacing (`pace`), events, orders, the checkpoint and block hashes, verification outcomes, the outbox, exceptions (`review`, `resolve`, `order`), the audit's position, malformed logs, the treasury's moves |
 //! | `reconcile` | pure matching rules |
-//! | `indexer` | the loop that knows every stage (and the verification step), and the completeness task beside it (`audit`) |
+//! | `indexer` | the wiring of the stages: the fetch stage (`fetch`, `flight`), the writer (`commit`, `split`, `write`, `reorg`), and the leader-only tasks beside it (`audit`, `verify`, `retention`) |
 //! | `http`, `metrics`, `health` | what operators see |
 //! | `ha` | the write lease: one leader, standbys, the fence |
 //! | `webhooks` | the outbox delivered as signed webhooks (leader only) |

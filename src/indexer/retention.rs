@@ -1,15 +1,20 @@
-//! The outbox's retention (`outbox.retention_days`): once an hour, in the
-//! indexer's loop (so by the leader only), one short transaction deletes a
-//! bounded batch of expired notifications. It must not delete a row the
-//! webhook dispatcher has not delivered; with no dispatcher no row will
-//! ever be delivered, so a row counts as delivered once it is
-//! `retention_days` old.
+//! The outbox's retention (`outbox.retention_days`), a leader-only task
+//! beside the indexer: once an hour one short transaction deletes a bounded
+//! batch of expired notifications (again at once while a batch was full).
+//! It must not delete a row the webhook dispatcher has not delivered; with
+//! no dispatcher no row will ever be delivered, so a row counts as delivered
+//! once it is `retention_days` old.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
 
 use super::commit::commit_with_retry;
-use super::{Indexer, Stop};
-use crate::store::{outbox, Conn, StoreError, TxWork};
+use super::Stop;
+use crate::config::Settings;
+use crate::health::Health;
+use crate::metrics::Metrics;
+use crate::store::{outbox, Conn, Store, StoreError, TxWork};
 
 /// How often the retention statement runs.
 const EVERY: Duration = Duration::from_secs(3600);
@@ -30,30 +35,45 @@ impl TxWork for Prune {
     }
 }
 
-impl Indexer {
-    /// Deletes expired notifications when an hour has passed since the last
-    /// time (or at the first call).
-    pub(super) async fn prune_outbox(&mut self) -> Result<(), Stop> {
-        if self.pruned_at.is_some_and(|t| t.elapsed() < EVERY) {
-            return Ok(());
-        }
+/// The retention task of one term: it writes through the term's fenced
+/// store and ends with the term (`cancel`), or when the lease is lost.
+pub struct Retention {
+    pub store: Store,
+    pub metrics: Metrics,
+    pub health: Health,
+    pub settings: Settings,
+}
+
+impl Retention {
+    pub async fn run(self, cancel: CancellationToken) {
         let work = Prune {
             days: self.settings.outbox.retention_days,
             // With no dispatcher, nothing will ever deliver a row.
             undelivered_too: self.settings.webhooks.is_none(),
         };
-        let deleted = commit_with_retry(
-            &self.store,
-            &self.metrics,
-            &self.health,
-            &self.cancel,
-            &work,
-        )
-        .await?;
-        self.pruned_at = Some(Instant::now());
-        if deleted > 0 {
-            tracing::info!(deleted, "expired notifications deleted");
+        loop {
+            let deleted =
+                commit_with_retry(&self.store, &self.metrics, &self.health, &cancel, &work);
+            match deleted.await {
+                Ok(deleted) => {
+                    if deleted > 0 {
+                        tracing::info!(deleted, "expired notifications deleted");
+                    }
+                    // A full batch: more may be due.
+                    if deleted >= outbox::PRUNE_LIMIT as u64 {
+                        continue;
+                    }
+                }
+                Err(Stop::Cancelled) => return,
+                Err(Stop::Fatal(e)) => {
+                    tracing::warn!(error = %e, "outbox retention stopped");
+                    return;
+                }
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(EVERY) => {}
+            }
         }
-        Ok(())
     }
 }

@@ -26,20 +26,26 @@ mod ask;
 mod compare;
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alloy::rpc::types::Log;
 
+use alloy::eips::BlockNumberOrTag;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
 use super::audit::{Path, Suspect};
 use super::commit::commit_with_retry;
-use super::{Indexer, Stop};
+use super::{IndexerError, Stop};
 use crate::chain::decode;
 use crate::chain::pool::{PoolError, RpcPool};
-use crate::config::ChainSettings;
+use crate::config::{ChainSettings, Finality, Settings};
 use crate::domain::Scope;
+use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::store::verify::{self, Unverified, Verification};
-use crate::store::{events, orders, outbox, Conn, StoreError};
+use crate::store::{checkpoint, events, orders, outbox, Conn, Store, StoreError};
 use ask::Endpoint;
 use compare::{combine, Outcome, Verdict};
 
@@ -172,18 +178,83 @@ async fn record_round(tx: &mut Conn<'_>, work: &Record<'_>) -> Result<Recorded, 
     })
 }
 
-impl Indexer {
+/// The verification task of one term: a leader-only task beside the
+/// indexer, with the term's fenced store, the verifiers and the primary's
+/// endpoints (for a `safe`/`finalized` head).
+pub struct Verifying {
+    pub(super) verifiers: Verifiers,
+    pub(super) store: Store,
+    pub(super) scope: Scope,
+    pub(super) settings: Settings,
+    pub(super) metrics: Metrics,
+    pub(super) health: Health,
+    pub(super) primary: Arc<RpcPool>,
+    pub(super) suspects: Option<mpsc::UnboundedSender<Vec<Suspect>>>,
+    pub(super) cancel: CancellationToken,
+}
+
+impl Verifying {
+    /// Runs rounds until the term ends (`cancel`) or the lease is lost: one
+    /// every `chain.poll_interval_ms`, or later while payments wait for
+    /// verifiers that have not seen them (1 s doubling to 30 s).
+    pub async fn run(mut self) {
+        let mut failing = false;
+        loop {
+            let poll = self.settings.chain.poll_interval;
+            let wait = self.verifiers.retry_at.map_or(poll, |t| {
+                t.saturating_duration_since(Instant::now()).max(poll)
+            });
+            tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            match self.verify_final().await {
+                Ok(()) => {
+                    if std::mem::take(&mut failing) {
+                        tracing::info!("verification: database recovered");
+                    }
+                }
+                Err(Stop::Cancelled) => return,
+                Err(Stop::Fatal(IndexerError::Store(e)))
+                    if !matches!(e, StoreError::Fenced { .. }) =>
+                {
+                    if !std::mem::replace(&mut failing, true) {
+                        tracing::warn!(error = %e, "verification: database failing; again next round");
+                    }
+                }
+                Err(Stop::Fatal(e)) => {
+                    tracing::warn!(error = %e, "verification stopped");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The newest final block: `chain.confirmations` below the head the
+    /// indexer last read, or the primary's `safe`/`finalized` block
+    /// (`None`: unknown for now).
+    async fn final_block(&self) -> Option<u64> {
+        let chain = &self.settings.chain;
+        let tag = match chain.finality {
+            Finality::Depth => {
+                let head = self.health.head();
+                return (head > 0).then(|| head.saturating_sub(chain.confirmations));
+            }
+            Finality::Safe => BlockNumberOrTag::Safe,
+            Finality::Finalized => BlockNumberOrTag::Finalized,
+        };
+        let source = self.primary.source().await.ok()?;
+        source.tagged(tag).await.ok()
+    }
+
     /// One verification round, when verifiers are configured and not
     /// pausing: asks them about final, unverified payments and records what
     /// they say. Without verifiers it returns at once.
-    pub(super) async fn verify_final(&mut self, chain_head: u64) -> Result<(), Stop> {
-        let Some((candidates, final_block)) = self.final_unverified(chain_head).await? else {
+    async fn verify_final(&mut self) -> Result<(), Stop> {
+        let Some((candidates, final_block)) = self.final_unverified().await? else {
             return Ok(());
         };
-        let v = self
-            .verifiers
-            .as_ref()
-            .expect("candidates only with verifiers");
+        let v = &self.verifiers;
         let (verdicts, returned) = tokio::select! {
             _ = self.cancel.cancelled() => return Err(Stop::Cancelled),
             answers = v.ask(&candidates, &self.metrics) => answers,
@@ -192,9 +263,7 @@ impl Indexer {
         let (outcomes, waiting) = self.outcomes(candidates, &verdicts);
         self.record_verification(outcomes, final_block).await?;
         self.metrics.record_verifications("unconfirmed", waiting);
-        if let Some(v) = self.verifiers.as_mut() {
-            v.paced(waiting > 0);
-        }
+        self.verifiers.paced(waiting > 0);
         Ok(())
     }
 
@@ -242,17 +311,14 @@ impl Indexer {
     /// The final, unverified events of `confirming` orders and the final
     /// block, or `None` when there is nothing to ask (or no verifier, or a
     /// pause). Also refreshes the disputed-payments gauge.
-    async fn final_unverified(
-        &self,
-        chain_head: u64,
-    ) -> Result<Option<(Vec<Unverified>, u64)>, Stop> {
-        let (Some(v), Some(checkpoint)) = (&self.verifiers, self.checkpoint) else {
-            return Ok(None);
-        };
-        if v.retry_at.is_some_and(|t| Instant::now() < t) {
+    async fn final_unverified(&self) -> Result<Option<(Vec<Unverified>, u64)>, Stop> {
+        if self.verifiers.retry_at.is_some_and(|t| Instant::now() < t) {
             return Ok(None);
         }
         let mut conn = self.store.conn().await?;
+        let Some(checkpoint) = checkpoint::read(&mut conn.conn(), &self.scope).await? else {
+            return Ok(None);
+        };
         // From the database: right after a restart, and after a reorg
         // removed a disputed event (a partial index of the few disputes).
         let open = verify::disputed_count(&mut conn.conn(), &self.scope).await?;
@@ -269,7 +335,9 @@ impl Indexer {
         if candidates.is_empty() {
             return Ok(None);
         }
-        let final_block = self.final_block(chain_head).await?;
+        let Some(final_block) = self.final_block().await else {
+            return Ok(None);
+        };
         candidates.retain(|c| c.payment.block.number <= final_block);
         Ok((!candidates.is_empty()).then_some((candidates, final_block)))
     }
@@ -281,10 +349,7 @@ impl Indexer {
         candidates: Vec<Unverified>,
         verdicts: &[Vec<Verdict>],
     ) -> (Vec<(Unverified, Verification)>, u64) {
-        let v = self
-            .verifiers
-            .as_ref()
-            .expect("outcomes only with verifiers");
+        let v = &self.verifiers;
         let mut outcomes = Vec::new();
         let mut waiting = 0u64;
         for (i, c) in candidates.into_iter().enumerate() {
@@ -297,7 +362,7 @@ impl Indexer {
             match combine(&per, v.quorum) {
                 Outcome::Verified(detail) => outcomes.push((c, Verification::Verified { detail })),
                 Outcome::Disputed(detail) => {
-                    let primary = self.fetcher.pool.endpoint();
+                    let primary = self.primary.endpoint();
                     let detail = format!("{detail}; the log came from {primary}");
                     outcomes.push((c, Verification::Disputed { detail }));
                 }
@@ -340,11 +405,8 @@ impl Indexer {
         m.record_verifications("disputed", done.disputed);
         m.record_transition("paid", done.promoted);
         m.disputed_payments.set(done.open_disputes);
-        let primary = self.fetcher.pool.endpoint();
-        let verifiers = self
-            .verifiers
-            .as_ref()
-            .map_or(String::new(), Verifiers::names);
+        let primary = self.primary.endpoint();
+        let verifiers = self.verifiers.names();
         for (c, outcome) in &outcomes {
             if let Verification::Disputed { detail } = outcome {
                 tracing::error!(
