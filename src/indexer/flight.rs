@@ -15,9 +15,10 @@
 //! `blockTimestamp` (headers only for blocks whose logs lack it).
 //!
 //! The window runs in a task of its own (the fetch stage), which parses the
-//! answers and hands merged fronts over a bounded channel to the writer
-//! (this phase's caller's task), so no answer is parsed while a write
-//! transaction is open, and the next ranges fly while a front commits.
+//! answers, decodes each merged front and gives it its checkpoint hash and
+//! block times, and hands the batches over a bounded channel to the writer
+//! (this phase's caller's task): no answer is parsed while a write
+//! transaction is open, and the next ranges fly while a batch commits.
 //!
 //! Memory is bounded by the window: at most `max_concurrent_requests`
 //! ranges in flight or answered out of order (a refused range's pieces
@@ -42,7 +43,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::commit::Writer;
-use super::fetch::{decode_all, Fetcher, Refused};
+use super::fetch::{decode_all, Batch, Fetcher, Refused};
 use super::Stop;
 use crate::chain::range::TARGET_LOGS;
 use crate::domain::BlockRef;
@@ -264,9 +265,9 @@ pub(super) struct Plan {
 type Answer = Result<Result<Vec<Log>, Refused>, Cancelled>;
 type Flying = BoxFuture<'static, (u64, u64, Result<Answer, Aborted>)>;
 
-/// Merged fronts waiting for the writer, at most. With the window, the
-/// memory bound: while the writer commits one front, the next may wait
-/// here and the ranges after it keep flying.
+/// Decoded batches waiting for the writer, at most. With the window, the
+/// memory bound: while the writer commits one, the next may wait here and
+/// the ranges after it keep flying.
 const FRONTS_WAITING: usize = 1;
 
 /// The answered ranges at the front of the window, merged: blocks
@@ -344,7 +345,7 @@ impl Flight {
     /// `stop` fires (the writer ended, or the daemon stops), or a stall
     /// begins (the caller rebuilds the connection). Ranges still flying
     /// then are dropped.
-    async fn run(mut self, plan: Plan, fronts: mpsc::Sender<Front>, stop: CancellationToken) {
+    async fn run(mut self, plan: Plan, fronts: mpsc::Sender<Batch>, stop: CancellationToken) {
         // None: nothing handed over yet; the first front goes at once (the
         // checkpoint shows the catch-up started).
         let mut last_sent: Option<Instant> = None;
@@ -380,7 +381,10 @@ impl Flight {
                 permit = fronts.reserve(), if due => {
                     let Ok(permit) = permit else { return };
                     let (from, to, logs) = self.window.take_front().expect("due only with a front");
-                    permit.send(Front { from, to, logs });
+                    let Ok(batch) = prepare(&self.fetcher, plan, Front { from, to, logs }).await else {
+                        return;
+                    };
+                    permit.send(batch);
                     last_sent = Some(Instant::now());
                 }
                 // The interval may make a waiting front due.
@@ -391,8 +395,9 @@ impl Flight {
 }
 
 /// Fetches and commits `plan.from..=plan.limit`: the fetch stage (its own
-/// task: ranges in flight, answers parsed there) hands merged fronts over a
-/// bounded channel to `writer`, which commits them in block order;
+/// task: ranges in flight, answers parsed, decoded and timed there) hands
+/// decoded batches, in block order, over a bounded channel to `writer`,
+/// which commits them;
 /// `committed(events, next)` runs after each commit. Returns when done, when
 /// cancelled (after the commit under way), or when a stall begins (the
 /// caller rebuilds the connection).
@@ -412,9 +417,9 @@ pub(super) async fn deep(
     let stop = CancellationToken::new();
     let fetching = tokio::spawn(flight.run(plan, fronts, stop.clone()));
     let written = async {
-        while let Some(front) = waiting.recv().await {
-            let next = front.to + 1;
-            let written = commit_front(fetcher, &mut writer, plan, front).await?;
+        while let Some(batch) = waiting.recv().await {
+            let next = batch.last.number + 1;
+            let written = writer.commit(batch, plan.head, plan.final_block).await?;
             committed(written, next);
         }
         Ok(())
@@ -430,18 +435,12 @@ pub(super) async fn deep(
     written
 }
 
-/// Commits the merged front `from..=to`: the checkpoint's hash from a log
-/// of block `to` when one has it, else from its header; the head re-read
-/// when due. Returns the events written.
-async fn commit_front(
-    fetcher: &Fetcher,
-    writer: &mut Writer<'_>,
-    plan: Plan,
-    front: Front,
-) -> Result<u64, Stop> {
+/// The merged front `from..=to` as a decoded batch: the checkpoint's hash
+/// from a log of block `to` when one has it, else from its header; block
+/// times from the logs, else from headers; the head re-read when due.
+async fn prepare(fetcher: &Fetcher, plan: Plan, front: Front) -> Result<Batch, Cancelled> {
     let Front { from, to, logs } = front;
-    let (head, final_block, every) = (plan.head, plan.final_block, plan.refresh_every);
-    fetcher.refresh_head(every).await?;
+    fetcher.refresh_head(plan.refresh_every).await?;
     let known = logs
         .iter()
         .rev()
@@ -457,7 +456,7 @@ async fn commit_front(
     let mut batch = decode_all(from, last, headers, &logs);
     drop(logs);
     fetcher.fill_timestamps(&mut batch.payments).await?;
-    writer.commit(batch, head, final_block).await
+    Ok(batch)
 }
 
 #[cfg(test)]
