@@ -1,41 +1,44 @@
 //! The wiring of the stages; reading it top to bottom shows the whole path.
-//! One loop, checkpoint-driven, in the writer's task:
+//! Two stages and the tasks beside them:
 //!
-//! 1. read the head (`fetch`);
-//! 2. far behind: run the deep phase (`flight`): its fetch stage, a task of
-//!    its own, keeps up to `chain.max_concurrent_requests` deep ranges
-//!    (adaptive getLogs) in flight and hands merged fronts, in block order,
-//!    over a bounded channel; this task commits them. Near the head: fetch
-//!    each new header, check it builds on the checkpoint (`chain::window`),
-//!    else roll the reorg back (`reorg`), and fetch by block hash the logs of
-//!    the blocks whose bloom may hold ours (`fetch`);
-//! 3. decode, cut the batch at block boundaries into transactions of the
-//!    size the store says fits (`split`; on SQLite `database.max_write_ms`,
-//!    spaced by `store::pace`), and in each transaction insert events,
-//!    reconcile them with their orders, late-match, record block hashes,
-//!    advance the checkpoint, promote final payments (`write`); commit
-//!    (`commit`);
-//! 4. after the commits only: metrics, readiness, logs; while catching up,
-//!    progress every `log.progress_interval_ms` (`progress`);
-//! 5. caught up: wait for a new head (websocket push or polling).
+//! - the **fetch stage** (`fetch`, `flight`, `batch`): reads the head; far
+//!   behind, a task of its own keeps up to `chain.max_concurrent_requests`
+//!   deep ranges (adaptive getLogs) in flight, parses, decodes and times
+//!   their logs, and hands merged fronts in block order over a bounded
+//!   channel (`flight`). Near the head it fetches each new header, checks
+//!   it builds on the writer's checkpoint (`chain::window`), and asks by
+//!   block hash for the logs of the blocks whose bloom may hold ours
+//!   (`fetch`). Those runs are fetched in the loop's own task, one after
+//!   the other's commit: each is checked against the checkpoint the one
+//!   before it left, so there is nothing to overlap.
+//! - the **writer stage** (`writer`): owns the store and the checkpoint. It
+//!   cuts each batch at block boundaries into transactions of the size the
+//!   store says fits (`batch::split_first`; on SQLite `database.max_write_ms`,
+//!   spaced by `store::pace` inside `Store::write`), and in each inserts
+//!   events, reconciles them with their orders, late-matches, records block
+//!   hashes, advances the checkpoint and promotes final payments (`write`);
+//!   it rolls a reorg back the same way. After the commits only: metrics,
+//!   readiness, logs; while catching up, progress every
+//!   `log.progress_interval_ms` (`progress`).
+//! - caught up, the loop waits for a new head (websocket push or polling).
 //!
 //! The checkpoint in the database, never a subscription, decides what has
 //! been indexed; cancellation is honoured between batches only. Beside the
-//! loop, for each term of the lease, leader-only tasks own their state and
-//! write through the same store: the completeness audit (`audit`), the
-//! second opinion (`verify`) and the outbox's retention (`retention`);
-//! `app` starts and stops them with the term.
+//! stages, for each term of the lease, leader-only tasks own their state and
+//! write through the same store (`writer::commit_with_retry`): the
+//! completeness audit (`audit`), the second opinion (`verify`) and the
+//! outbox's retention (`retention`); `app` starts and stops them with the
+//! term, beside the webhook dispatcher.
 
 mod audit;
-mod commit;
+mod batch;
 mod fetch;
 mod flight;
 mod progress;
-mod reorg;
 mod retention;
-mod split;
 mod verify;
 mod write;
+mod writer;
 
 use std::time::{Duration, Instant};
 
@@ -45,22 +48,22 @@ use futures::{FutureExt, StreamExt};
 use tokio_util::sync::CancellationToken;
 
 pub use audit::{Auditor, Report as AuditReport};
-use commit::Writer;
-pub use fetch::Batch;
+pub use batch::Batch;
 use fetch::{Fetcher, Near};
 use progress::{Counters, Progress};
 pub use retention::Retention;
 pub use verify::Verifying;
+use writer::Writer;
 
 use crate::chain::pool::{PoolError, RpcPool};
 use crate::chain::range::RangeSizer;
 use crate::config::{Finality, Settings};
-use crate::domain::{BlockHeader, BlockRef, Scope};
+use crate::domain::BlockHeader;
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::reconcile::Policy;
 use crate::retry::{self, Cancelled};
-use crate::store::{checkpoint, incidents, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// Blocks fetched header by header near the head, at most, per batch.
 const NEAR_BATCH: u64 = 64;
@@ -80,14 +83,13 @@ pub enum IndexerError {
 /// Follows the contract and writes what it sees.
 pub struct Indexer {
     settings: Settings,
-    scope: Scope,
-    policy: Policy,
-    store: Store,
+    /// The fetch side: the node, the range sizer, the requests counted.
     fetcher: std::sync::Arc<Fetcher>,
+    /// The writer stage: the store and the checkpoint.
+    writer: Writer,
     metrics: Metrics,
     health: Health,
     cancel: CancellationToken,
-    checkpoint: Option<BlockRef>,
     /// New-head subscription (websocket only). In a Mutex only to make the
     /// indexer `Sync`; it is reached through `get_mut`, never locked.
     heads: Option<std::sync::Mutex<BoxStream<'static, BlockHeader>>>,
@@ -139,21 +141,23 @@ impl Indexer {
             contract: chain.contract,
             requests: Default::default(),
         });
-        let checkpoint = checkpoint::read(&mut store.conn().await?.conn(), &scope).await?;
-        if let Some(cp) = checkpoint {
-            health.set_indexed(cp.number);
-            metrics.indexed_block.set(cp.number as i64);
-        }
-        Ok(Self {
-            settings,
+        let writer = Writer::open(
+            store,
             scope,
             policy,
-            store,
+            settings.clone(),
+            metrics.clone(),
+            health.clone(),
+            cancel.clone(),
+        )
+        .await?;
+        Ok(Self {
+            settings,
             fetcher,
+            writer,
             metrics,
             health,
             cancel,
-            checkpoint,
             heads: None,
             announced: None,
             in_stall: false,
@@ -166,7 +170,7 @@ impl Indexer {
     /// [`Indexer::run`] until the term ends.
     pub fn retention(&self) -> Retention {
         Retention {
-            store: self.store.clone(),
+            store: self.writer.store.clone(),
             metrics: self.metrics.clone(),
             health: self.health.clone(),
             settings: self.settings.clone(),
@@ -179,8 +183,8 @@ impl Indexer {
     pub fn verification(&mut self) -> Option<Verifying> {
         Some(Verifying {
             verifiers: self.verifiers.take()?,
-            store: self.store.clone(),
-            scope: self.scope,
+            store: self.writer.store.clone(),
+            scope: self.writer.scope,
             settings: self.settings.clone(),
             metrics: self.metrics.clone(),
             health: self.health.clone(),
@@ -195,9 +199,9 @@ impl Indexer {
     pub fn auditor(&mut self) -> Option<Auditor> {
         let (auditor, suspects) = Auditor::new(audit::Parts {
             settings: self.settings.clone(),
-            scope: self.scope,
-            policy: self.policy.clone(),
-            store: self.store.clone(),
+            scope: self.writer.scope,
+            policy: self.writer.policy.clone(),
+            store: self.writer.store.clone(),
             metrics: self.metrics.clone(),
             health: self.health.clone(),
             primary: self.fetcher.pool.clone(),
@@ -222,21 +226,9 @@ impl Indexer {
     /// Re-indexes `from..=to` (idempotent) without moving the checkpoint
     /// backwards; returns when done.
     pub async fn backfill(mut self, from: u64, to: u64) -> Result<(), IndexerError> {
-        let saved = self.checkpoint;
-        self.checkpoint = None;
+        let saved = self.writer.forget_checkpoint();
         let result = self.follow(Some((from, to))).await;
-        // A re-scan must not rewind the live checkpoint.
-        // Through the fence: a backfill that lost its lease meanwhile must
-        // not move the new leader's checkpoint.
-        if let (Some(saved), Some(now)) = (saved, self.checkpoint) {
-            if now.number < saved.number {
-                let restore = write::RestoreCheckpoint {
-                    scope: &self.scope,
-                    block: saved,
-                };
-                self.store.write(&restore).await?;
-            }
-        }
+        self.writer.restore(saved).await?;
         match result {
             Ok(()) | Err(Stop::Cancelled) => Ok(()),
             Err(Stop::Fatal(e)) => Err(e),
@@ -247,18 +239,19 @@ impl Indexer {
         let first = match range {
             Some((from, _)) => from,
             None => self
-                .checkpoint
+                .writer
+                .checkpoint()
                 .map_or(self.settings.chain.start_block, |c| c.number + 1),
         };
         let mut progress = None;
         let mut next = first;
-        self.refresh_incidents().await?;
+        self.writer.refresh_incidents().await?;
         loop {
             if self.cancel.is_cancelled() {
                 return Err(Stop::Cancelled);
             }
             if self.health.deep_reorgs() > 0 {
-                self.refresh_incidents().await?;
+                self.writer.refresh_incidents().await?;
             }
             self.check_stall();
             let chain_head = match self.announced {
@@ -269,7 +262,8 @@ impl Indexer {
             let head = range.map_or(chain_head, |(_, to)| to.min(chain_head));
             if range.is_none() {
                 next = self
-                    .checkpoint
+                    .writer
+                    .checkpoint()
                     .map_or(self.settings.chain.start_block, |c| c.number + 1);
             }
             if next > head {
@@ -295,10 +289,10 @@ impl Indexer {
                     .await?;
             } else {
                 let to = head.min(next + NEAR_BATCH - 1);
-                let checkpoint = self.checkpoint;
+                let checkpoint = self.writer.checkpoint();
                 match self.fetcher.near(checkpoint.as_ref(), next, to).await? {
                     Near::Reorg => {
-                        self.roll_back_reorg().await?;
+                        self.writer.roll_back_reorg(&self.fetcher).await?;
                         continue;
                     }
                     Near::Batch(batch) => {
@@ -309,7 +303,7 @@ impl Indexer {
                     }
                 }
             }
-            next = self.checkpoint.map_or(next, |c| c.number + 1);
+            next = self.writer.checkpoint().map_or(next, |c| c.number + 1);
             if let Some(p) = progress.as_mut() {
                 self.report_progress(p, next, range);
             }
@@ -337,9 +331,8 @@ impl Indexer {
             width: chain.max_concurrent_requests,
             refresh_every: fetch::head_refresh_interval(chain.stall_after),
         };
-        let (fetcher, writer) = self.parts();
-        let (metrics, health) = (writer.metrics, writer.health);
-        flight::deep(fetcher, writer, plan, |written, next| {
+        let (fetcher, metrics, health) = (&self.fetcher, &self.metrics, &self.health);
+        flight::deep(fetcher, &mut self.writer, plan, |written, next| {
             progress.add_events(written);
             report_progress(fetcher, metrics, health, progress, next, range);
         })
@@ -350,35 +343,7 @@ impl Indexer {
 
     async fn commit(&mut self, batch: Batch, head: u64) -> Result<u64, Stop> {
         let final_block = self.final_block(head).await?;
-        self.parts().1.commit(batch, head, final_block).await
-    }
-
-    /// The fetcher, and the rest borrowed apart from it as a [`Writer`], so
-    /// that fetching the next range can overlap a commit.
-    fn parts(&mut self) -> (&std::sync::Arc<Fetcher>, Writer<'_>) {
-        let Self {
-            fetcher,
-            store,
-            scope,
-            policy,
-            settings,
-            metrics,
-            health,
-            cancel,
-            checkpoint,
-            ..
-        } = self;
-        let writer = Writer {
-            store,
-            scope,
-            policy,
-            settings,
-            metrics,
-            health,
-            cancel,
-            checkpoint,
-        };
-        (fetcher, writer)
+        self.writer.commit(batch, head, final_block).await
     }
 
     /// The newest block whose payments count as final.
@@ -403,7 +368,7 @@ impl Indexer {
     fn observe_head(&self, head: u64) {
         self.health.set_head(head);
         self.metrics.head_block.set(head as i64);
-        let lag = head.saturating_sub(self.checkpoint.map_or(0, |c| c.number));
+        let lag = head.saturating_sub(self.writer.checkpoint().map_or(0, |c| c.number));
         self.metrics.lag_blocks.set(lag as i64);
     }
 
@@ -490,15 +455,6 @@ impl Indexer {
     fn unsubscribe(&mut self) {
         self.heads = None;
         self.announced = None;
-    }
-
-    /// Re-reads the open deep-reorg incidents into readiness and metrics.
-    async fn refresh_incidents(&self) -> Result<(), Stop> {
-        let mut conn = self.store.conn().await?;
-        let open = incidents::open_count(&mut conn.conn(), &self.scope).await?;
-        self.health.set_deep_reorgs(open);
-        self.metrics.unacknowledged_deep_reorgs.set(open);
-        Ok(())
     }
 
     fn report_progress(&self, p: &mut Progress, next: u64, range: Option<(u64, u64)>) {

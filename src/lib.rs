@@ -4,12 +4,13 @@
 //! Data flow, as stages that each own their state:
 //!
 //! ```text
-//! fetch stage (a task while far behind)     writer (owns the checkpoint)         leader-only tasks
+//! fetch stage (a task while far behind)     writer (owns store, checkpoint)      leader-only tasks
 //! ranges in flight, refusals, sizing  ──>   one transaction per part of a   ──>  completeness (indexer::audit)
 //! near the head: headers, bloom,   bounded  batch: events, reconcile, reorg      verification (indexer::verify)
 //! logs by block hash, decode,      channel  undo, finality, outbox,              outbox retention (indexer::retention)
-//! timestamps (chain, indexer::fetch)        checkpoint (indexer::write)          webhooks (the outbox, signed)
-//!                                           SQLite pacing behind store::write
+//! timestamps (indexer::fetch,               checkpoint (indexer::writer,         webhooks (the outbox, signed)
+//! indexer::flight, indexer::batch)          indexer::write); SQLite pacing
+//!                                           behind store::write
 //! ```
 //!
 //! `chain::source` fetches logs (ranged `eth_getLogs` far behind, in the
@@ -17,8 +18,9 @@
 //! logs by block hash where a header's bloom may hold ours: `chain::bloom`)
 //! → `chain::decode` turns them into `domain::Payment`s (validated: a log no
 //! `emit` can produce is kept raw as `domain::Malformed`, never paid; the
-//! treasury's moves come along) → the writer (`indexer::commit`,
-//! `indexer::write`) writes each part of a batch in one transaction through
+//! treasury's moves come along; `indexer::batch` is what the fetch stage
+//! hands over) → the writer stage (`indexer::writer`, owning the store and
+//! the checkpoint; `indexer::write`, the transaction's work) writes each part of a batch in one transaction through
 //! `store` (fenced by the write lease: `ha`; spaced on SQLite by
 //! `store::pace`), applying `reconcile`'s pure rules → after the commit,
 //! `metrics` and `health` are updated and `http` serves them. Each change to
@@ -40,7 +42,7 @@
 //! | `chain` | bindings, decode, bloom check, range sizing, reorg window, RPC source |
 //! | `store` | one interface over SQLite and PostgreSQL: pool, migrations, pacing (`pace`), events, orders, the checkpoint and block hashes, verification outcomes, the outbox, exceptions (`review`, `resolve`, `order`), the audit's position, malformed logs, the treasury's moves |
 //! | `reconcile` | pure matching rules |
-//! | `indexer` | the wiring of the stages: the fetch stage (`fetch`, `flight`), the writer (`commit`, `split`, `write`, `reorg`), and the leader-only tasks beside it (`audit`, `verify`, `retention`) |
+//! | `indexer` | the wiring of the stages: the fetch stage (`fetch`, `flight`), what one hands the other (`batch`), the writer (`writer`, `write`), and the leader-only tasks beside it (`audit`, `verify`, `retention`) |
 //! | `http`, `metrics`, `health` | what operators see |
 //! | `ha` | the write lease: one leader, standbys, the fence |
 //! | `webhooks` | the outbox delivered as signed webhooks (leader only) |

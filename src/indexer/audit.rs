@@ -43,9 +43,9 @@ use alloy::rpc::types::Log;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::commit::{commit_with_retry, record_outcomes};
-use super::fetch::decode_all;
+use super::batch::decode_all;
 use super::write::{Advance, RecoverLogs, Recovered};
+use super::writer::{commit_with_retry, record_outcomes};
 use super::{IndexerError, Stop};
 use crate::chain::pool::RpcPool;
 use crate::chain::range::RangeSizer;

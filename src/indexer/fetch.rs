@@ -17,14 +17,14 @@ use alloy::rpc::types::Log;
 use futures::{StreamExt, TryStreamExt};
 use tokio_util::sync::CancellationToken;
 
+use super::batch::{decode_all, Batch};
 use crate::chain::bloom;
-use crate::chain::decode::{self, Skip};
 use crate::chain::pool::{PoolError, RpcPool};
 use crate::chain::range::RangeSizer;
 use crate::chain::refusal::{Limit, Refusal};
 use crate::chain::source::{ChainError, ChainSource};
 use crate::chain::window::{linkage, Linkage};
-use crate::domain::{BlockHeader, BlockRef, Malformed, Payment, TreasuryChange};
+use crate::domain::{BlockHeader, BlockRef, Payment};
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::retry::{self, Cancelled};
@@ -44,24 +44,6 @@ const UNKNOWN_BLOCK_LONGEST_PAUSE: Duration = Duration::from_secs(2);
 /// (a head quiet for `stall_after` is a stall), and at most every 5 s.
 pub fn head_refresh_interval(stall_after: Duration) -> Duration {
     (stall_after / 4).clamp(Duration::from_millis(100), Duration::from_secs(5))
-}
-
-/// Decoded logs of a block range, ready to be written in one transaction.
-#[derive(Debug)]
-pub struct Batch {
-    pub first: u64,
-    /// The new checkpoint: the range's last block.
-    pub last: BlockRef,
-    /// Headers to remember for reorg detection (all of them near the head).
-    pub headers: Vec<BlockHeader>,
-    pub payments: Vec<Payment>,
-    /// Logs with one of our topic0s that no `emit` can produce (kept raw).
-    pub malformed: Vec<Malformed>,
-    /// The contract's treasury moves.
-    pub treasury_changes: Vec<TreasuryChange>,
-    /// Logs from the contract that are neither (a log without its position,
-    /// as a node may give a pending one).
-    pub ignored: u64,
 }
 
 /// What fetching a near-head run found.
@@ -443,52 +425,4 @@ impl Fetcher {
 
 fn never(_: &ChainError) -> bool {
     false
-}
-
-pub fn decode_all(first: u64, last: BlockRef, headers: Vec<BlockHeader>, logs: &[Log]) -> Batch {
-    let mut payments = Vec::with_capacity(logs.len());
-    let mut malformed = Vec::new();
-    let mut treasury_changes = Vec::new();
-    let mut ignored = 0;
-    for log in logs.iter().filter(|l| !l.removed) {
-        match decode::treasury_change(log) {
-            Some(Ok(change)) => {
-                treasury_changes.push(change);
-                continue;
-            }
-            Some(Err(skip)) => {
-                ignored += 1;
-                tracing::warn!(%skip, tx = ?log.transaction_hash, log_index = ?log.log_index,
-                    block = ?log.block_number, "ignored TreasuryUpdated log");
-                continue;
-            }
-            None => {}
-        }
-        match decode::decode(log) {
-            Ok(p) => payments.push(p),
-            Err(skip) => match decode::malformed(log, &skip) {
-                Some(m) => malformed.push(m),
-                None => {
-                    ignored += 1;
-                    match skip {
-                        Skip::UnknownTopic(_) => tracing::debug!(%skip, "ignored log"),
-                        _ => tracing::warn!(%skip, tx = ?log.transaction_hash,
-                            log_index = ?log.log_index, block = ?log.block_number, "ignored log"),
-                    }
-                }
-            },
-        }
-    }
-    payments.sort_by_key(|p| (p.block.number, p.key.log_index));
-    malformed.sort_by_key(|m| (m.block.number, m.key.log_index));
-    treasury_changes.sort_by_key(|t| (t.block.number, t.key.log_index));
-    Batch {
-        first,
-        last,
-        headers,
-        payments,
-        malformed,
-        treasury_changes,
-        ignored,
-    }
 }

@@ -30,7 +30,7 @@
 //!
 //! It must not let the checkpoint pass a block whose range is not written:
 //! the checkpoint is the last block of the merged front, committed in the
-//! same transaction as its logs (`commit`).
+//! same transaction as its logs (`writer`).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -42,8 +42,9 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::commit::Writer;
-use super::fetch::{decode_all, Batch, Fetcher, Refused};
+use super::batch::{decode_all, Batch};
+use super::fetch::{Fetcher, Refused};
+use super::writer::Writer;
 use super::Stop;
 use crate::chain::range::TARGET_LOGS;
 use crate::domain::BlockRef;
@@ -403,7 +404,7 @@ impl Flight {
 /// caller rebuilds the connection).
 pub(super) async fn deep(
     fetcher: &Arc<Fetcher>,
-    mut writer: Writer<'_>,
+    writer: &mut Writer,
     plan: Plan,
     mut committed: impl FnMut(u64, u64),
 ) -> Result<(), Stop> {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::commit::commit_with_retry;
+use super::writer::commit_with_retry;
 use super::Stop;
 use crate::config::Settings;
 use crate::health::Health;

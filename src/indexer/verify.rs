@@ -36,7 +36,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::audit::{Path, Suspect};
-use super::commit::commit_with_retry;
+use super::writer::commit_with_retry;
 use super::{IndexerError, Stop};
 use crate::chain::decode;
 use crate::chain::pool::{PoolError, RpcPool};

@@ -1,4 +1,4 @@
-//! Writing a batch (or a part of one, see `split`) in one `BEGIN IMMEDIATE`
+//! Writing a batch (or a part of one, see `batch::split_first`) in one `BEGIN IMMEDIATE`
 //! transaction: events (idempotent), reconciliation of each with its order,
 //! late matches, block hashes, the checkpoint, then finality; and rolling a
 //! reorg back the same way.
@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 
 use alloy::primitives::B256;
 
-use super::fetch::Batch;
+use super::batch::Batch;
 use crate::domain::{BlockRef, EventVersion, LogKey, MatchStatus, Order, Payment, Scope};
 use crate::reconcile::{reconcile, Decision, Policy};
 use crate::store::events::{self, NewEvent};

@@ -16,9 +16,9 @@ use serde::Serialize;
 use super::Path;
 use crate::chain::decode;
 use crate::domain::{BlockRef, LogKey, Payment};
-use crate::indexer::commit::{commit_with_retry, record_outcomes};
-use crate::indexer::fetch::decode_all;
+use crate::indexer::batch::decode_all;
 use crate::indexer::write::RecoverLogs;
+use crate::indexer::writer::{commit_with_retry, record_outcomes};
 use crate::indexer::{Indexer, IndexerError, Stop};
 use crate::store::{checkpoint, events};
 
@@ -159,8 +159,8 @@ impl Indexer {
             })
             .collect();
         let stored = {
-            let mut conn = self.store.conn().await?;
-            events::live_in_range(&mut conn.conn(), &self.scope, span.0, span.1).await?
+            let mut conn = self.writer.store.conn().await?;
+            events::live_in_range(&mut conn.conn(), &self.writer.scope, span.0, span.1).await?
         };
         report.on_chain += chain.len() as u64;
         report.stored += stored.len() as u64;
@@ -206,15 +206,15 @@ impl Indexer {
             .map_err(|_| IndexerError::Cancelled)?;
         let final_block = self.final_block(head).await.map_err(stop)?;
         let work = RecoverLogs {
-            scope: &self.scope,
-            policy: &self.policy,
+            scope: &self.writer.scope,
+            policy: &self.writer.policy,
             payments: &missing,
             final_block,
             verify: !self.settings.chain.verify_rpc_urls.is_empty(),
             audited: None,
         };
         let out = commit_with_retry(
-            &self.store,
+            &self.writer.store,
             &self.metrics,
             &self.health,
             &self.cancel,
@@ -228,8 +228,8 @@ impl Indexer {
         report.repaired = out.stored.len() as u64;
         report.not_repaired = missing.len() as u64 - report.repaired;
         let checkpoint = {
-            let mut conn = self.store.conn().await?;
-            checkpoint::read(&mut conn.conn(), &self.scope).await?
+            let mut conn = self.writer.store.conn().await?;
+            checkpoint::read(&mut conn.conn(), &self.writer.scope).await?
         };
         tracing::warn!(
             repaired = report.repaired,

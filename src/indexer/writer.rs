@@ -1,18 +1,23 @@
-//! Committing: a batch (or a reorg rollback) is written in one transaction
-//! through [`Store::write`], retried whole until it commits or the daemon
-//! stops; only after the commit are metrics, readiness and logs updated.
-//! A failure episode names its cause on `/readyz` and in a metric, and logs
-//! each new kind of error once, never every attempt.
+//! The writer stage: it owns the store and the checkpoint. It commits the
+//! batches the fetch stage hands it, each cut into transactions of whole
+//! blocks (`batch::split_first`), and rolls reorgs back; finality is
+//! promoted in the same transactions (`write`). Each transaction goes
+//! through [`Store::write`] (which paces it on SQLite) and is retried whole
+//! until it commits or the daemon stops (`commit_with_retry`, which the
+//! leader-only tasks use too); only after a commit are metrics, readiness
+//! and logs updated. A failure episode names its cause on `/readyz` and in a
+//! metric, and logs each new kind of error once, never every attempt.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::fetch::Batch;
-use super::split;
+use super::batch::{self, Batch};
+use super::fetch::Fetcher;
 use super::write::{self, Outcome, Written};
 use super::Stop;
+use crate::chain::window::common_ancestor;
 use crate::config::Settings;
 use crate::domain::{BlockRef, MatchStatus, Scope};
 use crate::health::Health;
@@ -20,7 +25,7 @@ use crate::metrics::Metrics;
 use crate::reconcile::Policy;
 use crate::retry;
 use crate::store::failure::WriteFailure;
-use crate::store::{Store, StoreError, TxWork};
+use crate::store::{blocks, checkpoint, incidents, Store, StoreError, TxWork};
 
 /// Order refs named in a batch's review line; the rows hold every one.
 const REVIEW_REFS_SHOWN: usize = 5;
@@ -28,17 +33,18 @@ const REVIEW_REFS_SHOWN: usize = 5;
 /// gone (space freed, lock released) the next commit is at most this far off.
 const LONGEST_COMMIT_PAUSE: Duration = Duration::from_secs(4);
 
-/// The parts of the indexer a commit needs, borrowed apart from the fetcher
-/// so that fetching the next range can overlap the commit.
-pub(super) struct Writer<'a> {
-    pub store: &'a Store,
-    pub scope: &'a Scope,
-    pub policy: &'a Policy,
-    pub settings: &'a Settings,
-    pub metrics: &'a Metrics,
-    pub health: &'a Health,
-    pub cancel: &'a CancellationToken,
-    pub checkpoint: &'a mut Option<BlockRef>,
+/// The writer stage: the store, and the checkpoint it has committed.
+pub(super) struct Writer {
+    pub store: Store,
+    pub scope: Scope,
+    pub policy: Policy,
+    pub settings: Settings,
+    pub metrics: Metrics,
+    pub health: Health,
+    pub cancel: CancellationToken,
+    /// The last block committed (`None` before the first one): changed
+    /// only by a commit, a reorg's rollback or a back-fill's restore.
+    checkpoint: Option<BlockRef>,
 }
 
 /// The blocks a committed batch covered, for metrics and logs.
@@ -50,7 +56,40 @@ struct Span {
     last_timestamp: Option<u64>,
 }
 
-impl Writer<'_> {
+impl Writer {
+    /// The writer of `scope`, from the checkpoint stored (shown in
+    /// readiness and metrics).
+    pub async fn open(
+        store: Store,
+        scope: Scope,
+        policy: Policy,
+        settings: Settings,
+        metrics: Metrics,
+        health: Health,
+        cancel: CancellationToken,
+    ) -> Result<Self, StoreError> {
+        let checkpoint = checkpoint::read(&mut store.conn().await?.conn(), &scope).await?;
+        if let Some(cp) = checkpoint {
+            health.set_indexed(cp.number);
+            metrics.indexed_block.set(cp.number as i64);
+        }
+        Ok(Self {
+            store,
+            scope,
+            policy,
+            settings,
+            metrics,
+            health,
+            cancel,
+            checkpoint,
+        })
+    }
+
+    /// The last block committed.
+    pub fn checkpoint(&self) -> Option<BlockRef> {
+        self.checkpoint
+    }
+
     /// Commits `batch` as one or more transactions of whole blocks, each
     /// sized to what the store says fits (`Store::rows_per_write`) and
     /// spaced by it (`store::pace`);
@@ -71,12 +110,12 @@ impl Writer<'_> {
         let mut rest = Some(batch);
         while let Some(batch) = rest {
             let rows = self.store.rows_per_write();
-            let (part, more) = split::split_first(batch, rows);
+            let (part, more) = batch::split_first(batch, rows);
             rest = more;
             tracing::debug!(from = part.first, to = part.last.number, "writing batch");
             let work = write::WriteBatch {
-                scope: self.scope,
-                policy: self.policy,
+                scope: &self.scope,
+                policy: &self.policy,
                 batch: &part,
                 final_block,
                 reorg_window: self.settings.chain.reorg_window,
@@ -84,10 +123,15 @@ impl Writer<'_> {
                 verify: !self.settings.chain.verify_rpc_urls.is_empty(),
                 finish: rest.is_none(),
             };
-            let written: Written =
-                commit_with_retry(self.store, self.metrics, self.health, self.cancel, &work)
-                    .await?;
-            *self.checkpoint = Some(part.last);
+            let written: Written = commit_with_retry(
+                &self.store,
+                &self.metrics,
+                &self.health,
+                &self.cancel,
+                &work,
+            )
+            .await?;
+            self.checkpoint = Some(part.last);
             self.metrics.indexed_block.set(part.last.number as i64);
             self.health.set_indexed(part.last.number);
             tracing::debug!(
@@ -105,7 +149,7 @@ impl Writer<'_> {
     }
 
     fn after_commit(&self, batch: &Span, written: &Written, head: u64, elapsed: Duration) {
-        let m = self.metrics;
+        let m = &self.metrics;
         m.record_commit(elapsed, written.rows);
         m.ignored_logs.inc_by(batch.ignored);
         m.lag_blocks
@@ -153,6 +197,110 @@ impl Writer<'_> {
                 .map_or(0, |d| d.as_secs());
             m.lag_seconds.set(now.saturating_sub(timestamp) as i64);
         }
+    }
+}
+
+impl Writer {
+    /// Rolls a reorg back: finds the common ancestor of the stored block
+    /// hashes and the node's chain (headers through `fetcher`), and undoes
+    /// everything above it in one transaction (events removed, orders put
+    /// back or reversed, checkpoint moved back).
+    pub async fn roll_back_reorg(&mut self, fetcher: &Fetcher) -> Result<(), Stop> {
+        let cp = self
+            .checkpoint
+            .expect("a reorg is only detected against a checkpoint");
+        let window = self.settings.chain.reorg_window;
+        let stored = {
+            let mut conn = self.store.conn().await?;
+            blocks::recent(&mut conn.conn(), &self.scope, cp.number, window).await?
+        };
+        let mut ancestor = None;
+        for chunk in stored.chunks(16) {
+            let mut canonical = HashMap::new();
+            for b in chunk {
+                canonical.insert(b.number, fetcher.header(b.number).await?.hash);
+            }
+            if let Some(found) = common_ancestor(chunk, &canonical) {
+                ancestor = Some(found);
+                break;
+            }
+        }
+        let ancestor = match ancestor {
+            Some(a) => a,
+            None => {
+                let below = stored
+                    .last()
+                    .map_or(cp.number, |b| b.number)
+                    .saturating_sub(1);
+                tracing::error!(
+                    checkpoint = cp.number,
+                    below,
+                    "reorg deeper than the stored window; rolling back below it"
+                );
+                fetcher.header(below).await?.block_ref()
+            }
+        };
+        let depth = cp.number - ancestor.number;
+        let work = write::RollBack {
+            scope: &self.scope,
+            ancestor,
+            old_checkpoint: cp.number,
+        };
+        let (metrics, health) = (&self.metrics, &self.health);
+        let rolled = commit_with_retry(&self.store, metrics, health, &self.cancel, &work).await?;
+        self.checkpoint = Some(ancestor);
+        health.set_indexed(ancestor.number);
+        metrics.indexed_block.set(ancestor.number as i64);
+        metrics.record_reorg(depth);
+        metrics.record_transition("pending", rolled.reverted);
+        if rolled.reversed.is_empty() {
+            tracing::warn!(
+                depth,
+                ancestor = ancestor.number,
+                events_removed = rolled.events_removed,
+                orders_reverted = rolled.reverted,
+                "reorg rolled back"
+            );
+        } else {
+            metrics.deep_reorgs.inc();
+            metrics.record_transition("reversed", rolled.reversed.len() as u64);
+            tracing::error!(depth, ancestor = ancestor.number, orders = ?rolled.reversed,
+                "deep reorg: payments already counted as paid were reversed");
+        }
+        self.refresh_incidents().await
+    }
+
+    /// Re-reads the open deep-reorg incidents into readiness and metrics.
+    pub async fn refresh_incidents(&self) -> Result<(), Stop> {
+        let mut conn = self.store.conn().await?;
+        let open = incidents::open_count(&mut conn.conn(), &self.scope).await?;
+        self.health.set_deep_reorgs(open);
+        self.metrics.unacknowledged_deep_reorgs.set(open);
+        Ok(())
+    }
+
+    /// A back-fill's end: the checkpoint goes back to `saved` if the
+    /// re-scan left it behind (a re-scan must not rewind the live
+    /// checkpoint). Through the fence: a back-fill that lost its lease
+    /// meanwhile must not move the new leader's checkpoint.
+    pub async fn restore(&mut self, saved: Option<BlockRef>) -> Result<(), StoreError> {
+        if let (Some(saved), Some(now)) = (saved, self.checkpoint) {
+            if now.number < saved.number {
+                let restore = write::RestoreCheckpoint {
+                    scope: &self.scope,
+                    block: saved,
+                };
+                self.store.write(&restore).await?;
+                self.checkpoint = Some(saved);
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets the checkpoint for a back-fill's re-scan (see `restore`);
+    /// gives back the one it had.
+    pub fn forget_checkpoint(&mut self) -> Option<BlockRef> {
+        self.checkpoint.take()
     }
 }
 
@@ -263,5 +411,5 @@ pub(super) async fn commit_with_retry<W: TxWork>(
 }
 
 #[cfg(test)]
-#[path = "commit_tests.rs"]
+#[path = "writer_tests.rs"]
 mod tests;
