@@ -21,7 +21,7 @@ anvil: $(ANVIL)
 $(ANVIL): tests/chain/package.json tests/chain/package-lock.json
 	bash tests/chain/install.sh
 
-## make python3: the interpreter tests/webhooks.rs runs README's webhook
+## make python3: the interpreter tests/it/webhooks.rs runs README's webhook
 ## verification snippet with (Debian's python3-minimal, installed when missing).
 python3:
 	@command -v python3 >/dev/null || { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get update -qq && apt-get install -y -qq python3-minimal >/dev/null; } || { echo "python3 is missing: run  sudo apt-get install -y python3-minimal" >&2; exit 1; }
