@@ -15,7 +15,7 @@ use crate::domain::{
 };
 
 /// Rows per multi-row statement: well under SQLite's bound-variable limit.
-const CHUNK: usize = 400;
+pub(super) const CHUNK: usize = 400;
 
 /// An event to write, with the outcome reconciliation gave it.
 #[derive(Debug)]
@@ -26,7 +26,24 @@ pub struct NewEvent<'a> {
     pub order_id: Option<&'a str>,
 }
 
-/// Which of `keys` are already stored and live (not removed).
+/// `WITH k(tx_hash, log_index) AS (VALUES …)`: log keys as a relation to
+/// drive a join on the unique key `(chain_id, tx_hash, log_index)` (a
+/// row-value `IN (VALUES …)` is planned on SQLite as a search by chain or
+/// contract alone: a scan of the history). The keys are the chain's
+/// hashes and indexes printed by us (hex, integers): safe inline.
+pub(super) fn keys_relation(keys: &[LogKey]) -> String {
+    let rows: Vec<String> = keys
+        .iter()
+        .map(|k| format!("('{}', {})", hex32(&k.tx_hash), k.log_index))
+        .collect();
+    format!(
+        "WITH k(tx_hash, log_index) AS (VALUES {}) ",
+        rows.join(", ")
+    )
+}
+
+/// Which of `keys` are already stored and live (not removed): by the
+/// unique key, so the cost follows the keys, not the history.
 pub async fn live_keys(
     conn: &mut Conn<'_>,
     scope: &Scope,
@@ -34,22 +51,19 @@ pub async fn live_keys(
 ) -> Result<HashSet<LogKey>, StoreError> {
     let mut found = HashSet::new();
     for chunk in keys.chunks(CHUNK) {
+        let sql = format!(
+            "{keys}SELECT ce.tx_hash, ce.log_index FROM k {{join}} contract_events ce
+               ON ce.chain_id = $1 AND ce.tx_hash = k.tx_hash AND ce.log_index = k.log_index
+             WHERE ce.removed = 0",
+            keys = keys_relation(chunk)
+        );
         on!(&mut *conn, |c, d| {
-            let mut q = QueryBuilder::new(
-                "SELECT tx_hash, log_index FROM contract_events WHERE removed = 0 AND chain_id = ",
-            );
-            q.push_bind(scope.chain_id as i64)
-                .push(" AND (tx_hash, log_index) IN (VALUES ");
-            let mut values = q.separated(", ");
-            for key in chunk {
-                values.push("(");
-                values.push_bind_unseparated(hex32(&key.tx_hash));
-                values.push_unseparated(", ");
-                values.push_bind_unseparated(key.log_index as i64);
-                values.push_unseparated(")");
-            }
-            q.push(")");
-            for row in q.build().fetch_all(&mut **c).await? {
+            let sql = sql.replace("{join}", d.ordered_join);
+            let rows = sqlx::query(&sql)
+                .bind(scope.chain_id as i64)
+                .fetch_all(&mut **c)
+                .await?;
+            for row in rows {
                 found.insert(LogKey {
                     tx_hash: parse_b256(&row.get::<String, _>(0))?,
                     log_index: to_u64(row.get::<i64, _>(1))?,

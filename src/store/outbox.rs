@@ -22,8 +22,9 @@
 
 use serde::Serialize;
 
+use super::events::{self, CHUNK};
 use super::{on, Conn, StoreError};
-use crate::domain::{hex32, hex_address, LogKey, Scope};
+use crate::domain::{hex_address, LogKey, Scope};
 
 /// Rows removed by one retention statement, at most (bounded work).
 pub const PRUNE_LIMIT: i64 = 5_000;
@@ -97,34 +98,55 @@ const PAYMENT_FIELDS: &str = "'order_ref', ce.order_ref, 'payer', ce.payer,
 /// match set), those that are live and not `matched`. Never a range: a
 /// replay stores nothing, so it announces nothing, even once the first
 /// announcement has been deleted by retention. Already announced ones
-/// (same log, same outcome) are skipped.
+/// (same log, same outcome) are skipped. Each event is looked up by its
+/// unique key or its id: the cost follows the batch, not the history.
 pub async fn announce_events(
     conn: &mut Conn<'_>,
     scope: &Scope,
     stored: &[LogKey],
     changed: &[i64],
 ) -> Result<u64, StoreError> {
-    // Keys and ids come from the chain's hashes and the store, printed by
-    // us (hex, integers), so listing them inline is safe.
-    let mut which = Vec::new();
-    if !stored.is_empty() {
-        let keys: Vec<String> = stored
-            .iter()
-            .map(|k| format!("('{}', {})", hex32(&k.tx_hash), k.log_index))
-            .collect();
-        which.push(format!(
-            "(ce.chain_id = {} AND (ce.tx_hash, ce.log_index) IN (VALUES {}))",
-            scope.chain_id,
-            keys.join(", ")
-        ));
+    let mut announced = 0;
+    for chunk in stored.chunks(CHUNK) {
+        let events = Events {
+            with: events::keys_relation(chunk),
+            from: format!(
+                "k {{join}} contract_events ce ON ce.chain_id = {} AND ce.tx_hash = k.tx_hash
+                   AND ce.log_index = k.log_index",
+                scope.chain_id
+            ),
+            and: String::new(),
+        };
+        announced += announce_exceptions(conn, scope, &events).await?;
     }
-    if !changed.is_empty() {
-        let ids: Vec<String> = changed.iter().map(i64::to_string).collect();
-        which.push(format!("ce.id IN ({})", ids.join(", ")));
+    for chunk in changed.chunks(CHUNK) {
+        // Ids from the store, printed by us: safe inline.
+        let ids: Vec<String> = chunk.iter().map(i64::to_string).collect();
+        let events = Events {
+            with: String::new(),
+            from: "contract_events ce".into(),
+            and: format!(" AND ce.id IN ({})", ids.join(", ")),
+        };
+        announced += announce_exceptions(conn, scope, &events).await?;
     }
-    if which.is_empty() {
-        return Ok(0);
-    }
+    Ok(announced)
+}
+
+/// Which events a statement announces: a relation `ce` (`from`, with a
+/// `{join}` to fill, and the `WITH` it needs) and a condition on it.
+struct Events {
+    with: String,
+    from: String,
+    and: String,
+}
+
+/// The `payment.<outcome>` rows of `events`: the live, not `matched` ones
+/// of this contract.
+async fn announce_exceptions(
+    conn: &mut Conn<'_>,
+    scope: &Scope,
+    events: &Events,
+) -> Result<u64, StoreError> {
     let contract = hex_address(&scope.contract);
     on!(conn, |c, d| {
         let payload = format!(
@@ -133,16 +155,18 @@ pub async fn announce_events(
             f = d.json_object
         );
         let sql = format!(
-            "INSERT INTO payment_notifications (event_id, type, order_id, payload)
+            "{with}INSERT INTO payment_notifications (event_id, type, order_id, payload)
              SELECT 'payment:' || ce.chain_id || ':' || ce.tx_hash || ':' || ce.log_index
                       || ':' || ce.match_status,
                     'payment.' || ce.match_status, o.id, {payload}
-             FROM contract_events ce LEFT JOIN orders o ON o.order_ref = ce.order_ref
+             FROM {from} LEFT JOIN orders o ON o.order_ref = ce.order_ref
              WHERE ce.removed = 0 AND ce.match_status <> 'matched'
-               AND ce.contract_address = $1 AND ({which})
+               AND ce.contract_address = $1{and}
              ORDER BY ce.block_number, ce.log_index
              ON CONFLICT (event_id) DO NOTHING",
-            which = which.join(" OR ")
+            with = events.with,
+            from = events.from.replace("{join}", d.ordered_join),
+            and = events.and,
         );
         Ok(sqlx::query(&sql)
             .bind(&contract)
@@ -164,38 +188,40 @@ pub async fn announce_malformed(
     if stored.is_empty() {
         return Ok(0);
     }
-    // Keys come from the chain's hashes, printed by us: safe inline.
-    let keys: Vec<String> = stored
-        .iter()
-        .map(|k| format!("('{}', {})", hex32(&k.tx_hash), k.log_index))
-        .collect();
     let contract = hex_address(&scope.contract);
-    on!(conn, |c, d| {
-        let payload = format!(
-            "{f}('order_id', o.id, 'reason', m.reason, 'order_ref', m.order_ref,
-               'chain_id', m.chain_id, 'contract', m.contract_address, 'tx_hash', m.tx_hash,
-               'log_index', m.log_index, 'block_number', m.block_number,
-               'block_hash', m.block_hash, 'data', m.data)",
-            f = d.json_object
-        );
-        let sql = format!(
-            "INSERT INTO payment_notifications (event_id, type, order_id, payload)
-             SELECT 'malformed:' || m.chain_id || ':' || m.tx_hash || ':' || m.log_index,
-                    'payment.malformed', o.id, {payload}
-             FROM malformed_logs m LEFT JOIN orders o ON o.order_ref = m.order_ref
-             WHERE m.removed = 0 AND m.contract_address = $1 AND m.chain_id = {chain}
-               AND (m.tx_hash, m.log_index) IN (VALUES {keys})
-             ORDER BY m.block_number, m.log_index
-             ON CONFLICT (event_id) DO NOTHING",
-            chain = scope.chain_id,
-            keys = keys.join(", ")
-        );
-        Ok(sqlx::query(&sql)
-            .bind(&contract)
-            .execute(&mut **c)
-            .await?
-            .rows_affected())
-    })
+    let mut announced = 0;
+    for chunk in stored.chunks(CHUNK) {
+        announced += on!(&mut *conn, |c, d| {
+            let payload = format!(
+                "{f}('order_id', o.id, 'reason', m.reason, 'order_ref', m.order_ref,
+                   'chain_id', m.chain_id, 'contract', m.contract_address, 'tx_hash', m.tx_hash,
+                   'log_index', m.log_index, 'block_number', m.block_number,
+                   'block_hash', m.block_hash, 'data', m.data)",
+                f = d.json_object
+            );
+            // By the unique key (see `events::keys_relation`).
+            let sql = format!(
+                "{keys}INSERT INTO payment_notifications (event_id, type, order_id, payload)
+                 SELECT 'malformed:' || m.chain_id || ':' || m.tx_hash || ':' || m.log_index,
+                        'payment.malformed', o.id, {payload}
+                 FROM k {join} malformed_logs m
+                   ON m.chain_id = {chain} AND m.tx_hash = k.tx_hash AND m.log_index = k.log_index
+                 LEFT JOIN orders o ON o.order_ref = m.order_ref
+                 WHERE m.removed = 0 AND m.contract_address = $1
+                 ORDER BY m.block_number, m.log_index
+                 ON CONFLICT (event_id) DO NOTHING",
+                keys = events::keys_relation(chunk),
+                join = d.ordered_join,
+                chain = scope.chain_id,
+            );
+            sqlx::query(&sql)
+                .bind(&contract)
+                .execute(&mut **c)
+                .await?
+                .rows_affected()
+        });
+    }
+    Ok(announced)
 }
 
 /// Announces the settling of the payment `event_id`, which pays no order
