@@ -67,6 +67,23 @@ impl TxWork for RestoreCheckpoint<'_> {
     }
 }
 
+/// Putting stored events on the late-match queue (the pending-order
+/// sweep's safety net, see `events::unqueued_for`); the next batch matches
+/// them.
+pub struct QueueLate<'a> {
+    pub event_ids: &'a [i64],
+}
+
+impl TxWork for QueueLate<'_> {
+    type Output = ();
+    fn run<'t>(
+        &'t self,
+        tx: &'t mut Conn<'t>,
+    ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send + 't {
+        events::queue_late(tx, self.event_ids)
+    }
+}
+
 /// Rolling a reorg back to its common ancestor.
 pub struct RollBack<'a> {
     pub scope: &'a Scope,
@@ -397,8 +414,9 @@ async fn announce(
     Ok(())
 }
 
-/// Matches stored `unknown_order` events whose order has since been
-/// inserted; returns the ids of the events whose outcome it changed.
+/// Matches the events of the late-match queue (queued when their order
+/// arrived after them), takes every event it looked at off the queue, and
+/// returns the ids of the events whose outcome it changed.
 async fn late_match(
     tx: &mut Conn<'_>,
     scope: &Scope,
@@ -406,15 +424,18 @@ async fn late_match(
     limit: u32,
     written: &mut Written,
 ) -> Result<Vec<i64>, StoreError> {
+    let queued = events::queued_late(tx, scope, limit).await?;
+    let looked_at: Vec<i64> = queued.iter().map(|ev| ev.event_id).collect();
     let mut changed = Vec::new();
-    let waiting = events::unknown_with_order(tx, scope, limit).await?;
-    for ev in waiting {
+    for ev in queued.into_iter().filter(|ev| ev.waiting) {
         let order = orders::by_refs(tx, &[ev.payment.order_ref])
             .await?
             .remove(&ev.payment.order_ref);
         let decision = reconcile(&ev.payment, order.as_ref(), policy);
         let (status, order_id) = match (decision, &order) {
             (Decision::Apply(status), Some(order)) => (status, Some(order.id.as_str())),
+            // Its order is gone again (deleted by the order API): unchanged.
+            (Decision::Flag(MatchStatus::UnknownOrder), _) => continue,
             (Decision::Flag(status), _) => (status, None),
             _ => continue,
         };
@@ -431,6 +452,7 @@ async fn late_match(
             version: ev.payment.version,
         });
     }
+    events::dequeue_late(tx, &looked_at).await?;
     Ok(changed)
 }
 

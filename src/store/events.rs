@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use alloy::primitives::{Address, U256};
+use alloy::primitives::{Address, B256, U256};
 use sqlx::types::Json;
 use sqlx::{FromRow, QueryBuilder, Row};
 
@@ -129,30 +129,36 @@ pub async fn upsert(
     Ok(written)
 }
 
-/// A stored `unknown_order` event whose order now exists.
+/// An event the late-match queue (`late_matches`) holds: queued by the
+/// trigger on `orders` when an order arrived after its payment.
 #[derive(Debug)]
-pub struct Unmatched {
+pub struct Queued {
     pub event_id: i64,
     pub payment: Payment,
+    /// Still live, still `unknown_order`, and not settled by a person: the
+    /// only events late matching may change. The others leave the queue
+    /// untouched.
+    pub waiting: bool,
 }
 
-/// Up to `limit` live `unknown_order` events whose order has since been
-/// inserted, oldest first. Driven by the partial index of unmatched events,
-/// so its cost follows their number, not the size of the history.
-pub async fn unknown_with_order(
+/// Up to `limit` events of the late-match queue, oldest first. The queue
+/// holds only the events whose order arrived late, so the cost follows the
+/// late orders, never the history of `unknown_order` events.
+pub async fn queued_late(
     conn: &mut Conn<'_>,
     scope: &Scope,
     limit: u32,
-) -> Result<Vec<Unmatched>, StoreError> {
+) -> Result<Vec<Queued>, StoreError> {
     on!(conn, |c, d| {
         let rows = sqlx::query(&format!(
-            "SELECT ce.id, {PAYMENT_COLUMNS}
-             FROM contract_events ce{hint}
-             {join} orders o ON o.order_ref = ce.order_ref
-             WHERE ce.match_status = 'unknown_order' AND ce.removed = 0
-               AND ce.chain_id = $1 AND ce.contract_address = $2
+            "SELECT ce.id, {PAYMENT_COLUMNS},
+                    CASE WHEN ce.match_status = 'unknown_order' AND ce.removed = 0
+                          AND NOT EXISTS (SELECT 1 FROM payment_resolutions r
+                                          WHERE r.event_id = ce.id)
+                         THEN 1 ELSE 0 END AS waiting
+             FROM late_matches l {join} contract_events ce ON ce.id = l.event_id
+             WHERE ce.chain_id = $1 AND ce.contract_address = $2
              ORDER BY ce.block_number, ce.log_index LIMIT $3",
-            hint = d.indexed_by("idx_contract_events_unknown"),
             join = d.ordered_join,
         ))
         .bind(scope.chain_id as i64)
@@ -162,13 +168,86 @@ pub async fn unknown_with_order(
         .await?;
         rows.iter()
             .map(|r| {
-                Ok(Unmatched {
+                Ok(Queued {
                     event_id: r.get("id"),
                     payment: payment_from_row(PaymentRow::from_row(r)?, scope.contract)?,
+                    waiting: r.get::<i32, _>("waiting") == 1,
                 })
             })
             .collect()
     })
+}
+
+/// Takes events off the late-match queue (looked at: matched, or no longer
+/// waiting).
+pub async fn dequeue_late(conn: &mut Conn<'_>, event_ids: &[i64]) -> Result<(), StoreError> {
+    for chunk in event_ids.chunks(CHUNK) {
+        on!(&mut *conn, |c, _d| {
+            let mut q = QueryBuilder::new("DELETE FROM late_matches WHERE event_id IN (");
+            let mut ids = q.separated(", ");
+            for id in chunk {
+                ids.push_bind(*id);
+            }
+            q.push(")");
+            q.build().execute(&mut **c).await?;
+            Ok::<_, StoreError>(())
+        })?;
+    }
+    Ok(())
+}
+
+/// The live, unsettled `unknown_order` events naming one of `order_refs`
+/// that the late-match queue does not hold (the pending-order sweep's
+/// safety net: on PostgreSQL an order committed while its payment's
+/// transaction ran is seen by neither that transaction nor the order's
+/// trigger). By the partial index of unknown-order events.
+pub async fn unqueued_for(
+    conn: &mut Conn<'_>,
+    scope: &Scope,
+    order_refs: &[B256],
+) -> Result<Vec<i64>, StoreError> {
+    let mut ids = Vec::new();
+    for chunk in order_refs.chunks(CHUNK) {
+        on!(&mut *conn, |c, d| {
+            let mut q = QueryBuilder::new(format!(
+                "SELECT ce.id FROM contract_events ce{}
+                 WHERE ce.match_status = 'unknown_order' AND ce.removed = 0
+                   AND NOT EXISTS (SELECT 1 FROM payment_resolutions r WHERE r.event_id = ce.id)
+                   AND NOT EXISTS (SELECT 1 FROM late_matches l WHERE l.event_id = ce.id)
+                   AND ce.chain_id = ",
+                d.indexed_by("idx_contract_events_unknown")
+            ));
+            q.push_bind(scope.chain_id as i64)
+                .push(" AND ce.contract_address = ")
+                .push_bind(hex_address(&scope.contract))
+                .push(" AND ce.order_ref IN (");
+            let mut refs = q.separated(", ");
+            for r in chunk {
+                refs.push_bind(hex32(r));
+            }
+            q.push(")");
+            let rows = q.build().fetch_all(&mut **c).await?;
+            ids.extend(rows.iter().map(|r| r.get::<i64, _>(0)));
+            Ok::<_, StoreError>(())
+        })?;
+    }
+    Ok(ids)
+}
+
+/// Puts events on the late-match queue (see [`unqueued_for`]).
+pub async fn queue_late(conn: &mut Conn<'_>, event_ids: &[i64]) -> Result<(), StoreError> {
+    for chunk in event_ids.chunks(CHUNK) {
+        on!(&mut *conn, |c, _d| {
+            let mut q = QueryBuilder::new("INSERT INTO late_matches (event_id) ");
+            q.push_values(chunk, |mut row, id| {
+                row.push_bind(*id);
+            });
+            q.push(" ON CONFLICT (event_id) DO NOTHING");
+            q.build().execute(&mut **c).await?;
+            Ok::<_, StoreError>(())
+        })?;
+    }
+    Ok(())
 }
 
 /// The live events of blocks `from..=to`, in block order (the `audit`

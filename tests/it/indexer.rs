@@ -255,6 +255,56 @@ async fn an_order_inserted_after_its_payment_is_matched_late_on(backend: Backend
     );
 }
 
+both_backends!(
+    an_order_its_trigger_missed_is_matched_after_the_pending_order_sweep,
+    an_order_its_trigger_missed_is_matched_after_the_pending_order_sweep_on
+);
+/// On PostgreSQL an order committed while its payment's transaction ran is
+/// seen by neither: the payment is stored as paying no order and the
+/// order's trigger finds no event to queue. Here the same state is made by
+/// hand (the queue emptied after the order's insert, the daemon down);
+/// the pending-order sweep queues the payment and the next batch matches it.
+async fn an_order_its_trigger_missed_is_matched_after_the_pending_order_sweep_on(backend: Backend) {
+    let chain = Chain::start().await;
+    let db = Db::on(backend).await;
+    let alice = chain.buyers[0];
+    let mut env = env_for(&chain, &db);
+    let mut daemon = Daemon::spawn(&env);
+    chain.pay(alice, order_ref(8), PREMIUM as u64).await;
+    caught_up(&chain, &db).await;
+    daemon.signal("TERM");
+    assert!(daemon.wait_exit(LONG).await.success());
+    db.insert_order("ord_8", order_ref(8), alice, PREMIUM).await;
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM late_matches").await,
+        1,
+        "queued by the trigger"
+    );
+    db.execute("DELETE FROM late_matches").await;
+
+    env.insert(
+        "LIQPASS__RECONCILE__PENDING_SWEEP_INTERVAL_S".into(),
+        "1".into(),
+    );
+    env.insert(
+        "LIQPASS__RECONCILE__PENDING_SWEEP_GRACE_S".into(),
+        "1".into(),
+    );
+    let daemon = Daemon::spawn(&env);
+    wait_for("ord_8 paid after the sweep", LONG, || async {
+        chain.mine(1).await;
+        (db.order("ord_8").await.payment_status == "paid").then_some(())
+    })
+    .await;
+    assert_eq!(db.events().await[0].match_status, "matched");
+    assert!(daemon.logs().contains("queued for late matching"));
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM late_matches").await,
+        0,
+        "dequeued"
+    );
+}
+
 #[tokio::test]
 async fn malformed_and_hostile_input_gets_clear_outcomes_and_the_daemon_keeps_running() {
     let chain = Chain::start().await;

@@ -5,6 +5,8 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
+use alloy::primitives::B256;
+
 use crate::support::caught_up;
 use crate::support::chain::{order_ref, Chain};
 use crate::support::daemon::{command, env_for, Daemon};
@@ -664,4 +666,35 @@ async fn a_resolution_settles_one_payment_and_changes_only_an_order_it_could_pay
     let again = settle(&env, &["--event", &unknown[0]], "void");
     assert_eq!(again.status.code(), Some(1), "settled once: {again:?}");
     assert_eq!(db.notifications().await, after);
+
+    // Its order arriving after the refund: the settled payment pays nothing.
+    let settled = db
+        .events()
+        .await
+        .into_iter()
+        .find(|e| e.match_status == "unknown_order")
+        .expect("the settled payment");
+    let order_ref: B256 = settled.order_ref.parse().expect("order_ref");
+    db.insert_order("ord_after_refund", order_ref, chain.buyers[0], PREMIUM)
+        .await;
+    chain.mine(3).await;
+    caught_up(&chain, &db).await;
+    let order = db.order("ord_after_refund").await;
+    assert_eq!(
+        order.payment_status, "pending",
+        "not paid by a refunded payment"
+    );
+    let event = db
+        .events()
+        .await
+        .into_iter()
+        .find(|e| e.tx_hash == settled.tx_hash)
+        .expect("stored");
+    assert_eq!(event.match_status, "unknown_order");
+    assert_eq!(db.notifications().await, after, "nothing announced");
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM late_matches").await,
+        0,
+        "dequeued"
+    );
 }

@@ -80,6 +80,21 @@ async fn migrations_round_trip_on_a_file_holding_rows() {
     .execute(db.store.sqlite_pool().expect("an SQLite store"))
     .await
     .expect("audit");
+    // A payment stored as paying no order while its order exists (ord_b):
+    // 0011 queues it for late matching when it comes up.
+    sqlx::query(&format!(
+        "INSERT INTO contract_events (chain_id, contract_address, tx_hash, log_index,
+           block_number, block_hash, event_name, event_version, order_ref, payer,
+           amount_usdc, amount_raw, quote_hash, args_json, match_status)
+         VALUES (1, '{addr:#x}', '{h:#x}', 1, 1, '{h:#x}', 'PremiumPaid', 1, '{r:#x}', '{addr:#x}',
+           7000000, '7000000', '{h:#x}', '{{}}', 'unknown_order')",
+        addr = wallet(0xb),
+        h = B256::repeat_byte(1),
+        r = B256::repeat_byte(2),
+    ))
+    .execute(db.store.sqlite_pool().expect("an SQLite store"))
+    .await
+    .expect("unknown-order event");
     let original = db.schema().await;
     let rows = || async {
         [
@@ -102,6 +117,12 @@ async fn migrations_round_trip_on_a_file_holding_rows() {
     db.store.migrate().await.expect("up");
     assert_eq!(db.schema().await, original);
     assert_eq!(rows().await, [3, 1, 1, 0]);
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM late_matches WHERE event_id = 2")
+            .await,
+        1,
+        "the late-match queue's backfill (0011)"
+    );
     // All the way down drops the contract; up again recreates it identically.
     for _ in 0..migration_count() {
         db.store.revert_last().await.expect("down");

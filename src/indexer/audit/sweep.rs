@@ -21,8 +21,10 @@ use alloy::primitives::B256;
 use tokio_util::sync::CancellationToken;
 
 use super::{Auditor, Path, RANGES_PER_ROUND};
+use crate::indexer::write::QueueLate;
+use crate::indexer::writer::commit_with_retry;
 use crate::indexer::Stop;
-use crate::store::{audit, checkpoint};
+use crate::store::{audit, checkpoint, events};
 
 /// orderIds per request.
 pub const REFS_PER_REQUEST: usize = 100;
@@ -130,15 +132,29 @@ impl Auditor {
             .map_or(0, |d| d.as_secs());
         let grace = self.settings.reconcile.pending_sweep_grace.as_secs();
         let since = now.saturating_sub(LOOKBACK.as_secs());
-        let (pending, checkpoint) = {
+        let (pending, checkpoint, unqueued) = {
             let mut conn = self.store.conn().await?;
             let until = now.saturating_sub(grace);
             let pending = audit::pending_orders(&mut conn.conn(), since, until, MAX_ORDERS).await?;
+            let refs: Vec<B256> = pending.iter().map(|p| p.order_ref).collect();
             (
                 pending,
                 checkpoint::read(&mut conn.conn(), &self.scope).await?,
+                events::unqueued_for(&mut conn.conn(), &self.scope, &refs).await?,
             )
         };
+        if !unqueued.is_empty() {
+            // Payments stored as paying no order while their order was
+            // being inserted (PostgreSQL): matched by the next batch.
+            let work = QueueLate {
+                event_ids: &unqueued,
+            };
+            commit_with_retry(&self.store, &self.metrics, &self.health, cancel, &work).await?;
+            tracing::warn!(
+                events = unqueued.len(),
+                "pending orders with payments stored as paying no order: queued for late matching"
+            );
+        }
         self.sweep.probes = self
             .sweep
             .probes
