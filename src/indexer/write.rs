@@ -152,11 +152,12 @@ pub async fn write_batch(tx: &mut Conn<'_>, work: &WriteBatch<'_>) -> Result<Wri
     let mark = outbox::mark(tx).await?;
     // Moves first: a payment later in the batch names the new treasury.
     written.treasury_moves = treasury::insert(tx, scope, &batch.treasury_changes).await?;
-    let policy = &in_force(tx, scope, policy).await?;
+    let judged: Vec<&Payment> = batch.payments.iter().collect();
+    let in_force_policy = in_force(tx, scope, policy, &judged).await?;
     let stored = store_payments(
         tx,
         scope,
-        policy,
+        &in_force_policy,
         &batch.payments,
         final_block,
         verify,
@@ -257,7 +258,7 @@ async fn recover(tx: &mut Conn<'_>, work: &RecoverLogs<'_>) -> Result<Recovered,
                     .is_none_or(|h| *h == p.block.hash)
         });
     out.skipped = skipped.iter().map(|p| p.key).collect();
-    let policy = &in_force(tx, scope, work.policy).await?;
+    let policy = &in_force(tx, scope, work.policy, &taken.iter().collect::<Vec<_>>()).await?;
     let stored = store_payments(
         tx,
         scope,
@@ -289,11 +290,19 @@ async fn recover(tx: &mut Conn<'_>, work: &RecoverLogs<'_>) -> Result<Recovered,
     Ok(out)
 }
 
-/// `policy` with the treasury moves stored so far (few: read whole), so
+/// `policy` with the treasury moves in force for `payments` (the last one
+/// before the first of their blocks, and every one from there on), so
 /// that each v2 payment is held to the treasury in force at its log.
-async fn in_force(tx: &mut Conn<'_>, scope: &Scope, policy: &Policy) -> Result<Policy, StoreError> {
+async fn in_force(
+    tx: &mut Conn<'_>,
+    scope: &Scope,
+    policy: &Policy,
+    payments: &[&Payment],
+) -> Result<Policy, StoreError> {
     let mut policy = policy.clone();
-    policy.treasury.changes = treasury::live(tx, scope).await?;
+    if let Some(first) = payments.iter().map(|p| p.block.number).min() {
+        policy.treasury.changes = treasury::in_force_from(tx, scope, first).await?;
+    }
     Ok(policy)
 }
 
@@ -426,6 +435,12 @@ async fn late_match(
 ) -> Result<Vec<i64>, StoreError> {
     let queued = events::queued_late(tx, scope, limit).await?;
     let looked_at: Vec<i64> = queued.iter().map(|ev| ev.event_id).collect();
+    let waiting: Vec<&Payment> = queued
+        .iter()
+        .filter(|ev| ev.waiting)
+        .map(|ev| &ev.payment)
+        .collect();
+    let policy = &in_force(tx, scope, policy, &waiting).await?;
     let mut changed = Vec::new();
     for ev in queued.into_iter().filter(|ev| ev.waiting) {
         let order = orders::by_refs(tx, &[ev.payment.order_ref])

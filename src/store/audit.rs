@@ -96,9 +96,10 @@ pub struct Pending {
 }
 
 /// Up to `limit` orders still `pending`/`pending` that were created between
-/// `since` and `until` (unix seconds), newest first. Driven by the index on
-/// `created_at`, so its cost follows the orders of that window, never the
-/// history's. The index range is a day wider on each side and the times
+/// `since` and `until` (unix seconds), newest first. Driven by the partial
+/// index of pending orders on `created_at` (`idx_orders_pending`), so its
+/// cost follows the pending orders of that window, never the history's
+/// (nor the orders abandoned long ago). The index range is a day wider on each side and the times
 /// are compared as numbers here: on SQLite `created_at` is text, and an
 /// order API writing `2026-12-07 10:00:00` (valid, but not the documented
 /// ISO form) sorts apart from `2026-12-07T…` within a day.
@@ -115,7 +116,7 @@ pub async fn pending_orders(
                AND status = 'pending' AND payment_status = 'pending'
              ORDER BY created_at DESC LIMIT $3",
             created = d.to_unix("created_at"),
-            hint = d.indexed_by("idx_orders_created_at"),
+            hint = d.indexed_by("idx_orders_pending"),
             since = d.from_unix("$1"),
             until = d.from_unix("$2"),
         ))

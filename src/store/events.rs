@@ -129,6 +129,11 @@ pub async fn upsert(
     Ok(written)
 }
 
+/// Whether a person settled event `ce` (1) or not (0): a lookup by the
+/// event's id for each event, as a correlated count (an `EXISTS` may be
+/// planned on PostgreSQL as a hash of every resolution ever made).
+const SETTLED: &str = "(SELECT COUNT(*) FROM payment_resolutions r WHERE r.event_id = ce.id)";
+
 /// An event the late-match queue (`late_matches`) holds: queued by the
 /// trigger on `orders` when an order arrived after its payment.
 #[derive(Debug)]
@@ -141,9 +146,12 @@ pub struct Queued {
     pub waiting: bool,
 }
 
-/// Up to `limit` events of the late-match queue, oldest first. The queue
-/// holds only the events whose order arrived late, so the cost follows the
-/// late orders, never the history of `unknown_order` events.
+/// Up to `limit` events of the late-match queue, the first stored first,
+/// returned in chain order. The queue holds only the events whose order
+/// arrived late, so the cost follows the late orders, never the history of
+/// `unknown_order` events (ordered by the queue's key, not the event's
+/// block: an order the block index serves would invite a plan that walks
+/// the contract's events).
 pub async fn queued_late(
     conn: &mut Conn<'_>,
     scope: &Scope,
@@ -153,12 +161,11 @@ pub async fn queued_late(
         let rows = sqlx::query(&format!(
             "SELECT ce.id, {PAYMENT_COLUMNS},
                     CASE WHEN ce.match_status = 'unknown_order' AND ce.removed = 0
-                          AND NOT EXISTS (SELECT 1 FROM payment_resolutions r
-                                          WHERE r.event_id = ce.id)
+                          AND {SETTLED} = 0
                          THEN 1 ELSE 0 END AS waiting
              FROM late_matches l {join} contract_events ce ON ce.id = l.event_id
              WHERE ce.chain_id = $1 AND ce.contract_address = $2
-             ORDER BY ce.block_number, ce.log_index LIMIT $3",
+             ORDER BY l.event_id LIMIT $3",
             join = d.ordered_join,
         ))
         .bind(scope.chain_id as i64)
@@ -166,7 +173,8 @@ pub async fn queued_late(
         .bind(i64::from(limit))
         .fetch_all(&mut **c)
         .await?;
-        rows.iter()
+        let mut queued = rows
+            .iter()
             .map(|r| {
                 Ok(Queued {
                     event_id: r.get("id"),
@@ -174,7 +182,9 @@ pub async fn queued_late(
                     waiting: r.get::<i32, _>("waiting") == 1,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        queued.sort_by_key(|q| (q.payment.block.number, q.payment.key.log_index));
+        Ok(queued)
     })
 }
 
@@ -212,7 +222,7 @@ pub async fn unqueued_for(
             let mut q = QueryBuilder::new(format!(
                 "SELECT ce.id FROM contract_events ce{}
                  WHERE ce.match_status = 'unknown_order' AND ce.removed = 0
-                   AND NOT EXISTS (SELECT 1 FROM payment_resolutions r WHERE r.event_id = ce.id)
+                   AND {SETTLED} = 0
                    AND NOT EXISTS (SELECT 1 FROM late_matches l WHERE l.event_id = ce.id)
                    AND ce.chain_id = ",
                 d.indexed_by("idx_contract_events_unknown")

@@ -32,15 +32,18 @@ pub async fn record(
     })
 }
 
-/// Open incidents: not acknowledged, and some order they reversed is still `reversed`.
+/// Open incidents: not acknowledged, and some order they reversed is still
+/// `reversed`. By the partial indexes of open incidents and of reversed
+/// orders: the cost follows those, not the history.
 pub async fn open_count(conn: &mut Conn<'_>, scope: &Scope) -> Result<i64, StoreError> {
     on!(conn, |c, d| {
         Ok(sqlx::query_scalar(&format!(
             "SELECT COUNT(*) FROM reorg_incidents r
              WHERE r.acknowledged_at IS NULL AND r.chain_id = $1 AND r.contract_address = $2
-               AND EXISTS (SELECT 1 FROM orders o WHERE o.payment_status = 'reversed'
-                           AND o.id IN ({}))",
-            d.json_elements("r.reversed_orders")
+               AND EXISTS (SELECT 1 FROM orders o{hint}
+                           WHERE o.payment_status = 'reversed' AND o.id IN ({elements}))",
+            hint = d.indexed_by("idx_orders_reversed"),
+            elements = d.json_elements("r.reversed_orders")
         ))
         .bind(scope.chain_id as i64)
         .bind(hex_address(&scope.contract))

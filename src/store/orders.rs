@@ -125,6 +125,8 @@ pub type Paying<'a> = (&'a str, &'a LogKey);
 
 /// The rows of `paying`, as `v(order_id, tx_hash, log_index)` joined to the
 /// stored event (`ce`) and the order (`o`) when the order can still be paid.
+/// In that order (`p` is inlined into each arm of a `UNION ALL`, and SQLite
+/// with statistics once planned an arm as a search of `ce` by chain alone).
 fn paying_join<'q, DB>(d: &Dialect, scope: &Scope, paying: &[Paying<'q>]) -> QueryBuilder<'q, DB>
 where
     DB: Database,
@@ -141,9 +143,10 @@ where
     q.push(format!(
         "), p AS (SELECT o.id AS order_id, o.status, o.payment_status, ce.id AS event_id,
                 ce.tx_hash, ce.log_index, ce.block_number, ce.amount_usdc, {} AS paid_at
-           FROM v JOIN orders o ON o.id = v.order_id
-           JOIN contract_events ce ON ce.chain_id = ",
-        d.from_unix("ce.block_timestamp")
+           FROM v {join} orders o ON o.id = v.order_id
+           {join} contract_events ce ON ce.chain_id = ",
+        d.from_unix("ce.block_timestamp"),
+        join = d.ordered_join,
     ));
     q.push_bind(scope.chain_id as i64).push(
         " AND ce.tx_hash = v.tx_hash AND ce.log_index = v.log_index

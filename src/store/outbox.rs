@@ -21,13 +21,16 @@
 //! `webhooks`) reads the rows and fills their delivery columns.
 
 use serde::Serialize;
+use sqlx::QueryBuilder;
 
 use super::events::{self, CHUNK};
 use super::{on, Conn, StoreError};
 use crate::domain::{hex_address, LogKey, Scope};
 
-/// Rows removed by one retention statement, at most (bounded work).
-pub const PRUNE_LIMIT: i64 = 5_000;
+/// Rows removed by one retention transaction, at most (bounded work, a
+/// short write lock; the retention task runs again at once after a full
+/// one).
+pub const PRUNE_LIMIT: i64 = CHUNK as i64;
 
 /// Where a transaction started: audit rows above it are its own.
 #[derive(Debug, Clone, Copy)]
@@ -57,6 +60,9 @@ const AUDIT_TYPE: &str = "CASE a.reason
     ELSE 'order.' || a.reason END";
 
 /// Announces every audit row written since `mark`. Returns rows written.
+/// The range is closed above (by the newest row) so that a generic plan,
+/// which cannot know how far `$1` is from the end, still estimates a few
+/// rows and looks each event up by its id instead of reading them all.
 pub async fn announce_audit(conn: &mut Conn<'_>, mark: Mark) -> Result<u64, StoreError> {
     on!(conn, |c, d| {
         let payload = format!(
@@ -75,7 +81,8 @@ pub async fn announce_audit(conn: &mut Conn<'_>, mark: Mark) -> Result<u64, Stor
                         WHERE n.order_id = a.order_id AND n.id <= a.id),
                     {AUDIT_TYPE}, a.order_id, {payload}
              FROM order_audit a LEFT JOIN contract_events ce ON ce.id = a.event_id
-             WHERE a.id > $1 ORDER BY a.id
+             WHERE a.id > $1 AND a.id <= (SELECT MAX(id) FROM order_audit)
+             ORDER BY a.id
              ON CONFLICT (event_id) DO NOTHING"
         );
         Ok(sqlx::query(&sql)
@@ -253,27 +260,39 @@ pub async fn announce_settled(conn: &mut Conn<'_>, event_id: i64) -> Result<u64,
 /// Deletes up to [`PRUNE_LIMIT`] notifications older than `days` days that
 /// are delivered, or, when `undelivered_too` (no dispatcher configured, so
 /// nothing will ever deliver them), also undelivered ones. Returns how many.
+/// Oldest first: their ids are read by the `created_at` index, then deleted
+/// by id (an `IN (subquery)` may be planned as a scan of the outbox).
 pub async fn prune(
     conn: &mut Conn<'_>,
     days: u32,
     undelivered_too: bool,
 ) -> Result<u64, StoreError> {
-    on!(conn, |c, d| {
-        let sql = format!(
-            "DELETE FROM payment_notifications WHERE id IN (
-               SELECT id FROM payment_notifications
-               WHERE created_at < {cutoff} AND (delivered_at IS NOT NULL OR $2 = 1)
-               ORDER BY id LIMIT $3)",
+    let expired: Vec<i64> = on!(&mut *conn, |c, d| {
+        sqlx::query_scalar(&format!(
+            "SELECT id FROM payment_notifications
+             WHERE created_at < {cutoff} AND (delivered_at IS NOT NULL OR $2 = 1)
+             ORDER BY created_at LIMIT $3",
             cutoff = d.now_minus_days("$1")
-        );
-        Ok(sqlx::query(&sql)
-            .bind(i64::from(days))
-            .bind(i64::from(undelivered_too))
-            .bind(PRUNE_LIMIT)
-            .execute(&mut **c)
-            .await?
-            .rows_affected())
-    })
+        ))
+        .bind(i64::from(days))
+        .bind(i64::from(undelivered_too))
+        .bind(PRUNE_LIMIT)
+        .fetch_all(&mut **c)
+        .await?
+    });
+    let mut deleted = 0;
+    for chunk in expired.chunks(CHUNK) {
+        deleted += on!(&mut *conn, |c, _d| {
+            let mut q = QueryBuilder::new("DELETE FROM payment_notifications WHERE id IN (");
+            let mut ids = q.separated(", ");
+            for id in chunk {
+                ids.push_bind(*id);
+            }
+            q.push(")");
+            q.build().execute(&mut **c).await?.rows_affected()
+        });
+    }
+    Ok(deleted)
 }
 
 /// One notification as read back, with its delivery state.

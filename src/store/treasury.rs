@@ -54,24 +54,36 @@ pub async fn remove_above(
     super::blocks::remove_rows_above(conn, "treasury_changes", scope, number).await
 }
 
-/// Every live move, in chain order: `(block, log index, new treasury)`.
-pub async fn live(
+/// The live moves in force from block `from` on, in chain order: the
+/// last one before it (when there is one) and every one at or after it,
+/// as `(block, log index, new treasury)`. By the block index: the cost
+/// follows the moves from `from` on, not the history of moves.
+pub async fn in_force_from(
     conn: &mut Conn<'_>,
     scope: &Scope,
+    from: u64,
 ) -> Result<Vec<(u64, u64, Address)>, StoreError> {
-    let rows: Vec<(i64, i64, String)> = on!(conn, |c, d| {
-        let rows = sqlx::query(
+    let rows: Vec<(i64, i64, String)> = on!(conn, |c, _d| {
+        let mut rows = Vec::new();
+        for sql in [
             "SELECT block_number, log_index, new_treasury FROM treasury_changes
-             WHERE chain_id = $1 AND contract_address = $2 AND removed = 0
+             WHERE chain_id = $1 AND contract_address = $2 AND block_number < $3
+               AND removed = 0
+             ORDER BY block_number DESC, log_index DESC LIMIT 1",
+            "SELECT block_number, log_index, new_treasury FROM treasury_changes
+             WHERE chain_id = $1 AND contract_address = $2 AND block_number >= $3
+               AND removed = 0
              ORDER BY block_number, log_index",
-        )
-        .bind(scope.chain_id as i64)
-        .bind(hex_address(&scope.contract))
-        .fetch_all(&mut **c)
-        .await?;
-        rows.iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
-            .collect::<Vec<_>>()
+        ] {
+            let found = sqlx::query(sql)
+                .bind(scope.chain_id as i64)
+                .bind(hex_address(&scope.contract))
+                .bind(from as i64)
+                .fetch_all(&mut **c)
+                .await?;
+            rows.extend(found.iter().map(|r| (r.get(0), r.get(1), r.get(2))));
+        }
+        rows
     });
     rows.into_iter()
         .map(|(b, i, t)| {

@@ -17,6 +17,7 @@ mod ha_restart;
 mod indexer;
 mod ops;
 mod outbox;
+mod plans;
 mod postgres;
 mod providers;
 mod reorg;

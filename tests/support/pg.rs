@@ -209,6 +209,11 @@ impl Cluster {
         );
     }
 
+    /// The server's log file (`pg_ctl -l`).
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("server.log")
+    }
+
     /// The URL of database `name` on this cluster.
     pub fn url(&self, name: &str) -> String {
         format!(

@@ -26,3 +26,12 @@ SELECT ce.id FROM contract_events ce JOIN orders o ON o.order_ref = ce.order_ref
 WHERE ce.match_status = 'unknown_order' AND ce.removed = 0
   AND NOT EXISTS (SELECT 1 FROM payment_resolutions r WHERE r.event_id = ce.id)
 ON CONFLICT DO NOTHING;
+
+-- Partial indexes, so that the daemon's lookups of waiting orders cost
+-- what is waiting, not the history of orders: the pending-order sweep's
+-- (pending orders by creation time; an abandoned checkout stays pending)
+-- and the open reorg incidents' (orders still reversed). Each order enters
+-- them at most while it waits.
+CREATE INDEX idx_orders_pending ON orders (created_at)
+    WHERE status = 'pending' AND payment_status = 'pending';
+CREATE INDEX idx_orders_reversed ON orders (id) WHERE payment_status = 'reversed';
