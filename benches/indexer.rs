@@ -11,7 +11,9 @@
 //! failover` (only the failover rows, on each backend: leader `kill -9` to
 //! the standby's first commit), `--only backends` (only the backfill and
 //! order API rows on SQLite and on PostgreSQL, the suite's own throwaway
-//! cluster).
+//! cluster), `--only history` (only the history rows: lock hold and the
+//! order API's inserts on an empty database and on one holding a million
+//! payments, each backend).
 //! Generated chains are cached as anvil state dumps (gzip-compressed JSON,
 //! as anvil_dumpState gives it) under target/bench.
 
@@ -22,6 +24,8 @@ mod support;
 mod failover;
 #[path = "indexer/gap.rs"]
 mod gap;
+#[path = "indexer/history.rs"]
+mod history;
 #[path = "indexer/live.rs"]
 mod live;
 #[path = "indexer/order_api.rs"]
@@ -62,6 +66,7 @@ struct Args {
     only_order_api: bool,
     only_failover: bool,
     only_backends: bool,
+    only_history: bool,
     /// `--only` a provider-scale row (`scale`), or all of them.
     only_scale: Option<String>,
 }
@@ -77,6 +82,7 @@ fn args() -> Args {
         only_order_api: false,
         only_failover: false,
         only_backends: false,
+        only_history: false,
         only_scale: None,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -98,10 +104,11 @@ fn args() -> Args {
                 "order-api" => a.only_order_api = true,
                 "failover" => a.only_failover = true,
                 "backends" => a.only_backends = true,
+                "history" => a.only_history = true,
                 row @ ("providers" | "provider-coinbase" | "provider-generous" | "provider-16m"
                 | "dense-latency" | "near-head") => a.only_scale = Some(row.into()),
                 other => panic!(
-                    "--only takes order-api, failover, backends, providers, provider-coinbase, \
+                    "--only takes order-api, failover, backends, history, providers, provider-coinbase, \
                      provider-generous, provider-16m, dense-latency or near-head, not {other}"
                 ),
             },
@@ -121,14 +128,27 @@ fn cache_dir() -> PathBuf {
 /// A chain holding `payments` PremiumPaid logs over `blocks` blocks, from the
 /// cache when it exists.
 async fn chain_with(payments: u64, blocks: u64, first_ref: u64) -> Chain {
+    chain_after(0, payments, blocks, first_ref).await
+}
+
+/// The same, the payments starting after `skip` empty blocks (room below
+/// them for a bulk-loaded history).
+async fn chain_after(skip: u64, payments: u64, blocks: u64, first_ref: u64) -> Chain {
     // --prune-history: without it anvil keeps the state of every block it
     // mines and spills them to ~/.foundry/anvil/tmp (hundreds of MB per
     // thousand blocks on this chain; never removed when anvil is killed).
     let args = ["--gas-limit", "1000000000", "--prune-history"];
-    let cache = cache_dir().join(format!("chain-{payments}-{blocks}-{first_ref}.json.gz"));
+    let after = if skip > 0 {
+        format!("after-{skip}-")
+    } else {
+        String::new()
+    };
+    let cache = cache_dir().join(format!(
+        "chain-{after}{payments}-{blocks}-{first_ref}.json.gz"
+    ));
     if cache.exists() {
         let chain = load(&cache, &args).await;
-        if chain.head().await >= blocks {
+        if chain.head().await >= skip + blocks {
             eprintln!("chain: loaded {}", cache.display());
             return chain;
         }
@@ -136,6 +156,9 @@ async fn chain_with(payments: u64, blocks: u64, first_ref: u64) -> Chain {
     }
     let chain = Chain::start_with(&args).await;
     let started = Instant::now();
+    if skip > 0 {
+        chain.mine(skip).await;
+    }
     let per_block = payments.div_ceil(blocks).max(1);
     let mut made = 0;
     while made < payments {
@@ -152,8 +175,8 @@ async fn chain_with(payments: u64, blocks: u64, first_ref: u64) -> Chain {
         }
     }
     let head = chain.head().await;
-    if head < blocks {
-        chain.mine(blocks - head).await;
+    if head < skip + blocks {
+        chain.mine(skip + blocks - head).await;
     }
     eprintln!(
         "chain: {payments} logs over {} blocks generated in {:.1} s",
@@ -280,6 +303,12 @@ async fn main() {
     let mut out = serde_json::Map::new();
     if a.only_failover {
         failover::rows(&mut table, &mut out).await;
+        print_table(&a, &table);
+        return;
+    }
+
+    if a.only_history {
+        history::rows(&mut table, &mut out).await;
         print_table(&a, &table);
         return;
     }
@@ -552,6 +581,9 @@ async fn main() {
         out.insert("rss_peak_mib".into(), json!(peak as f64 / 1024.0));
         drop(daemon);
     }
+
+    eprintln!("bench: history");
+    history::rows(&mut table, &mut out).await;
 
     print_table(&a, &table);
     if let Some(path) = a.json {

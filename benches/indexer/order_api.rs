@@ -135,7 +135,7 @@ pub async fn order_api_sweep(
 /// The order API's own connection: SQLite with the default busy handler
 /// (busy timeout 5 s, as Python's sqlite3 and better-sqlite3 use), or
 /// PostgreSQL.
-enum ApiConn {
+pub(super) enum ApiConn {
     Sqlite(sqlx::SqliteConnection),
     Postgres(sqlx::PgConnection),
 }
@@ -152,7 +152,7 @@ macro_rules! on_conn {
 }
 
 impl ApiConn {
-    async fn open(db: &Db) -> ApiConn {
+    pub(super) async fn open(db: &Db) -> ApiConn {
         use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
         use sqlx::{ConnectOptions, Connection};
         match db.backend() {
@@ -197,7 +197,7 @@ fn api_connection(
 
 /// The order API creating orders on its own connection: `API_RATE`
 /// idempotent INSERTs a second, each read back by id.
-async fn api_writes(
+pub(super) async fn api_writes(
     mut conn: ApiConn,
     stop: tokio_util::sync::CancellationToken,
 ) -> (Vec<f64>, Vec<f64>) {

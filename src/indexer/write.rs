@@ -291,7 +291,7 @@ async fn recover(tx: &mut Conn<'_>, work: &RecoverLogs<'_>) -> Result<Recovered,
 }
 
 /// `policy` with the treasury moves in force for `payments` (the last one
-/// before the first of their blocks, and every one from there on), so
+/// before the first of their blocks, and every one up to the last), so
 /// that each v2 payment is held to the treasury in force at its log.
 async fn in_force(
     tx: &mut Conn<'_>,
@@ -300,8 +300,9 @@ async fn in_force(
     payments: &[&Payment],
 ) -> Result<Policy, StoreError> {
     let mut policy = policy.clone();
-    if let Some(first) = payments.iter().map(|p| p.block.number).min() {
-        policy.treasury.changes = treasury::in_force_from(tx, scope, first).await?;
+    let blocks = payments.iter().map(|p| p.block.number);
+    if let (Some(first), Some(last)) = (blocks.clone().min(), blocks.max()) {
+        policy.treasury.changes = treasury::in_force(tx, scope, (first, last)).await?;
     }
     Ok(policy)
 }

@@ -382,6 +382,11 @@ pub(super) async fn commit_with_retry<W: TxWork>(
         match written {
             Ok((out, held)) => {
                 metrics.record_lock_hold(held);
+                tracing::debug!(
+                    held_ms = held.as_secs_f64() * 1e3,
+                    rows = work.rows(),
+                    "write transaction committed"
+                );
                 if failures > 0 {
                     health.set_db_failing(None);
                     let kinds: Vec<_> = kinds.iter().map(|k: &WriteFailure| k.label()).collect();

@@ -64,8 +64,9 @@ pub struct Postgres {
 
 /// The tables whose statistics the indexer's plans depend on.
 const ANALYZED: &str = "ANALYZE contract_events, orders, order_audit, block_hashes";
-/// Rows written before the second `ANALYZE` (the first follows the first
-/// commit); each later one waits for the rows written to double.
+/// Rows written before the second `ANALYZE` (the first precedes the first
+/// commit), or a tenth of the events already stored when more; each later
+/// one waits for the rows written to double.
 const FIRST_ANALYZE_ROWS: usize = 1_000;
 
 impl Postgres {
@@ -146,6 +147,13 @@ impl Postgres {
             // near-empty, and a first catch-up transaction of thousands of
             // rows would run its lookups as nested loops over them.
             analyze(&self.pool, 0).await;
+            // A database that holds a history already: the next ANALYZE
+            // waits until a tenth of it has been written again (as
+            // autovacuum's scale factor), not for 1,000 rows (an ANALYZE
+            // of a million-row table reads as much as thousands of writes).
+            let stored = stored_events(&self.pool).await;
+            self.next_analyze
+                .store(FIRST_ANALYZE_ROWS.max(stored / 10), Ordering::Relaxed);
         }
         let done = async {
             let mut tx = self
@@ -269,6 +277,20 @@ async fn applied(conn: &mut PgConnection) -> Result<Vec<i64>, StoreError> {
             .fetch_all(&mut *conn)
             .await?,
     )
+}
+
+/// The planner's estimate of the rows of `contract_events` (0 when it has
+/// none, or cannot be read).
+async fn stored_events(pool: &PgPool) -> usize {
+    let estimate: Result<Option<f32>, _> = sqlx::query_scalar(
+        "SELECT reltuples FROM pg_class WHERE oid = to_regclass('contract_events')",
+    )
+    .fetch_optional(pool)
+    .await;
+    match estimate {
+        Ok(Some(rows)) if rows > 0.0 => rows as usize,
+        _ => 0,
+    }
 }
 
 /// `ANALYZE` of the indexer's tables, waiting at most briefly for its lock

@@ -54,31 +54,39 @@ pub async fn remove_above(
     super::blocks::remove_rows_above(conn, "treasury_changes", scope, number).await
 }
 
-/// The live moves in force from block `from` on, in chain order: the
-/// last one before it (when there is one) and every one at or after it,
-/// as `(block, log index, new treasury)`. By the block index: the cost
-/// follows the moves from `from` on, not the history of moves.
-pub async fn in_force_from(
+/// The live moves in force over blocks `from..=to`, in chain order: the
+/// last one before `from` (when there is one) and every one within, as
+/// `(block, log index, new treasury)`. By the block index: the cost
+/// follows the moves of those blocks, not the history of moves.
+pub async fn in_force(
     conn: &mut Conn<'_>,
     scope: &Scope,
-    from: u64,
+    (from, to): (u64, u64),
 ) -> Result<Vec<(u64, u64, Address)>, StoreError> {
     let rows: Vec<(i64, i64, String)> = on!(conn, |c, _d| {
         let mut rows = Vec::new();
         for sql in [
+            // The block first (the index's order, read backwards and
+            // stopped at once), then its last move: sorting by block and
+            // log index at once reads every earlier move.
             "SELECT block_number, log_index, new_treasury FROM treasury_changes
-             WHERE chain_id = $1 AND contract_address = $2 AND block_number < $3
-               AND removed = 0
-             ORDER BY block_number DESC, log_index DESC LIMIT 1",
+             WHERE chain_id = $1 AND contract_address = $2 AND removed = 0
+               AND block_number = (
+                 SELECT block_number FROM treasury_changes
+                 WHERE chain_id = $1 AND contract_address = $2 AND block_number < $3
+                   AND removed = 0
+                 ORDER BY block_number DESC LIMIT 1)
+             ORDER BY log_index DESC LIMIT 1",
             "SELECT block_number, log_index, new_treasury FROM treasury_changes
              WHERE chain_id = $1 AND contract_address = $2 AND block_number >= $3
-               AND removed = 0
+               AND block_number <= $4 AND removed = 0
              ORDER BY block_number, log_index",
         ] {
             let found = sqlx::query(sql)
                 .bind(scope.chain_id as i64)
                 .bind(hex_address(&scope.contract))
                 .bind(from as i64)
+                .bind(to as i64)
                 .fetch_all(&mut **c)
                 .await?;
             rows.extend(found.iter().map(|r| (r.get(0), r.get(1), r.get(2))));

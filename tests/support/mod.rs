@@ -8,6 +8,7 @@ pub mod daemon;
 #[macro_use]
 pub mod db;
 pub mod disk;
+pub mod history;
 pub mod omit;
 pub mod pg;
 pub mod proxy;
