@@ -385,7 +385,7 @@ pub(super) async fn commit_with_retry<W: TxWork>(
                 tracing::debug!(
                     held_ms = held.as_secs_f64() * 1e3,
                     rows = work.rows(),
-                    "write transaction committed"
+                    "write lock held"
                 );
                 if failures > 0 {
                     health.set_db_failing(None);

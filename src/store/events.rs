@@ -191,19 +191,32 @@ pub async fn queued_late(
 /// Takes events off the late-match queue (looked at: matched, or no longer
 /// waiting).
 pub async fn dequeue_late(conn: &mut Conn<'_>, event_ids: &[i64]) -> Result<(), StoreError> {
-    for chunk in event_ids.chunks(CHUNK) {
-        on!(&mut *conn, |c, _d| {
-            let mut q = QueryBuilder::new("DELETE FROM late_matches WHERE event_id IN (");
-            let mut ids = q.separated(", ");
+    delete_ids(conn, "late_matches", "event_id", event_ids).await?;
+    Ok(())
+}
+
+/// Deletes the rows of `table` whose `column` is one of `ids`, a chunk a
+/// statement (each a lookup by that key); returns how many. `table` and
+/// `column` are ours, never input.
+pub(super) async fn delete_ids(
+    conn: &mut Conn<'_>,
+    table: &str,
+    column: &str,
+    ids: &[i64],
+) -> Result<u64, StoreError> {
+    let mut deleted = 0;
+    for chunk in ids.chunks(CHUNK) {
+        deleted += on!(&mut *conn, |c, _d| {
+            let mut q = QueryBuilder::new(format!("DELETE FROM {table} WHERE {column} IN ("));
+            let mut list = q.separated(", ");
             for id in chunk {
-                ids.push_bind(*id);
+                list.push_bind(*id);
             }
             q.push(")");
-            q.build().execute(&mut **c).await?;
-            Ok::<_, StoreError>(())
-        })?;
+            q.build().execute(&mut **c).await?.rows_affected()
+        });
     }
-    Ok(())
+    Ok(deleted)
 }
 
 /// The live, unsettled `unknown_order` events naming one of `order_refs`

@@ -21,7 +21,6 @@
 //! `webhooks`) reads the rows and fills their delivery columns.
 
 use serde::Serialize;
-use sqlx::QueryBuilder;
 
 use super::events::{self, CHUNK};
 use super::{on, Conn, StoreError};
@@ -280,19 +279,7 @@ pub async fn prune(
         .fetch_all(&mut **c)
         .await?
     });
-    let mut deleted = 0;
-    for chunk in expired.chunks(CHUNK) {
-        deleted += on!(&mut *conn, |c, _d| {
-            let mut q = QueryBuilder::new("DELETE FROM payment_notifications WHERE id IN (");
-            let mut ids = q.separated(", ");
-            for id in chunk {
-                ids.push_bind(*id);
-            }
-            q.push(")");
-            q.build().execute(&mut **c).await?.rows_affected()
-        });
-    }
-    Ok(deleted)
+    events::delete_ids(conn, "payment_notifications", "id", &expired).await
 }
 
 /// One notification as read back, with its delivery state.

@@ -146,14 +146,18 @@ impl Postgres {
             // database, or orders the API inserted in bulk) are planned as
             // near-empty, and a first catch-up transaction of thousands of
             // rows would run its lookups as nested loops over them.
-            analyze(&self.pool, 0).await;
             // A database that holds a history already: the next ANALYZE
             // waits until a tenth of it has been written again (as
             // autovacuum's scale factor), not for 1,000 rows (an ANALYZE
             // of a million-row table reads as much as thousands of writes).
-            let stored = stored_events(&self.pool).await;
-            self.next_analyze
-                .store(FIRST_ANALYZE_ROWS.max(stored / 10), Ordering::Relaxed);
+            // One that could not run (autovacuum holds its lock) is tried
+            // again after 1,000 rows.
+            let next = if analyze(&self.pool, 0).await {
+                FIRST_ANALYZE_ROWS.max(stored_events(&self.pool).await / 10)
+            } else {
+                FIRST_ANALYZE_ROWS
+            };
+            self.next_analyze.store(next, Ordering::Relaxed);
         }
         let done = async {
             let mut tx = self
@@ -210,8 +214,13 @@ impl Postgres {
         // Beside the writes, never in their way: its own task, and a lock
         // it waits for at most briefly (a manual VACUUM or an index build
         // holds the one ANALYZE needs; it is tried again as the tables grow).
+        let next_analyze = self.next_analyze.clone();
         tokio::spawn(async move {
-            analyze(&pool, written).await;
+            if !analyze(&pool, written).await {
+                // Not run (its lock is held): again after 1,000 more rows,
+                // not after the rows double.
+                next_analyze.store(written + FIRST_ANALYZE_ROWS, Ordering::Relaxed);
+            }
             analyzing.store(false, Ordering::Release);
         });
     }
@@ -295,8 +304,9 @@ async fn stored_events(pool: &PgPool) -> usize {
 
 /// `ANALYZE` of the indexer's tables, waiting at most briefly for its lock
 /// (a manual VACUUM or an index build holds the one it needs; it is tried
-/// again as the tables grow). Logged at debug, never an error of a write.
-async fn analyze(pool: &PgPool, written: usize) {
+/// again as the tables grow). Logged at debug, never an error of a write;
+/// returns whether it ran.
+async fn analyze(pool: &PgPool, written: usize) -> bool {
     let started = Instant::now();
     let analyzed = async {
         let mut tx = pool.begin().await?;
@@ -310,12 +320,18 @@ async fn analyze(pool: &PgPool, written: usize) {
         Ok::<_, StoreError>(())
     };
     match analyzed.await {
-        Ok(()) => tracing::debug!(
-            rows = written,
-            ms = started.elapsed().as_millis() as u64,
-            "refreshed the planner's statistics"
-        ),
-        Err(e) => tracing::debug!(error = %e, "ANALYZE failed; tried again as the tables grow"),
+        Ok(()) => {
+            tracing::debug!(
+                rows = written,
+                ms = started.elapsed().as_millis() as u64,
+                "refreshed the planner's statistics"
+            );
+            true
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "ANALYZE failed; tried again after 1,000 rows");
+            false
+        }
     }
 }
 
