@@ -26,7 +26,8 @@ struct Inner {
     stall_after_ms: AtomicU64,
     indexed: AtomicU64,
     deep_reorgs_unacknowledged: AtomicI64,
-    /// While write transactions fail: why, in words.
+    /// Why the last write transaction failed, in words; `None` once one
+    /// committed after it, or a term began or ended since.
     db_failing: Mutex<Option<String>>,
     /// Waiting for the write lease instead of writing.
     standby: AtomicBool,
@@ -110,8 +111,16 @@ impl Health {
         let no_commit = now.saturating_sub(i.committed_ms.load(Ordering::Relaxed)) > after;
         head_quiet || (no_commit && self.lag() > 0)
     }
-    /// Sets (or, with `None`, clears) why write transactions are failing.
-    pub fn set_db_failing(&self, cause: Option<String>) {
+    /// A write transaction failed, for `cause`: readiness names it until
+    /// one commits (any writer's) or the term changes.
+    pub fn write_failed(&self, cause: String) {
+        self.set_db_failing(Some(cause));
+    }
+    /// A write transaction committed: whatever failed before is over.
+    pub fn write_committed(&self) {
+        self.set_db_failing(None);
+    }
+    fn set_db_failing(&self, cause: Option<String>) {
         *self
             .inner
             .db_failing
@@ -121,8 +130,11 @@ impl Health {
 
     /// A standby waits for the write lease: it is ready (it must not block
     /// a rollout) as long as the database answers, and writes nothing.
+    /// Becoming one, or leader, starts a term: a write failure of the term
+    /// before says nothing of this one.
     pub fn set_standby(&self, standby: bool) {
         self.inner.standby.store(standby, Ordering::Relaxed);
+        self.set_db_failing(None);
     }
     pub fn standby(&self) -> bool {
         self.inner.standby.load(Ordering::Relaxed)

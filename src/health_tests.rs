@@ -33,11 +33,33 @@ fn failing_writes_are_named_instead_of_the_lag_they_cause() {
     h.set_rpc_ok(true);
     h.set_indexed(1);
     h.set_head(500);
-    h.set_db_failing(Some("database or disk is full".into()));
+    h.write_failed("database or disk is full".into());
     let reason = h.readiness(5).expect_err("not ready").to_string();
     assert_eq!(reason, "database writes failing: database or disk is full");
-    h.set_db_failing(None);
+    h.write_committed();
     assert!(matches!(h.readiness(5), Err(NotReady::Lagging { .. })));
+}
+
+#[test]
+fn readiness_follows_the_last_write_and_the_term_not_a_flag_left_set() {
+    let ready = |h: &Health| h.readiness(5).is_ok();
+    let h = Health::default();
+    h.set_rpc_ok(true);
+    h.set_indexed(1);
+    h.set_head(1);
+    assert!(ready(&h));
+    // Any commit after a failure ends it (another writer's, or the same
+    // batch committed by a later call after a step-down).
+    h.write_failed("statement timeout".into());
+    assert!(!ready(&h));
+    h.write_committed();
+    assert!(ready(&h));
+    // A failure of a term that ended says nothing of the next one.
+    h.write_failed("statement timeout".into());
+    h.set_standby(true);
+    assert!(ready(&h), "a standby writes nothing");
+    h.set_standby(false);
+    assert!(ready(&h), "a new term starts with no failure");
 }
 
 #[test]

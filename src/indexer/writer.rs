@@ -382,13 +382,13 @@ pub(super) async fn commit_with_retry<W: TxWork>(
         match written {
             Ok((out, held)) => {
                 metrics.record_lock_hold(held);
+                health.write_committed();
                 tracing::debug!(
                     held_ms = held.as_secs_f64() * 1e3,
                     rows = work.rows(),
                     "write lock held"
                 );
                 if failures > 0 {
-                    health.set_db_failing(None);
                     let kinds: Vec<_> = kinds.iter().map(|k: &WriteFailure| k.label()).collect();
                     tracing::info!(failures, causes = ?kinds, "database writes recovered");
                 }
@@ -401,7 +401,7 @@ pub(super) async fn commit_with_retry<W: TxWork>(
                 let cause = WriteFailure::of(&e);
                 metrics.db_write_retries.inc();
                 metrics.record_write_failure(cause);
-                health.set_db_failing(Some(cause.describe(&e)));
+                health.write_failed(cause.describe(&e));
                 if kinds.insert(cause) {
                     tracing::error!(error = %e, cause = cause.label(), failures,
                         "batch not committed; rolled back, retrying");

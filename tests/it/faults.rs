@@ -398,3 +398,50 @@ async fn a_full_disk_is_named_on_readyz_and_recovered_by_itself_once_space_retur
     );
     assert!(logs.contains("database writes recovered"), "{logs}");
 }
+
+/// Write failures that span a step-down and a new term: another connection
+/// holds SQLite's write lock past the lease's renewal deadline, so batches
+/// fail (`/readyz` names it), the leader steps down, and once the lock is
+/// released it takes the lease again. Its first commit of the new term
+/// makes it ready: readiness follows the last write and the term, not a
+/// flag only the failing call could clear.
+#[tokio::test]
+async fn readiness_recovers_at_the_first_commit_after_failures_that_span_a_term() {
+    let chain = Chain::start().await;
+    let db = Db::new().await;
+    db.insert_orders(&chain.buyers, 8_000, 2, PREMIUM as i64)
+        .await;
+    let daemon = Daemon::spawn(&with(
+        &env_for(&chain, &db),
+        &[("LIQPASS__DATABASE__BUSY_TIMEOUT_MS", "200".into())],
+    ));
+    let base = format!("http://{}", daemon.http_addr().await);
+    caught_up(&chain, &db).await;
+    crate::support::until_ready(&base).await;
+
+    let lock = db.hold_write_lock().await;
+    chain.pay(chain.buyers[0], order_ref(8_000), PREMIUM).await;
+    chain.mine(3).await;
+    wait_for("a batch to fail on the lock", LONG, || async {
+        let body = crate::support::readyz(&base).await?;
+        body.contains("database writes failing").then_some(())
+    })
+    .await;
+    daemon.logged("stepping down: no longer writing", 1).await;
+    lock.rollback().await.expect("release the lock");
+
+    db.wait_payment_status("ord_000", "paid").await;
+    daemon.logged("took the write lease", 2).await;
+    chain.pay(chain.buyers[1], order_ref(8_001), PREMIUM).await;
+    chain.mine(3).await;
+    db.wait_payment_status("ord_001", "paid").await;
+    wait_for(
+        "/readyz 200 within 2 s of the new term's commits",
+        Duration::from_secs(2),
+        || async {
+            let status = reqwest::get(format!("{base}/readyz")).await.ok()?.status();
+            (status == 200).then_some(())
+        },
+    )
+    .await;
+}
