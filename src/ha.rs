@@ -172,8 +172,13 @@ impl Lease {
         let mut renewed = Instant::now();
         let mut failing = false;
         let why = loop {
+            // Woken at the next renewal or at the step-down deadline,
+            // whichever comes first: a renewal that failed just before the
+            // deadline must not push the step-down a whole interval later
+            // (to the lease's expiry).
+            let wake = (Instant::now() + every).min(renewed + ttl - every);
             tokio::select! {
-                _ = tokio::time::sleep(every) => {}
+                _ = tokio::time::sleep_until(wake.into()) => {}
                 _ = leading.cancelled() => return None,
             }
             if let Some(by_commit) = writes.renewed_by_commit() {

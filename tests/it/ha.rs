@@ -381,3 +381,62 @@ async fn on_postgres_a_leader_paused_inside_a_write_transaction_is_replaced_and_
     )
     .await;
 }
+
+/// When renewals fail (another connection holds SQLite's write lock), the
+/// leader steps down at `lease_ttl - renew_interval` after its last
+/// renewal, as README says, whatever the phase of its renewal ticks: at
+/// least half a renew interval before the lease expires on the database's
+/// clock, so no standby can take the lease while it may still write.
+#[tokio::test]
+async fn a_leader_that_cannot_renew_steps_down_a_margin_before_its_lease_expires() {
+    const TTL_MS: f64 = 2_000.0;
+    const RENEW_MS: f64 = 400.0;
+    let chain = Chain::start().await;
+    let db = Db::new().await;
+    // Each renewal fails fast (SQLite's busy wait cut to 100 ms), so the
+    // deadline falls between two renewal ticks.
+    let mut env = env_for(&chain, &db);
+    env.insert("LIQPASS__DATABASE__BUSY_TIMEOUT_MS".into(), "100".into());
+    assert_eq!(
+        (
+            env["LIQPASS__HA__LEASE_TTL_MS"].as_str(),
+            env["LIQPASS__HA__RENEW_INTERVAL_MS"].as_str()
+        ),
+        ("2000", "400")
+    );
+    for round in 0..3 {
+        let daemon = Daemon::spawn(&env);
+        caught_up(&chain, &db).await;
+        daemon.logged("took the write lease", 1).await;
+        let mut lock = db.hold_write_lock().await;
+        // Nothing commits while the lock is held: this expiry is final.
+        let expires: String = sqlx::query_scalar("SELECT expires_at FROM indexer_lease")
+            .fetch_one(&mut *lock)
+            .await
+            .expect("the lease");
+        daemon.logged("stepping down: no longer writing", 1).await;
+        let logs = daemon.logs();
+        let line = logs
+            .lines()
+            .find(|l| l.contains("stepping down: no longer writing"))
+            .expect("the step-down line");
+        let at = line.split_whitespace().next().expect("a timestamp");
+        let margin_ms: f64 =
+            sqlx::query_scalar("SELECT (julianday($1) - julianday($2)) * 86400000.0")
+                .bind(&expires)
+                .bind(at)
+                .fetch_one(&mut *lock)
+                .await
+                .expect("the margin");
+        eprintln!("round {round}: stepped down {margin_ms:.0} ms before the lease expired");
+        assert!(
+            margin_ms >= RENEW_MS / 2.0,
+            "stepped down {margin_ms:.0} ms before expiry (lease {expires}, step-down {at}); \
+             README: at TTL - renew = {} ms after the last renewal",
+            TTL_MS - RENEW_MS
+        );
+        lock.rollback().await.expect("release the lock");
+        drop(daemon);
+        // The next round's daemon waits out this one's lease.
+    }
+}
