@@ -25,7 +25,8 @@ pub fn policy(max_interval: Duration) -> ExponentialBackoff {
 }
 
 /// The delay before retrying a webhook delivery that failed `attempts`
-/// times: `initial` doubling per attempt up to `max`, ±30 % jitter.
+/// times: `initial` doubling per attempt, ±30 % jitter, never more than
+/// `max` (the crate jitters after its cap: up to 1.3 × `max` uncut).
 pub fn delivery_delay(initial: Duration, max: Duration, attempts: u32) -> Duration {
     let mut backoff = ExponentialBackoff {
         current_interval: initial,
@@ -40,7 +41,7 @@ pub fn delivery_delay(initial: Duration, max: Duration, attempts: u32) -> Durati
     for _ in 0..attempts.clamp(1, 64) {
         wait = backoff.next_backoff().unwrap_or(max);
     }
-    wait
+    wait.min(max)
 }
 
 /// Why a retried operation stopped without a result.

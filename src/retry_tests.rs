@@ -20,7 +20,24 @@ fn a_delivery_delay_doubles_from_the_initial_one_up_to_the_max() {
         "{fourth:?}"
     );
     let late = delivery_delay(initial, max, 40);
-    assert!(late <= Duration::from_secs(4680) && late >= Duration::from_secs(2520));
+    assert!(late <= max && late >= Duration::from_secs(2520), "{late:?}");
+}
+
+#[test]
+fn a_delivery_delay_never_exceeds_the_max_whatever_the_jitter() {
+    let (initial, max) = (Duration::from_secs(5), Duration::from_secs(60));
+    let delays: Vec<_> = (0..2_000)
+        .map(|i| delivery_delay(initial, max, 5 + i % 20))
+        .collect();
+    assert!(
+        delays.iter().all(|d| *d <= max),
+        "{:?}",
+        delays.iter().max()
+    );
+    assert!(
+        delays.iter().any(|d| *d < max),
+        "still jittered below the max"
+    );
 }
 
 #[test]
