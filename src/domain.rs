@@ -291,9 +291,19 @@ pub enum WriteFailure {
     Io,
     /// `SQLITE_READONLY`: the file or its filesystem is read-only.
     ReadOnly,
-    /// `SQLITE_BUSY`/`SQLITE_LOCKED`: another writer held the lock past the
-    /// busy timeout.
-    Busy,
+    /// `SQLITE_BUSY`/`SQLITE_LOCKED`, or PostgreSQL's `55P03`: another
+    /// session held a lock this transaction waited for, past the wait's
+    /// bound (SQLite's busy timeout, PostgreSQL's `lock_timeout`).
+    LockWait,
+    /// PostgreSQL's `40001`/`40P01`: a serialization failure or a
+    /// deadlock; the transaction is simply run again.
+    Conflict,
+    /// PostgreSQL's `57014`: a statement ran past `statement_timeout` (or
+    /// was cancelled).
+    StatementTimeout,
+    /// PostgreSQL's `25P03` or `57P01`: the server ended the session (idle
+    /// in a transaction too long, `pg_terminate_backend`, a shutdown).
+    SessionTerminated,
     /// `SQLITE_CORRUPT`/`SQLITE_NOTADB`: a damaged page or file.
     Corrupt,
     /// `SQLITE_CANTOPEN`: the file (or its directory) cannot be opened.
@@ -308,11 +318,14 @@ pub enum WriteFailure {
 }
 
 impl WriteFailure {
-    pub const ALL: [WriteFailure; 9] = [
+    pub const ALL: [WriteFailure; 12] = [
         Self::DiskFull,
         Self::Io,
         Self::ReadOnly,
-        Self::Busy,
+        Self::LockWait,
+        Self::Conflict,
+        Self::StatementTimeout,
+        Self::SessionTerminated,
         Self::Corrupt,
         Self::CantOpen,
         Self::PoolTimeout,
@@ -326,7 +339,10 @@ impl WriteFailure {
             Self::DiskFull => "disk_full",
             Self::Io => "io_error",
             Self::ReadOnly => "read_only",
-            Self::Busy => "busy",
+            Self::LockWait => "lock_wait",
+            Self::Conflict => "conflict",
+            Self::StatementTimeout => "statement_timeout",
+            Self::SessionTerminated => "session_terminated",
             Self::Corrupt => "corrupt",
             Self::CantOpen => "cannot_open",
             Self::PoolTimeout => "pool_timeout",

@@ -401,7 +401,7 @@ pub(super) async fn commit_with_retry<W: TxWork>(
                 let cause = WriteFailure::of(&e);
                 metrics.db_write_retries.inc();
                 metrics.record_write_failure(cause);
-                health.write_failed(cause.describe(&e));
+                health.write_failed(cause.describe().to_owned());
                 if kinds.insert(cause) {
                     tracing::error!(error = %e, cause = cause.label(), failures,
                         "batch not committed; rolled back, retrying");

@@ -36,7 +36,7 @@ impl WriteFailure {
                     Some(13) => Self::DiskFull,
                     Some(10) => Self::Io,
                     Some(8) => Self::ReadOnly,
-                    Some(5 | 6) => Self::Busy,
+                    Some(5 | 6) => Self::LockWait,
                     Some(11 | 26) => Self::Corrupt,
                     Some(14) => Self::CantOpen,
                     _ => Self::Other,
@@ -52,28 +52,34 @@ impl WriteFailure {
         match code {
             "53100" => Self::DiskFull,
             "58030" => Self::Io,
+            "25P03" | "57P01" => Self::SessionTerminated,
             c if c.starts_with("08") || c.starts_with("57P") => Self::Unreachable,
             "25006" => Self::ReadOnly,
-            "40001" | "40P01" | "55P03" => Self::Busy,
+            "55P03" => Self::LockWait,
+            "40001" | "40P01" => Self::Conflict,
+            "57014" => Self::StatementTimeout,
             "XX001" | "XX002" => Self::Corrupt,
             "3D000" | "28000" | "28P01" => Self::CantOpen,
             _ => Self::Other,
         }
     }
 
-    /// What `/readyz` says after "database writes failing: ": the cause in
-    /// SQLite's words, or the error itself when it has no name here.
-    pub fn describe(self, error: &StoreError) -> String {
+    /// What `/readyz` says after "database writes failing: ": a short
+    /// cause (the driver's own text goes to the log, with the error).
+    pub fn describe(self) -> &'static str {
         match self {
-            Self::DiskFull => "database or disk is full".into(),
-            Self::Io => "disk I/O error".into(),
-            Self::ReadOnly => "the database is read-only".into(),
-            Self::Busy => "database is locked by another writer past the busy timeout".into(),
-            Self::Corrupt => "database disk image is malformed".into(),
-            Self::CantOpen => "unable to open the database file".into(),
-            Self::PoolTimeout => "no database connection became free in time".into(),
-            Self::Unreachable => "the database server ended or refused the connection".into(),
-            Self::Other => error.to_string(),
+            Self::DiskFull => "database or disk is full",
+            Self::Io => "disk I/O error",
+            Self::ReadOnly => "the database is read-only",
+            Self::LockWait => "waiting on a lock held by another session, past the wait's bound",
+            Self::Conflict => "a serialization failure or deadlock (run again)",
+            Self::StatementTimeout => "a statement ran past its timeout",
+            Self::SessionTerminated => "the server ended the session",
+            Self::Corrupt => "database disk image is malformed",
+            Self::CantOpen => "unable to open the database file",
+            Self::PoolTimeout => "no database connection became free in time",
+            Self::Unreachable => "the database server ended or refused the connection",
+            Self::Other => "an unclassified database error (see the log)",
         }
     }
 
@@ -81,7 +87,7 @@ impl WriteFailure {
     /// rolls a transaction back by itself after some of these, and the
     /// driver, which still counts it open, would refuse the next `BEGIN`.
     pub fn may_poison(self) -> bool {
-        !matches!(self, Self::Busy | Self::PoolTimeout)
+        !matches!(self, Self::LockWait | Self::PoolTimeout)
     }
 }
 

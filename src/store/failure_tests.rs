@@ -14,10 +14,14 @@ fn errors_that_are_not_sqlite_results_are_other_or_pool_timeouts() {
 fn postgres_sqlstates_name_the_same_causes() {
     for (code, cause) in [
         ("53100", WriteFailure::DiskFull),
-        ("57P01", WriteFailure::Unreachable),
+        ("57P01", WriteFailure::SessionTerminated),
+        ("25P03", WriteFailure::SessionTerminated),
+        ("57P03", WriteFailure::Unreachable),
         ("08006", WriteFailure::Unreachable),
         ("25006", WriteFailure::ReadOnly),
-        ("40P01", WriteFailure::Busy),
+        ("55P03", WriteFailure::LockWait),
+        ("57014", WriteFailure::StatementTimeout),
+        ("40P01", WriteFailure::Conflict),
         ("28P01", WriteFailure::CantOpen),
         ("23505", WriteFailure::Other),
     ] {

@@ -390,12 +390,13 @@ impl Store {
                     .pool
                     .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
                     .await?;
-                let limit = postgres::millis(limit);
+                // A lock wait ends a little before the statement's bound,
+                // so that it ends as itself (55P03).
                 postgres::set_local(
                     &mut tx,
                     &[
-                        ("lock_timeout", limit.clone()),
-                        ("statement_timeout", limit),
+                        ("lock_timeout", postgres::millis(limit * 9 / 10)),
+                        ("statement_timeout", postgres::millis(limit)),
                     ],
                 )
                 .await?;

@@ -177,6 +177,9 @@ impl Postgres {
                 // the lock goes, and the transaction is rolled back.
                 settings.push(("idle_in_transaction_session_timeout", millis(ttl / 2)));
                 settings.push(("statement_timeout", millis(ttl / 2)));
+                // A lock wait ends a little earlier, as itself (55P03,
+                // `cause="lock_wait"`), not as a statement timeout.
+                settings.push(("lock_timeout", millis(ttl / 2 * 9 / 10)));
             }
             set_local(&mut tx, &settings).await?;
             let began = Instant::now();

@@ -167,7 +167,7 @@ impl Sqlite {
                 match conn.begin_with("BEGIN IMMEDIATE").await {
                     Ok(tx) => break tx,
                     Err(e)
-                        if WriteFailure::of_sql(&e) == WriteFailure::Busy
+                        if WriteFailure::of_sql(&e) == WriteFailure::LockWait
                             && Instant::now() < gives_up =>
                     {
                         tokio::time::sleep(LOCK_POLL).await;

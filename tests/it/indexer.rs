@@ -620,7 +620,7 @@ async fn a_writer_holding_the_lock_delays_the_catch_up_but_loses_nothing() {
             .emit_many(buyer, order_ref(10_000 + b * 20), 20, PREMIUM as u64)
             .await;
     }
-    let busy = r#"liqpass_indexer_db_write_failures_total{cause="busy"}"#;
+    let busy = r#"liqpass_indexer_db_write_failures_total{cause="lock_wait"}"#;
     wait_for("the indexer to wait on the lock", LONG, || async {
         (crate::support::metric(&base, busy).await? >= 2.0).then_some(())
     })

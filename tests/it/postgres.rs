@@ -169,3 +169,42 @@ async fn next_hint(listener: &mut sqlx::postgres::PgListener, chain: &Chain) -> 
         json["notification"].as_i64().expect("notification"),
     )
 }
+
+/// A lock the order API holds on `orders` ends the batch's wait as a lock
+/// wait (SQLSTATE 55P03, `lock_timeout` set just under `statement_timeout`),
+/// counted as `cause="lock_wait"`, not as a statement timeout or `other`;
+/// once the lock goes, every payment is stored once.
+#[tokio::test]
+async fn a_lock_on_orders_is_counted_as_a_lock_wait() {
+    let chain = Chain::start().await;
+    let db = Db::on(Backend::Postgres).await;
+    let buyer = chain.buyers[0];
+    db.insert_order("ord_1", order_ref(1), buyer, 5_000_000)
+        .await;
+    let daemon = Daemon::spawn(&env_for(&chain, &db));
+    let base = format!("http://{}", daemon.http_addr().await);
+    caught_up(&chain, &db).await;
+
+    let mut api = PgConnection::connect(&db.url()).await.expect("connect");
+    sqlx::raw_sql("BEGIN; LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut api)
+        .await
+        .expect("lock orders");
+    chain.pay(buyer, order_ref(1), 5_000_000).await;
+    chain.mine(3).await;
+    let waits = r#"liqpass_indexer_db_write_failures_total{cause="lock_wait"}"#;
+    crate::support::wait_for("a lock wait", Duration::from_secs(60), || async {
+        (crate::support::metric(&base, waits).await? >= 1.0).then_some(())
+    })
+    .await;
+    let other = r#"liqpass_indexer_db_write_failures_total{cause="other"}"#;
+    let timeouts = r#"liqpass_indexer_db_write_failures_total{cause="statement_timeout"}"#;
+    assert_eq!(crate::support::metric(&base, other).await, Some(0.0));
+    assert_eq!(crate::support::metric(&base, timeouts).await, Some(0.0));
+    sqlx::raw_sql("COMMIT")
+        .execute(&mut api)
+        .await
+        .expect("release orders");
+    db.wait_payment_status("ord_1", "paid").await;
+    assert_eq!(db.events().await.len(), 1, "stored once");
+}
