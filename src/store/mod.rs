@@ -426,7 +426,7 @@ impl Store {
 
     /// Runs `work` in one write transaction and commits it, in its turn
     /// (`pace`); on error everything is rolled back. A fenced store (see [`Store::fenced`])
-    /// checks and renews its lease first, in the same transaction.
+    /// checks and renews its lease last, in the same transaction.
     ///
     /// Returns the output and how long the transaction held its locks (from
     /// the `BEGIN` to the end of the `COMMIT`). On SQLite that is the one
@@ -450,12 +450,24 @@ impl Store {
         Ok((out, held))
     }
 
-    /// The fence (when set), then `work`, inside one transaction.
+    /// `work`, then the fence (when set), inside one transaction. The
+    /// fence last: the lease row is locked only for the transaction's end,
+    /// so one that waits on another session's lock (the order API's, on
+    /// `orders`) does not hold up the lease keeper's renewals and cost the
+    /// lease. A replica that lost the lease still never commits: the check
+    /// is in the same transaction, before `COMMIT`.
     pub(super) async fn fenced_run<W: TxWork>(
         &self,
         tx: &mut Conn<'_>,
         work: &W,
     ) -> Result<W::Output, StoreError> {
+        let out = {
+            let mut again = match &mut *tx {
+                Conn::Sqlite(c) => Conn::Sqlite(c),
+                Conn::Postgres(c) => Conn::Postgres(c),
+            };
+            work.run(&mut again).await?
+        };
         if let Some(f) = &self.fence {
             if !lease::renew(tx, &f.fence, f.ttl).await? {
                 return Err(StoreError::Fenced {
@@ -463,11 +475,7 @@ impl Store {
                 });
             }
         }
-        let mut again = match tx {
-            Conn::Sqlite(c) => Conn::Sqlite(c),
-            Conn::Postgres(c) => Conn::Postgres(c),
-        };
-        work.run(&mut again).await
+        Ok(out)
     }
 
     /// A pooled connection, for reads outside a write transaction.

@@ -208,3 +208,62 @@ async fn a_lock_on_orders_is_counted_as_a_lock_wait() {
     db.wait_payment_status("ord_1", "paid").await;
     assert_eq!(db.events().await.len(), 1, "stored once");
 }
+
+/// The order API locks `orders` for three lease TTLs while payments
+/// arrive: the leader's batches wait (and are retried), but the lease is
+/// renewed all along, so it never steps down and no epoch changes; once
+/// the lock goes, every payment is stored once and `/readyz` is 200 again.
+#[tokio::test]
+async fn a_lock_on_orders_held_past_the_lease_costs_no_step_down() {
+    let chain = Chain::start().await;
+    let db = Db::on(Backend::Postgres).await;
+    let buyer = chain.buyers[0];
+    for i in 0..3u64 {
+        db.insert_order(&format!("ord_{i}"), order_ref(i), buyer, 5_000_000)
+            .await;
+    }
+    let env = env_for(&chain, &db);
+    assert_eq!(env["LIQPASS__HA__LEASE_TTL_MS"], "2000");
+    let daemon = Daemon::spawn(&env);
+    let base = format!("http://{}", daemon.http_addr().await);
+    caught_up(&chain, &db).await;
+    crate::support::until_ready(&base).await;
+
+    let mut api = PgConnection::connect(&db.url()).await.expect("connect");
+    sqlx::raw_sql("BEGIN; LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut api)
+        .await
+        .expect("lock orders");
+    let locked = std::time::Instant::now();
+    for i in 0..3u64 {
+        chain.pay(buyer, order_ref(i), 5_000_000).await;
+    }
+    chain.mine(3).await;
+    let waits = r#"liqpass_indexer_db_write_failures_total{cause="lock_wait"}"#;
+    crate::support::wait_for("a lock wait", Duration::from_secs(60), || async {
+        (crate::support::metric(&base, waits).await? >= 1.0).then_some(())
+    })
+    .await;
+    // Three TTLs under the lock.
+    tokio::time::sleep(Duration::from_secs(6).saturating_sub(locked.elapsed())).await;
+    sqlx::raw_sql("COMMIT")
+        .execute(&mut api)
+        .await
+        .expect("release orders");
+    for i in 0..3u64 {
+        db.wait_payment_status(&format!("ord_{i}"), "paid").await;
+    }
+    assert_eq!(db.events().await.len(), 3, "each payment once");
+    let logs = daemon.logs();
+    assert!(
+        !logs.contains("stepping down"),
+        "the lock cost the lease:\n{logs}"
+    );
+    let epoch: i64 = db.count("SELECT epoch FROM indexer_lease").await;
+    assert_eq!(epoch, 1, "no takeover");
+    crate::support::wait_for("/readyz 200", Duration::from_secs(5), || async {
+        let status = reqwest::get(format!("{base}/readyz")).await.ok()?.status();
+        (status == 200).then_some(())
+    })
+    .await;
+}
