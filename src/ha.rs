@@ -75,8 +75,8 @@ impl Lease {
     }
 
     /// Takes the lease if it is free; `None` when another replica holds it
-    /// (also while the leader's write transaction holds the lease row
-    /// longer than a renew interval: see `Store::begin_short`).
+    /// (also while the leader's write transaction, at its end, holds the
+    /// lease row longer than a renew interval: see `Store::begin_short`).
     pub async fn try_take(&self) -> Result<Option<Fence>, StoreError> {
         let mut tx = self.store.begin_short(self.settings.renew_interval).await?;
         let taken = lease::take(

@@ -101,7 +101,8 @@ impl Pacer {
     /// No time budget and no gap: transactions of about `FIXED_ROWS`
     /// rows, each following the last at once (a backend whose readers and
     /// other writers do not share one lock with us). Bounded all the same:
-    /// a transaction holds the lease row until it commits, and the batch a
+    /// a transaction holds the rows it writes (and, at its end, the lease
+    /// row) until it commits, and the batch a
     /// catch-up hands over grows with the ranges answered while the last
     /// one committed.
     pub fn unbounded() -> Self {

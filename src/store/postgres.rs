@@ -172,9 +172,10 @@ impl Postgres {
             let mut settings = vec![("enable_seqscan", "off".to_owned())];
             if let Some(ttl) = store.fence_ttl() {
                 // A leader paused or cut off inside this transaction must
-                // not hold the lease row's lock (and with it every
-                // takeover) past its lease: the server ends the session,
-                // the lock goes, and the transaction is rolled back.
+                // not hold its locks (the rows it wrote; at its end the
+                // lease row, and with it every takeover) past its lease:
+                // the server ends the session, the locks go, and the
+                // transaction is rolled back.
                 settings.push(("idle_in_transaction_session_timeout", millis(ttl / 2)));
                 settings.push(("statement_timeout", millis(ttl / 2)));
                 // A lock wait ends a little earlier, as itself (55P03,
