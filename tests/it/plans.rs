@@ -324,22 +324,15 @@ async fn sqlite_bad_plans(db: &Db, statements: &[String], when: &str) -> Vec<Str
             let Some(table) = names.get(&name.to_ascii_lowercase()) else {
                 return false;
             };
+            let index = words
+                .iter()
+                .position(|w| *w == "INDEX")
+                .and_then(|i| words.get(i + 1));
+            // A waiting index holds only the rows still waiting.
+            let waiting = index.is_some_and(|i| WAITING_INDEXES.contains(i));
             match verb {
-                // A waiting index holds only the rows still waiting.
-                "SCAN" => {
-                    let index = words
-                        .iter()
-                        .position(|w| *w == "INDEX")
-                        .and_then(|i| words.get(i + 1));
-                    let bounded = index.is_some_and(|i| WAITING_INDEXES.contains(i));
-                    HISTORY_TABLES.contains(&table.as_str()) && !bounded
-                }
+                "SCAN" => HISTORY_TABLES.contains(&table.as_str()) && !waiting,
                 "SEARCH" => {
-                    let index = words
-                        .iter()
-                        .position(|w| *w == "INDEX")
-                        .and_then(|i| words.get(i + 1));
-                    let waiting = index.is_some_and(|i| WAITING_INDEXES.contains(i));
                     let columns: Vec<String> = step
                         .split_once('(')
                         .map(|(_, c)| c.trim_end_matches(')'))
