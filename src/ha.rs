@@ -15,6 +15,7 @@ use crate::config::{HaSettings, Settings};
 use crate::domain::Scope;
 use crate::health::Health;
 use crate::metrics::Metrics;
+use crate::store::failure::WriteFailure;
 use crate::store::lease::{self, Fence};
 use crate::store::{Store, StoreError};
 
@@ -96,7 +97,7 @@ impl Lease {
 
     /// The lease as stored.
     pub async fn holder(&self) -> Result<Option<lease::Holder>, StoreError> {
-        lease::current(&mut self.store.conn().await?.conn(), &self.scope).await
+        lease::current(&mut self.store.read().await?.conn(), &self.scope).await
     }
 
     fn leading(&self, epoch: i64) -> Fence {
@@ -160,7 +161,9 @@ impl Lease {
     /// `writes`, the fenced store, renews too: see `Store::write`), so
     /// before the lease can expire on the database's clock. So a renewal
     /// held up behind a long write transaction is no reason to step down
-    /// while commits go on.
+    /// while commits go on; nor, on SQLite, one that waits on the one
+    /// write lock another session holds (no replica can take over while it
+    /// does).
     pub async fn keep(
         &self,
         fence: &Fence,
@@ -169,14 +172,26 @@ impl Lease {
     ) -> Option<StepDown> {
         let ttl = self.settings.lease_ttl;
         let every = self.settings.renew_interval;
+        // SQLite: a renewal that waits on the database's one write lock
+        // waits on another session that locks every writer out, any
+        // replica's takeover included; no reason to step down while it
+        // lasts (the lease, expired meanwhile but taken by nobody, is
+        // renewed when the lock goes: see `lease::renew`).
+        let one_write_lock = self.store.one_write_lock();
         let mut renewed = Instant::now();
         let mut failing = false;
+        let mut locked_out = false;
         let why = loop {
             // Woken at the next renewal or at the step-down deadline,
             // whichever comes first: a renewal that failed just before the
             // deadline must not push the step-down a whole interval later
             // (to the lease's expiry).
-            let wake = (Instant::now() + every).min(renewed + ttl - every);
+            let next = Instant::now() + every;
+            let wake = if locked_out {
+                next
+            } else {
+                next.min(renewed + ttl - every)
+            };
             tokio::select! {
                 _ = tokio::time::sleep_until(wake.into()) => {}
                 _ = leading.cancelled() => return None,
@@ -186,7 +201,7 @@ impl Lease {
             }
             let deadline = renewed + ttl - every;
             let sent = Instant::now();
-            if sent >= deadline {
+            if sent >= deadline && !locked_out {
                 break StepDown::Unrenewed(sent - renewed);
             }
             let attempt = async {
@@ -195,9 +210,18 @@ impl Lease {
                 tx.commit().await?;
                 Ok::<_, StoreError>(held)
             };
-            match tokio::time::timeout(deadline - sent, attempt).await {
+            // SQLite's renewal is bounded by its own busy timeout, and must
+            // end by it: cut short, it could not tell a lock wait (no reason
+            // to step down) from anything else.
+            let bound = if one_write_lock {
+                Duration::MAX
+            } else {
+                deadline - sent
+            };
+            match tokio::time::timeout(bound, attempt).await {
                 Ok(Ok(true)) => {
                     renewed = sent;
+                    locked_out = false;
                     if failing {
                         tracing::info!(epoch = fence.epoch, "write lease renewed again");
                         failing = false;
@@ -207,7 +231,11 @@ impl Lease {
                 // Our own write transaction holds the row; its commit
                 // renews the lease (counted above).
                 Ok(Err(e)) if e.is_lock_timeout() => {}
+                Ok(Err(e)) if one_write_lock && WriteFailure::of(&e) == WriteFailure::LockWait => {
+                    self.locked_out(fence, &mut locked_out);
+                }
                 Ok(Err(e)) => {
+                    locked_out = false;
                     if !failing {
                         tracing::warn!(error = %e, epoch = fence.epoch,
                             "cannot renew the write lease; stepping down if it lasts");
@@ -220,6 +248,19 @@ impl Lease {
         self.step_down(fence, &why.to_string());
         leading.cancel();
         Some(why)
+    }
+
+    /// A renewal found the database's one write lock held by another
+    /// session: logged once per episode.
+    fn locked_out(&self, fence: &Fence, locked_out: &mut bool) {
+        if !*locked_out {
+            tracing::warn!(
+                epoch = fence.epoch,
+                "cannot renew the write lease: another session holds the database's write lock; \
+                 no replica can take the lease over while it does, so leading on"
+            );
+        }
+        *locked_out = true;
     }
 
     /// Stops leading under `fence`: stands by, logs why.

@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::store::LockWait;
+
 /// Shared, cheap-to-clone readiness state.
 #[derive(Debug, Clone, Default)]
 pub struct Health {
@@ -39,10 +41,19 @@ pub enum NotReady {
     Starting,
     Stopping,
     RpcUnreachable,
-    DbWritesFailing { cause: String },
+    /// The write in flight waits on another session's lock (`store::waits`).
+    WaitingOnLock(LockWait),
+    DbWritesFailing {
+        cause: String,
+    },
     Stalled,
-    Lagging { lag: u64, max: u64 },
-    DeepReorg { count: i64 },
+    Lagging {
+        lag: u64,
+        max: u64,
+    },
+    DeepReorg {
+        count: i64,
+    },
 }
 
 impl std::fmt::Display for NotReady {
@@ -51,6 +62,7 @@ impl std::fmt::Display for NotReady {
             Self::Starting => f.write_str("starting: not caught up yet"),
             Self::Stopping => f.write_str("shutting down"),
             Self::RpcUnreachable => f.write_str("no RPC endpoint answers"),
+            Self::WaitingOnLock(wait) => write!(f, "{wait}"),
             Self::DbWritesFailing { cause } => write!(f, "database writes failing: {cause}"),
             Self::Stalled => f.write_str("stalled: no new head or no commit while behind"),
             Self::Lagging { lag, max } => write!(f, "lagging {lag} blocks behind the head (max {max})"),
@@ -168,8 +180,9 @@ impl Health {
         self.head().saturating_sub(self.indexed())
     }
 
-    /// Ready, or the first reason not to be.
-    pub fn readiness(&self, max_lag: u64) -> Result<(), NotReady> {
+    /// Ready, or the first reason not to be; `waiting` is the store's lock
+    /// wait in progress (`Store::lock_wait`), read by the caller now.
+    pub fn readiness(&self, max_lag: u64, waiting: Option<LockWait>) -> Result<(), NotReady> {
         let i = &self.inner;
         if i.stopping.load(Ordering::Relaxed) {
             return Err(NotReady::Stopping);
@@ -181,7 +194,10 @@ impl Health {
         if deep > 0 {
             return Err(NotReady::DeepReorg { count: deep });
         }
-        // Named before the stall or the lag it causes.
+        // Named before the failures, the stall and the lag it causes.
+        if let Some(wait) = waiting {
+            return Err(NotReady::WaitingOnLock(wait));
+        }
         let failing = i
             .db_failing
             .lock()

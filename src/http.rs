@@ -65,10 +65,16 @@ async fn healthz(State(state): State<AppState>) -> Response {
 /// `None` when ready, else why not; also sets the `ready` gauge.
 async fn not_ready(state: &AppState) -> Option<String> {
     let db = tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await;
+    let waiting = state.store.lock_wait();
+    state.metrics.db_lock_wait_seconds.set(
+        waiting
+            .as_ref()
+            .map_or(0.0, |w| w.since.elapsed().as_secs_f64()),
+    );
     let reason = match db {
         Ok(Ok(())) => state
             .health
-            .readiness(state.max_ready_lag_blocks)
+            .readiness(state.max_ready_lag_blocks, waiting)
             .err()
             .map(|r| r.to_string()),
         Ok(Err(_)) | Err(_) => Some("database does not answer".to_owned()),

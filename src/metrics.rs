@@ -42,6 +42,7 @@ pub struct Metrics {
     lock_hold: Histogram,
     pub db_write_retries: IntCounter,
     db_write_failures: IntCounterVec,
+    pub db_lock_wait_seconds: Gauge,
     pub stalled: IntGauge,
     pub leader: IntGauge,
     pub lease_epoch: IntGauge,
@@ -268,6 +269,11 @@ impl Metrics {
                 "db_write_failures_total",
                 "Write transactions that failed (and were retried), by cause.",
                 &["cause"],
+            )?,
+            db_lock_wait_seconds: float(
+                "db_lock_wait_seconds",
+                "How long the leader's write transactions have waited on a lock another session \
+                 holds (the order API's, an operator's), through their retries; 0 when not waiting.",
             )?,
             stalled: gauge("stalled", "1 while the head or the indexer is stalled.")?,
             leader: gauge(

@@ -54,6 +54,11 @@ pub async fn pause(
     cancel: &CancellationToken,
 ) -> Result<(), Cancelled> {
     let wait = backoff.next_backoff().unwrap_or(backoff.max_interval);
+    pause_for(wait, cancel).await
+}
+
+/// Sleeps for `wait`, or returns `Err` on cancel.
+pub async fn pause_for(wait: Duration, cancel: &CancellationToken) -> Result<(), Cancelled> {
     tokio::select! {
         _ = cancel.cancelled() => Err(Cancelled),
         _ = tokio::time::sleep(wait) => Ok(()),

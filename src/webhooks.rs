@@ -161,13 +161,13 @@ impl Dispatcher {
     }
 
     async fn due(&self, limit: usize) -> Result<Vec<Due>, StoreError> {
-        let mut pooled = self.store.conn().await?;
+        let mut pooled = self.store.read().await?;
         deliveries::due(&mut pooled.conn(), limit).await
     }
 
     async fn refresh_queue(&self) {
         let read = async {
-            let mut pooled = self.store.conn().await?;
+            let mut pooled = self.store.read().await?;
             deliveries::queue(&mut pooled.conn()).await
         };
         match read.await {

@@ -293,7 +293,7 @@ impl Auditor {
     }
 
     async fn stored_position(&self) -> Result<Option<u64>, Stop> {
-        let mut conn = self.store.conn().await?;
+        let mut conn = self.store.read().await?;
         Ok(crate::store::audit::position(&mut conn.conn(), &self.scope).await?)
     }
 
@@ -330,7 +330,7 @@ impl Auditor {
         }
         let keys: Vec<LogKey> = payments.iter().map(|p| p.key).collect();
         let live = {
-            let mut conn = self.store.conn().await?;
+            let mut conn = self.store.read().await?;
             events::live_keys(&mut conn.conn(), &self.scope, &keys).await?
         };
         Ok(payments

@@ -294,7 +294,7 @@ impl Verifying {
         }
         let keys: Vec<_> = found.iter().map(|s| s.key).collect();
         let live = {
-            let mut conn = self.store.conn().await?;
+            let mut conn = self.store.read().await?;
             events::live_keys(&mut conn.conn(), &self.scope, &keys).await?
         };
         found.retain(|s| !live.contains(&s.key));
@@ -315,7 +315,7 @@ impl Verifying {
         if self.verifiers.retry_at.is_some_and(|t| Instant::now() < t) {
             return Ok(None);
         }
-        let mut conn = self.store.conn().await?;
+        let mut conn = self.store.read().await?;
         let Some(checkpoint) = checkpoint::read(&mut conn.conn(), &self.scope).await? else {
             return Ok(None);
         };

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::batch::{self, Batch};
 use super::fetch::Fetcher;
 use super::write::{self, Outcome, Written};
-use super::Stop;
+use super::{IndexerError, Stop};
 use crate::chain::window::common_ancestor;
 use crate::config::Settings;
 use crate::domain::{BlockRef, MatchStatus, Scope};
@@ -30,8 +30,12 @@ use crate::store::{blocks, checkpoint, incidents, Store, StoreError, TxWork};
 /// Order refs named in a batch's review line; the rows hold every one.
 const REVIEW_REFS_SHOWN: usize = 5;
 /// Longest wait between two attempts of a failing commit: once the cause is
-/// gone (space freed, lock released) the next commit is at most this far off.
+/// gone (space freed) the next commit is at most this far off.
 const LONGEST_COMMIT_PAUSE: Duration = Duration::from_secs(4);
+/// The pause after a commit that ended waiting on another session's lock:
+/// the wait itself was the pause, and the next attempt must be waiting
+/// again when the lock goes (commits resume within a second of it).
+const LOCK_WAIT_AGAIN: Duration = Duration::from_millis(50);
 
 /// The writer stage: the store, and the checkpoint it has committed.
 pub(super) struct Writer {
@@ -67,8 +71,15 @@ impl Writer {
         metrics: Metrics,
         health: Health,
         cancel: CancellationToken,
-    ) -> Result<Self, StoreError> {
-        let checkpoint = checkpoint::read(&mut store.conn().await?.conn(), &scope).await?;
+    ) -> Result<Self, IndexerError> {
+        let checkpoint = read_with_retry(&cancel, "the checkpoint", || async {
+            checkpoint::read(&mut store.read().await?.conn(), &scope).await
+        })
+        .await
+        .map_err(|stop| match stop {
+            Stop::Cancelled => IndexerError::Cancelled,
+            Stop::Fatal(e) => e,
+        })?;
         if let Some(cp) = checkpoint {
             health.set_indexed(cp.number);
             metrics.indexed_block.set(cp.number as i64);
@@ -210,10 +221,11 @@ impl Writer {
             .checkpoint
             .expect("a reorg is only detected against a checkpoint");
         let window = self.settings.chain.reorg_window;
-        let stored = {
-            let mut conn = self.store.conn().await?;
-            blocks::recent(&mut conn.conn(), &self.scope, cp.number, window).await?
-        };
+        let stored = read_with_retry(&self.cancel, "the stored block hashes", || async {
+            let mut tx = self.store.read().await?;
+            blocks::recent(&mut tx.conn(), &self.scope, cp.number, window).await
+        })
+        .await?;
         let mut ancestor = None;
         for chunk in stored.chunks(16) {
             let mut canonical = HashMap::new();
@@ -272,8 +284,10 @@ impl Writer {
 
     /// Re-reads the open deep-reorg incidents into readiness and metrics.
     pub async fn refresh_incidents(&self) -> Result<(), Stop> {
-        let mut conn = self.store.conn().await?;
-        let open = incidents::open_count(&mut conn.conn(), &self.scope).await?;
+        let open = read_with_retry(&self.cancel, "the open deep-reorg incidents", || async {
+            incidents::open_count(&mut self.store.read().await?.conn(), &self.scope).await
+        })
+        .await?;
         self.health.set_deep_reorgs(open);
         self.metrics.unacknowledged_deep_reorgs.set(open);
         Ok(())
@@ -409,6 +423,49 @@ pub(super) async fn commit_with_retry<W: TxWork>(
                     tracing::debug!(error = %e, failures, "batch still not committed");
                 }
                 // A shutdown during a failure episode leaves the batch uncommitted: fine.
+                if cause == WriteFailure::LockWait {
+                    // It waited already (the busy timeout, `lock_timeout`):
+                    // at once again, so that it takes the lock the moment
+                    // the other session lets it go, and without backing
+                    // off, however long that session holds it.
+                    retry::pause_for(LOCK_WAIT_AGAIN, cancel).await?;
+                } else {
+                    retry::pause(&mut backoff, cancel).await?;
+                }
+            }
+        }
+    }
+}
+
+/// Runs `read` (its own bounded read transaction: `Store::read`) until it
+/// answers, backing off between tries: a database that restarts, or a
+/// lock the order API holds, holds the writer up and is logged (once per
+/// episode, and the recovery), never ends the term.
+pub(super) async fn read_with_retry<T, F, Fut>(
+    cancel: &CancellationToken,
+    what: &'static str,
+    read: F,
+) -> Result<T, Stop>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut backoff = retry::policy(LONGEST_COMMIT_PAUSE);
+    let mut failures = 0u32;
+    loop {
+        match read().await {
+            Ok(out) => {
+                if failures > 0 {
+                    tracing::info!(what, failures, "database reads recovered");
+                }
+                return Ok(out);
+            }
+            Err(e) => {
+                if failures == 0 {
+                    tracing::warn!(error = %e, what, cause = WriteFailure::of(&e).label(),
+                        "reading the database failed; retrying");
+                }
+                failures += 1;
                 retry::pause(&mut backoff, cancel).await?;
             }
         }

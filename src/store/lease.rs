@@ -62,11 +62,14 @@ pub async fn take(
     })
 }
 
-/// Extends the lease by `ttl` from now if `fence` still holds it, unexpired;
-/// false when it does not (taken over, or expired). Inside a write
-/// transaction this is the fence, and every commit renews the lease: an
-/// `UPDATE`, so that on a backend with row locks a takeover waits for the
-/// transaction to end.
+/// Extends the lease by `ttl` from now if `fence` still holds it; false
+/// when it does not (taken over: a takeover bumps the epoch). A lease that
+/// expired but nobody took is still `fence`'s: nobody wrote under another
+/// epoch meanwhile (a leader locked out by another session's lock on
+/// SQLite, whose standbys were locked out as well, leads on). Inside a
+/// write transaction this is the fence, and every commit renews the lease:
+/// an `UPDATE`, so that on a backend with row locks a takeover waits for
+/// the transaction to end, and one that took it first fails the fence.
 pub async fn renew(conn: &mut Conn<'_>, fence: &Fence, ttl: Duration) -> Result<bool, StoreError> {
     update_if_held(conn, fence, |d| {
         format!("renewed_at = {}, expires_at = {}", d.now, d.now_plus(ttl))
@@ -80,8 +83,8 @@ pub async fn release(conn: &mut Conn<'_>, fence: &Fence) -> Result<bool, StoreEr
     update_if_held(conn, fence, |d| format!("expires_at = {}", d.now)).await
 }
 
-/// `UPDATE indexer_lease SET {set}` on the lease row if `fence` holds it,
-/// unexpired; whether it did.
+/// `UPDATE indexer_lease SET {set}` on the lease row if `fence` holds it
+/// (its holder, under its epoch); whether it did.
 async fn update_if_held(
     conn: &mut Conn<'_>,
     fence: &Fence,
@@ -90,10 +93,8 @@ async fn update_if_held(
     on!(conn, |c, d| {
         let done = sqlx::query(&format!(
             "UPDATE indexer_lease SET {set}
-             WHERE chain_id = $1 AND contract_address = $2 AND holder = $3 AND epoch = $4
-               AND expires_at > {now}",
-            set = set(d),
-            now = d.now
+             WHERE chain_id = $1 AND contract_address = $2 AND holder = $3 AND epoch = $4",
+            set = set(d)
         ))
         .bind(fence.scope.chain_id as i64)
         .bind(hex_address(&fence.scope.contract))

@@ -28,6 +28,7 @@ pub mod status;
 pub mod treasury;
 pub mod values;
 pub mod verify;
+pub mod waits;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -36,6 +37,7 @@ use sqlx::{PgConnection, SqliteConnection};
 
 use crate::config::DatabaseSettings;
 use crate::secret::display_db_url;
+pub use waits::LockWait;
 
 /// A connection the store's functions run on: inside a write transaction
 /// ([`TxWork`]), or a pooled reader ([`Pooled::conn`]). Callers outside this
@@ -250,6 +252,9 @@ pub struct Store {
     /// Sizes and spaces this process's write transactions (`pace`): shared
     /// by every clone, so every writer of the process takes its turn.
     pacer: Arc<Mutex<pace::Pacer>>,
+    /// Whether this process's write in flight waits on another session's
+    /// lock (`waits`): shared by every clone, as the pacer.
+    waits: waits::Waits,
 }
 
 #[derive(Debug, Clone)]
@@ -292,6 +297,7 @@ impl Store {
             backend,
             fence: None,
             pacer: Arc::new(Mutex::new(pacer)),
+            waits: Default::default(),
         })
     }
 
@@ -310,6 +316,8 @@ impl Store {
     /// rolls back with [`StoreError::Fenced`]; one that commits has renewed
     /// the lease for `ttl`.
     pub fn fenced(&self, fence: lease::Fence, ttl: Duration) -> Self {
+        // A term begins: a lock wait of the one before says nothing of it.
+        self.waits.clear();
         Self {
             fence: Some(Arc::new(Fenced {
                 fence,
@@ -385,24 +393,53 @@ impl Store {
     pub async fn begin_short(&self, limit: Duration) -> Result<Begun, StoreError> {
         match &self.backend {
             Backend::Sqlite(_) => self.begin().await,
+            Backend::Postgres(p) => Ok(Begun::Postgres(
+                p.bounded("BEGIN ISOLATION LEVEL READ COMMITTED", limit)
+                    .await?,
+            )),
+        }
+    }
+
+    /// Opens a read-only transaction for a term's reads, bounded as its
+    /// writes are (PostgreSQL: no statement runs, or waits on a lock, past
+    /// half the lease's TTL, or `database.busy_timeout_ms` without a
+    /// lease): a read behind the order API's `LOCK TABLE orders` fails as a
+    /// lock wait, and its task retries it, instead of holding the term up
+    /// unbounded. SQLite: a deferred transaction (its readers wait on no
+    /// writer).
+    pub async fn read(&self) -> Result<Begun, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => Ok(Begun::Sqlite(s.pool.begin().await?)),
             Backend::Postgres(p) => {
-                let mut tx = p
-                    .pool
-                    .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
-                    .await?;
-                // A lock wait ends a little before the statement's bound,
-                // so that it ends as itself (55P03).
-                postgres::set_local(
-                    &mut tx,
-                    &[
-                        ("lock_timeout", postgres::millis(limit * 9 / 10)),
-                        ("statement_timeout", postgres::millis(limit)),
-                    ],
-                )
-                .await?;
-                Ok(Begun::Postgres(tx))
+                let limit = self.fence_ttl().map_or(p.busy_timeout, |ttl| ttl / 2);
+                Ok(Begun::Postgres(
+                    p.bounded("BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY", limit)
+                        .await?,
+                ))
             }
         }
+    }
+
+    /// The lock wait of this process's write in flight, if it waits on
+    /// another session (`waits`).
+    pub fn lock_wait(&self) -> Option<LockWait> {
+        self.waits.current()
+    }
+
+    /// Whether the write `in_flight` waits on another session's lock, and
+    /// on whose (`None`: it does not, or that cannot be told now).
+    async fn blockers(&self, in_flight: &waits::InFlight) -> Option<Vec<i32>> {
+        match &self.backend {
+            Backend::Sqlite(_) => in_flight.sqlite_waiting(),
+            Backend::Postgres(p) => p.blockers(in_flight.pid()?).await,
+        }
+    }
+
+    /// True on SQLite: one write lock for the whole database, so a lock
+    /// another session holds keeps every writer out, any replica's takeover
+    /// of the lease included.
+    pub fn one_write_lock(&self) -> bool {
+        matches!(self.backend, Backend::Sqlite(_))
     }
 
     /// The TTL of the lease a fenced store writes under.
@@ -438,10 +475,14 @@ impl Store {
         if let Some(turn) = turn {
             tokio::time::sleep_until(turn).await;
         }
-        let done = match &self.backend {
-            Backend::Sqlite(s) => s.write(self, work).await,
-            Backend::Postgres(p) => p.write(self, work).await,
+        let in_flight = waits::InFlight::default();
+        let write = async {
+            match &self.backend {
+                Backend::Sqlite(s) => s.write(self, work, &in_flight).await,
+                Backend::Postgres(p) => p.write(self, work, &in_flight).await,
+            }
         };
+        let done = self.waits.watch(write, || self.blockers(&in_flight)).await;
         let (out, locked, held) = done?;
         self.pacer().committed(work.rows(), held);
         if let Some(f) = &self.fence {

@@ -13,7 +13,7 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 
-use super::{Conn, Dialect, Store, StoreError, TxWork};
+use super::{waits, Conn, Dialect, Store, StoreError, TxWork};
 use crate::config::DatabaseSettings;
 use crate::secret::display_db_url;
 
@@ -60,6 +60,8 @@ pub struct Postgres {
     analyzing: Arc<AtomicBool>,
     /// The first write's `ANALYZE` was done.
     analyzed_once: Arc<AtomicBool>,
+    /// `database.busy_timeout_ms`: the bound of a read outside a term.
+    pub(super) busy_timeout: Duration,
 }
 
 /// The tables whose statistics the indexer's plans depend on.
@@ -129,6 +131,7 @@ impl Postgres {
             next_analyze: Default::default(),
             analyzing: Default::default(),
             analyzed_once: Default::default(),
+            busy_timeout: settings.busy_timeout,
         })
     }
 
@@ -140,6 +143,7 @@ impl Postgres {
         &self,
         store: &Store,
         work: &W,
+        in_flight: &waits::InFlight,
     ) -> Result<(W::Output, Instant, Duration), StoreError> {
         if !self.analyzed_once.swap(true, Ordering::AcqRel) {
             // Before the first write: tables never analyzed (a fresh
@@ -182,7 +186,8 @@ impl Postgres {
                 // `cause="lock_wait"`), not as a statement timeout.
                 settings.push(("lock_timeout", millis(ttl / 2 * 9 / 10)));
             }
-            set_local(&mut tx, &settings).await?;
+            let pid = set_local(&mut tx, &settings).await?;
+            in_flight.pid.store(pid, Ordering::Relaxed);
             let began = Instant::now();
             let out = store.fenced_run(&mut Conn::Postgres(&mut tx), work).await?;
             tx.commit().await?;
@@ -239,6 +244,40 @@ impl Postgres {
 
     pub(super) async fn applied_migrations(&self) -> Result<Vec<i64>, StoreError> {
         applied(&mut *self.pool.acquire().await?).await
+    }
+
+    /// A transaction begun with `begin` in which no statement runs past
+    /// `limit`, and a lock wait ends a little before that, as itself
+    /// (55P03), not as a statement timeout. `SET LOCAL`: behind a
+    /// transaction-pooling PgBouncer too.
+    pub(super) async fn bounded(
+        &self,
+        begin: &str,
+        limit: Duration,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
+        let mut tx = self.pool.begin_with(begin.to_owned()).await?;
+        set_local(
+            &mut tx,
+            &[
+                ("lock_timeout", millis(limit * 9 / 10)),
+                ("statement_timeout", millis(limit)),
+            ],
+        )
+        .await?;
+        Ok(tx)
+    }
+
+    /// The sessions holding a lock server process `pid` waits for
+    /// (`pg_blocking_pids`), asked on another pooled connection within a
+    /// second; `None` when it waits for none, or no answer came.
+    pub(super) async fn blockers(&self, pid: i32) -> Option<Vec<i32>> {
+        let asked = sqlx::query_scalar::<_, Vec<i32>>("SELECT pg_blocking_pids($1)")
+            .bind(pid)
+            .fetch_one(&self.pool);
+        match tokio::time::timeout(Duration::from_secs(1), asked).await {
+            Ok(Ok(pids)) if !pids.is_empty() => Some(pids),
+            _ => None,
+        }
     }
 
     /// Answers when a pooled connection (a new one if none is idle; the
@@ -356,21 +395,22 @@ fn connection_lost(e: StoreError) -> StoreError {
 }
 
 /// Sets each `(setting, value)` for the rest of the transaction
-/// (`set_config(…, true)`, i.e. `SET LOCAL`), all in one round trip.
+/// (`set_config(…, true)`, i.e. `SET LOCAL`), all in one round trip; returns
+/// the session's server process id (`pg_backend_pid`), by which the
+/// lock-wait watch asks who blocks it.
 pub(super) async fn set_local(
     conn: &mut PgConnection,
     settings: &[(&str, String)],
-) -> Result<(), StoreError> {
+) -> Result<i32, StoreError> {
     let sets: Vec<String> = (0..settings.len())
         .map(|i| format!("set_config(${}, ${}, true)", 2 * i + 1, 2 * i + 2))
         .collect();
-    let sql = format!("SELECT {}", sets.join(" || "));
-    let mut q = sqlx::query_scalar::<_, String>(&sql);
+    let sql = format!("SELECT pg_backend_pid(), {}", sets.join(" || "));
+    let mut q = sqlx::query_as::<_, (i32, String)>(&sql);
     for (name, value) in settings {
         q = q.bind(*name).bind(value);
     }
-    q.fetch_one(&mut *conn).await?;
-    Ok(())
+    Ok(q.fetch_one(&mut *conn).await?.0)
 }
 
 /// A duration as a PostgreSQL time setting (`250ms`; at least 1 ms, since

@@ -12,7 +12,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Connection, SqliteConnection, SqlitePool};
 
 use super::failure::WriteFailure;
-use super::{Conn, Dialect, Store, StoreError, TxWork};
+use super::{waits, Conn, Dialect, Store, StoreError, TxWork};
 use crate::config::DatabaseSettings;
 
 /// The migrations in `migrations/sqlite/`, compiled in.
@@ -159,6 +159,7 @@ impl Sqlite {
         &self,
         store: &Store,
         work: &W,
+        in_flight: &waits::InFlight,
     ) -> Result<(W::Output, Instant, Duration), StoreError> {
         let mut conn = self.writer.acquire().await?;
         let gives_up = Instant::now() + self.busy_timeout;
@@ -176,6 +177,7 @@ impl Sqlite {
                 }
             };
             let locked = Instant::now();
+            in_flight.locked.store(true, Ordering::Relaxed);
             let out = store.fenced_run(&mut Conn::Sqlite(&mut tx), work).await?;
             tx.commit().await?;
             Ok((out, locked, locked.elapsed()))

@@ -2,16 +2,19 @@
 //! run. Fault classes: connection reset, HTTP 500, 429 with Retry-After,
 //! timeout, truncated JSON, wrong-chain answers, range refusals, a dead
 //! endpoint, a websocket gone quiet, a commit that fails, a lock held past
-//! the busy timeout.
+//! the busy timeout, the order API's lock on `orders` held for ten lease
+//! TTLs, and (`server`) the PostgreSQL server restarted or crashed.
+
+mod server;
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::support::chain::{order_ref, Chain};
 use crate::support::daemon::{env_for, with, Daemon};
-use crate::support::db::Db;
+use crate::support::db::{Backend, Db};
 use crate::support::proxy::{Fault, RpcProxy, TcpProxy, ALL_FAULTS};
-use crate::support::{caught_up, wait_for};
+use crate::support::{caught_up, metric, readyz, wait_for};
 
 const PREMIUM: u64 = 5_000_000;
 const LONG: Duration = Duration::from_secs(90);
@@ -399,44 +402,50 @@ async fn a_full_disk_is_named_on_readyz_and_recovered_by_itself_once_space_retur
     assert!(logs.contains("database writes recovered"), "{logs}");
 }
 
-/// Write failures that span a step-down and a new term: another connection
-/// holds SQLite's write lock past the lease's renewal deadline, so batches
-/// fail (`/readyz` names it), the leader steps down, and once the lock is
-/// released it takes the lease again. Its first commit of the new term
-/// makes it ready: readiness follows the last write and the term, not a
-/// flag only the failing call could clear.
+/// Write failures that span a step-down and a new term: another session
+/// holds the lease row past the lease's renewal deadline (PostgreSQL; on
+/// SQLite a lock is no reason to step down), so batches fail (`/readyz`
+/// names it), the leader steps down, and once the row is free it takes the
+/// lease again. Its first commit of the new term makes it ready: readiness
+/// follows the present, not a flag only the failing call could clear.
 #[tokio::test]
 async fn readiness_recovers_at_the_first_commit_after_failures_that_span_a_term() {
     let chain = Chain::start().await;
-    let db = Db::new().await;
+    let db = Db::on(Backend::Postgres).await;
     db.insert_orders(&chain.buyers, 8_000, 2, PREMIUM as i64)
         .await;
-    let daemon = Daemon::spawn(&with(
-        &env_for(&chain, &db),
-        &[("LIQPASS__DATABASE__BUSY_TIMEOUT_MS", "200".into())],
-    ));
+    let daemon = Daemon::spawn(&env_for(&chain, &db));
     let base = format!("http://{}", daemon.http_addr().await);
     caught_up(&chain, &db).await;
     crate::support::until_ready(&base).await;
 
-    let lock = db.hold_write_lock().await;
+    let mut lock = db.lock_lease_row().await;
     chain.pay(chain.buyers[0], order_ref(8_000), PREMIUM).await;
     chain.mine(3).await;
     wait_for("a batch to fail on the lock", LONG, || async {
-        let body = crate::support::readyz(&base).await?;
-        body.contains("database writes failing").then_some(())
+        let body = readyz(&base).await?;
+        (body.contains("database writes failing") || body.contains("waiting on a lock"))
+            .then_some(())
     })
     .await;
     daemon.logged("stepping down: no longer writing", 1).await;
-    lock.rollback().await.expect("release the lock");
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut lock)
+        .await
+        .expect("release the lease row");
 
     db.wait_payment_status("ord_000", "paid").await;
     daemon.logged("took the write lease", 2).await;
     chain.pay(chain.buyers[1], order_ref(8_001), PREMIUM).await;
     chain.mine(3).await;
     db.wait_payment_status("ord_001", "paid").await;
+    ready_within_2_s(&base, "the new term's commits").await;
+}
+
+/// `/readyz` answers 200 within 2 s (polled), after `what`.
+async fn ready_within_2_s(base: &str, what: &str) {
     wait_for(
-        "/readyz 200 within 2 s of the new term's commits",
+        &format!("/readyz 200 within 2 s of {what}"),
         Duration::from_secs(2),
         || async {
             let status = reqwest::get(format!("{base}/readyz")).await.ok()?.status();
@@ -444,4 +453,78 @@ async fn readiness_recovers_at_the_first_commit_after_failures_that_span_a_term(
         },
     )
     .await;
+}
+
+both_backends!(
+    a_lock_on_orders_held_for_20_s_is_waited_out_and_named_and_costs_no_step_down,
+    a_lock_on_orders_held_for_20_s_is_waited_out_and_named_and_costs_no_step_down_on
+);
+/// The order API holds a lock on `orders` for 20 s, ten lease TTLs, while
+/// payments arrive (PostgreSQL: `LOCK TABLE orders IN ACCESS EXCLUSIVE
+/// MODE`; SQLite: a write transaction, holding the one write lock). The
+/// leader's batches wait and are retried; `/readyz` says it waits on a lock
+/// held by another session (on PostgreSQL naming that session's pid) and
+/// the gauge counts the wait through the retries; it never steps down and
+/// no epoch changes. Once the lock goes, commits resume at once (`/readyz`
+/// 200 within 2 s) and every payment is stored once.
+async fn a_lock_on_orders_held_for_20_s_is_waited_out_and_named_and_costs_no_step_down_on(
+    backend: Backend,
+) {
+    const HELD: Duration = Duration::from_secs(20);
+    let gauge = "liqpass_indexer_db_lock_wait_seconds";
+    let chain = Chain::start().await;
+    let db = Db::on(backend).await;
+    db.insert_orders(&chain.buyers, 9_000, 3, PREMIUM as i64)
+        .await;
+    let env = env_for(&chain, &db);
+    assert_eq!(env["LIQPASS__HA__LEASE_TTL_MS"], "2000");
+    let daemon = Daemon::spawn(&env);
+    let base = format!("http://{}", daemon.http_addr().await);
+    caught_up(&chain, &db).await;
+    crate::support::until_ready(&base).await;
+    assert_eq!(metric(&base, gauge).await, Some(0.0));
+
+    let lock = db.lock_orders().await;
+    let locked = Instant::now();
+    for i in 0..3 {
+        let buyer = chain.buyers[i % chain.buyers.len()];
+        chain.pay(buyer, order_ref(9_000 + i as u64), PREMIUM).await;
+    }
+    chain.mine(3).await;
+    let holder = match lock.pid() {
+        Some(pid) => format!("server pid {pid}"),
+        None => "SQLite's write lock".to_owned(),
+    };
+    wait_for("/readyz to name the lock wait", LONG, || async {
+        let body = readyz(&base).await?;
+        (body.contains("waiting on a lock held by another session") && body.contains(&holder))
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(HELD.saturating_sub(locked.elapsed())).await;
+    let waited = metric(&base, gauge).await.expect("the lock-wait gauge");
+    assert!(
+        waited >= HELD.as_secs_f64() / 2.0,
+        "the gauge counts the whole wait, through the retries: {waited} s"
+    );
+    assert_eq!(metric(&base, "liqpass_indexer_leader").await, Some(1.0));
+    let released = Instant::now();
+    lock.release().await;
+    ready_within_2_s(&base, "the release").await;
+    eprintln!(
+        "{backend:?}: ready again {} ms after the lock went",
+        released.elapsed().as_millis()
+    );
+    for i in 0..3 {
+        db.wait_payment_status(&format!("ord_{i:03}"), "paid").await;
+    }
+    assert_eq!(db.events().await.len(), 3, "each payment once");
+    assert_eq!(metric(&base, gauge).await, Some(0.0));
+    let logs = daemon.logs();
+    assert!(
+        !logs.contains("stepping down"),
+        "the lock cost the lease:\n{logs}"
+    );
+    let epoch: i64 = db.count("SELECT epoch FROM indexer_lease").await;
+    assert_eq!(epoch, 1, "no takeover");
 }

@@ -13,7 +13,6 @@ mod completeness;
 mod crash;
 mod faults;
 mod ha;
-mod ha_restart;
 mod indexer;
 mod ops;
 mod outbox;

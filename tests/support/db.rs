@@ -186,6 +186,45 @@ impl Db {
             .expect("take the write lock")
     }
 
+    /// Another session's lock on `orders`, taken as the order API could
+    /// take it, until [`OrdersLock::release`].
+    pub async fn lock_orders(&self) -> OrdersLock {
+        match self.backend() {
+            Sqlite => OrdersLock::Sqlite(self.hold_write_lock().await),
+            Postgres => {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(&self.url)
+                    .await
+                    .expect("connect as the order API");
+                let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+                    .fetch_one(&mut conn)
+                    .await
+                    .expect("the session's pid");
+                sqlx::raw_sql("BEGIN; LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
+                    .execute(&mut conn)
+                    .await
+                    .expect("lock orders");
+                OrdersLock::Postgres { conn, pid }
+            }
+        }
+    }
+
+    /// A transaction of another session holding the lease row (`SELECT …
+    /// FOR UPDATE`, as a standby's takeover would for a moment): no
+    /// renewal and no fenced commit gets through until it ends
+    /// (PostgreSQL-only tests; `ROLLBACK` on the connection ends it).
+    pub async fn lock_lease_row(&self) -> sqlx::PgConnection {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&self.url)
+            .await
+            .expect("connect");
+        sqlx::raw_sql("BEGIN; SELECT 1 FROM indexer_lease FOR UPDATE")
+            .execute(&mut conn)
+            .await
+            .expect("lock the lease row");
+        conn
+    }
+
     /// The SQLite file (SQLite-only tests).
     pub fn path(&self) -> PathBuf {
         self.dir.path().join("liqpass.db")
@@ -456,5 +495,36 @@ impl Db {
             || async { (self.order(id).await.payment_status == want).then_some(()) },
         )
         .await;
+    }
+}
+
+/// A lock on `orders` another session holds: on PostgreSQL `LOCK TABLE
+/// orders IN ACCESS EXCLUSIVE MODE` in an open transaction; on SQLite a
+/// write transaction, which holds the database's one write lock.
+pub enum OrdersLock {
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Postgres { conn: sqlx::PgConnection, pid: i32 },
+}
+
+impl OrdersLock {
+    /// The holding session's server pid (PostgreSQL).
+    pub fn pid(&self) -> Option<i32> {
+        match self {
+            Self::Sqlite(_) => None,
+            Self::Postgres { pid, .. } => Some(*pid),
+        }
+    }
+
+    /// Ends the holding transaction.
+    pub async fn release(self) {
+        match self {
+            Self::Sqlite(tx) => tx.rollback().await.expect("release the write lock"),
+            Self::Postgres { mut conn, .. } => {
+                sqlx::raw_sql("COMMIT")
+                    .execute(&mut conn)
+                    .await
+                    .expect("release orders");
+            }
+        }
     }
 }

@@ -30,14 +30,17 @@ static DATABASES: AtomicUsize = AtomicUsize::new(0);
 
 /// The test binary's cluster, started on first use.
 pub fn cluster() -> &'static Cluster {
-    CLUSTER.get_or_init(Cluster::start)
+    CLUSTER.get_or_init(|| Cluster::start(false))
 }
 
-/// A cluster of the caller's own, for a test that restarts its server (every
-/// connection cut) while the other tests of the binary use theirs. Stopped,
-/// like the shared one, when the process ends.
+/// A cluster of the caller's own, for a test that restarts or crashes its
+/// server (every connection cut) while the other tests of the binary use
+/// theirs. Durable, as a production server is (`fsync` and
+/// `synchronous_commit` on, where the shared cluster trades them for
+/// speed): a crash loses no commit it acknowledged. Stopped, like the
+/// shared one, when the process ends.
 pub fn private_cluster() -> &'static Cluster {
-    Box::leak(Box::new(Cluster::start()))
+    Box::leak(Box::new(Cluster::start(true)))
 }
 
 /// Whether this process runs as root (`/proc/self` belongs to its user).
@@ -73,7 +76,7 @@ fn run(what: &str, mut cmd: Command) {
 }
 
 impl Cluster {
-    fn start() -> Cluster {
+    fn start(durable: bool) -> Cluster {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pg/install.sh");
         let out = Command::new("bash")
             .arg(script)
@@ -136,10 +139,13 @@ impl Cluster {
             format!("local all {PASSWORD_USER} scram-sha-256\n{trusted}"),
         )
         .expect("write pg_hba.conf");
-        let options = format!(
-            "-c listen_addresses='' -k {dir_s} -p {PORT} -c fsync=off \
-             -c synchronous_commit=off -c max_connections=300"
-        );
+        let fast = if durable {
+            ""
+        } else {
+            " -c fsync=off -c synchronous_commit=off"
+        };
+        let options =
+            format!("-c listen_addresses='' -k {dir_s} -p {PORT} -c max_connections=300{fast}");
         let log = dir.join("server.log");
         run(
             "pg_ctl start",
@@ -207,6 +213,60 @@ impl Cluster {
                 ],
             ),
         );
+    }
+
+    /// Crashes the server as a power cut would take it (`kill -9` of the
+    /// postmaster; its backends exit on their own once they see it gone),
+    /// then starts it again, through crash recovery, returning once it
+    /// accepts connections. Only on a [`private_cluster`].
+    pub fn crash_and_recover(&self) {
+        let data = self.dir.join("data");
+        let pid_file =
+            std::fs::read_to_string(data.join("postmaster.pid")).expect("read postmaster.pid");
+        let pid = pid_file
+            .lines()
+            .next()
+            .expect("the postmaster's pid")
+            .trim();
+        run("kill -9 the postmaster", {
+            let mut c = Command::new("kill");
+            c.args(["-9", pid]);
+            c
+        });
+        let log = self.dir.join("server.log");
+        let start = || {
+            server_command(
+                &self.bin.join("pg_ctl"),
+                &[
+                    "-D",
+                    data.to_str().expect("utf-8"),
+                    "-l",
+                    log.to_str().expect("utf-8"),
+                    "-w",
+                    "-o",
+                    &self.options,
+                    "start",
+                ],
+            )
+            .output()
+            .expect("run pg_ctl start")
+        };
+        // Until the orphaned backends have let go of the shared memory,
+        // the new postmaster refuses to start: tried again, for 30 s.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let out = start();
+            if out.status.success() {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the crashed server did not start again within 30 s:\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
     }
 
     /// The server's log file (`pg_ctl -l`).

@@ -159,7 +159,7 @@ impl Indexer {
             })
             .collect();
         let stored = {
-            let mut conn = self.writer.store.conn().await?;
+            let mut conn = self.writer.store.read().await?;
             events::live_in_range(&mut conn.conn(), &self.writer.scope, span.0, span.1).await?
         };
         report.on_chain += chain.len() as u64;
@@ -228,7 +228,7 @@ impl Indexer {
         report.repaired = out.stored.len() as u64;
         report.not_repaired = missing.len() as u64 - report.repaired;
         let checkpoint = {
-            let mut conn = self.writer.store.conn().await?;
+            let mut conn = self.writer.store.read().await?;
             checkpoint::read(&mut conn.conn(), &self.writer.scope).await?
         };
         tracing::warn!(

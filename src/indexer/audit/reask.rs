@@ -56,7 +56,7 @@ impl Auditor {
         cancel: &CancellationToken,
     ) -> Result<Option<(u64, u64)>, Stop> {
         let checkpoint = {
-            let mut conn = self.store.conn().await?;
+            let mut conn = self.store.read().await?;
             checkpoint::read(&mut conn.conn(), &self.scope).await?
         };
         let Some(checkpoint) = checkpoint else {

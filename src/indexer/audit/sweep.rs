@@ -133,7 +133,7 @@ impl Auditor {
         let grace = self.settings.reconcile.pending_sweep_grace.as_secs();
         let since = now.saturating_sub(LOOKBACK.as_secs());
         let (pending, checkpoint, unqueued) = {
-            let mut conn = self.store.conn().await?;
+            let mut conn = self.store.read().await?;
             let until = now.saturating_sub(grace);
             let pending = audit::pending_orders(&mut conn.conn(), since, until, MAX_ORDERS).await?;
             let refs: Vec<B256> = pending.iter().map(|p| p.order_ref).collect();
