@@ -95,6 +95,14 @@ pub async fn start(
             let stepped_down = keeper.await.ok().flatten();
             match (term, stepped_down) {
                 (Err(e), None) if is_fenced(&e) => lease.step_down(&fence, &e.to_string()),
+                // The database lost commits of this term: a new term starts
+                // from the stored checkpoint (any replica's: the lease is
+                // given up) and indexes the lost blocks again.
+                (Err(e), None) if lost_commits(&e) => {
+                    tracing::error!(error = %e, epoch = fence.epoch,
+                        "ending the term: the next resumes from the stored checkpoint");
+                    lease.release(&fence).await;
+                }
                 // Stopped (or failed) while leading: the lease goes at once.
                 (term, None) => {
                     lease.release(&fence).await;
@@ -201,6 +209,13 @@ async fn lead(
 
 /// Whether `e` (from [`lead`], whose errors are the indexer's) is a write
 /// refused by the lease's fence.
+fn lost_commits(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<IndexerError>(),
+        Some(IndexerError::Store(StoreError::CheckpointMoved { .. }))
+    )
+}
+
 fn is_fenced(e: &anyhow::Error) -> bool {
     matches!(
         e.downcast_ref::<IndexerError>(),

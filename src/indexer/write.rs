@@ -25,6 +25,9 @@ pub struct WriteBatch<'a> {
     pub scope: &'a Scope,
     pub policy: &'a Policy,
     pub batch: &'a Batch,
+    /// The checkpoint where this writer's last commit left it (`None`:
+    /// wherever it is): the transaction moves it on from there only.
+    pub after: Option<BlockRef>,
     pub final_block: u64,
     pub reorg_window: u64,
     /// Late matches to attempt in this transaction.
@@ -142,6 +145,7 @@ pub async fn write_batch(tx: &mut Conn<'_>, work: &WriteBatch<'_>) -> Result<Wri
         scope,
         policy,
         batch,
+        after,
         final_block,
         reorg_window,
         late_limit,
@@ -172,7 +176,7 @@ pub async fn write_batch(tx: &mut Conn<'_>, work: &WriteBatch<'_>) -> Result<Wri
         Vec::new()
     };
     blocks::record(tx, scope, &batch.headers, reorg_window).await?;
-    checkpoint::set(tx, scope, &batch.last).await?;
+    checkpoint::advance(tx, scope, after.as_ref(), &batch.last).await?;
     if finish {
         written.paid += orders::promote_final(tx, scope, final_block, verify).await?;
     }

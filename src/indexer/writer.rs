@@ -128,6 +128,7 @@ impl Writer {
                 scope: &self.scope,
                 policy: &self.policy,
                 batch: &part,
+                after: self.checkpoint,
                 final_block,
                 reorg_window: self.settings.chain.reorg_window,
                 late_limit: (rows as u32).clamp(1, write::LATE_MATCH_LIMIT),
@@ -408,8 +409,11 @@ pub(super) async fn commit_with_retry<W: TxWork>(
                 }
                 return Ok(out);
             }
-            // Another replica leads now: never retried, never written.
-            Err(e @ StoreError::Fenced { .. }) => return Err(Stop::Fatal(e.into())),
+            // Another replica leads now, or the database lost what this
+            // writer committed: never retried; the term ends.
+            Err(e @ (StoreError::Fenced { .. } | StoreError::CheckpointMoved { .. })) => {
+                return Err(Stop::Fatal(e.into()))
+            }
             Err(e) => {
                 failures += 1;
                 let cause = WriteFailure::of(&e);

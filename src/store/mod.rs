@@ -219,9 +219,18 @@ pub enum StoreError {
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
     /// The write lease is no longer this replica's under `epoch` (another
-    /// took it over, or it expired): the transaction was rolled back.
+    /// replica took it over): the transaction was rolled back.
     #[error("fenced: the write lease is no longer held under epoch {epoch}")]
     Fenced { epoch: i64 },
+    /// The stored checkpoint is not where this writer's last commit left
+    /// it (`checkpoint::advance`): the transaction was rolled back.
+    #[error(
+        "the stored checkpoint is at {}, not at block {expected} where this writer's last commit \
+         left it: the database lost commits it had acknowledged (a failover to a replica that was \
+         behind, a restore, a crash with synchronous_commit or fsync off), or something else moved it",
+        .found.map_or("none".to_owned(), |b| format!("block {b}"))
+    )]
+    CheckpointMoved { expected: u64, found: Option<u64> },
 }
 
 impl StoreError {

@@ -12,6 +12,7 @@ mod cli;
 mod completeness;
 mod crash;
 mod faults;
+mod fences;
 mod ha;
 mod indexer;
 mod ops;

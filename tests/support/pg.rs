@@ -30,7 +30,7 @@ static DATABASES: AtomicUsize = AtomicUsize::new(0);
 
 /// The test binary's cluster, started on first use.
 pub fn cluster() -> &'static Cluster {
-    CLUSTER.get_or_init(|| Cluster::start(false))
+    CLUSTER.get_or_init(|| Cluster::start(Durability::Fast))
 }
 
 /// A cluster of the caller's own, for a test that restarts or crashes its
@@ -38,9 +38,29 @@ pub fn cluster() -> &'static Cluster {
 /// theirs. Durable, as a production server is (`fsync` and
 /// `synchronous_commit` on, where the shared cluster trades them for
 /// speed): a crash loses no commit it acknowledged. Stopped, like the
-/// shared one, when the process ends.
+/// shared one, when the process ends (as every cluster here).
 pub fn private_cluster() -> &'static Cluster {
-    Box::leak(Box::new(Cluster::start(true)))
+    Box::leak(Box::new(Cluster::start(Durability::Durable)))
+}
+
+/// A private cluster whose crash loses the commits of up to its last ten
+/// seconds, acknowledged as they were (`synchronous_commit = off`, the WAL
+/// written every 10 s): as a failover to a replica that was behind loses
+/// them. Everything before a `CHECKPOINT` is kept.
+pub fn private_cluster_losing_commits() -> &'static Cluster {
+    Box::leak(Box::new(Cluster::start(Durability::LosesRecentCommits)))
+}
+
+/// What a crash of the server keeps.
+#[derive(Clone, Copy)]
+enum Durability {
+    /// Nothing: the shared cluster, fast (`fsync` and `synchronous_commit`
+    /// off; nobody crashes it).
+    Fast,
+    /// Every commit it acknowledged, as a production server.
+    Durable,
+    /// Commits up to ten seconds old may be lost.
+    LosesRecentCommits,
 }
 
 /// Whether this process runs as root (`/proc/self` belongs to its user).
@@ -76,7 +96,7 @@ fn run(what: &str, mut cmd: Command) {
 }
 
 impl Cluster {
-    fn start(durable: bool) -> Cluster {
+    fn start(durability: Durability) -> Cluster {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pg/install.sh");
         let out = Command::new("bash")
             .arg(script)
@@ -139,13 +159,14 @@ impl Cluster {
             format!("local all {PASSWORD_USER} scram-sha-256\n{trusted}"),
         )
         .expect("write pg_hba.conf");
-        let fast = if durable {
-            ""
-        } else {
-            " -c fsync=off -c synchronous_commit=off"
+        let durability = match durability {
+            Durability::Fast => " -c fsync=off -c synchronous_commit=off",
+            Durability::Durable => "",
+            Durability::LosesRecentCommits => " -c synchronous_commit=off -c wal_writer_delay=10s",
         };
-        let options =
-            format!("-c listen_addresses='' -k {dir_s} -p {PORT} -c max_connections=300{fast}");
+        let options = format!(
+            "-c listen_addresses='' -k {dir_s} -p {PORT} -c max_connections=300{durability}"
+        );
         let log = dir.join("server.log");
         run(
             "pg_ctl start",

@@ -2,15 +2,16 @@
 //! mid-stream: restarted (`pg_ctl restart -m fast`: every connection
 //! closed) or crashed (`kill -9` of the postmaster, then crash recovery).
 //! Both replicas reconnect by themselves, exactly one leads, both are ready
-//! again without help, and every payment is counted once. Each on a
+//! again without help, and every payment is counted once; and a crash
+//! that loses acknowledged commits is caught at the next commit. Each on a
 //! cluster of its own, since it takes the server down.
 
 use std::time::Duration;
 
 use crate::support::chain::{order_ref, Chain};
-use crate::support::daemon::{env_for, Daemon};
+use crate::support::daemon::{env_for, with, Daemon};
 use crate::support::db::Db;
-use crate::support::pg::{private_cluster, Cluster};
+use crate::support::pg::{private_cluster, private_cluster_losing_commits, Cluster};
 use crate::support::{caught_up, metric, wait_for};
 
 const PREMIUM: u64 = 5_000_000;
@@ -134,4 +135,82 @@ async fn server_outage_mid_stream(outage: Outage) {
         .any(|sign| logs.contains(sign));
     }
     assert!(seen, "{outage:?}: no replica saw the server go down");
+}
+
+/// A server that loses commits it acknowledged (here a crash with
+/// `synchronous_commit = off`; in production a failover to a replica that
+/// was behind): the leader's next commit finds the stored checkpoint behind
+/// the one it left, rolls back, and the term ends; the next term resumes
+/// from the stored checkpoint and indexes the lost blocks again. Every
+/// payment is stored once, by the indexer's own path, none left to the
+/// completeness audit.
+#[tokio::test]
+async fn commits_the_server_lost_are_indexed_again_from_the_stored_checkpoint() {
+    let chain = Chain::start().await;
+    let cluster = private_cluster_losing_commits();
+    let db = Db::on_cluster(cluster).await;
+    db.insert_orders(&chain.buyers, 400, 6, PREMIUM as i64)
+        .await;
+    // A lease that outlives the crash: the term goes on through it (a
+    // step-down would start a new term from the stored checkpoint anyway),
+    // and only its next commit can find out what was lost.
+    let daemon = Daemon::spawn(&with(
+        &env_for(&chain, &db),
+        &[
+            ("LIQPASS__HA__LEASE_TTL_MS", "30000".into()),
+            ("LIQPASS__HA__RENEW_INTERVAL_MS", "2000".into()),
+        ],
+    ));
+    let base = format!("http://{}", daemon.http_addr().await);
+    let pay = |i: u64| {
+        let buyer = chain.buyers[i as usize % chain.buyers.len()];
+        chain.pay(buyer, order_ref(400 + i), PREMIUM)
+    };
+    for i in 0..3 {
+        pay(i).await;
+    }
+    chain.mine(3).await;
+    for i in 0..3 {
+        db.wait_payment_status(&format!("ord_{i:03}"), "paid").await;
+    }
+    // Durable up to here; the next commits stay in the server's memory.
+    db.execute("CHECKPOINT").await;
+    for i in 3..6 {
+        pay(i).await;
+    }
+    chain.mine(3).await;
+    for i in 3..6 {
+        db.wait_payment_status(&format!("ord_{i:03}"), "paid").await;
+    }
+    let before = db.checkpoint().await;
+
+    cluster.crash_and_recover();
+    let after = db.checkpoint().await;
+    assert!(
+        after < before,
+        "the crash lost the last commits (checkpoint {before:?}, now {after:?})"
+    );
+    chain.mine(1).await;
+    for i in 0..6 {
+        db.wait_payment_status(&format!("ord_{i:03}"), "paid").await;
+    }
+    caught_up(&chain, &db).await;
+    daemon
+        .logged(
+            "ending the term: the next resumes from the stored checkpoint",
+            1,
+        )
+        .await;
+    assert_eq!(db.events().await.len(), 6, "every payment once");
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM order_audit").await,
+        12,
+        "payment_seen + payment_final per order, once"
+    );
+    let logs = daemon.logs();
+    assert!(
+        !logs.contains("found and stored (completeness)"),
+        "the audit had to recover what the term skipped:\n{logs}"
+    );
+    crate::support::until_ready(&base).await;
 }
