@@ -192,10 +192,7 @@ impl Db {
         match self.backend() {
             Sqlite => OrdersLock::Sqlite(self.hold_write_lock().await),
             Postgres => {
-                use sqlx::Connection;
-                let mut conn = sqlx::PgConnection::connect(&self.url)
-                    .await
-                    .expect("connect as the order API");
+                let mut conn = self.connect_pg().await;
                 let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
                     .fetch_one(&mut conn)
                     .await
@@ -214,15 +211,21 @@ impl Db {
     /// renewal and no fenced commit gets through until it ends
     /// (PostgreSQL-only tests; `ROLLBACK` on the connection ends it).
     pub async fn lock_lease_row(&self) -> sqlx::PgConnection {
-        use sqlx::Connection;
-        let mut conn = sqlx::PgConnection::connect(&self.url)
-            .await
-            .expect("connect");
+        let mut conn = self.connect_pg().await;
         sqlx::raw_sql("BEGIN; SELECT 1 FROM indexer_lease FOR UPDATE")
             .execute(&mut conn)
             .await
             .expect("lock the lease row");
         conn
+    }
+
+    /// A connection of its own to this PostgreSQL database, as another
+    /// session (the order API's, an operator's).
+    async fn connect_pg(&self) -> sqlx::PgConnection {
+        use sqlx::Connection;
+        sqlx::PgConnection::connect(&self.url)
+            .await
+            .expect("connect to the test database")
     }
 
     /// The SQLite file (SQLite-only tests).

@@ -167,23 +167,12 @@ impl Cluster {
         let options = format!(
             "-c listen_addresses='' -k {dir_s} -p {PORT} -c max_connections=300{durability}"
         );
-        let log = dir.join("server.log");
-        run(
-            "pg_ctl start",
-            server_command(
-                &bin.join("pg_ctl"),
-                &[
-                    "-D",
-                    data_s,
-                    "-l",
-                    log.to_str().expect("utf-8"),
-                    "-w",
-                    "-o",
-                    &options,
-                    "start",
-                ],
-            ),
-        );
+        let cluster = Cluster {
+            dir: dir.clone(),
+            bin: bin.clone(),
+            options,
+        };
+        run("pg_ctl start", cluster.pg_ctl(&["start"]));
         // Stops the cluster once this test binary is gone, however it ends.
         let stop = format!(
             "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
@@ -207,33 +196,32 @@ impl Cluster {
             .process_group(0)
             .spawn()
             .expect("start the cluster's watchdog");
-        Cluster { dir, bin, options }
+        cluster
+    }
+
+    /// `pg_ctl -D <data> -l <log> -w -o <options> <args…>` on this
+    /// cluster, waiting (`-w`) until the server accepts connections.
+    fn pg_ctl(&self, args: &[&str]) -> Command {
+        let data = self.dir.join("data");
+        let log = self.log_path();
+        let mut all = vec![
+            "-D",
+            data.to_str().expect("utf-8"),
+            "-l",
+            log.to_str().expect("utf-8"),
+            "-w",
+            "-o",
+            &self.options,
+        ];
+        all.extend_from_slice(args);
+        server_command(&self.bin.join("pg_ctl"), &all)
     }
 
     /// Restarts the server (`pg_ctl restart -m fast`: every connection is
     /// closed), returning once it accepts connections again. Only on a
     /// [`private_cluster`].
     pub fn restart(&self) {
-        let data = self.dir.join("data");
-        let log = self.dir.join("server.log");
-        run(
-            "pg_ctl restart",
-            server_command(
-                &self.bin.join("pg_ctl"),
-                &[
-                    "-D",
-                    data.to_str().expect("utf-8"),
-                    "-l",
-                    log.to_str().expect("utf-8"),
-                    "-w",
-                    "-m",
-                    "fast",
-                    "-o",
-                    &self.options,
-                    "restart",
-                ],
-            ),
-        );
+        run("pg_ctl restart", self.pg_ctl(&["-m", "fast", "restart"]));
     }
 
     /// Crashes the server as a power cut would take it (`kill -9` of the
@@ -241,9 +229,8 @@ impl Cluster {
     /// then starts it again, through crash recovery, returning once it
     /// accepts connections. Only on a [`private_cluster`].
     pub fn crash_and_recover(&self) {
-        let data = self.dir.join("data");
-        let pid_file =
-            std::fs::read_to_string(data.join("postmaster.pid")).expect("read postmaster.pid");
+        let pid_file = std::fs::read_to_string(self.dir.join("data").join("postmaster.pid"))
+            .expect("read postmaster.pid");
         let pid = pid_file
             .lines()
             .next()
@@ -254,24 +241,7 @@ impl Cluster {
             c.args(["-9", pid]);
             c
         });
-        let log = self.dir.join("server.log");
-        let start = || {
-            server_command(
-                &self.bin.join("pg_ctl"),
-                &[
-                    "-D",
-                    data.to_str().expect("utf-8"),
-                    "-l",
-                    log.to_str().expect("utf-8"),
-                    "-w",
-                    "-o",
-                    &self.options,
-                    "start",
-                ],
-            )
-            .output()
-            .expect("run pg_ctl start")
-        };
+        let start = || self.pg_ctl(&["start"]).output().expect("run pg_ctl start");
         // Until the orphaned backends have let go of the shared memory,
         // the new postmaster refuses to start: tried again, for 30 s.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
