@@ -30,8 +30,6 @@ mod history;
 mod live;
 #[path = "indexer/order_api.rs"]
 mod order_api;
-#[path = "indexer/provider.rs"]
-mod provider;
 #[path = "indexer/scale.rs"]
 mod scale;
 
@@ -105,11 +103,14 @@ fn args() -> Args {
                 "failover" => a.only_failover = true,
                 "backends" => a.only_backends = true,
                 "history" => a.only_history = true,
-                row @ ("providers" | "provider-coinbase" | "provider-generous" | "provider-16m"
-                | "dense-latency" | "near-head") => a.only_scale = Some(row.into()),
+                row @ ("providers" | "provider-coinbase" | "provider-coinbase-unset"
+                | "provider-generous" | "provider-16m" | "dense-latency" | "near-head") => {
+                    a.only_scale = Some(row.into())
+                }
                 other => panic!(
                     "--only takes order-api, failover, backends, history, providers, provider-coinbase, \
-                     provider-generous, provider-16m, dense-latency or near-head, not {other}"
+                     provider-coinbase-unset, provider-generous, provider-16m, dense-latency or \
+                     near-head, not {other}"
                 ),
             },
             "--bench" => {}
@@ -597,20 +598,36 @@ async fn main() {
 async fn scale_rows(a: &Args, only: Option<&str>, table: &mut Vec<(String, String)>) {
     let run = |row: &str| only.is_none_or(|o| o == "providers" || o == row);
     let generous = "80 ms, 100,000-block cap, 300 requests/s";
+    let coinbase = "50 ms, 1,000-block cap, 50 requests/s";
     let rows = [
         (
             "provider-coinbase",
-            "50 ms, 1,000-block cap, 50 requests/s",
+            coinbase,
             scale::COINBASE,
             1_000_000,
+            true,
         ),
-        ("provider-generous", generous, scale::GENEROUS, 1_000_000),
-        ("provider-16m", generous, scale::GENEROUS, 16_000_000),
+        // As a new user leaves it: the rate learned from the 429s.
+        (
+            "provider-coinbase-unset",
+            coinbase,
+            scale::COINBASE,
+            1_000_000,
+            false,
+        ),
+        (
+            "provider-generous",
+            generous,
+            scale::GENEROUS,
+            1_000_000,
+            true,
+        ),
+        ("provider-16m", generous, scale::GENEROUS, 16_000_000, true),
     ];
-    for (row, what, profile, blocks) in rows {
+    for (row, what, profile, blocks, configured) in rows {
         if run(row) {
             eprintln!("bench: {row}");
-            table.push(scale::sparse(what, profile, blocks).await);
+            table.push(scale::sparse(what, profile, blocks, configured).await);
         }
     }
     if run("near-head") {

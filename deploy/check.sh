@@ -194,7 +194,7 @@ known = {
   "liqpass_indexer_rpc_request_duration_seconds_bucket", "liqpass_indexer_getlogs_range_blocks_bucket",
   "liqpass_indexer_batch_commit_duration_seconds_bucket", "liqpass_indexer_batch_rows_bucket",
   "liqpass_indexer_db_write_retries_total", "liqpass_indexer_db_write_failures_total",
-  "liqpass_indexer_db_lock_wait_seconds",
+  "liqpass_indexer_db_lock_wait_seconds", "liqpass_indexer_rpc_rate_limited_total",
   "liqpass_indexer_write_lock_hold_seconds_bucket", "liqpass_indexer_stalled",
   "liqpass_indexer_payment_verifications_total", "liqpass_indexer_disputed_payments",
   "liqpass_indexer_leader", "liqpass_indexer_lease_epoch",

@@ -341,8 +341,11 @@ pub async fn status(settings: &ScopedSettings, as_json: bool) -> anyhow::Result<
         .as_ref()
         .ok()
         .map(|&h| synced_percent(start, st.checkpoint_block, h));
+    let rate_limits = daemon_rate_limits(settings.http_listen).await;
     if as_json {
         let doc = json!({
+            "rate_limited": rate_limits.as_ref().ok(),
+            "rate_limited_error": rate_limits.as_ref().err(),
             "store": st,
             "head_block": head.as_ref().ok(),
             "head_error": head.as_ref().err(),
@@ -378,6 +381,25 @@ pub async fn status(settings: &ScopedSettings, as_json: bool) -> anyhow::Result<
             (Some(a), None) => a.to_string(),
         };
         println!("audited      {audited}");
+        match &rate_limits {
+            Ok(by_endpoint) => {
+                let total: u64 = by_endpoint.values().sum();
+                let each: Vec<String> = by_endpoint
+                    .iter()
+                    .map(|(endpoint, n)| format!("{endpoint} {n}"))
+                    .collect();
+                println!(
+                    "rate limits  {total} answered 429 (or a rate-limit error) since the daemon \
+                     started{}",
+                    if each.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", each.join(", "))
+                    }
+                );
+            }
+            Err(why) => println!("rate limits  unknown: {why}"),
+        }
         let leader = st
             .lease
             .as_ref()
@@ -408,6 +430,50 @@ pub async fn status(settings: &ScopedSettings, as_json: bool) -> anyhow::Result<
     }
     store.close().await;
     Ok(())
+}
+
+/// The running daemon's rate-limit answers by endpoint (redacted), read
+/// from its `/metrics` at `listen` (a wildcard address asked on loopback);
+/// `Err`: why they are not known.
+async fn daemon_rate_limits(
+    listen: std::net::SocketAddr,
+) -> Result<std::collections::BTreeMap<String, u64>, String> {
+    if listen.port() == 0 {
+        return Err("http.listen has port 0: the daemon's address is not known".into());
+    }
+    let mut at = listen;
+    if at.ip().is_unspecified() {
+        at.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let url = format!("http://{at}/metrics");
+    let scraped = async {
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()?
+            .get(&url)
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await
+    };
+    let text = scraped
+        .await
+        .map_err(|e| format!("no daemon answers at {url} ({e})"))?;
+    let mut by_endpoint = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("liqpass_indexer_rpc_rate_limited_total{endpoint=\"")
+        else {
+            continue;
+        };
+        let Some((endpoint, value)) = rest.split_once("\"} ") else {
+            continue;
+        };
+        if let Ok(n) = value.trim().parse::<f64>() {
+            by_endpoint.insert(endpoint.to_owned(), n as u64);
+        }
+    }
+    Ok(by_endpoint)
 }
 
 /// Share of `start..=head` indexed, in percent: what `status` can tell

@@ -84,9 +84,11 @@ pub enum Command {
         #[arg(long)]
         repair: bool,
     },
-    /// Show checkpoint, head, lag, orders by status and events by outcome.
-    /// Safe to run while the daemon writes. Needs [database], [log],
-    /// chain.chain_id, chain.contract, and the RPC endpoints (for the head).
+    /// Show checkpoint, head, lag, orders by status and events by outcome,
+    /// and the running daemon's rate-limit answers. Safe to run while the
+    /// daemon writes. Needs [database], [log], chain.chain_id,
+    /// chain.contract, the RPC endpoints (for the head) and http.listen (to
+    /// ask the daemon).
     Status {
         /// Print JSON for scripts instead of a table.
         #[arg(long)]

@@ -378,6 +378,8 @@ pub struct ScopedSettings {
     pub endpoints: Endpoints,
     /// `chain.start_block`: `status` measures the sync from it.
     pub start_block: u64,
+    /// `http.listen`: where `status` asks the daemon for its counters.
+    pub http_listen: std::net::SocketAddr,
 }
 
 /// The RPC endpoints, in order of preference, and their request timeout.
@@ -406,7 +408,7 @@ pub fn load_store(sources: &Sources) -> Result<StoreSettings, ConfigError> {
 }
 
 /// Loads what `status` and `ack-reorg` read: `[database]`, `[log]`,
-/// `chain.chain_id`, `chain.contract` and the endpoints.
+/// `chain.chain_id`, `chain.contract`, the endpoints and `[http]`.
 pub fn load_scoped(sources: &Sources) -> Result<ScopedSettings, ConfigError> {
     load_with(sources, |r| {
         let database = r.database();
@@ -414,12 +416,14 @@ pub fn load_scoped(sources: &Sources) -> Result<ScopedSettings, ConfigError> {
         let scope = r.scope();
         let endpoints = r.endpoints();
         let start_block = r.start_block();
+        let http = r.http();
         Some(ScopedSettings {
             database: database?,
             log: log?,
             scope: scope?,
             endpoints: endpoints?,
             start_block: start_block?,
+            http_listen: http?.listen,
         })
     })
 }

@@ -206,9 +206,14 @@ impl Lease {
             }
             let attempt = async {
                 let mut tx = self.store.begin_short(every).await?;
+                // The new expiry counts from the database's `now` in the
+                // renewal: PostgreSQL's is the transaction's start (before
+                // any wait for the row), SQLite's the statement's, once the
+                // write lock is ours (which may take its busy timeout).
+                let from = if one_write_lock { Instant::now() } else { sent };
                 let held = lease::renew(&mut tx.conn(), fence, ttl).await?;
                 tx.commit().await?;
-                Ok::<_, StoreError>(held)
+                Ok::<_, StoreError>((held, from))
             };
             // SQLite's renewal is bounded by its own busy timeout, and must
             // end by it: cut short, it could not tell a lock wait (no reason
@@ -219,15 +224,15 @@ impl Lease {
                 deadline - sent
             };
             match tokio::time::timeout(bound, attempt).await {
-                Ok(Ok(true)) => {
-                    renewed = sent;
+                Ok(Ok((true, from))) => {
+                    renewed = from;
                     locked_out = false;
                     if failing {
                         tracing::info!(epoch = fence.epoch, "write lease renewed again");
                         failing = false;
                     }
                 }
-                Ok(Ok(false)) => break StepDown::Lost,
+                Ok(Ok((false, _))) => break StepDown::Lost,
                 // Our own write transaction holds the row; its commit
                 // renews the lease (counted above).
                 Ok(Err(e)) if e.is_lock_timeout() => {}

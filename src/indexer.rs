@@ -118,10 +118,12 @@ impl Indexer {
         let chain = &settings.chain;
         let scope = chain.scope();
         let pool = RpcPool::new(&chain.rpc_urls, scope, chain.request_timeout)
-            .with_rate_budget(chain.max_requests_per_second);
+            .with_rate_budget(chain.max_requests_per_second, |endpoint| {
+                metrics.rate_limited(endpoint)
+            });
         check_endpoints(&pool, &cancel).await?;
         health.set_rpc_ok(true);
-        let verifiers = verify::Verifiers::connect(chain).await?;
+        let verifiers = verify::Verifiers::connect(chain, &metrics).await?;
         let policy = Policy {
             overpayment: settings.reconcile.overpayment,
             chain_id: chain.chain_id,
@@ -281,7 +283,7 @@ impl Indexer {
                 let limit = if range.is_some() { head } else { head - window };
                 let progress = progress.get_or_insert_with(|| {
                     progress::start(&self.metrics, next);
-                    let counters = Counters::read(&self.fetcher, &self.metrics);
+                    let counters = Counters::read(&self.metrics);
                     let every = self.settings.log.progress_interval;
                     Progress::new(next, every, Instant::now(), counters)
                 });
@@ -494,9 +496,9 @@ fn report_progress(
     // Set by every read of the head (`observe_head`, `Fetcher::refresh_head`).
     let head = health.head();
     let target = range.map_or(head, |(_, to)| to.min(head));
-    let counters = Counters::read(fetcher, metrics);
+    let counters = Counters::read(metrics);
     let line = p.line(next, target, counters, now);
-    let budget = fetcher.pool.budget().map(|b| (b.rate(), b.ceiling()));
+    let budget = fetcher.pool.budget().map(|b| b.describe());
     let size = fetcher.sizer().size();
     progress::report(metrics, &line, size, budget);
 }

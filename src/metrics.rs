@@ -37,6 +37,7 @@ pub struct Metrics {
     getlogs_refusals: IntCounterVec,
     getlogs_range_cap: IntGaugeVec,
     rpc_budget: GaugeVec,
+    rpc_rate_limited: IntCounterVec,
     commit_duration: Histogram,
     batch_rows: Histogram,
     lock_hold: Histogram,
@@ -243,6 +244,12 @@ impl Metrics {
                 "Block range size of eth_getLogs requests.",
                 counts.clone(),
             )?,
+            rpc_rate_limited: counter_vec(
+                "rpc_rate_limited_total",
+                "Rate-limit answers (HTTP 429, JSON-RPC rate-limit codes and wordings) by endpoint, \
+                 each one, alloy's retries included (counted below them).",
+                &["endpoint"],
+            )?,
             getlogs_refusals: counter_vec(
                 "getlogs_refusals_total",
                 "getLogs ranges refused (limit: blocks, results) or timed out, by endpoint.",
@@ -340,6 +347,16 @@ impl Metrics {
     /// RPC requests and failed ones since start, all methods and endpoints.
     pub fn rpc_totals(&self) -> (u64, u64) {
         (sum(&self.rpc_requests), sum(&self.rpc_errors))
+    }
+
+    /// The counter of `endpoint`'s rate-limit answers (its budget counts on it).
+    pub fn rate_limited(&self, endpoint: &str) -> IntCounter {
+        self.rpc_rate_limited.with_label_values(&[endpoint])
+    }
+
+    /// Rate-limit answers since start, all endpoints.
+    pub fn rate_limited_total(&self) -> u64 {
+        sum(&self.rpc_rate_limited)
     }
 
     /// getLogs ranges refused or timed out since start, all endpoints.

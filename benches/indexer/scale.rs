@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 
 use alloy::primitives::Address;
 
-use super::provider::{Paid, Profile, Provider, CHAIN_ID, USDC};
 use super::support::chain::{order_ref, Chain};
 use super::support::daemon::Daemon;
 use super::support::db::Db;
+use super::support::provider::{Paid, Profile, Provider, CHAIN_ID, USDC};
 use super::support::proxy::RpcProxy;
 use super::{assert_running, env_with, orders_for};
 
@@ -51,7 +51,14 @@ pub const GENEROUS: Profile = Profile {
 
 /// A first sync of `blocks` sparse blocks from a provider behaving as
 /// `profile`: the row's name and figures.
-pub async fn sparse(what: &str, profile: Profile, blocks: u64) -> (String, String) {
+/// `configured`: the plan's rate set as `chain.max_requests_per_second`
+/// (else unset, as a new user leaves it: the daemon learns it).
+pub async fn sparse(
+    what: &str,
+    profile: Profile,
+    blocks: u64,
+    configured: bool,
+) -> (String, String) {
     let contract: Address = "0xc423c34b57730ba87fb74b99180663913a345d68"
         .parse()
         .expect("address");
@@ -64,13 +71,12 @@ pub async fn sparse(what: &str, profile: Profile, blocks: u64) -> (String, Strin
     .await;
     let provider = Provider::start(profile, head, contract, payments).await;
     let rate = profile.per_second.to_string();
-    let mut env = sim_env(
-        &db,
-        &provider,
-        contract,
-        0,
-        &[("CHAIN__MAX_REQUESTS_PER_SECOND", rate)],
-    );
+    let set: &[(&str, String)] = if configured {
+        &[("CHAIN__MAX_REQUESTS_PER_SECOND", rate)]
+    } else {
+        &[]
+    };
+    let mut env = sim_env(&db, &provider, contract, 0, set);
     let defences = defences_on();
     if !defences {
         env.insert("LIQPASS__AUDIT__INTERVAL_MS".into(), "0".into());
@@ -80,11 +86,17 @@ pub async fn sparse(what: &str, profile: Profile, blocks: u64) -> (String, Strin
         );
     }
     env.insert("MALLOC_ARENA_MAX".into(), "1".into());
+    // Its address, to read its own count of rate limits at the end.
+    env.insert(
+        "LIQPASS__LOG__LEVEL".into(),
+        "warn,liqpass_indexer::app=info".into(),
+    );
     let started = Instant::now();
     let mut daemon = Daemon::spawn(&env);
     synced(&mut daemon, &db, head, SPARSE_PAYMENTS).await;
     let took = started.elapsed().as_secs_f64();
     let audited = audited(&db).await;
+    let counted = rate_limits_counted(&daemon).await;
     drop(daemon);
     let s = &provider.stats;
     let requests = s.requests.load(Ordering::Relaxed);
@@ -92,12 +104,18 @@ pub async fn sparse(what: &str, profile: Profile, blocks: u64) -> (String, Strin
     let limited = s.rate_limited.load(Ordering::Relaxed);
     let name =
         format!(
-        "first sync, {blocks} sparse blocks, {SPARSE_PAYMENTS} paid orders, {what} (simulated){}",
+        "first sync, {blocks} sparse blocks, {SPARSE_PAYMENTS} paid orders, {what} (simulated){}{}",
+        if configured {
+            ""
+        } else {
+            ", max_requests_per_second unset"
+        },
         if defences { "" } else { ", audit and sweep off" }
     );
     let result = format!(
         "{took:.2} s; {requests} requests ({} getLogs, {} headers), {refused} refused, \
-         {limited} rate-limited ({:.2} %); {:.0} requests/s; audited to block {}",
+         {limited} rate-limited ({:.2} %; the daemon counted {counted}); {:.0} requests/s; \
+         audited to block {}",
         s.get_logs.load(Ordering::Relaxed),
         s.headers.load(Ordering::Relaxed),
         100.0 * (refused + limited) as f64 / requests.max(1) as f64,
@@ -284,4 +302,20 @@ pub async fn dense_latency(chain: &Chain, payments: u64, first_ref: u64) -> (Str
             took[1] / took[0]
         ),
     )
+}
+
+/// The daemon's own count of rate-limit answers, all endpoints (its
+/// `/metrics`).
+async fn rate_limits_counted(daemon: &Daemon) -> u64 {
+    let url = format!("http://{}/metrics", daemon.http_addr().await);
+    let text = reqwest::get(&url)
+        .await
+        .expect("scrape the daemon")
+        .text()
+        .await
+        .expect("its metrics");
+    text.lines()
+        .filter(|l| l.starts_with("liqpass_indexer_rpc_rate_limited_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
 }

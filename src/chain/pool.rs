@@ -89,11 +89,16 @@ impl RpcPool {
         }
     }
 
-    /// Gives every endpoint a budget of `per_second` requests (`None`:
-    /// unlimited), each its own.
-    pub fn with_rate_budget(self, per_second: Option<u64>) -> Self {
+    /// Gives every endpoint a budget of its own, of `per_second` requests
+    /// (`None`: learned from its rate limits), counting its rate-limit
+    /// answers on `rate_limited(endpoint name)`.
+    pub fn with_rate_budget(
+        self,
+        per_second: Option<u64>,
+        rate_limited: impl Fn(&str) -> prometheus::IntCounter,
+    ) -> Self {
         for ep in self.lock().iter_mut() {
-            ep.budget = per_second.map(Budget::new);
+            ep.budget = Some(Budget::new(per_second, rate_limited(&ep.name)));
         }
         self
     }
@@ -241,14 +246,14 @@ impl RpcPool {
     }
 
     /// The requests per second the budget of the endpoint named `endpoint`
-    /// allows now (`None`: no budget).
+    /// allows now (`None`: no budget, or unlimited so far).
     pub fn budget_rate(&self, endpoint: &str) -> Option<f64> {
         let eps = self.lock();
         let ep = eps.iter().find(|ep| ep.name == endpoint)?;
-        ep.budget.as_ref().map(Budget::rate)
+        ep.budget.as_ref().and_then(Budget::rate)
     }
 
-    /// The current endpoint's budget (`None`: unlimited).
+    /// The current endpoint's budget (`None`: a pool without budgets).
     pub fn budget(&self) -> Option<Budget> {
         self.lock()[self.index()].budget.clone()
     }

@@ -54,7 +54,9 @@ fn a_learned_range_cap_belongs_to_its_endpoint_and_only_goes_down() {
 #[test]
 fn the_audit_asks_the_second_endpoint_first_and_shares_the_budgets() {
     assert!(pool(1).others_first().is_none(), "no other endpoint");
-    let p = pool(3).with_rate_budget(Some(10));
+    let counted =
+        |endpoint: &str| prometheus::IntCounter::new("rate_limited", endpoint).expect("a counter");
+    let p = pool(3).with_rate_budget(Some(10), counted);
     let others = p.others_first().expect("three endpoints");
     assert_eq!(others.endpoint(), "http://127.0.0.1:10001");
     let (mine, theirs) = (p.lock(), others.lock());

@@ -162,11 +162,14 @@ impl Auditor {
                 verifier: false,
             },
             (None, Some(verifier)) => Asked {
-                pool: Arc::new(RpcPool::new(
-                    std::slice::from_ref(verifier),
-                    p.scope,
-                    chain.request_timeout,
-                )),
+                pool: Arc::new(
+                    RpcPool::new(
+                        std::slice::from_ref(verifier),
+                        p.scope,
+                        chain.request_timeout,
+                    )
+                    .with_rate_budget(None, |endpoint| p.metrics.rate_limited(endpoint)),
+                ),
                 verifier: true,
             },
             (None, None) => Asked {

@@ -8,7 +8,6 @@
 
 use std::time::{Duration, Instant};
 
-use super::fetch::Fetcher;
 use crate::metrics::Metrics;
 
 /// Counters read at each report; rates are their change over the interval.
@@ -24,13 +23,13 @@ pub struct Counters {
 
 impl Counters {
     /// The counters as they stand now.
-    pub fn read(fetcher: &Fetcher, metrics: &Metrics) -> Self {
+    pub fn read(metrics: &Metrics) -> Self {
         let (requests, rpc_errors) = metrics.rpc_totals();
         Self {
             requests,
             rpc_errors,
             refusals: metrics.refusals_total(),
-            rate_limits: fetcher.pool.budget().map_or(0, |b| b.rate_limits()),
+            rate_limits: metrics.rate_limited_total(),
             recovered: metrics.recovered_total(),
         }
     }
@@ -137,17 +136,15 @@ impl Progress {
 }
 
 /// Logs `line` and sets the gauges. `range`: the next getLogs range size;
-/// `budget`: the budget's rate now and its ceiling, when there is one.
-pub fn report(metrics: &Metrics, line: &Line, range: u64, budget: Option<(f64, f64)>) {
+/// `budget`: the budget's rate, as `Budget::describe` says it.
+pub fn report(metrics: &Metrics, line: &Line, range: u64, budget: Option<String>) {
     let g = &metrics.catchup;
     g.done_ratio.set(line.done as f64 / line.total as f64);
     g.blocks_per_second.set(line.blocks_per_s);
     g.events_per_second.set(line.events_per_s);
     g.eta_seconds.set(line.eta_s.unwrap_or(-1.0));
     g.range_blocks.set(i64::try_from(range).unwrap_or(i64::MAX));
-    let budget = budget.map_or("unlimited".to_owned(), |(now, max)| {
-        format!("{now:.1}/{max:.1}")
-    });
+    let budget = budget.unwrap_or_else(|| "unlimited".to_owned());
     tracing::info!(
         block = line.block,
         done = line.done,

@@ -69,17 +69,22 @@ impl Verifiers {
     /// The verifiers of `chain`, or `None` when verification is off. Each
     /// reachable one must serve `chain.chain_id` (else a configuration error);
     /// an unreachable one is checked when first asked.
-    pub async fn connect(chain: &ChainSettings) -> Result<Option<Self>, PoolError> {
+    pub async fn connect(
+        chain: &ChainSettings,
+        metrics: &Metrics,
+    ) -> Result<Option<Self>, PoolError> {
         if chain.verify_rpc_urls.is_empty() {
             return Ok(None);
         }
         let mut endpoints = Vec::new();
         for url in &chain.verify_rpc_urls {
+            // A budget of its own, learned from its rate limits (counted).
             let pool = RpcPool::new(
                 std::slice::from_ref(url),
                 chain.scope(),
                 chain.request_timeout,
-            );
+            )
+            .with_rate_budget(None, |endpoint| metrics.rate_limited(endpoint));
             match pool.check_chain_id(0).await {
                 Ok(()) => {}
                 Err(e @ PoolError::WrongChain { .. }) => return Err(e),

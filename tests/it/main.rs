@@ -20,6 +20,7 @@ mod outbox;
 mod plans;
 mod postgres;
 mod providers;
+mod rate_limits;
 mod reorg;
 mod store;
 mod trust;

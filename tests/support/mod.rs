@@ -11,6 +11,7 @@ pub mod disk;
 pub mod history;
 pub mod omit;
 pub mod pg;
+pub mod provider;
 pub mod proxy;
 pub mod receiver;
 pub mod wording;

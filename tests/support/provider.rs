@@ -9,7 +9,9 @@
 //! limit the query to at most N blocks"), an optional result cap refused in
 //! Infura's words with a suggested range, and a per-second request budget (a
 //! token bucket holding one second's worth) beyond which it answers HTTP 429
-//! with Retry-After. For benchmarks only: correctness tests stay on anvil.
+//! with Retry-After. For the provider-scale bench rows, and the tests of
+//! what only such a provider shows (rate limits): correctness tests of the
+//! chain's contents stay on anvil.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
