@@ -96,7 +96,12 @@ pub async fn sparse(
     synced(&mut daemon, &db, head, SPARSE_PAYMENTS).await;
     let took = started.elapsed().as_secs_f64();
     let audited = audited(&db).await;
-    let counted = rate_limits_counted(&daemon).await;
+    let counted = super::support::metric_total(
+        &format!("http://{}", daemon.http_addr().await),
+        "liqpass_indexer_rpc_rate_limited_total",
+    )
+    .await
+    .expect("the daemon's metrics") as u64;
     drop(daemon);
     let s = &provider.stats;
     let requests = s.requests.load(Ordering::Relaxed);
@@ -302,20 +307,4 @@ pub async fn dense_latency(chain: &Chain, payments: u64, first_ref: u64) -> (Str
             took[1] / took[0]
         ),
     )
-}
-
-/// The daemon's own count of rate-limit answers, all endpoints (its
-/// `/metrics`).
-async fn rate_limits_counted(daemon: &Daemon) -> u64 {
-    let url = format!("http://{}/metrics", daemon.http_addr().await);
-    let text = reqwest::get(&url)
-        .await
-        .expect("scrape the daemon")
-        .text()
-        .await
-        .expect("its metrics");
-    text.lines()
-        .filter(|l| l.starts_with("liqpass_indexer_rpc_rate_limited_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
 }

@@ -16,7 +16,7 @@ use crate::support::chain::order_ref;
 use crate::support::daemon::{command, Daemon};
 use crate::support::db::Db;
 use crate::support::provider::{Paid, Profile, Provider, CHAIN_ID, USDC};
-use crate::support::wait_for;
+use crate::support::{metric_total, wait_for};
 
 const PREMIUM: u64 = 5_000_000;
 const PAYMENTS: u64 = 20;
@@ -90,7 +90,12 @@ async fn first_sync(rate: Option<u64>, blocks: u64) -> Sync {
         (db.checkpoint().await >= Some(head as i64) && paid == PAYMENTS as i64).then_some(())
     })
     .await;
-    let counted = rate_limits_counted(&format!("http://{addr}")).await;
+    let counted = metric_total(
+        &format!("http://{addr}"),
+        "liqpass_indexer_rpc_rate_limited_total",
+    )
+    .await
+    .expect("the daemon's metrics") as u64;
     let mut at_daemon = env.clone();
     at_daemon.insert("LIQPASS__HTTP__LISTEN".into(), addr.to_string());
     let status = command(&at_daemon, &["status"]);
@@ -103,20 +108,6 @@ async fn first_sync(rate: Option<u64>, blocks: u64) -> Sync {
         logs: daemon.logs(),
         status: String::from_utf8_lossy(&status.stdout).into_owned(),
     }
-}
-
-/// The daemon's `liqpass_indexer_rpc_rate_limited_total`, all endpoints.
-async fn rate_limits_counted(base: &str) -> u64 {
-    let text = reqwest::get(format!("{base}/metrics"))
-        .await
-        .expect("scrape the daemon")
-        .text()
-        .await
-        .expect("its metrics");
-    text.lines()
-        .filter(|l| l.starts_with("liqpass_indexer_rpc_rate_limited_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
 }
 
 /// Unset, the first requests go out unbounded and the provider answers

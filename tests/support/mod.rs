@@ -138,19 +138,38 @@ pub async fn http_get(url: &str) -> (u16, String) {
     (resp.status().as_u16(), resp.text().await.expect("body"))
 }
 
-/// The value of the first `/metrics` sample at `base` whose name and labels
-/// are `series` (e.g. `liqpass_indexer_stalled` or
-/// `liqpass_indexer_db_write_failures_total{cause="disk_full"}`).
-pub async fn metric(base: &str, series: &str) -> Option<f64> {
-    let text = reqwest::get(format!("{base}/metrics"))
+/// The `/metrics` text at `base`, if it answers.
+async fn scrape(base: &str) -> Option<String> {
+    reqwest::get(format!("{base}/metrics"))
         .await
         .ok()?
         .text()
         .await
-        .ok()?;
+        .ok()
+}
+
+/// The value of the first `/metrics` sample at `base` whose name and labels
+/// are `series` (e.g. `liqpass_indexer_stalled` or
+/// `liqpass_indexer_db_write_failures_total{cause="disk_full"}`).
+pub async fn metric(base: &str, series: &str) -> Option<f64> {
+    let text = scrape(base).await?;
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse().ok())
+}
+
+/// The sum of every `/metrics` sample at `base` of the family `name`,
+/// whatever its labels (e.g. `liqpass_indexer_rpc_rate_limited_total`
+/// over all endpoints).
+pub async fn metric_total(base: &str, name: &str) -> Option<f64> {
+    let text = scrape(base).await?;
+    let labelled = format!("{name}{{");
+    Some(
+        text.lines()
+            .filter(|l| l.starts_with(&labelled) || l.starts_with(&format!("{name} ")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum(),
+    )
 }
 
 /// The body of `/readyz` at `base`, if it answers.
