@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use sqlx::{Connection, PgConnection, PgPool};
 
 use super::{waits, Conn, Dialect, Store, StoreError, TxWork};
@@ -87,6 +87,7 @@ impl Postgres {
             })?;
         // In `pg_stat_activity`, for the operator (and the tests).
         options = options.application_name("liqpass-indexer");
+        options = never_clear_text_by_default(options);
         // One connection first, made directly: a pool retries a refused
         // connection until its timeout and then reports only the timeout.
         // Bounded like the pool's: a host that drops packets must not
@@ -288,6 +289,21 @@ impl Postgres {
             .fetch_optional(&mut *conn)
             .await?;
         Ok(())
+    }
+}
+
+/// TLS as libpq's `sslmode` says (`verify-full` with `sslrootcert`,
+/// `verify-ca`, `require`, `disable`), with one change: `prefer`, said or
+/// implied (no `sslmode`), is `require` over TCP. libpq's `prefer` falls
+/// back to clear text when a server refuses TLS, and sends the password
+/// over it to whatever answered; the indexer does that only when the URL
+/// says `sslmode=disable` (or `allow`). A Unix socket has no TLS, and needs
+/// none.
+fn never_clear_text_by_default(options: PgConnectOptions) -> PgConnectOptions {
+    if matches!(options.get_ssl_mode(), PgSslMode::Prefer) && options.get_socket().is_none() {
+        options.ssl_mode(PgSslMode::Require)
+    } else {
+        options
     }
 }
 

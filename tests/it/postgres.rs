@@ -208,3 +208,110 @@ async fn a_lock_on_orders_is_counted_as_a_lock_wait() {
     db.wait_payment_status("ord_1", "paid").await;
     assert_eq!(db.events().await.len(), 1, "stored once");
 }
+
+/// `liqpass-indexer migrate` on `url`: its output.
+fn migrate(url: &str) -> std::process::Output {
+    let env = BTreeMap::from([
+        ("LIQPASS__DATABASE__URL".to_owned(), url.to_owned()),
+        (
+            "LIQPASS__DATABASE__BUSY_TIMEOUT_MS".to_owned(),
+            "1000".to_owned(),
+        ),
+    ]);
+    crate::support::daemon::command(&env, &["migrate"])
+}
+
+/// TLS to PostgreSQL, on a cluster of the suite's own that takes TCP only
+/// over TLS, with a certificate signed by a CA of its own: `verify-full`
+/// with that CA connects; with another CA it fails, saying why, the
+/// password in no output; `require` connects, and so does no `sslmode` at
+/// all (over TCP it means `require`).
+#[tokio::test]
+async fn tls_verify_full_connects_a_wrong_ca_fails_clearly_and_require_connects() {
+    use crate::support::pg::{tls_cluster, PASSWORD};
+    let cluster = tls_cluster();
+    let url = cluster.database_with_password(PASSWORD).await;
+    let ca = |name: &str| cluster.dir().join(name).display().to_string();
+    let verified = cluster.tcp_url(
+        &url,
+        &format!("sslmode=verify-full&sslrootcert={}", ca("ca.pem")),
+    );
+    let out = migrate(&verified);
+    assert!(
+        out.status.success(),
+        "verify-full with the server's CA: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let wrong = cluster.tcp_url(
+        &url,
+        &format!("sslmode=verify-full&sslrootcert={}", ca("other-ca.pem")),
+    );
+    let out = migrate(&wrong);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a wrong CA must not connect");
+    assert!(
+        stderr.to_lowercase().contains("certificate"),
+        "the error says why: {stderr}"
+    );
+    assert!(!stderr.contains(PASSWORD), "the password leaked: {stderr}");
+    for query in ["sslmode=require", ""] {
+        let out = migrate(&cluster.tcp_url(&url, query));
+        assert!(
+            out.status.success(),
+            "{query:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// A server that refuses TLS (a fake one: it answers the TLS request "N"
+/// and records what follows): with no `sslmode` the indexer sends nothing
+/// more, no password in clear text, and says why it gave up.
+#[tokio::test]
+async fn without_sslmode_no_password_goes_in_clear_text_to_a_server_refusing_tls() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.expect("accept");
+        let mut request = [0u8; 8];
+        socket
+            .read_exact(&mut request)
+            .await
+            .expect("the first message");
+        socket.write_all(b"N").await.expect("refuse TLS");
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), socket.read_to_end(&mut rest)).await;
+        (request, rest)
+    });
+    let out = tokio::task::spawn_blocking(move || {
+        migrate(&format!(
+            "postgres://liqpass:Clear-Text-Secret@127.0.0.1:{port}/liqpass"
+        ))
+    })
+    .await
+    .expect("migrate ran");
+    let (request, rest) = tokio::time::timeout(Duration::from_secs(30), server)
+        .await
+        .expect("the fake server saw a connection")
+        .expect("it ran");
+    assert_eq!(
+        request[4..8],
+        80_877_103u32.to_be_bytes(),
+        "the first message asks for TLS (SSLRequest)"
+    );
+    assert!(
+        rest.is_empty(),
+        "{} bytes sent after TLS was refused: {:?}",
+        rest.len(),
+        String::from_utf8_lossy(&rest)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "it must not have connected");
+    assert!(
+        stderr.to_lowercase().contains("tls") || stderr.to_lowercase().contains("ssl"),
+        "the error says why: {stderr}"
+    );
+}

@@ -4,7 +4,9 @@
 //! database per test. Run as the `postgres` user when the tests run as root
 //! (`initdb` refuses root). A watchdog stops the cluster and removes its
 //! directory when the test binary exits. The binaries come from
-//! `tests/pg/install.sh` (Debian's `postgresql` package).
+//! `tests/pg/install.sh` (Debian's `postgresql` package). A TLS cluster
+//! ([`tls_cluster`]) also listens on TCP, on 127.0.0.1 at a port the kernel
+//! handed out, with certificates `openssl` makes for it.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -23,6 +25,8 @@ pub struct Cluster {
     dir: PathBuf,
     bin: PathBuf,
     options: String,
+    /// Its socket's port (and TCP port, for a [`tls_cluster`]).
+    port: u16,
 }
 
 static CLUSTER: OnceLock<Cluster> = OnceLock::new();
@@ -30,7 +34,7 @@ static DATABASES: AtomicUsize = AtomicUsize::new(0);
 
 /// The test binary's cluster, started on first use.
 pub fn cluster() -> &'static Cluster {
-    CLUSTER.get_or_init(|| Cluster::start(Durability::Fast))
+    CLUSTER.get_or_init(|| Cluster::start(Durability::Fast, false))
 }
 
 /// A cluster of the caller's own, for a test that restarts or crashes its
@@ -40,7 +44,7 @@ pub fn cluster() -> &'static Cluster {
 /// speed): a crash loses no commit it acknowledged. Stopped, like the
 /// shared one, when the process ends (as every cluster here).
 pub fn private_cluster() -> &'static Cluster {
-    Box::leak(Box::new(Cluster::start(Durability::Durable)))
+    Box::leak(Box::new(Cluster::start(Durability::Durable, false)))
 }
 
 /// A private cluster whose crash loses the commits of up to its last ten
@@ -48,7 +52,62 @@ pub fn private_cluster() -> &'static Cluster {
 /// written every 10 s): as a failover to a replica that was behind loses
 /// them. Everything before a `CHECKPOINT` is kept.
 pub fn private_cluster_losing_commits() -> &'static Cluster {
-    Box::leak(Box::new(Cluster::start(Durability::LosesRecentCommits)))
+    Box::leak(Box::new(Cluster::start(
+        Durability::LosesRecentCommits,
+        false,
+    )))
+}
+
+/// A private cluster that also listens on TCP at 127.0.0.1 ([`Cluster::tcp_url`]),
+/// with TLS only there: a certificate for `localhost` signed by a CA of its
+/// own (`ca.pem` in [`Cluster::dir`]; `other-ca.pem` beside it signed
+/// nothing), [`PASSWORD_USER`] by password over TLS, and every connection
+/// without TLS over TCP refused.
+pub fn tls_cluster() -> &'static Cluster {
+    Box::leak(Box::new(Cluster::start(Durability::Fast, true)))
+}
+
+/// A CA, another CA, and a server certificate for `localhost` signed by the
+/// first, in `dir` (openssl).
+fn make_certificates(dir: &Path) {
+    assert!(
+        Command::new("openssl")
+            .arg("version")
+            .output()
+            .is_ok_and(|o| o.status.success()),
+        "openssl is needed for the TLS tests: `apt-get install -y openssl` \
+         (Debian's postgresql package brings it)"
+    );
+    let script = "set -e
+        openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 \
+            -subj /CN=liqpass-test-ca
+        openssl req -x509 -newkey rsa:2048 -nodes -keyout other-ca.key -out other-ca.pem \
+            -days 2 -subj /CN=liqpass-other-ca
+        openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=localhost
+        printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > san.ext
+        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+            -out server.crt -days 2 -extfile san.ext
+        chmod 600 server.key";
+    run("openssl (the test certificates)", {
+        let mut c = Command::new("sh");
+        c.args(["-c", script]).current_dir(dir);
+        c
+    });
+    if as_root() {
+        run("chown the certificates", {
+            let mut c = Command::new("chown");
+            c.args(["-R", "postgres:postgres"]).arg(dir);
+            c
+        });
+    }
+}
+
+/// A free TCP port on 127.0.0.1, as the kernel hands one out.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 /// What a crash of the server keeps.
@@ -96,7 +155,7 @@ fn run(what: &str, mut cmd: Command) {
 }
 
 impl Cluster {
-    fn start(durability: Durability) -> Cluster {
+    fn start(durability: Durability, tls: bool) -> Cluster {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pg/install.sh");
         let out = Command::new("bash")
             .arg(script)
@@ -154,23 +213,44 @@ impl Cluster {
         // the socket is trusted): for the tests of credentials.
         let hba = data.join("pg_hba.conf");
         let trusted = std::fs::read_to_string(&hba).expect("read pg_hba.conf");
+        let tcp_rules = if tls {
+            format!(
+                "hostnossl all all 127.0.0.1/32 reject\n\
+                 hostssl all {PASSWORD_USER} 127.0.0.1/32 scram-sha-256\n"
+            )
+        } else {
+            String::new()
+        };
         std::fs::write(
             &hba,
-            format!("local all {PASSWORD_USER} scram-sha-256\n{trusted}"),
+            format!("local all {PASSWORD_USER} scram-sha-256\n{tcp_rules}{trusted}"),
         )
         .expect("write pg_hba.conf");
+        let (port, listen, ssl) = if tls {
+            make_certificates(&dir);
+            (
+                free_port(),
+                "127.0.0.1",
+                format!(
+                    " -c ssl=on -c ssl_cert_file={dir_s}/server.crt -c ssl_key_file={dir_s}/server.key"
+                ),
+            )
+        } else {
+            (PORT, "", String::new())
+        };
         let durability = match durability {
             Durability::Fast => " -c fsync=off -c synchronous_commit=off",
             Durability::Durable => "",
             Durability::LosesRecentCommits => " -c synchronous_commit=off -c wal_writer_delay=10s",
         };
         let options = format!(
-            "-c listen_addresses='' -k {dir_s} -p {PORT} -c max_connections=300{durability}"
+            "-c listen_addresses='{listen}' -k {dir_s} -p {port} -c max_connections=300{durability}{ssl}"
         );
         let cluster = Cluster {
             dir: dir.clone(),
             bin: bin.clone(),
             options,
+            port,
         };
         run("pg_ctl start", cluster.pg_ctl(&["start"]));
         // Stops the cluster once this test binary is gone, however it ends.
@@ -260,6 +340,23 @@ impl Cluster {
         }
     }
 
+    /// Its directory (a [`tls_cluster`]'s CA certificates are there).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// `url` (one of [`Cluster::database_with_password`]'s) over TCP to
+    /// 127.0.0.1 instead of the socket, with `query` (e.g.
+    /// `sslmode=require`). Only on a [`tls_cluster`].
+    pub fn tcp_url(&self, url: &str, query: &str) -> String {
+        let socket = format!("?host={}", self.dir.display());
+        assert!(url.ends_with(&socket), "a socket URL of this cluster");
+        let tcp = url
+            .trim_end_matches(&socket)
+            .replace("@localhost:", "@127.0.0.1:");
+        format!("{tcp}?{query}")
+    }
+
     /// The server's log file (`pg_ctl -l`).
     pub fn log_path(&self) -> PathBuf {
         self.dir.join("server.log")
@@ -268,7 +365,8 @@ impl Cluster {
     /// The URL of database `name` on this cluster.
     pub fn url(&self, name: &str) -> String {
         format!(
-            "postgres://postgres@localhost:{PORT}/{name}?host={}",
+            "postgres://postgres@localhost:{}/{name}?host={}",
+            self.port,
             self.dir.display()
         )
     }
@@ -298,7 +396,8 @@ impl Cluster {
         }
         admin.close().await.expect("close");
         format!(
-            "postgres://{PASSWORD_USER}:{password}@localhost:{PORT}/{name}?host={}",
+            "postgres://{PASSWORD_USER}:{password}@localhost:{}/{name}?host={}",
+            self.port,
             self.dir.display()
         )
     }
