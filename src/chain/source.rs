@@ -157,7 +157,16 @@ impl ChainSource {
                     .map_err(|e| e.to_string())?;
                 Ok::<_, String>(ProviderBuilder::new().connect_client(client).erased())
             } else {
-                let client = builder.http(url.expose().clone());
+                // Redirects are not followed: a 3xx to another host would
+                // take the request (its URL carries the API key, and a
+                // `Referer` would repeat it) and bring back an answer from
+                // a server nobody configured. It fails as an HTTP error.
+                let http = reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .referer(false)
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                let client = builder.http_with_client(http, url.expose().clone());
                 Ok(ProviderBuilder::new().connect_client(client).erased())
             }
         };

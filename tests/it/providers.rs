@@ -480,3 +480,69 @@ async fn a_catch_up_longer_than_stall_after_is_not_a_stall() {
     assert!(metrics.contains("liqpass_indexer_stalled 0"), "{metrics}");
     assert!(!daemon.logs().contains("stalled"), "{}", daemon.logs());
 }
+
+/// An RPC endpoint that answers with a redirect to another host (307, its
+/// path carrying the API key, as a hijacked or misconfigured proxy would):
+/// the indexer does not follow it, so the other host receives nothing, no
+/// key and no request, and the head is reported unavailable.
+#[tokio::test]
+async fn an_rpc_redirect_is_not_followed_to_another_host() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    const KEY: &str = "KeY-0f-ThE-pRoViDeR";
+    let serve = |app: axum::Router| async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+        addr
+    };
+    let reached = Arc::new(AtomicU64::new(0));
+    let counted = reached.clone();
+    let elsewhere = serve(axum::Router::new().fallback(move || {
+        let counted = counted.clone();
+        async move {
+            counted.fetch_add(1, Ordering::Relaxed);
+            axum::Json(serde_json::json!({"jsonrpc": "2.0", "id": 0, "result": "0x7a69"}))
+        }
+    }))
+    .await;
+    let redirector = serve(axum::Router::new().fallback(move || async move {
+        (
+            axum::http::StatusCode::TEMPORARY_REDIRECT,
+            [("location", format!("http://{elsewhere}/v2/{KEY}"))],
+        )
+    }))
+    .await;
+
+    let chain = Chain::start().await;
+    let db = Db::new().await;
+    let env = with(
+        &env_for(&chain, &db),
+        &[(
+            "LIQPASS__CHAIN__RPC_URL",
+            format!("http://{redirector}/v2/{KEY}"),
+        )],
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        crate::support::daemon::command(&env, &["status", "--json"])
+    })
+    .await
+    .expect("status ran");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(
+        doc["head_block"].is_null() && doc["head_error"].is_string(),
+        "the redirect is an error, not a head: {doc}"
+    );
+    assert_eq!(
+        reached.load(Ordering::Relaxed),
+        0,
+        "the other host was reached through the redirect"
+    );
+}
