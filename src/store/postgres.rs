@@ -182,10 +182,7 @@ impl Postgres {
                 // the server ends the session, the locks go, and the
                 // transaction is rolled back.
                 settings.push(("idle_in_transaction_session_timeout", millis(ttl / 2)));
-                settings.push(("statement_timeout", millis(ttl / 2)));
-                // A lock wait ends a little earlier, as itself (55P03,
-                // `cause="lock_wait"`), not as a statement timeout.
-                settings.push(("lock_timeout", millis(ttl / 2 * 9 / 10)));
+                settings.extend(bounds(ttl / 2));
             }
             let pid = set_local(&mut tx, &settings).await?;
             in_flight.pid.store(pid, Ordering::Relaxed);
@@ -257,14 +254,7 @@ impl Postgres {
         limit: Duration,
     ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
         let mut tx = self.pool.begin_with(begin.to_owned()).await?;
-        set_local(
-            &mut tx,
-            &[
-                ("lock_timeout", millis(limit * 9 / 10)),
-                ("statement_timeout", millis(limit)),
-            ],
-        )
-        .await?;
+        set_local(&mut tx, &bounds(limit)).await?;
         Ok(tx)
     }
 
@@ -427,6 +417,16 @@ pub(super) async fn set_local(
         q = q.bind(*name).bind(value);
     }
     Ok(q.fetch_one(&mut *conn).await?.0)
+}
+
+/// The settings that bound a transaction's statements by `limit`: a lock
+/// wait ends a little earlier, as itself (55P03, `cause="lock_wait"`), not
+/// as a statement timeout (57014).
+fn bounds(limit: Duration) -> [(&'static str, String); 2] {
+    [
+        ("lock_timeout", millis(limit * 9 / 10)),
+        ("statement_timeout", millis(limit)),
+    ]
 }
 
 /// A duration as a PostgreSQL time setting (`250ms`; at least 1 ms, since
