@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::chain::source::ChainSource;
 use crate::config::{DatabaseSettings, Endpoints, ScopedSettings, Settings};
-use crate::domain::Scope;
+use crate::domain::{RequestBounds, Scope};
 use crate::ha::Lease;
 use crate::health::Health;
 use crate::http::{self, AppState};
@@ -71,6 +71,7 @@ pub async fn start(
         registry,
         metrics: metrics.clone(),
         max_ready_lag_blocks: settings.http.max_ready_lag_blocks,
+        db_check: Default::default(),
     };
     let http_stop = CancellationToken::new();
     let server = tokio::spawn(http::serve(listener, state, http_stop.clone()));
@@ -488,8 +489,11 @@ fn synced_percent(start: u64, checkpoint: Option<u64>, head: u64) -> f64 {
 
 async fn head_of(endpoints: &Endpoints, scope: &Scope) -> Result<u64, String> {
     let url = endpoints.urls.first().ok_or("no rpc url")?;
-    let timeout = endpoints.request_timeout.min(Duration::from_secs(5));
-    let source = ChainSource::connect(url, scope, timeout)
+    let bounds = RequestBounds {
+        timeout: endpoints.requests.timeout.min(Duration::from_secs(5)),
+        ..endpoints.requests
+    };
+    let source = ChainSource::connect(url, scope, bounds)
         .await
         .map_err(|e| e.to_string())?;
     source.head().await.map_err(|e| e.to_string())

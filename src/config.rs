@@ -23,7 +23,7 @@ use std::time::Duration;
 use alloy::primitives::Address;
 use config::{Config, Environment, File, FileFormat};
 
-pub use crate::domain::OverpaymentPolicy;
+pub use crate::domain::{OverpaymentPolicy, RequestBounds};
 pub use crate::secret::{redact_url_str, SecretUrl, WebhookSecret};
 pub use reader::parse_address;
 use reader::{problem, Reader};
@@ -79,6 +79,7 @@ pub const KEYS: &[(&str, Kind)] = &[
     ("chain.reorg_window", Kind::Int(1, 100_000)),
     ("chain.stall_after_s", Kind::Int(1, 86_400)),
     ("chain.request_timeout_ms", Kind::Int(100, 600_000)),
+    ("chain.max_answer_mib", Kind::Int(1, 1_024)),
     ("chain.verify_rpc_urls", Kind::SecretUrls),
     ("chain.verify_quorum", Kind::Int(1, 1_000)),
     ("chain.max_requests_per_second", Kind::Int(1, 100_000)),
@@ -219,7 +220,8 @@ pub struct ChainSettings {
     pub poll_interval: Duration,
     pub reorg_window: u64,
     pub stall_after: Duration,
-    pub request_timeout: Duration,
+    /// Every RPC request's timeout and answer cap.
+    pub requests: RequestBounds,
     /// Independent endpoints (another provider) that must confirm a payment's
     /// log before its order is `paid`; empty: no second opinion. Secrets.
     pub verify_rpc_urls: Vec<SecretUrl>,
@@ -382,11 +384,12 @@ pub struct ScopedSettings {
     pub http_listen: std::net::SocketAddr,
 }
 
-/// The RPC endpoints, in order of preference, and their request timeout.
+/// The RPC endpoints, in order of preference, and how their requests are
+/// bounded.
 #[derive(Debug, Clone)]
 pub struct Endpoints {
     pub urls: Vec<SecretUrl>,
-    pub request_timeout: Duration,
+    pub requests: RequestBounds,
 }
 
 /// Loads and validates every setting (`run`, `backfill`, `check-config`),

@@ -281,6 +281,17 @@ pub struct Scope {
     pub contract: Address,
 }
 
+/// How every RPC request is bounded (`chain.request_timeout_ms`,
+/// `chain.max_answer_mib`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestBounds {
+    /// A request (its rate-limit retries included) gives up after this.
+    pub timeout: std::time::Duration,
+    /// The most bytes of one answer read; a larger answer is not read to
+    /// its end.
+    pub max_answer: usize,
+}
+
 /// The cause of a failed write transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum WriteFailure {

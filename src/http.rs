@@ -2,9 +2,18 @@
 //! (database answers, RPC answers, caught up, no unacknowledged deep reorg)
 //! and `/metrics` (Prometheus text). GET only; nothing here writes, and no
 //! response carries a secret.
+//!
+//! The endpoint may face more than Prometheus and the kubelet, so it is
+//! bounded: at most [`MAX_CONNECTIONS`] connections are served at once
+//! (more wait in the kernel's backlog), a client has
+//! [`HEADER_READ_TIMEOUT`] to send its request's headers and
+//! [`CONNECTION_TIMEOUT`] for the whole exchange, one request per
+//! connection; and however many requests come, the database is asked
+//! whether it answers at most once per [`DB_CHECK_EVERY`] (the answer is
+//! shared), so requests cannot load it.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -14,6 +23,7 @@ use axum::{Json, Router};
 use prometheus::Registry;
 use serde_json::json;
 use tokio::net::TcpListener;
+use tokio::sync::{Mutex, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::health::Health;
@@ -28,6 +38,42 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub metrics: Metrics,
     pub max_ready_lag_blocks: u64,
+    /// The database's last answer to a ping, shared by every request.
+    pub db_check: Arc<DbCheck>,
+}
+
+/// Connections served at once.
+pub const MAX_CONNECTIONS: usize = 32;
+/// How long a client may take to send a request's headers.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one connection (its one request and answer) may last.
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
+/// How old the database's last answer may be before it is asked again.
+pub const DB_CHECK_EVERY: Duration = Duration::from_secs(1);
+/// How long the database has to answer a ping.
+const DB_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Whether the database answered, asked at most once per
+/// [`DB_CHECK_EVERY`]: requests that come while it is being asked wait for
+/// that answer.
+#[derive(Default)]
+pub struct DbCheck(Mutex<Option<(Instant, bool)>>);
+
+impl DbCheck {
+    async fn answers(&self, store: &Store) -> bool {
+        let mut last = self.0.lock().await;
+        if let Some((at, answered)) = *last {
+            if at.elapsed() < DB_CHECK_EVERY {
+                return answered;
+            }
+        }
+        let answered = matches!(
+            tokio::time::timeout(DB_CHECK_TIMEOUT, store.ping()).await,
+            Ok(Ok(()))
+        );
+        *last = Some((Instant::now(), answered));
+        answered
+    }
 }
 
 /// The router, for tests and for [`serve`].
@@ -39,15 +85,47 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves on `listener` until `shutdown` fires, then drains in-flight requests.
+/// Serves on `listener` until `shutdown` fires, then waits for the
+/// connections in flight (each ends within [`CONNECTION_TIMEOUT`]).
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    let app = router(state);
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let slot = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+        };
+        let stream = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, or a connection reset before
+                    // it was accepted: pause, as axum::serve does.
+                    tracing::warn!(error = %e, "HTTP endpoint: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let _slot = slot;
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .keep_alive(false)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            // A client too slow to send or to read is dropped.
+            let _ = tokio::time::timeout(CONNECTION_TIMEOUT, connection).await;
+        });
+    }
+    let _ = slots.acquire_many(MAX_CONNECTIONS as u32).await;
+    Ok(())
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {
@@ -64,20 +142,21 @@ async fn healthz(State(state): State<AppState>) -> Response {
 
 /// `None` when ready, else why not; also sets the `ready` gauge.
 async fn not_ready(state: &AppState) -> Option<String> {
-    let db = tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await;
+    let db_answers = state.db_check.answers(&state.store).await;
     let waiting = state.store.lock_wait();
     state.metrics.db_lock_wait_seconds.set(
         waiting
             .as_ref()
             .map_or(0.0, |w| w.since.elapsed().as_secs_f64()),
     );
-    let reason = match db {
-        Ok(Ok(())) => state
+    let reason = if db_answers {
+        state
             .health
             .readiness(state.max_ready_lag_blocks, waiting)
             .err()
-            .map(|r| r.to_string()),
-        Ok(Err(_)) | Err(_) => Some("database does not answer".to_owned()),
+            .map(|r| r.to_string())
+    } else {
+        Some("database does not answer".to_owned())
     };
     state.metrics.ready.set(i64::from(reason.is_none()));
     state.metrics.stalled.set(i64::from(state.health.stalled()));

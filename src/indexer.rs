@@ -117,7 +117,7 @@ impl Indexer {
     ) -> Result<Self, IndexerError> {
         let chain = &settings.chain;
         let scope = chain.scope();
-        let pool = RpcPool::new(&chain.rpc_urls, scope, chain.request_timeout)
+        let pool = RpcPool::new(&chain.rpc_urls, scope, chain.requests)
             .with_rate_budget(chain.max_requests_per_second, |endpoint| {
                 metrics.rate_limited(endpoint)
             });

@@ -56,6 +56,61 @@ impl SecretUrl {
     }
 }
 
+/// Parts of a URL shorter than this are not taken for secrets (`v2`,
+/// `base`, a port): an API key or token is longer.
+const SECRET_MIN_LEN: usize = 8;
+
+impl SecretUrl {
+    /// `text` (an error about this URL, or its server's words) as it may be
+    /// printed: every part of this URL that may be a secret (user, password,
+    /// each path segment, query value and fragment of 8 characters or more)
+    /// replaced by `<redacted>` in whatever form it appears (as given,
+    /// percent-encoded or decoded, JSON-escaped), control characters made
+    /// spaces, and the result cut to `max` characters.
+    pub fn sanitise(&self, text: &str, max: usize) -> String {
+        // Unescaped first, so that an escaped copy of a secret matches.
+        let mut out = text.replace("\\/", "/");
+        if out.contains('%') {
+            out = percent_encoding::percent_decode_str(&out)
+                .decode_utf8_lossy()
+                .into_owned();
+        }
+        for secret in self.secret_parts() {
+            out = out.replace(&secret, "<redacted>");
+        }
+        let mut shown: String = out
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .take(max)
+            .collect();
+        if out.chars().nth(max).is_some() {
+            shown.push('…');
+        }
+        shown
+    }
+
+    /// The parts of the URL that may carry a secret, decoded, longest first.
+    fn secret_parts(&self) -> Vec<String> {
+        let u = &self.0;
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        let mut parts = vec![decode(u.as_str())];
+        parts.push(decode(&u[url::Position::BeforePath..]));
+        parts.push(decode(u.username()));
+        parts.extend(u.password().map(decode));
+        parts.extend(u.path_segments().into_iter().flatten().map(decode));
+        parts.extend(u.query_pairs().map(|(_, v)| v.into_owned()));
+        parts.extend(u.fragment().map(decode));
+        parts.retain(|p| p.len() >= SECRET_MIN_LEN);
+        parts.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        parts.dedup();
+        parts
+    }
+}
+
 impl fmt::Display for SecretUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.redacted())

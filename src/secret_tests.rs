@@ -23,3 +23,31 @@ fn a_password_with_url_delimiters_never_shows_when_the_url_does_not_parse() {
         assert_eq!(out, shown, "{url}");
     }
 }
+
+#[test]
+fn an_rpc_urls_secrets_are_redacted_in_any_form_and_the_text_cut_short() {
+    let url = super::SecretUrl::parse(
+        "https://user1234:pass%2Fword99@rpc.example.com/v2/KeY0123456789abc?token=T0k3nValue42&x=1",
+    )
+    .expect("url");
+    for text in [
+        "error sending request for url (https://user1234:pass%2Fword99@rpc.example.com/v2/KeY0123456789abc?token=T0k3nValue42&x=1)",
+        r#"{"error":"bad key \/v2\/KeY0123456789abc"}"#,
+        "see https:\\/\\/rpc.example.com\\/v2\\/KeY0123456789abc",
+        "token T0k3nValue42 and T0k3n%56alue42, password pass/word99",
+        "user1234 KeY%30123456789abc",
+    ] {
+        let shown = url.sanitise(text, 300);
+        for secret in ["KeY0123456789abc", "T0k3nValue42", "pass/word99", "pass%2Fword99", "user1234"] {
+            assert!(!shown.contains(secret), "{secret} in {shown:?} (from {text:?})");
+        }
+        assert!(shown.contains("<redacted>"), "{shown}");
+    }
+    let long = format!("{}\n{}", "a".repeat(400), "b");
+    let shown = url.sanitise(&long, 300);
+    assert_eq!(shown.chars().count(), 301, "300 characters and an ellipsis");
+    assert!(shown.ends_with('…'));
+    assert!(!url.sanitise("one\ntwo\rthree", 300).contains(['\n', '\r']));
+    // Short parts (v2, a port) are not secrets: the words stay readable.
+    assert_eq!(url.sanitise("v2 of the API", 300), "v2 of the API");
+}

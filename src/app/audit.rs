@@ -73,7 +73,7 @@ pub async fn audit(
 /// for it forever as the daemon does.
 async fn reachable(settings: &Settings) -> anyhow::Result<()> {
     let chain = &settings.chain;
-    let pool = RpcPool::new(&chain.rpc_urls[..1], chain.scope(), chain.request_timeout);
+    let pool = RpcPool::new(&chain.rpc_urls[..1], chain.scope(), chain.requests);
     pool.check_chain_id(0).await.map_err(|e| match e {
         e @ PoolError::WrongChain { .. } => IndexerError::Rpc(e).into(),
         e => anyhow::anyhow!("cannot ask the RPC endpoint: {e}"),

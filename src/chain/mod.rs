@@ -8,6 +8,7 @@ pub mod bindings;
 pub mod bloom;
 pub mod budget;
 pub mod decode;
+pub mod http;
 pub mod pool;
 pub mod range;
 pub mod refusal;

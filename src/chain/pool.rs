@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::budget::Budget;
 use super::source::{ChainError, ChainSource};
-use crate::domain::Scope;
+use crate::domain::{RequestBounds, Scope};
 use crate::secret::SecretUrl;
 
 /// Consecutive failures before an endpoint is rested.
@@ -56,7 +56,7 @@ pub struct RpcPool {
     endpoints: Mutex<Vec<Endpoint>>,
     current: Mutex<usize>,
     scope: Scope,
-    timeout: Duration,
+    bounds: RequestBounds,
 }
 
 impl std::fmt::Debug for RpcPool {
@@ -66,7 +66,7 @@ impl std::fmt::Debug for RpcPool {
 }
 
 impl RpcPool {
-    pub fn new(urls: &[SecretUrl], scope: Scope, timeout: Duration) -> Self {
+    pub fn new(urls: &[SecretUrl], scope: Scope, bounds: RequestBounds) -> Self {
         let endpoints = urls
             .iter()
             .map(|url| Endpoint {
@@ -85,7 +85,7 @@ impl RpcPool {
             endpoints: Mutex::new(endpoints),
             current: Mutex::new(0),
             scope,
-            timeout,
+            bounds,
         }
     }
 
@@ -127,8 +127,7 @@ impl RpcPool {
         let source = match existing {
             Some(s) => s,
             None => {
-                let s =
-                    ChainSource::connect_within(&url, &self.scope, self.timeout, budget).await?;
+                let s = ChainSource::connect_within(&url, &self.scope, self.bounds, budget).await?;
                 self.lock()[i].source = Some(s.clone());
                 s
             }
@@ -213,7 +212,7 @@ impl RpcPool {
             endpoints: Mutex::new(rotated.collect()),
             current: Mutex::new(0),
             scope: self.scope,
-            timeout: self.timeout,
+            bounds: self.bounds,
         })
     }
 

@@ -11,7 +11,10 @@ fn pool(n: usize) -> RpcPool {
             chain_id: 1,
             contract: Address::ZERO,
         },
-        Duration::from_secs(1),
+        RequestBounds {
+            timeout: Duration::from_secs(1),
+            max_answer: 1 << 20,
+        },
     )
 }
 

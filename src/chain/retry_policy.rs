@@ -14,6 +14,7 @@ use std::time::Duration;
 use alloy::transports::layers::{RateLimitRetryPolicy, RetryPolicy};
 use alloy::transports::{HttpError, RpcError, TransportError, TransportErrorKind};
 
+use super::http::AnswerTooLarge;
 use super::refusal::{self, Limit, Refusal};
 
 /// Retries rate limits (429, 503, Retry-After, -32016/-32007/-32012, a
@@ -44,9 +45,18 @@ impl RetryPolicy for RateLimitsOnly {
 
 /// The refusal an error carries, if it is one: a JSON-RPC error (any code,
 /// its message and data), or an HTTP error body; an HTTP 413 (answer too
-/// large) is a refusal whatever its body says.
+/// large) is a refusal whatever its body says, and so is an answer over
+/// our own cap (`http::AnswerTooLarge`).
 pub fn refusal_of(error: &TransportError) -> Option<Refusal> {
     match error {
+        // Our own cap on an answer's size: too many results, like a 413.
+        RpcError::Transport(TransportErrorKind::Custom(e)) if e.is::<AnswerTooLarge>() => {
+            Some(Refusal {
+                limit: Limit::Results,
+                max: None,
+                suggested: None,
+            })
+        }
         RpcError::ErrorResp(e) => refusal::parse(&e.to_string()),
         RpcError::Transport(TransportErrorKind::HttpError(h))
         | RpcError::Transport(TransportErrorKind::HttpErrorWithRetryAfter { error: h, .. }) => {

@@ -18,11 +18,14 @@ use alloy::transports::TransportError;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 
+use alloy::transports::ws::WebSocketConfig;
+
 use super::budget::{Budget, BudgetLayer};
 use super::decode;
+use super::http::{self, BoundedHttp};
 use super::refusal::Refusal;
 use super::retry_policy::{refusal_of, RateLimitsOnly};
-use crate::domain::{BlockHeader, Scope};
+use crate::domain::{BlockHeader, RequestBounds, Scope};
 use crate::secret::SecretUrl;
 
 /// Errors of the chain boundary.
@@ -108,10 +111,8 @@ pub struct ChainSource {
     provider: DynProvider,
     url: SecretUrl,
     endpoint: String,
-    /// Secret parts of the URL, scrubbed from every error message.
-    secrets: Vec<String>,
     filter: Filter,
-    timeout: Duration,
+    bounds: RequestBounds,
     ws: bool,
 }
 
@@ -124,13 +125,13 @@ impl std::fmt::Debug for ChainSource {
 }
 
 impl ChainSource {
-    /// Connects to `url` (http(s) or ws(s)); requests time out after `timeout`.
+    /// Connects to `url` (http(s) or ws(s)); every request within `bounds`.
     pub async fn connect(
         url: &SecretUrl,
         scope: &Scope,
-        timeout: Duration,
+        bounds: RequestBounds,
     ) -> Result<Self, ChainError> {
-        Self::connect_within(url, scope, timeout, None).await
+        Self::connect_within(url, scope, bounds, None).await
     }
 
     /// Same, every request (retries included) taking a token of `budget`
@@ -139,7 +140,7 @@ impl ChainSource {
     pub async fn connect_within(
         url: &SecretUrl,
         scope: &Scope,
-        timeout: Duration,
+        bounds: RequestBounds,
         budget: Option<Budget>,
     ) -> Result<Self, ChainError> {
         let endpoint = url.redacted();
@@ -152,34 +153,28 @@ impl ChainSource {
             let builder = RpcClient::builder().layer(retry).layer(budget);
             if url.is_ws() {
                 let client = builder
-                    .ws(WsConnect::new(url.expose().as_str()))
+                    .ws(ws_connect(url, bounds))
                     .await
                     .map_err(|e| e.to_string())?;
                 Ok::<_, String>(ProviderBuilder::new().connect_client(client).erased())
             } else {
-                // Redirects are not followed: a 3xx to another host would
-                // take the request (its URL carries the API key, and a
-                // `Referer` would repeat it) and bring back an answer from
-                // a server nobody configured. It fails as an HTTP error.
-                let http = reqwest::Client::builder()
-                    .redirect(reqwest::redirect::Policy::none())
-                    .referer(false)
-                    .build()
-                    .map_err(|e| e.to_string())?;
-                let client = builder.http_with_client(http, url.expose().clone());
+                let transport =
+                    BoundedHttp::new(http::client()?, url.expose().clone(), bounds.max_answer);
+                let local = alloy::transports::utils::guess_local_url(url.expose().as_str());
+                let client = builder.transport(transport, local);
                 Ok(ProviderBuilder::new().connect_client(client).erased())
             }
         };
-        let provider = tokio::time::timeout(timeout, connect)
+        let provider = tokio::time::timeout(bounds.timeout, connect)
             .await
             .map_err(|_| ChainError::Timeout {
                 endpoint: endpoint.clone(),
                 method: "connect",
-                timeout,
+                timeout: bounds.timeout,
             })?
             .map_err(|message| ChainError::Connect {
                 endpoint: endpoint.clone(),
-                message: scrub(message, &secrets_of(url)),
+                message: url.sanitise(&message, SHOWN_CHARS),
             })?;
         let filter = Filter::new()
             .address(scope.contract)
@@ -188,9 +183,8 @@ impl ChainSource {
             provider,
             url: url.clone(),
             endpoint,
-            secrets: secrets_of(url),
             filter,
-            timeout,
+            bounds,
             ws: url.is_ws(),
         })
     }
@@ -198,6 +192,12 @@ impl ChainSource {
     /// The endpoint's redacted name, for logs and metrics.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
+    }
+
+    /// An error of this endpoint as it may be printed: its first
+    /// [`SHOWN_CHARS`] characters, the URL's secrets redacted.
+    fn describe(&self, error: &TransportError) -> String {
+        self.url.sanitise(&error.to_string(), SHOWN_CHARS)
     }
 
     /// True when the endpoint can push new heads.
@@ -214,7 +214,7 @@ impl ChainSource {
             .map_err(|e| ChainError::Rpc {
                 endpoint: self.endpoint.clone(),
                 method,
-                message: scrub(e.to_string(), &self.secrets),
+                message: self.describe(&e),
             })
     }
 
@@ -227,12 +227,12 @@ impl ChainSource {
     where
         F: std::future::IntoFuture<Output = Result<T, TransportError>>,
     {
-        tokio::time::timeout(self.timeout, fut)
+        tokio::time::timeout(self.bounds.timeout, fut)
             .await
             .map_err(|_| ChainError::Timeout {
                 endpoint: self.endpoint.clone(),
                 method,
-                timeout: self.timeout,
+                timeout: self.bounds.timeout,
             })
     }
 
@@ -293,7 +293,7 @@ impl ChainSource {
             .call_raw("eth_getLogs", self.provider.get_logs(filter))
             .await?;
         answer.map_err(|e| {
-            let message = scrub(e.to_string(), &self.secrets);
+            let message = self.describe(&e);
             match refusal_of(&e) {
                 Some(refusal) => ChainError::RangeRefused {
                     endpoint: self.endpoint.clone(),
@@ -320,7 +320,7 @@ impl ChainSource {
             .call_raw("eth_getLogs", self.provider.get_logs(&filter))
             .await?;
         answer.map_err(|e| {
-            let message = scrub(e.to_string(), &self.secrets);
+            let message = self.describe(&e);
             match e.as_error_resp() {
                 Some(resp) if is_unknown_block(&resp.message) => ChainError::UnknownBlock {
                     endpoint: self.endpoint.clone(),
@@ -358,7 +358,7 @@ impl ChainSource {
     /// while an answer is unacknowledged waits for our delayed ACK when the
     /// node does not set TCP_NODELAY (anvil): ~40 ms per head, measured.
     pub async fn new_heads(&self) -> Result<BoxStream<'static, BlockHeader>, ChainError> {
-        let connect = ProviderBuilder::new().connect_ws(WsConnect::new(self.url.expose().as_str()));
+        let connect = ProviderBuilder::new().connect_ws(ws_connect(&self.url, self.bounds));
         let provider = self.call("connect", connect).await?;
         let sub = self
             .call("eth_subscribe", provider.subscribe_blocks())
@@ -389,32 +389,17 @@ fn is_unknown_block(message: &str) -> bool {
     .any(|w| m.contains(w))
 }
 
-/// The parts of an RPC URL that may carry a key: the whole URL, its
-/// path/query/fragment, and its userinfo.
-fn secrets_of(url: &SecretUrl) -> Vec<String> {
-    let u = url.expose();
-    let mut secrets = vec![
-        u.as_str().to_owned(),
-        u.as_str().trim_end_matches('/').to_owned(),
-    ];
-    let tail = &u[url::Position::BeforePath..];
-    if tail != "/" && !tail.is_empty() {
-        secrets.push(tail.to_owned());
-    }
-    secrets.extend(u.password().map(str::to_owned));
-    if !u.username().is_empty() {
-        secrets.push(u.username().to_owned());
-    }
-    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    secrets
-}
+/// How much of an error's text is printed (logs, `status`): a provider's
+/// error body is its words, and may repeat the key in any form.
+const SHOWN_CHARS: usize = 300;
 
-/// Replaces every secret in `message` by `<redacted>`.
-fn scrub(mut message: String, secrets: &[String]) -> String {
-    for secret in secrets.iter().filter(|s| !s.is_empty()) {
-        message = message.replace(secret.as_str(), "<redacted>");
-    }
-    message
+/// A websocket connection to `url` whose messages are bounded like an HTTP
+/// answer.
+fn ws_connect(url: &SecretUrl, bounds: RequestBounds) -> WsConnect {
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(bounds.max_answer))
+        .max_frame_size(Some(bounds.max_answer));
+    WsConnect::new(url.expose().as_str()).with_config(config)
 }
 
 fn to_header(h: &Header) -> BlockHeader {

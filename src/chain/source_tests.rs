@@ -16,16 +16,6 @@ fn provider_range_refusals_are_recognised() {
 }
 
 #[test]
-fn secrets_are_scrubbed_from_error_messages() {
-    let url =
-        crate::secret::SecretUrl::parse("https://u:pw@rpc.example.com/v2/KEY?x=1").expect("url");
-    let msg =
-        "error sending request for url (https://u:pw@rpc.example.com/v2/KEY?x=1): /v2/KEY?x=1";
-    let clean = super::scrub(msg.to_owned(), &super::secrets_of(&url));
-    assert!(!clean.contains("KEY") && !clean.contains("pw"), "{clean}");
-}
-
-#[test]
 fn rpc_errors_are_told_apart_by_kind() {
     for (msg, kind) in [
         ("HTTP error 429 with body: rate limited", "rate_limited"),

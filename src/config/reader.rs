@@ -13,7 +13,7 @@ use super::{
     HttpSettings, Kind, LogFormat, LogSettings, OutboxSettings, OverpaymentPolicy, Problem,
     ReconcileSettings, SecretUrl, Settings, ShutdownSettings, KEYS,
 };
-use crate::domain::Scope;
+use crate::domain::{RequestBounds, Scope};
 
 mod webhooks;
 
@@ -403,13 +403,17 @@ impl Reader {
     /// The RPC endpoints and their request timeout.
     pub(super) fn endpoints(&mut self) -> Option<Endpoints> {
         let urls = self.rpc_urls();
-        let request_timeout = self.millis("chain.request_timeout_ms");
+        let timeout = self.millis("chain.request_timeout_ms");
+        let max_answer = self.int("chain.max_answer_mib");
         if urls.is_empty() {
             return None;
         }
         Some(Endpoints {
             urls,
-            request_timeout: request_timeout?,
+            requests: RequestBounds {
+                timeout: timeout?,
+                max_answer: max_answer? as usize * 1024 * 1024,
+            },
         })
     }
 
@@ -489,7 +493,7 @@ impl Reader {
             poll_interval: poll_interval?,
             reorg_window: reorg_window?,
             stall_after: stall_after?,
-            request_timeout: endpoints.request_timeout,
+            requests: endpoints.requests,
             verify_rpc_urls,
             verify_quorum: verify_quorum?,
             max_requests_per_second: max_requests_per_second?,

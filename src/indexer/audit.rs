@@ -163,12 +163,8 @@ impl Auditor {
             },
             (None, Some(verifier)) => Asked {
                 pool: Arc::new(
-                    RpcPool::new(
-                        std::slice::from_ref(verifier),
-                        p.scope,
-                        chain.request_timeout,
-                    )
-                    .with_rate_budget(None, |endpoint| p.metrics.rate_limited(endpoint)),
+                    RpcPool::new(std::slice::from_ref(verifier), p.scope, chain.requests)
+                        .with_rate_budget(None, |endpoint| p.metrics.rate_limited(endpoint)),
                 ),
                 verifier: true,
             },

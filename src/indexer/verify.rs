@@ -79,12 +79,8 @@ impl Verifiers {
         let mut endpoints = Vec::new();
         for url in &chain.verify_rpc_urls {
             // A budget of its own, learned from its rate limits (counted).
-            let pool = RpcPool::new(
-                std::slice::from_ref(url),
-                chain.scope(),
-                chain.request_timeout,
-            )
-            .with_rate_budget(None, |endpoint| metrics.rate_limited(endpoint));
+            let pool = RpcPool::new(std::slice::from_ref(url), chain.scope(), chain.requests)
+                .with_rate_budget(None, |endpoint| metrics.rate_limited(endpoint));
             match pool.check_chain_id(0).await {
                 Ok(()) => {}
                 Err(e @ PoolError::WrongChain { .. }) => return Err(e),

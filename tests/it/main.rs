@@ -14,6 +14,7 @@ mod crash;
 mod faults;
 mod fences;
 mod ha;
+mod hostile;
 mod indexer;
 mod ops;
 mod outbox;

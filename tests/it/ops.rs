@@ -148,6 +148,74 @@ async fn deep_reorg_until_acknowledged(backend: crate::support::db::Backend) {
     until_status(&base, "/readyz", 200).await;
 }
 
+/// The endpoint is bounded: connections that never finish their request's
+/// headers are closed (after the header timeout, 5 s, so within 20 s even
+/// for those waiting in the backlog behind them), and a burst of `/readyz`
+/// and `/metrics` requests asks the database about once a second, not once
+/// per request (counted in sqlx's statement log).
+#[tokio::test]
+async fn the_http_endpoint_drops_slow_clients_and_asks_the_database_once_a_second() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const PING: &str = "SELECT block_number FROM sync_state LIMIT 1";
+    let chain = Chain::start().await;
+    let db = Db::new().await;
+    let env = crate::support::daemon::with(
+        &env_for(&chain, &db),
+        &[(
+            "LIQPASS__LOG__LEVEL",
+            "info,liqpass_indexer=debug,sqlx::query=debug".into(),
+        )],
+    );
+    let daemon = Daemon::spawn(&env);
+    let addr = daemon.http_addr().await;
+    let base = format!("http://{addr}");
+    until_status(&base, "/readyz", 200).await;
+
+    let mut slow = Vec::new();
+    for _ in 0..40 {
+        let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        socket
+            .write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .expect("write");
+        slow.push(socket);
+    }
+    for mut socket in slow {
+        let mut rest = Vec::new();
+        crate::support::within(
+            "the endpoint to close a connection whose headers never end",
+            Duration::from_secs(20),
+            socket.read_to_end(&mut rest),
+        )
+        .await
+        .ok();
+    }
+
+    let pings = || daemon.logs().matches(PING).count();
+    let before = pings();
+    let started = Instant::now();
+    let requests = (0..200).map(|i| {
+        let path = if i % 2 == 0 { "/readyz" } else { "/metrics" };
+        get_owned(format!("{base}{path}"))
+    });
+    let answers =
+        crate::support::within("200 requests", LONG, futures::future::join_all(requests)).await;
+    let seconds = started.elapsed().as_secs() as usize;
+    assert!(
+        answers.iter().all(|(s, _)| *s == 200),
+        "every request answered"
+    );
+    let asked = pings() - before;
+    assert!(
+        asked <= seconds + 2,
+        "the database was asked {asked} times for 200 requests in {seconds} s"
+    );
+}
+
+async fn get_owned(url: String) -> (u16, String) {
+    get(&url).await
+}
+
 #[tokio::test]
 async fn metrics_expose_every_family_with_values_after_indexing() {
     let chain = Chain::start().await;
