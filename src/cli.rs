@@ -121,12 +121,15 @@ pub enum Command {
         /// paid (paid/paid), refunded (refunded/refunded) or void (cancelled/failed).
         #[arg(long = "as", value_enum)]
         to: ResolveAs,
-        /// Why, for the audit trail.
+        /// Why, for the audit trail (not empty).
         #[arg(long)]
         reason: String,
-        /// Who resolves it.
+        /// Who resolves it: a person's name, not empty, not `indexer`.
         #[arg(long)]
         actor: String,
+        /// Print what would change, and write nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Print an order, every event that touched it, every audit row and every
     /// notification (with its delivery state), in time order. Needs
@@ -238,6 +241,7 @@ async fn dispatch(command: Command, sources: &config::Sources) -> anyhow::Result
             to,
             reason,
             actor,
+            dry_run,
         } => {
             let s = config::load_store(sources)?;
             crate::telemetry::init(&s.log);
@@ -246,7 +250,7 @@ async fn dispatch(command: Command, sources: &config::Sources) -> anyhow::Result
                 (None, Some(e)) => app::Target::Event(e),
                 (None, None) => unreachable!("clap requires one of them"),
             };
-            app::resolve(&s.database, target, to.into(), &reason, &actor).await
+            app::resolve(&s.database, target, to.into(), &reason, &actor, dry_run).await
         }
         Command::Order { order_id, json } => {
             let s = config::load_store(sources)?;

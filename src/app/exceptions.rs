@@ -47,14 +47,32 @@ pub enum Target {
 }
 
 /// `liqpass-indexer resolve`: one transaction, or a refusal that wrote
-/// nothing (an error: exit 1).
+/// nothing (an error: exit 1). With `dry_run`, the transaction runs and is
+/// rolled back: what would change is printed, nothing is written.
 pub async fn resolve(
     database: &DatabaseSettings,
     target: Target,
     to: Resolution,
     reason: &str,
     actor: &str,
+    dry_run: bool,
 ) -> anyhow::Result<()> {
+    let (actor, reason) = (actor.trim(), reason.trim());
+    if actor.is_empty() {
+        bail!("--actor is empty: name the person resolving (the audit trail keeps it); nothing written");
+    }
+    if actor.eq_ignore_ascii_case(exceptions::INDEXER_ACTOR) {
+        bail!(
+            "--actor {actor:?} is the indexer's own name in the audit trail: name the person \
+             resolving; nothing written"
+        );
+    }
+    if actor.chars().count() > 256 {
+        bail!("--actor is longer than 256 characters; nothing written");
+    }
+    if reason.is_empty() {
+        bail!("--reason is empty: say why (the audit trail keeps it); nothing written");
+    }
     let store = open_store(database).await?;
     let mut tx = store.begin().await?;
     let (subject, named) = match target {
@@ -69,7 +87,7 @@ pub async fn resolve(
         ),
     };
     let done = exceptions::resolve(&mut tx.conn(), &subject, to, actor, reason).await?;
-    match done {
+    let change = match done {
         Resolved::NotFound => bail!("no {named}"),
         Resolved::NoOrder { order_ref } => bail!(
             "refused: {named} pays order_ref {order_ref}, which no order has (unknown_order): \
@@ -80,10 +98,11 @@ pub async fn resolve(
             "refused: {named} pays no order and was settled already (see payment_resolutions); \
              nothing written"
         ),
-        Resolved::SettledNow { resolution } => {
-            tx.commit().await?;
-            println!("resolved {named}: a payment of no order, {resolution} by {actor}");
-        }
+        Resolved::PaidWithoutPayment => bail!(
+            "refused: {named} is reversed, and --as paid would make it paid with no payment \
+             behind it; settle it --as refunded or --as void, or name the payment that pays it \
+             with --event CHAIN:TX:LOG_INDEX; nothing written"
+        ),
         Resolved::Refused {
             status,
             payment_status,
@@ -96,13 +115,20 @@ pub async fn resolve(
             events.len(),
             events.join(", ")
         ),
-        Resolved::Done { order_id, from, to } => {
-            tx.commit().await?;
-            println!(
-                "resolved {named}: order {order_id} {}/{} -> {}/{} by {actor}",
-                from.0, from.1, to.0, to.1
-            );
+        Resolved::SettledNow { resolution } => {
+            format!("{named}: a payment of no order, {resolution} by {actor}")
         }
+        Resolved::Done { order_id, from, to } => format!(
+            "{named}: order {order_id} {}/{} -> {}/{} by {actor}",
+            from.0, from.1, to.0, to.1
+        ),
+    };
+    if dry_run {
+        tx.rollback().await?;
+        println!("dry run: would resolve {change}; nothing written");
+    } else {
+        tx.commit().await?;
+        println!("resolved {change}");
     }
     store.close().await;
     Ok(())

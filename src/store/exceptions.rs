@@ -58,6 +58,10 @@ pub enum Subject {
     },
 }
 
+/// The actor of the indexer's own audit rows (the column's default): a
+/// person resolving an exception may not sign as the indexer.
+pub const INDEXER_ACTOR: &str = "indexer";
+
 /// How a resolution attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resolved {
@@ -71,6 +75,9 @@ pub enum Resolved {
     /// Written: a payment that pays no order, settled (its resolution row
     /// and notification).
     SettledNow { resolution: &'static str },
+    /// `paid` asked for a reversed order with no payment named: the order
+    /// would be paid with no payment behind it; nothing written.
+    PaidWithoutPayment,
     /// Nothing about it needs a person; nothing was written.
     Refused {
         status: String,
@@ -161,6 +168,9 @@ pub async fn resolve(
                 return Ok(Resolved::NotFound);
             };
             if order.payment_status == "reversed" {
+                if to == Resolution::Paid {
+                    return Ok(Resolved::PaidWithoutPayment);
+                }
                 (order, None)
             } else {
                 let open = open_events(conn, &order.order_ref).await?;

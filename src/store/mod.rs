@@ -85,6 +85,15 @@ impl Begun {
         }
         Ok(())
     }
+
+    /// Undoes everything the transaction did (`resolve --dry-run`).
+    pub async fn rollback(self) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(tx) => tx.rollback().await?,
+            Self::Postgres(tx) => tx.rollback().await?,
+        }
+        Ok(())
+    }
 }
 
 /// What differs between the two backends' SQL, as fragments the statements

@@ -23,6 +23,7 @@ mod postgres;
 mod providers;
 mod rate_limits;
 mod reorg;
+mod resolve;
 mod store;
 mod trust;
 mod verify;
