@@ -73,6 +73,9 @@ for mode in sqlite postgres; do
   awk -v s="$score" 'BEGIN { exit !(s <= 2.0) }' || fail "exposure score $score > 2.0 ($mode)"
   ok "systemd-analyze security exposure $score (<= 2.0) ($mode)"
 done
+for limit in MemoryMax TasksMax; do
+  grep -q "^$limit=" deploy/systemd/liqpass-indexer.service || fail "the unit has no $limit"
+done
 grep -q '^Environment=LIQPASS__DATABASE__URL=$' deploy/systemd/liqpass-indexer.service.d/postgres.conf \
   || fail "postgres.conf must drop the unit's SQLite URL (Environment=LIQPASS__DATABASE__URL=)"
 grep -q '^# LIQPASS__DATABASE__URL=postgres://' deploy/systemd/env.example \
@@ -172,7 +175,23 @@ for e in envs.values():
     ref = e.get("valueFrom", {}).get("secretKeyRef")
     if ref:
         assert ref["key"] in examples.get(ref["name"], ()), f"no secret.example.yaml shows {ref['name']}/{ref['key']}"
-print(f"{w['kind']} of {spec['replicas']}, terminationGracePeriodSeconds {pod['terminationGracePeriodSeconds']} > grace_s {grace} + 10")
+# Images pinned by digest; the init container (migrate) gets no RPC secret.
+for c in pod["containers"] + pod.get("initContainers", []):
+    assert "@sha256:" in c["image"], f"{c['name']}: image {c['image']} is not pinned by digest"
+for c in pod.get("initContainers", []):
+    for e in c.get("env", []):
+        ref = e.get("valueFrom", {}).get("secretKeyRef", {})
+        assert not e["name"].startswith("LIQPASS__CHAIN__") and ref.get("name") != "liqpass-indexer-rpc", \
+            f"init container {c['name']} receives {e['name']}, which migrate does not read"
+# Ingress only from Prometheus, on the metrics port.
+(np,) = by_kind["NetworkPolicy"]
+assert np["spec"]["podSelector"]["matchLabels"].items() <= labels.items(), "the NetworkPolicy does not select the pods"
+assert "Ingress" in np["spec"]["policyTypes"], "the NetworkPolicy does not restrict ingress"
+for rule in np["spec"].get("ingress", []):
+    assert rule.get("from"), "an ingress rule without `from` admits everyone"
+    assert {p["port"] for p in rule.get("ports", [])} <= {"metrics", 9464} and rule.get("ports"), \
+        "an ingress rule admits more than the metrics port"
+print(f"{w['kind']} of {spec['replicas']}, terminationGracePeriodSeconds {pod['terminationGracePeriodSeconds']} > grace_s {grace} + 10, images by digest, ingress from Prometheus only")
 PY
 )" || fail "kustomize build $dir: the render breaks a promise of deploy/README.md (above)"
   "$venv/bin/kubernetes-validate" --strict --quiet "$tmp/render-core.yaml" || fail "kubernetes-validate on kustomize build $dir"

@@ -229,6 +229,13 @@ pub async fn run_daemon(settings: Settings) -> anyhow::Result<()> {
     let listener = TcpListener::bind(settings.http.listen)
         .await
         .with_context(|| format!("binding http.listen {}", settings.http.listen))?;
+    if let Some(w) = settings
+        .webhooks
+        .as_ref()
+        .and_then(|w| w.clear_text_warning())
+    {
+        tracing::warn!("{w}");
+    }
     let cancel = CancellationToken::new();
     let running = start(settings, listener, cancel.clone()).await?;
     tracing::info!(addr = %running.addr, "liqpass-indexer running");

@@ -175,7 +175,12 @@ pub fn main() -> ExitCode {
         }
     };
     let sources = config::Sources::from_process(cli.config.clone());
+    // A bounded number of threads (systemd's TasksMax is sized from it):
+    // the work is I/O, and more workers than 4 add nothing measurable.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .max_blocking_threads(16)
         .enable_all()
         .build()
     {
@@ -259,6 +264,9 @@ async fn dispatch(command: Command, sources: &config::Sources) -> anyhow::Result
         }
         Command::CheckConfig => {
             let s = config::load(sources)?;
+            if let Some(w) = s.webhooks.as_ref().and_then(|w| w.clear_text_warning()) {
+                eprintln!("warning: {w}");
+            }
             print!("{}", s.to_redacted_toml());
             Ok(())
         }

@@ -175,6 +175,28 @@ pub struct WebhookSettings {
     pub max_in_flight: usize,
 }
 
+impl WebhookSettings {
+    /// A warning when deliveries would cross a network in clear text: an
+    /// `http://` receiver on another host (payloads and signatures readable
+    /// and replayable on the way). Loopback is not warned about.
+    pub fn clear_text_warning(&self) -> Option<String> {
+        let url = self.url.expose();
+        let local = match url.host() {
+            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        };
+        (url.scheme() == "http" && !local).then(|| {
+            format!(
+                "webhooks.url {} is http://: payloads and their signatures cross the network \
+                 in clear text, readable and replayable on the way; use https://",
+                self.url
+            )
+        })
+    }
+}
+
 #[derive(Clone)]
 pub struct DatabaseSettings {
     /// The database, as an sqlx URL: `sqlite:...` or `postgres://...` (a

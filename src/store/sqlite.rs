@@ -85,6 +85,7 @@ impl Sqlite {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(settings.busy_timeout)
             .foreign_keys(true);
+        create_private(options.get_filename());
         let pool = SqlitePoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.busy_timeout + Duration::from_secs(5))
@@ -245,4 +246,20 @@ impl Sqlite {
         self.writer.close().await;
         self.pool.close().await;
     }
+}
+/// Creates the database file, if it does not exist, readable and writable
+/// by its owner only, whatever the process umask: it holds every order and
+/// payment. SQLite gives the `-wal` and `-shm` files the database file's
+/// mode. A file that cannot be created here is left to SQLite, whose open
+/// then fails with its own error.
+fn create_private(path: &std::path::Path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    if path.as_os_str().is_empty() || path == std::path::Path::new(":memory:") {
+        return;
+    }
+    let _ = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path);
 }

@@ -40,6 +40,35 @@ fn bad_configuration_names_every_bad_key_and_exits_64() {
     }
 }
 
+/// An `http://` webhook receiver on another host is accepted with a
+/// warning (deliveries would cross the network in clear text); https and
+/// loopback are not warned about.
+#[test]
+fn an_http_webhook_url_on_another_host_is_warned_about() {
+    for (url, warned) in [
+        ("http://receiver.example/hooks", true),
+        ("https://receiver.example/hooks", false),
+        ("http://127.0.0.1:8080/hooks", false),
+        ("http://localhost/hooks", false),
+    ] {
+        let mut env = base_env("sqlite::memory:");
+        env.insert("LIQPASS__WEBHOOKS__URL".into(), url.into());
+        env.insert(
+            "LIQPASS__WEBHOOKS__SECRET".into(),
+            "whsec_MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIz".into(),
+        );
+        let out = command(&env, &["check-config"]);
+        assert!(out.status.success(), "{url}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            err.contains("warning: webhooks.url"),
+            warned,
+            "{url}: {err}"
+        );
+        assert!(!err.contains("/hooks"), "the URL's path is redacted: {err}");
+    }
+}
+
 #[test]
 fn usage_errors_exit_64_and_help_exits_0() {
     let env = base_env("sqlite::memory:");
@@ -317,6 +346,33 @@ type Expect = Result<(), Vec<&'static str>>;
 /// database, `status` and `ack-reorg` the database and which chain and
 /// contract, `run`/`backfill`/`check-config` everything. Unknown keys are an
 /// error for all of them.
+/// The SQLite file `migrate` creates is its owner's alone (0600), and so
+/// are its WAL and shared-memory files, under a umask that would give
+/// everyone read access (the tests' 022).
+#[tokio::test]
+async fn a_new_sqlite_database_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("new.db");
+    let out = command(
+        &base_env(&format!("sqlite://{}", path.display())),
+        &["migrate"],
+    );
+    assert!(out.status.success(), "{out:?}");
+    for name in ["new.db", "new.db-wal", "new.db-shm"] {
+        let file = dir.path().join(name);
+        if name != "new.db" && !file.exists() {
+            continue;
+        }
+        let mode = std::fs::metadata(&file)
+            .expect("metadata")
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{name} has mode {mode:o}");
+    }
+}
+
 #[tokio::test]
 async fn each_command_requires_only_the_settings_it_reads() {
     let db = Db::new().await;
