@@ -30,9 +30,12 @@ python3:
 postgres:
 	bash tests/pg/install.sh >/dev/null
 
+## make lint: formatting, clippy, and cargo deny (advisories fetched fresh
+## when github.com answers, licenses, bans, sources; .ci/deny.toml).
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	bash .ci/deny.sh
 
 ## make bench: throughput, latency and memory figures (see README, Performance).
 bench: anvil
