@@ -8,10 +8,7 @@
 //! at error they print a server's words verbatim. Their failures come back
 //! to our code as errors, which print through `SecretUrl::sanitise`.
 
-use tracing_subscriber::filter::{FilterExt, LevelFilter, Targets};
-use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Layer};
+use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, LogSettings};
 
@@ -21,18 +18,25 @@ pub const SILENCED: &[&str] = &[
     "alloy",
     "reqwest",
     "hyper",
-    "hyper_util",
     "h2",
     "tungstenite",
     "tokio_tungstenite",
     "rustls",
 ];
 
-/// Lets everything through but [`SILENCED`].
-fn unsilenced() -> Targets {
-    Targets::new()
-        .with_default(LevelFilter::TRACE)
-        .with_targets(SILENCED.iter().map(|t| (*t, LevelFilter::OFF)))
+/// `filter` without its directives for a [`SILENCED`] target (a more
+/// specific target, `alloy_transport_http::reqwest_transport=debug`, would
+/// beat a cap on its crate), and with each of them turned off.
+fn silence(filter: &str) -> String {
+    let kept = filter.split(',').map(str::trim).filter(|d| {
+        let target = d.split(['=', '[']).next().unwrap_or("");
+        !d.is_empty() && !SILENCED.iter().any(|s| target.starts_with(s))
+    });
+    let off = SILENCED.iter().map(|s| format!("{s}=off"));
+    kept.map(str::to_owned)
+        .chain(off)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The filter for `settings`, or for `RUST_LOG` when it is set and valid.
@@ -48,30 +52,30 @@ pub fn filter(settings: &LogSettings) -> EnvFilter {
         }
         Err(_) => settings.level.clone(),
     };
-    EnvFilter::try_new(base).expect("log.level was validated with the config")
+    EnvFilter::try_new(silence(&base))
+        .expect("log.level was validated with the config, and dropping directives keeps it valid")
 }
 
 /// Installs the global subscriber. Call once, early in `main`.
 pub fn init(settings: &LogSettings) {
-    let filter = filter(settings).and(unsilenced());
-    let layer = tracing_subscriber::fmt::layer()
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter(settings))
         .with_writer(std::io::stderr)
         // Colours only on a terminal: journald and log files get plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let registry = tracing_subscriber::registry();
     let result = match settings.format {
-        LogFormat::Text => registry.with(layer.with_filter(filter)).try_init(),
-        LogFormat::Json => registry
-            .with(
-                layer
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(false)
-                    .with_filter(filter),
-            )
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
             .try_init(),
     };
     if let Err(e) = result {
         eprintln!("tracing subscriber already installed: {e}");
     }
 }
+
+#[cfg(test)]
+#[path = "telemetry_tests.rs"]
+mod tests;
