@@ -17,7 +17,7 @@ use crate::store::{Store, StoreError};
 pub const EXIT_USAGE: u8 = 64;
 
 /// Follows the LiqPass checkout contract, stores every PremiumPaid log in
-/// SQLite and reconciles it with the order it pays.
+/// SQLite or PostgreSQL and reconciles it with the order it pays.
 ///
 /// Settings come from the built-in defaults, then config/$LIQPASS_ENV.toml
 /// (under $LIQPASS_CONFIG_DIR, default ./config), then --config FILE, then

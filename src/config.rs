@@ -283,7 +283,7 @@ pub struct ReconcileSettings {
     pub pending_sweep_grace: Duration,
 }
 
-/// The completeness audit (README, "Completeness").
+/// The completeness audit (docs/operations.md, "Completeness").
 #[derive(Debug, Clone)]
 pub struct AuditSettings {
     /// How often the ranges that became final are asked for again
@@ -319,7 +319,7 @@ pub struct ShutdownSettings {
     pub grace: Duration,
 }
 
-/// The write lease (README, "Replicas and the write lease").
+/// The write lease (docs/operations.md, "Replicas and the write lease").
 #[derive(Debug, Clone)]
 pub struct HaSettings {
     /// How long a lease lasts without renewal: the takeover bound.

@@ -437,15 +437,9 @@ fn default_toml_and_the_readme_document_exactly_the_keys_of_the_table() {
         }
     }
     assert_eq!(in_toml, table, "config/default.toml against config::KEYS");
-    // README's Configuration table: one row per key.
-    let readme = include_str!("../README.md");
-    let start = readme
-        .find("\n## Configuration")
-        .expect("a Configuration section");
-    let end = readme[start + 1..]
-        .find("\n## ")
-        .map_or(readme.len(), |i| start + 1 + i);
-    let in_readme: BTreeSet<String> = readme[start..end]
+    // docs/configuration.md: one table row per key.
+    let doc = include_str!("../docs/configuration.md");
+    let in_readme: BTreeSet<String> = doc
         .lines()
         .filter_map(|l| l.strip_prefix("| `")?.split_once('`'))
         .map(|(key, _)| key.to_owned())
@@ -453,7 +447,7 @@ fn default_toml_and_the_readme_document_exactly_the_keys_of_the_table() {
         .collect();
     assert_eq!(
         in_readme, table,
-        "README's configuration table against config::KEYS"
+        "docs/configuration.md's table against config::KEYS"
     );
 }
 

@@ -50,6 +50,8 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
 /// How old the database's last answer may be before it is asked again.
 pub const DB_CHECK_EVERY: Duration = Duration::from_secs(1);
+/// `/readyz`'s reason when the database does not answer its ping.
+pub const DB_DOES_NOT_ANSWER: &str = "database does not answer";
 /// How long the database has to answer a ping.
 const DB_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -156,7 +158,7 @@ async fn not_ready(state: &AppState) -> Option<String> {
             .err()
             .map(|r| r.to_string())
     } else {
-        Some("database does not answer".to_owned())
+        Some(DB_DOES_NOT_ANSWER.to_owned())
     };
     state.metrics.ready.set(i64::from(reason.is_none()));
     state.metrics.stalled.set(i64::from(state.health.stalled()));

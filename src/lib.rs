@@ -39,7 +39,7 @@
 //! | `secret` | secrets and URLs printed only redacted (a leaf) |
 //! | `telemetry` | tracing subscriber |
 //! | `domain` | plain types |
-//! | `chain` | bindings, decode, bloom check, range sizing, reorg window, RPC source |
+//! | `chain` | bindings, decode, bloom check, range sizing, reorg window, RPC source over a bounded HTTP transport (`http`) |
 //! | `store` | one interface over SQLite and PostgreSQL: pool, migrations, pacing (`pace`), events, orders, the checkpoint and block hashes, verification outcomes, the outbox, exceptions (`review`, `resolve`, `order`), the audit's position, malformed logs, the treasury's moves |
 //! | `reconcile` | pure matching rules |
 //! | `indexer` | the wiring of the stages: the fetch stage (`fetch`, `flight`), what one hands the other (`batch`), the writer (`writer`, `write`), and the leader-only tasks beside it (`audit`, `verify`, `retention`) |
@@ -66,3 +66,7 @@ pub mod secret;
 pub mod store;
 pub mod telemetry;
 pub mod webhooks;
+
+#[cfg(test)]
+#[path = "docs_tests.rs"]
+mod docs_tests;

@@ -5,7 +5,7 @@
 //! Rules, in order: unknown order, idempotent replay / duplicate, an order
 //! cancelled or expired, payer mismatch, under- and overpayment, late
 //! payment (block time past `expires_at`), wrong destination (v2), otherwise
-//! matched. README's rule table lists them in this order.
+//! matched. docs/database-contract.md's rule table lists them in this order.
 
 use alloy::primitives::{Address, U256};
 

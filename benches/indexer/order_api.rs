@@ -177,7 +177,7 @@ impl ApiConn {
 }
 
 /// The order API's connection settings besides WAL and the busy timeout:
-/// README's advice (`synchronous = NORMAL`, `wal_autocheckpoint = 10000`),
+/// docs/database-contract.md's advice (`synchronous = NORMAL`, `wal_autocheckpoint = 10000`),
 /// or with `LIQPASS_BENCH_API_CONNECTION=sqlite-defaults` SQLite's own
 /// (`FULL`, 1,000 pages).
 fn api_connection(

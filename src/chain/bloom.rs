@@ -7,7 +7,7 @@
 //!
 //! A false positive (bits set by other logs) costs one `eth_getLogs`. On a
 //! busy Base block (a bloom 52-75 % full) that happens for about 4-29 % of
-//! blocks: README, "Completeness".
+//! blocks: docs/operations.md, "Completeness".
 
 use alloy::primitives::{Address, Bloom, BloomInput};
 

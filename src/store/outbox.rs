@@ -317,7 +317,7 @@ fn columns(d: &super::Dialect) -> String {
 }
 
 /// Notifications after `cursor`, in id order, at most `limit` (the order
-/// API's cursor read, README "Database contract").
+/// API's cursor read, docs/database-contract.md).
 pub async fn after(
     conn: &mut Conn<'_>,
     cursor: i64,

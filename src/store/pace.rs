@@ -1,5 +1,5 @@
 //! Keeping SQLite's one write lock short and free: the order API's `INSERT`
-//! must never wait long on us. Two rules, both about the lock, kept here,
+//! must never wait long on us. Two rules about the lock are kept here,
 //! behind `Store::write`, by every writer of this process (the indexer's
 //! batches and the completeness task's recoveries alike):
 //!
@@ -13,7 +13,7 @@
 //!   (SQLite's default one polls after 1, 3, 8, 18… ms) to find it free;
 //!   longer after a transaction that overran (see [`catch_up`]).
 //!
-//! A third, nothing else meanwhile, is the indexer's by construction: the
+//! A third rule, nothing else meanwhile, is kept elsewhere, by construction: the
 //! answers of ranges in flight are parsed in the fetch stage's own task,
 //! never in the one that holds a transaction open.
 //!
@@ -54,8 +54,8 @@ const WAKE_UP_SLACK: Duration = Duration::from_millis(1);
 /// that began before the hold ended (a hold of 2 ms: 2 ms; of 5 ms: 5 ms; of
 /// 20 ms: 15 ms), plus its wake-up. A gap shorter than that, after a hold
 /// that overran, lets it miss again and fall into ever longer sleeps (six
-/// misses: 53 ms), as the order API's worst waits showed (README,
-/// Performance).
+/// misses: 53 ms), as the order API's worst waits showed
+/// (docs/performance.md).
 pub fn catch_up(held: Duration) -> Duration {
     let mut tried_at = 0;
     let mut sleep = 0;

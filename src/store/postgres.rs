@@ -77,7 +77,7 @@ impl Postgres {
     /// checks that `database.schema` exists. The schema is set as the
     /// connections' `search_path`, as a startup parameter, only when
     /// unqualified names do not already resolve to it (behind PgBouncer set
-    /// it on the role instead: README).
+    /// it on the role instead: docs/operations.md).
     pub(super) async fn open(settings: &DatabaseSettings) -> Result<Self, StoreError> {
         let url = display_db_url(&settings.url);
         let mut options =

@@ -116,7 +116,7 @@ async fn a_leader_paused_past_its_lease_writes_nothing_when_it_resumes_on(backen
 
     // On SQLite a process stopped inside a write transaction (say, a lease
     // renewal) keeps the file's write lock until it runs again: by SQLite's
-    // design nobody else can write meanwhile (README, "Replicas and the
+    // design nobody else can write meanwhile (docs/operations.md, "Replicas and the
     // write lease"). A pause that lands there is resumed and made again.
     let mut paused = Instant::now();
     for attempt in 1.. {
@@ -399,7 +399,7 @@ async fn on_postgres_a_leader_paused_inside_a_write_transaction_is_replaced_and_
 
 /// When renewals fail (another session holds the lease row, as a takeover
 /// in progress would), the leader steps down at `lease_ttl - renew_interval`
-/// after its last renewal, as README says, whatever the phase of its
+/// after its last renewal, as docs/operations.md says, whatever the phase of its
 /// renewal ticks: at least half a renew interval before the lease expires
 /// on the database's clock, so no standby can take the lease while it may
 /// still write. (A lock on SQLite's one write lock is no such reason: it
@@ -450,7 +450,7 @@ async fn a_leader_that_cannot_renew_steps_down_a_margin_before_its_lease_expires
         assert!(
             margin_ms >= RENEW_MS / 2.0,
             "stepped down {margin_ms:.0} ms before expiry (step-down {at}); \
-             README: at TTL - renew = {} ms after the last renewal",
+             docs/operations.md: at TTL - renew = {} ms after the last renewal",
             TTL_MS - RENEW_MS
         );
         sqlx::raw_sql("ROLLBACK")

@@ -21,7 +21,7 @@ use crate::support::{metric_total, wait_for};
 const PREMIUM: u64 = 5_000_000;
 const PAYMENTS: u64 = 20;
 
-/// Coinbase's Base node as documented (README, Performance): 1,000-block
+/// Coinbase's Base node as documented (docs/performance.md): 1,000-block
 /// ranges, 50 requests a second; a shorter latency, for a shorter test.
 const PROVIDER: Profile = Profile {
     latency: Duration::from_millis(20),

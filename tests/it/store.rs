@@ -257,7 +257,7 @@ async fn acceptance_queries(backend: Backend) {
     db.execute("UPDATE orders SET created_at = '2020-01-01T00:00:00.000Z' WHERE id = 'ord_c'")
         .await;
 
-    // The README's two queries, character for character.
+    // docs/database-contract.md's two queries, character for character.
     let latest: Vec<String> = on_pool!(db, |p| sqlx::query(
         "SELECT id, status, created_at FROM orders ORDER BY created_at DESC LIMIT 3;"
     )

@@ -1,5 +1,5 @@
 //! The webhook dispatcher against a real HTTP receiver on a local port:
-//! signatures a receiver can verify (README's snippet, run with python3),
+//! signatures a receiver can verify (the snippet of docs/outbox-and-webhooks.md, run with python3),
 //! outages, a kill -9 mid-delivery, 410, an order the receiver refuses,
 //! giving up, and the secret never printed.
 
@@ -190,7 +190,7 @@ async fn deliveries_are_signed_by_both_keys_and_verify_with_the_readme_snippet_o
     }
     in_order_per_order(&seen, &cursor_order(&db).await);
 
-    // The README's snippet, pasted into a receiver, accepts what we sent
+    // The docs' snippet, pasted into a receiver, accepts what we sent
     // and refuses a tampered body.
     let d = &seen[0];
     assert_eq!(readme_snippet_says(d, &d.body), "valid");
@@ -533,13 +533,13 @@ fn now_s() -> i64 {
         .as_secs() as i64
 }
 
-/// Runs README's Python verification snippet on `d`'s headers and `body`:
+/// Runs docs/outbox-and-webhooks.md's Python verification snippet on `d`'s headers and `body`:
 /// what it prints, `valid` or `invalid`.
 fn readme_snippet_says(d: &Delivery, body: &str) -> String {
-    let readme = include_str!("../../README.md");
+    let readme = include_str!("../../docs/outbox-and-webhooks.md");
     let start = readme
         .find("```python\n# verify_webhook.py")
-        .expect("README holds the verification snippet");
+        .expect("docs/outbox-and-webhooks.md holds the verification snippet");
     let code = &readme[start + "```python\n".len()..];
     let code = &code[..code.find("```").expect("the snippet ends")];
     let driver = r#"
@@ -564,7 +564,7 @@ print("valid" if ok else "invalid")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .expect("python3 runs README's snippet: `make test` installs it (apt-get install python3-minimal)");
+        .expect("python3 runs the docs' snippet: `make test` installs it (apt-get install python3-minimal)");
     use std::io::Write as _;
     child
         .stdin
