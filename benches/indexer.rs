@@ -20,6 +20,8 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+#[path = "indexer/alone.rs"]
+mod alone;
 #[path = "indexer/failover.rs"]
 mod failover;
 #[path = "indexer/gap.rs"]
@@ -65,6 +67,7 @@ struct Args {
     only_failover: bool,
     only_backends: bool,
     only_history: bool,
+    only_alone: bool,
     /// `--only` a provider-scale row (`scale`), or all of them.
     only_scale: Option<String>,
 }
@@ -81,6 +84,7 @@ fn args() -> Args {
         only_failover: false,
         only_backends: false,
         only_history: false,
+        only_alone: false,
         only_scale: None,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -103,12 +107,13 @@ fn args() -> Args {
                 "failover" => a.only_failover = true,
                 "backends" => a.only_backends = true,
                 "history" => a.only_history = true,
+                "alone" => a.only_alone = true,
                 row @ ("providers" | "provider-coinbase" | "provider-coinbase-unset"
                 | "provider-generous" | "provider-16m" | "dense-latency" | "near-head") => {
                     a.only_scale = Some(row.into())
                 }
                 other => panic!(
-                    "--only takes order-api, failover, backends, history, providers, provider-coinbase, \
+                    "--only takes order-api, failover, backends, history, alone, providers, provider-coinbase, \
                      provider-coinbase-unset, provider-generous, provider-16m, dense-latency or \
                      near-head, not {other}"
                 ),
@@ -332,6 +337,11 @@ async fn main() {
         let run = backfill_with_api(&chain, head, first_ref, a.payments, &[], Sqlite).await;
         table.push(("order API during backfill (defaults)".into(), run.api_row()));
         order_api_sweep(&chain, head, first_ref, a.payments, &mut table).await;
+        print_table(&a, &table);
+        return;
+    }
+    if a.only_alone {
+        alone::rows(&chain, head, first_ref, a.payments, &mut table).await;
         print_table(&a, &table);
         return;
     }

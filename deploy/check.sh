@@ -179,6 +179,7 @@ for e in envs.values():
 for c in pod["containers"] + pod.get("initContainers", []):
     assert "@sha256:" in c["image"], f"{c['name']}: image {c['image']} is not pinned by digest"
 for c in pod.get("initContainers", []):
+    assert not c.get("envFrom"), f"init container {c['name']} takes a whole ConfigMap or Secret (envFrom)"
     for e in c.get("env", []):
         ref = e.get("valueFrom", {}).get("secretKeyRef", {})
         assert not e["name"].startswith("LIQPASS__CHAIN__") and ref.get("name") != "liqpass-indexer-rpc", \
@@ -189,6 +190,11 @@ assert np["spec"]["podSelector"]["matchLabels"].items() <= labels.items(), "the 
 assert "Ingress" in np["spec"]["policyTypes"], "the NetworkPolicy does not restrict ingress"
 for rule in np["spec"].get("ingress", []):
     assert rule.get("from"), "an ingress rule without `from` admits everyone"
+    for peer in rule["from"]:
+        assert "ipBlock" not in peer, "an ipBlock peer: name Prometheus by its labels"
+        for sel in ("namespaceSelector", "podSelector"):
+            assert peer.get(sel, {}).get("matchLabels"), f"a peer without {sel} labels admits too much"
+    assert all("endPort" not in p for p in rule.get("ports", [])), "a port range admits more than the metrics port"
     assert {p["port"] for p in rule.get("ports", [])} <= {"metrics", 9464} and rule.get("ports"), \
         "an ingress rule admits more than the metrics port"
 print(f"{w['kind']} of {spec['replicas']}, terminationGracePeriodSeconds {pod['terminationGracePeriodSeconds']} > grace_s {grace} + 10, images by digest, ingress from Prometheus only")

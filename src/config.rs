@@ -62,6 +62,8 @@ pub const KEYS: &[(&str, Kind)] = &[
     ("database.max_connections", Kind::Int(1, 64)),
     ("database.max_write_ms", Kind::Int(1, 60_000)),
     ("database.write_gap_ms", Kind::Int(0, 1_000)),
+    ("database.alone_after_s", Kind::Int(0, 86_400)),
+    ("database.alone_max_write_ms", Kind::Int(1, 10_000)),
     ("chain.rpc_url", Kind::SecretUrl),
     ("chain.rpc_urls", Kind::SecretUrls),
     ("chain.chain_id", Kind::Int(1, u64::MAX >> 1)),
@@ -210,6 +212,11 @@ pub struct DatabaseSettings {
     pub max_write: Duration,
     /// How long the lock stays free after our commit before our next `BEGIN`.
     pub write_gap: Duration,
+    /// SQLite: quiet this long (no other connection's commit) and the write
+    /// budget becomes `alone_max_write`; `None`: always `max_write`.
+    pub alone_after: Option<Duration>,
+    /// The write budget while alone.
+    pub alone_max_write: Duration,
 }
 
 /// The URL through `secret::display_db_url`: a PostgreSQL password never
@@ -223,6 +230,8 @@ impl std::fmt::Debug for DatabaseSettings {
             .field("max_connections", &self.max_connections)
             .field("max_write", &self.max_write)
             .field("write_gap", &self.write_gap)
+            .field("alone_after", &self.alone_after)
+            .field("alone_max_write", &self.alone_max_write)
             .finish()
     }
 }

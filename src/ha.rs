@@ -199,6 +199,13 @@ impl Lease {
             if let Some(by_commit) = writes.renewed_by_commit() {
                 renewed = renewed.max(by_commit);
             }
+            // SQLite: a commit renewed the lease within the interval; a
+            // renewal of our own now would be one more commit on another
+            // connection, which the writer would take for the order API's
+            // (`store::pace`'s alone rule), and it is not needed.
+            if one_write_lock && !locked_out && renewed.elapsed() < every {
+                continue;
+            }
             let deadline = renewed + ttl - every;
             let sent = Instant::now();
             if sent >= deadline && !locked_out {

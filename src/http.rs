@@ -69,11 +69,13 @@ impl DbCheck {
                 return answered;
             }
         }
+        // Stamped when asked: an answer is never older than it says.
+        let asked = Instant::now();
         let answered = matches!(
             tokio::time::timeout(DB_CHECK_TIMEOUT, store.ping()).await,
             Ok(Ok(()))
         );
-        *last = Some((Instant::now(), answered));
+        *last = Some((asked, answered));
         answered
     }
 }
@@ -87,8 +89,11 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// How long a shutdown waits for the connections in flight.
+const DRAIN: Duration = Duration::from_secs(4);
+
 /// Serves on `listener` until `shutdown` fires, then waits for the
-/// connections in flight (each ends within [`CONNECTION_TIMEOUT`]).
+/// connections in flight, [`DRAIN`] at most.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
@@ -126,7 +131,9 @@ pub async fn serve(
             let _ = tokio::time::timeout(CONNECTION_TIMEOUT, connection).await;
         });
     }
-    let _ = slots.acquire_many(MAX_CONNECTIONS as u32).await;
+    // The caller waits 5 s for this task: connections still open at 4 s
+    // are dropped with it.
+    let _ = tokio::time::timeout(DRAIN, slots.acquire_many(MAX_CONNECTIONS as u32)).await;
     Ok(())
 }
 

@@ -44,6 +44,7 @@ pub struct Metrics {
     pub db_write_retries: IntCounter,
     db_write_failures: IntCounterVec,
     pub db_lock_wait_seconds: Gauge,
+    pub db_writes_alone: IntGauge,
     pub stalled: IntGauge,
     pub leader: IntGauge,
     pub lease_epoch: IntGauge,
@@ -281,6 +282,12 @@ impl Metrics {
                 "db_lock_wait_seconds",
                 "How long the leader's write transactions have waited on a lock another session \
                  holds (the order API's, an operator's), through their retries; 0 when not waiting.",
+            )?,
+            db_writes_alone: gauge(
+                "db_writes_alone",
+                "1 while no other connection has committed to the SQLite database for \
+                 database.alone_after_s, so write transactions are sized to \
+                 database.alone_max_write_ms; 0 otherwise, and always on PostgreSQL.",
             )?,
             stalled: gauge("stalled", "1 while the head or the indexer is stalled.")?,
             leader: gauge(

@@ -56,27 +56,54 @@ impl SecretUrl {
     }
 }
 
-/// Parts of a URL shorter than this are not taken for secrets (`v2`,
-/// `base`, a port): an API key or token is longer.
+/// Parts of a URL's path, query or fragment shorter than this are not
+/// taken for secrets (`v2`, `base`, a port): an API key or token is longer.
 const SECRET_MIN_LEN: usize = 8;
+/// A user name or password is a secret from this length on.
+const CREDENTIAL_MIN_LEN: usize = 4;
 
 impl SecretUrl {
     /// `text` (an error about this URL, or its server's words) as it may be
-    /// printed: every part of this URL that may be a secret (user, password,
-    /// each path segment, query value and fragment of 8 characters or more)
-    /// replaced by `<redacted>` in whatever form it appears (as given,
-    /// percent-encoded or decoded, JSON-escaped), control characters made
-    /// spaces, and the result cut to `max` characters.
+    /// printed: every part of this URL that may be a secret (user and
+    /// password, and their base64 as a `Basic` header carries them; each
+    /// path segment, query key and value and the fragment of 8 characters
+    /// or more) replaced by `<redacted>` in whatever form it appears (as
+    /// given, percent- or form-encoded or decoded, JSON-escaped), a text
+    /// that ends in the first characters of one (it was cut there) losing
+    /// them, control characters made spaces, and the result cut to `max`
+    /// characters.
     pub fn sanitise(&self, text: &str, max: usize) -> String {
-        // Unescaped first, so that an escaped copy of a secret matches.
-        let mut out = text.replace("\\/", "/");
+        let parts = self.secret_parts();
+        let redact = |mut t: String| {
+            for secret in &parts {
+                t = t.replace(secret.as_str(), "<redacted>");
+            }
+            t
+        };
+        // As given, then unescaped and decoded (a `%` before a key, decoded,
+        // would have eaten its first characters had it gone first).
+        let mut out = redact(text.to_owned());
+        out = out
+            .replace("\\/", "/")
+            .replace("\\u002f", "/")
+            .replace("\\u002F", "/")
+            .replace("\\u0026", "&");
         if out.contains('%') {
             out = percent_encoding::percent_decode_str(&out)
                 .decode_utf8_lossy()
                 .into_owned();
         }
-        for secret in self.secret_parts() {
-            out = out.replace(&secret, "<redacted>");
+        out = redact(out);
+        // A text cut in the middle of a secret ends in its first characters.
+        // (Not the whole URL, whose first characters are its scheme and host.)
+        if let Some(cut) = parts
+            .iter()
+            .filter(|p| !p.contains("://") && !p.starts_with('/'))
+            .filter_map(|p| cut_secret_at_end(&out, p))
+            .max()
+        {
+            out.truncate(out.len() - cut);
+            out.push_str("<redacted>");
         }
         let mut shown: String = out
             .chars()
@@ -89,26 +116,58 @@ impl SecretUrl {
         shown
     }
 
-    /// The parts of the URL that may carry a secret, decoded, longest first.
+    /// The parts of the URL that may carry a secret, in each form they may
+    /// be printed in, longest first.
     fn secret_parts(&self) -> Vec<String> {
+        use base64::Engine as _;
         let u = &self.0;
         let decode = |s: &str| {
             percent_encoding::percent_decode_str(s)
                 .decode_utf8_lossy()
                 .into_owned()
         };
-        let mut parts = vec![decode(u.as_str())];
-        parts.push(decode(&u[url::Position::BeforePath..]));
-        parts.push(decode(u.username()));
-        parts.extend(u.password().map(decode));
-        parts.extend(u.path_segments().into_iter().flatten().map(decode));
-        parts.extend(u.query_pairs().map(|(_, v)| v.into_owned()));
-        parts.extend(u.fragment().map(decode));
-        parts.retain(|p| p.len() >= SECRET_MIN_LEN);
+        let mut long = vec![
+            u.as_str().to_owned(),
+            u[url::Position::BeforePath..].to_owned(),
+        ];
+        long.extend(u.path_segments().into_iter().flatten().map(str::to_owned));
+        if let Some(query) = u.query() {
+            long.extend(query.split(['&', '=']).map(str::to_owned));
+        }
+        long.extend(
+            u.query_pairs()
+                .flat_map(|(k, v)| [k.into_owned(), v.into_owned()]),
+        );
+        long.extend(u.fragment().map(str::to_owned));
+        let mut parts: Vec<String> = long
+            .iter()
+            .flat_map(|p| [p.clone(), decode(p), decode(&p.replace('+', " "))])
+            .filter(|p| p.chars().count() >= SECRET_MIN_LEN)
+            .collect();
+        let (user, password) = (decode(u.username()), u.password().map(decode));
+        parts.extend(
+            [Some(user.clone()), password.clone()]
+                .into_iter()
+                .flatten()
+                .filter(|c| c.chars().count() >= CREDENTIAL_MIN_LEN),
+        );
+        if !user.is_empty() || password.is_some() {
+            let basic = format!("{user}:{}", password.unwrap_or_default());
+            parts.push(base64::engine::general_purpose::STANDARD.encode(basic));
+        }
         parts.sort_by_key(|p| std::cmp::Reverse(p.len()));
         parts.dedup();
         parts
     }
+}
+
+/// How many bytes at the end of `text` are the first characters of
+/// `secret` (4 or more, fewer than all of it): a secret cut there.
+fn cut_secret_at_end(text: &str, secret: &str) -> Option<usize> {
+    (CREDENTIAL_MIN_LEN..secret.len())
+        .rev()
+        .filter(|n| secret.is_char_boundary(*n))
+        .find(|n| text.ends_with(&secret[..*n]))
 }
 
 impl fmt::Display for SecretUrl {

@@ -51,3 +51,27 @@ fn an_rpc_urls_secrets_are_redacted_in_any_form_and_the_text_cut_short() {
     // Short parts (v2, a port) are not secrets: the words stay readable.
     assert_eq!(url.sanitise("v2 of the API", 300), "v2 of the API");
 }
+
+#[test]
+fn short_credentials_their_basic_header_plus_signs_bare_query_keys_and_a_cut_secret_are_redacted() {
+    use base64::Engine as _;
+    let url = super::SecretUrl::parse(
+        "wss://bob:hunter2@rpc.example.com/ws?Zm9vYmFy+K3y/0123456&ABCDEFGHIJKLMN",
+    )
+    .expect("url");
+    let basic = base64::engine::general_purpose::STANDARD.encode("bob:hunter2");
+    for (text, secret) in [
+        ("password hunter2 refused", "hunter2"),
+        (&*format!("Authorization: Basic {basic}"), basic.as_str()),
+        ("key Zm9vYmFy+K3y/0123456 refused", "Zm9vYmFy+K3y"),
+        ("key Zm9vYmFy K3y/0123456 refused", "Zm9vYmFy K3y"),
+        ("bare ABCDEFGHIJKLMN token", "ABCDEFGHIJKLMN"),
+        ("escaped \\u002fws?ABCDEFGHIJKLMN", "ABCDEFGHIJKLMN"),
+        ("100%ABCDEFGHIJKLMN", "ABCDEFGHIJKLMN"),
+        ("a body cut in the middle of ABCDEFG", "ABCDEFG"),
+    ] {
+        let shown = url.sanitise(text, 300);
+        assert!(!shown.contains(secret), "{secret} in {shown:?}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+    }
+}

@@ -26,11 +26,14 @@ pub const SILENCED: &[&str] = &[
 
 /// `filter` without its directives for a [`SILENCED`] target (a more
 /// specific target, `alloy_transport_http::reqwest_transport=debug`, would
-/// beat a cap on its crate), and with each of them turned off.
+/// beat a cap on its crate) and without span or field directives
+/// (`[connect_within]=trace` enables every event inside such a span,
+/// whatever its target, before any target's cap is read), and with each
+/// silenced target turned off.
 fn silence(filter: &str) -> String {
     let kept = filter.split(',').map(str::trim).filter(|d| {
-        let target = d.split(['=', '[']).next().unwrap_or("");
-        !d.is_empty() && !SILENCED.iter().any(|s| target.starts_with(s))
+        let target = d.split('=').next().unwrap_or("");
+        !d.is_empty() && !d.contains(['[', '{']) && !SILENCED.iter().any(|s| target.starts_with(s))
     });
     let off = SILENCED.iter().map(|s| format!("{s}=off"));
     kept.map(str::to_owned)

@@ -70,6 +70,15 @@ pub async fn resolve(
     if actor.chars().count() > 256 {
         bail!("--actor is longer than 256 characters; nothing written");
     }
+    // Invisible characters would let "indexer" pass as another name, and
+    // control characters reach the audit trail and the webhooks.
+    let hidden = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{ad}' | '\u{200b}'..='\u{200f}' | '\u{2060}'..='\u{2064}' | '\u{feff}')
+    };
+    if actor.chars().any(hidden) || reason.chars().any(hidden) {
+        bail!("--actor or --reason holds a control or invisible character; nothing written");
+    }
     if reason.is_empty() {
         bail!("--reason is empty: say why (the audit trail keeps it); nothing written");
     }
@@ -99,9 +108,10 @@ pub async fn resolve(
              nothing written"
         ),
         Resolved::PaidWithoutPayment => bail!(
-            "refused: {named} is reversed, and --as paid would make it paid with no payment \
-             behind it; settle it --as refunded or --as void, or name the payment that pays it \
-             with --event CHAIN:TX:LOG_INDEX; nothing written"
+            "refused: --as paid would leave {named} paid with no payment behind it (a reversed \
+             order with no payment named, or a payment whose amount is unknown); settle it --as \
+             refunded or --as void, or name the payment that pays it with --event \
+             CHAIN:TX:LOG_INDEX; nothing written"
         ),
         Resolved::Refused {
             status,

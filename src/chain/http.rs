@@ -86,8 +86,14 @@ impl BoundedHttp {
         if !status.is_success() {
             return match read_at_most(response, ERROR_BODY_MAX).await {
                 Ok(body) => match serde_json::from_slice::<ResponsePacket>(&body) {
-                    // A JSON-RPC error sent with an error status: the error.
-                    Ok(packet) if packet.is_error() => Ok(packet),
+                    // A JSON-RPC error sent with an error status: the error,
+                    // unless the status says more (a 413 is a refusal
+                    // whatever its body; a Retry-After is a rate limit's).
+                    Ok(packet)
+                        if packet.is_error() && status.as_u16() != 413 && retry_after.is_none() =>
+                    {
+                        Ok(packet)
+                    }
                     _ => Err(http_error(String::from_utf8_lossy(&body).into_owned())),
                 },
                 Err(Unread::TooLarge) => Err(http_error(format!(
@@ -109,9 +115,10 @@ impl BoundedHttp {
             Err(Unread::Failed(e)) => return Err(TransportErrorKind::custom(e.without_url())),
         };
         serde_json::from_slice(&body).map_err(|e| {
-            // The text is for the error's message, which is cut short
-            // anyway where it is printed: a prefix is enough.
-            let shown = &body[..body.len().min(1024)];
+            // alloy reads a bare JSON-RPC error object from the text, so it
+            // gets the body whole up to ERROR_BODY_MAX (a larger one is no
+            // error object); printed, it is cut short and redacted.
+            let shown = &body[..body.len().min(ERROR_BODY_MAX)];
             TransportError::deser_err(e, String::from_utf8_lossy(shown))
         })
     }

@@ -265,6 +265,8 @@ impl Reader {
         let max_connections = self.int("database.max_connections");
         let max_write = self.millis("database.max_write_ms");
         let write_gap = self.millis("database.write_gap_ms");
+        let alone_after = self.int("database.alone_after_s");
+        let alone_max_write = self.millis("database.alone_max_write_ms");
         Some(DatabaseSettings {
             url: url?,
             schema: schema?,
@@ -272,6 +274,10 @@ impl Reader {
             max_connections: u32::try_from(max_connections?).ok()?,
             max_write: max_write?,
             write_gap: write_gap?,
+            alone_after: Some(alone_after?)
+                .filter(|s| *s > 0)
+                .map(Duration::from_secs),
+            alone_max_write: alone_max_write?,
         })
     }
 

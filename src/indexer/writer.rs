@@ -397,6 +397,7 @@ pub(super) async fn commit_with_retry<W: TxWork>(
         match written {
             Ok((out, held)) => {
                 metrics.record_lock_hold(held);
+                metrics.db_writes_alone.set(i64::from(store.writes_alone()));
                 health.write_committed();
                 tracing::debug!(
                     held_ms = held.as_secs_f64() * 1e3,

@@ -75,8 +75,9 @@ pub enum Resolved {
     /// Written: a payment that pays no order, settled (its resolution row
     /// and notification).
     SettledNow { resolution: &'static str },
-    /// `paid` asked for a reversed order with no payment named: the order
-    /// would be paid with no payment behind it; nothing written.
+    /// `paid` asked for a reversed order with no payment named, or from a
+    /// payment whose amount is unknown (it overflowed): the order would be
+    /// paid with no payment recorded; nothing written.
     PaidWithoutPayment,
     /// Nothing about it needs a person; nothing was written.
     Refused {
@@ -236,6 +237,22 @@ pub async fn resolve(
     let from = (order.status.clone(), order.payment_status.clone());
     // Beside the order's own payment: the order stays as it is.
     let beside = event.is_some() && order.paid_tx_hash.is_some();
+    // Paid from a payment whose amount overflowed: the order's paid_*
+    // columns would stay empty, a paid order with no payment recorded.
+    if let (Resolution::Paid, Some(id), false) = (to, event, beside) {
+        let unknown: i64 = on!(&mut *conn, |c, d| {
+            sqlx::query_scalar(
+                "SELECT CAST(CASE WHEN amount_usdc IS NULL THEN 1 ELSE 0 END AS BIGINT)
+                 FROM contract_events WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_one(&mut **c)
+            .await?
+        });
+        if unknown == 1 {
+            return Ok(Resolved::PaidWithoutPayment);
+        }
+    }
     let to_states = if beside {
         from.clone()
     } else {

@@ -308,7 +308,13 @@ impl Store {
         // SQLite's one write lock is shared with the order API: short, spaced
         // transactions. PostgreSQL's writers do not wait for ours.
         let pacer = match backend {
-            Backend::Sqlite(_) => pace::Pacer::new(settings.max_write, settings.write_gap),
+            Backend::Sqlite(_) => {
+                let pacer = pace::Pacer::new(settings.max_write, settings.write_gap);
+                match settings.alone_after {
+                    Some(after) => pacer.alone_after(after, settings.alone_max_write),
+                    None => pacer,
+                }
+            }
             Backend::Postgres(_) => pace::Pacer::unbounded(),
         };
         Ok(Self {
@@ -323,6 +329,18 @@ impl Store {
     /// `database.max_write_ms`, learned from the transactions before it.
     pub fn rows_per_write(&self) -> usize {
         self.pacer().rows()
+    }
+
+    /// True while no other connection has committed to the SQLite database
+    /// for `database.alone_after_s`: transactions are sized to
+    /// `database.alone_max_write_ms` (`pace`). False on PostgreSQL.
+    pub fn writes_alone(&self) -> bool {
+        self.pacer().is_alone()
+    }
+
+    /// Another connection committed since our last write (SQLite).
+    fn foreign_commit(&self) {
+        self.pacer().foreign_commit();
     }
 
     fn pacer(&self) -> std::sync::MutexGuard<'_, pace::Pacer> {

@@ -13,6 +13,18 @@
 //!   (SQLite's default one polls after 1, 3, 8, 18… ms) to find it free;
 //!   longer after a transaction that overran (see [`catch_up`]).
 //!
+//! Both protect another writer, so both relax while there is none: from the
+//! start, and when no other connection has committed for
+//! `database.alone_after_s` (the
+//! writer's connection reads `PRAGMA data_version` before each `BEGIN`,
+//! which changes exactly when another connection committed), a transaction
+//! is sized to `database.alone_max_write_ms` instead, and the gap after it
+//! is only [`catch_up`]'s: what a writer that began waiting during it needs
+//! to find the lock free at its next try. So a writer that arrives
+//! unannounced waits at most about one long transaction and its catch-up
+//! (50 ms and 21 ms at the default); its commit is seen before our next
+//! transaction, and the transactions after it are short again.
+//!
 //! A third rule, nothing else meanwhile, is kept elsewhere, by construction: the
 //! answers of ranges in flight are parsed in the fetch stage's own task,
 //! never in the one that holds a transaction open.
@@ -74,12 +86,26 @@ pub fn catch_up(held: Duration) -> Duration {
     Duration::from_millis(sleep) + WAKE_UP_SLACK
 }
 
+/// The alone rule: larger transactions while no other connection commits.
+#[derive(Debug)]
+struct Alone {
+    /// Quiet this long before the rule applies.
+    after: Duration,
+    budget: Duration,
+    rows: usize,
+    /// When another connection's commit was last seen; `None`: never, so
+    /// a process starts alone (its first transactions are small anyway,
+    /// `START_ROWS`, and the first commit of another ends it).
+    foreign_at: Option<Instant>,
+}
+
 /// Sizes transactions and spaces them out.
 #[derive(Debug)]
 pub struct Pacer {
     budget: Duration,
     gap: Duration,
     rows: usize,
+    alone: Option<Alone>,
     /// When the next transaction may begin: the last commit's end plus
     /// `gap`, or plus the catch-up after an overrun.
     turn: Option<Instant>,
@@ -93,9 +119,36 @@ impl Pacer {
             budget,
             gap,
             rows: START_ROWS,
+            alone: None,
             turn: None,
             unbounded: false,
         }
+    }
+
+    /// With the alone rule: once no other connection has committed for
+    /// `after`, transactions of `budget`.
+    pub fn alone_after(mut self, after: Duration, budget: Duration) -> Self {
+        self.alone = Some(Alone {
+            after,
+            budget,
+            rows: START_ROWS,
+            foreign_at: None,
+        });
+        self
+    }
+
+    /// Another connection committed (seen just before one of our `BEGIN`s).
+    pub fn foreign_commit(&mut self) {
+        if let Some(a) = &mut self.alone {
+            a.foreign_at = Some(Instant::now());
+        }
+    }
+
+    /// True while the alone rule applies: nobody else committed lately.
+    pub fn is_alone(&self) -> bool {
+        self.alone
+            .as_ref()
+            .is_some_and(|a| a.foreign_at.is_none_or(|t| t.elapsed() >= a.after))
     }
 
     /// No time budget and no gap: transactions of about `FIXED_ROWS`
@@ -110,6 +163,7 @@ impl Pacer {
             budget: Duration::MAX,
             gap: Duration::ZERO,
             rows: FIXED_ROWS,
+            alone: None,
             turn: None,
             unbounded: true,
         }
@@ -117,7 +171,10 @@ impl Pacer {
 
     /// Rows the next transaction should write.
     pub fn rows(&self) -> usize {
-        self.rows
+        match &self.alone {
+            Some(a) if self.is_alone() => a.rows,
+            _ => self.rows,
+        }
     }
 
     /// When the next transaction may begin: the lock free for the gap
@@ -128,6 +185,13 @@ impl Pacer {
 
     /// A transaction of `rows` rows held the lock for `held` and committed.
     pub fn committed(&mut self, rows: usize, held: Duration) {
+        let alone = self.is_alone();
+        if let Some(a) = self.alone.as_mut().filter(|_| alone) {
+            // Only what a writer that began waiting during it needs.
+            self.turn = Some(Instant::now() + catch_up(held));
+            a.rows = learn(a.rows, a.budget, rows, held);
+            return;
+        }
         // Within the budget the configured gap is what it needs (it is the
         // user's trade-off, 0 included); past it, a waiter may have missed.
         let gap = if held > self.budget {
@@ -136,25 +200,26 @@ impl Pacer {
             self.gap
         };
         self.turn = Some(Instant::now() + gap);
-        self.learn(rows, held);
+        if !self.unbounded {
+            self.rows = learn(self.rows, self.budget, rows, held);
+        }
     }
+}
 
-    fn learn(&mut self, rows: usize, held: Duration) {
-        if self.unbounded {
-            return;
-        }
-        let over = held > self.budget;
-        // A short tail transaction says little about how many rows would fit,
-        // unless it alone overran the budget.
-        if rows == 0 || (rows * 2 < self.rows && !over) {
-            return;
-        }
-        let aim = self.budget.as_secs_f64() * AIM;
-        let fit = rows as f64 * aim / held.as_secs_f64().max(1e-6);
-        // Halfway (geometrically) towards what would have fit, at most double.
-        let next = (self.rows as f64 * fit).sqrt().min(self.rows as f64 * 2.0);
-        self.rows = (next as usize).clamp(1, MAX_ROWS);
+/// The rows the next transaction should hold, after one of `rows` rows
+/// held the lock for `held`, when `current` was asked for under `budget`.
+fn learn(current: usize, budget: Duration, rows: usize, held: Duration) -> usize {
+    let over = held > budget;
+    // A short tail transaction says little about how many rows would fit,
+    // unless it alone overran the budget.
+    if rows == 0 || (rows * 2 < current && !over) {
+        return current;
     }
+    let aim = budget.as_secs_f64() * AIM;
+    let fit = rows as f64 * aim / held.as_secs_f64().max(1e-6);
+    // Halfway (geometrically) towards what would have fit, at most double.
+    let next = (current as f64 * fit).sqrt().min(current as f64 * 2.0);
+    (next as usize).clamp(1, MAX_ROWS)
 }
 
 #[cfg(test)]

@@ -121,3 +121,39 @@ async fn a_gap_of_zero_stays_zero_within_the_budget() {
     wait_turn(&p).await;
     assert_eq!(t.elapsed(), Duration::ZERO);
 }
+
+#[tokio::test(start_paused = true)]
+async fn alone_from_the_start_shared_at_another_commit_and_alone_after_a_quiet_spell() {
+    let ms = Duration::from_millis;
+    let mut p = Pacer::new(ms(2), ms(3)).alone_after(Duration::from_secs(10), ms(50));
+    assert!(p.is_alone(), "a new process starts alone");
+    assert_eq!(p.rows(), START_ROWS, "with small transactions");
+    // Alone: learns toward the larger budget, and the gap after a 50 ms
+    // transaction is the catch-up a waiter needs (21 ms), not write_gap_ms.
+    for _ in 0..20 {
+        let rows = p.rows();
+        p.committed(rows, Duration::from_micros(20 * rows as u64));
+    }
+    let alone_rows = p.rows();
+    assert!(alone_rows > 1_000, "{alone_rows} rows in ~35 ms");
+    p.committed(alone_rows, ms(50));
+    let alone_rows = p.rows();
+    let start = tokio::time::Instant::now();
+    wait_turn(&p).await;
+    assert_eq!(start.elapsed(), catch_up(ms(50)));
+    assert_eq!(catch_up(ms(50)), ms(21));
+    // Another connection commits: short transactions and the configured gap
+    // at once, until the quiet spell has passed again.
+    p.foreign_commit();
+    assert!(!p.is_alone());
+    assert!(p.rows() < alone_rows / 10, "{}", p.rows());
+    p.committed(p.rows(), ms(1));
+    let start = tokio::time::Instant::now();
+    wait_turn(&p).await;
+    assert_eq!(start.elapsed(), ms(3));
+    tokio::time::advance(Duration::from_secs(9)).await;
+    assert!(!p.is_alone(), "not yet: 9 s of the 10");
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert!(p.is_alone());
+    assert_eq!(p.rows(), alone_rows, "what it learned alone is kept");
+}

@@ -3,7 +3,7 @@
 //! and the embedded migrations (`migrations/sqlite/`).
 
 use std::str::FromStr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -66,7 +66,14 @@ pub struct Sqlite {
     commits: Arc<AtomicUsize>,
     /// Commits between two checkpoints, learned from the WAL's length.
     checkpoint_every: Arc<AtomicUsize>,
+    /// The writer connection's `PRAGMA data_version` before its last write
+    /// (`NO_VERSION` before the first): it changes when another connection
+    /// commits (`pace`'s alone rule).
+    data_version: Arc<AtomicI64>,
 }
+
+/// No `data_version` read yet.
+const NO_VERSION: i64 = i64::MIN;
 
 impl Sqlite {
     /// Opens (creating if missing) the file with the pragmas the database
@@ -108,6 +115,7 @@ impl Sqlite {
             options,
             busy_timeout: settings.busy_timeout,
             commits: Default::default(),
+            data_version: Arc::new(AtomicI64::new(NO_VERSION)),
             checkpoint_every: Arc::new(AtomicUsize::new(FIRST_CHECKPOINT_EVERY)),
         })
     }
@@ -163,6 +171,15 @@ impl Sqlite {
         in_flight: &waits::InFlight,
     ) -> Result<(W::Output, Instant, Duration), StoreError> {
         let mut conn = self.writer.acquire().await?;
+        // Changed since our last write: another connection committed
+        // (ours, all on this connection, never change it here).
+        let version: i64 = sqlx::query_scalar("PRAGMA data_version")
+            .fetch_one(&mut *conn)
+            .await?;
+        let before = self.data_version.swap(version, Ordering::Relaxed);
+        if before != NO_VERSION && before != version {
+            store.foreign_commit();
+        }
         let gives_up = Instant::now() + self.busy_timeout;
         let result = async {
             let mut tx = loop {

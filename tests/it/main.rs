@@ -8,6 +8,7 @@
 #[macro_use]
 mod support;
 
+mod alone;
 mod cli;
 mod completeness;
 mod crash;

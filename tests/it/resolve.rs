@@ -512,3 +512,40 @@ async fn a_resolution_settles_one_payment_and_changes_only_an_order_it_could_pay
         "dequeued"
     );
 }
+
+both_backends!(
+    paid_is_refused_from_a_payment_whose_amount_is_unknown,
+    paid_is_refused_from_a_payment_whose_amount_is_unknown_on
+);
+/// A payment of more than any column holds (its amount overflowed: stored
+/// raw, `amount_usdc` NULL) cannot make its order paid: the order would
+/// have no payment recorded. Refunded, it settles.
+async fn paid_is_refused_from_a_payment_whose_amount_is_unknown_on(backend: Backend) {
+    use alloy::primitives::U256;
+    let chain = Chain::start().await;
+    let db = Db::on(backend).await;
+    let alice = chain.buyers[0];
+    db.insert_order("ord_huge", order_ref(2), alice, PREMIUM)
+        .await;
+    let env = env_for(&chain, &db);
+    let _daemon = Daemon::spawn(&env);
+    let huge = U256::from(u64::MAX) * U256::from(1_000u64);
+    chain.emit_raw(alice, order_ref(2), huge).await;
+    chain.mine(3).await;
+    caught_up(&chain, &db).await;
+    let overpaid = events_with(&db, "overpaid").await;
+    assert_eq!(overpaid.len(), 1, "{:?}", db.events().await);
+    let (audit, notices) = (db.audit().await, db.notifications().await);
+    for target in [vec!["ord_huge"], vec!["--event", &overpaid[0]]] {
+        let out = settle(&env, &target, "paid");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{target:?}: {err}");
+        assert!(err.contains("no payment behind it"), "{err}");
+    }
+    assert_eq!(db.audit().await, audit, "nothing written");
+    assert_eq!(db.notifications().await, notices, "nothing written");
+    assert_eq!(db.order("ord_huge").await.payment_status, "pending");
+    let out = settle(&env, &["ord_huge"], "refunded");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(db.order("ord_huge").await.payment_status, "refunded");
+}

@@ -87,6 +87,8 @@ pub fn url_settings(url: String) -> DatabaseSettings {
         max_connections: 4,
         max_write: Duration::from_millis(3),
         write_gap: Duration::from_millis(3),
+        alone_after: None,
+        alone_max_write: Duration::from_millis(50),
     }
 }
 
