@@ -73,6 +73,19 @@ fn artifact(name: &str) -> Bytes {
         .expect("bytecode is hex")
 }
 
+/// Unless `args` say otherwise, anvil keeps the states of its last 1,024
+/// blocks in memory (enough for every reorg a test makes) and writes none
+/// to disk: by default it spills older ones to `~/.foundry/anvil/tmp` and,
+/// killed at the end of a test, never removes them (tens of GB after a few
+/// suite runs).
+fn in_memory(args: &[&str]) -> Vec<&'static str> {
+    if args.iter().any(|a| a.starts_with("--prune-history")) {
+        Vec::new()
+    } else {
+        vec!["--prune-history", "1024"]
+    }
+}
+
 /// A running anvil with the contracts deployed.
 pub struct Chain {
     pub anvil: AnvilInstance,
@@ -100,6 +113,7 @@ impl Chain {
     /// Same, with extra anvil arguments.
     pub async fn start_with(args: &[&str]) -> Chain {
         let anvil = Anvil::at(anvil_path())
+            .args(in_memory(args))
             .args(args.iter().copied())
             .try_spawn()
             .expect("anvil starts");
@@ -128,6 +142,7 @@ impl Chain {
         let anvil = Anvil::at(anvil_path())
             .arg("--load-state")
             .arg(state.as_os_str().to_str().expect("UTF-8 path"))
+            .args(in_memory(args))
             .args(args.iter().copied())
             .timeout(120_000)
             .try_spawn()
