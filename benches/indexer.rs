@@ -342,6 +342,7 @@ async fn main() {
     }
     if a.only_alone {
         alone::rows(&chain, head, first_ref, a.payments, &mut table).await;
+        alone::sporadic_row(&chain, head, first_ref, a.payments, &mut table).await;
         print_table(&a, &table);
         return;
     }

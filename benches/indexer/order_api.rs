@@ -198,14 +198,42 @@ fn api_connection(
 /// The order API creating orders on its own connection: `API_RATE`
 /// idempotent INSERTs a second, each read back by id.
 pub(super) async fn api_writes(
+    conn: ApiConn,
+    stop: tokio_util::sync::CancellationToken,
+) -> (Vec<f64>, Vec<f64>) {
+    api_writes_at(conn, stop, Cadence::Steady).await
+}
+
+/// When the order API creates its orders.
+pub(super) enum Cadence {
+    /// `API_RATE` a second.
+    Steady,
+    /// One after a random pause of 0.1–3 s (a shop with few customers).
+    Sporadic(rand_chacha::ChaCha8Rng),
+}
+
+pub(super) async fn api_writes_at(
     mut conn: ApiConn,
     stop: tokio_util::sync::CancellationToken,
+    mut cadence: Cadence,
 ) -> (Vec<f64>, Vec<f64>) {
     let (mut inserts, mut reads) = (Vec::new(), Vec::new());
     let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / API_RATE));
     let mut k = 0u64;
     while !stop.is_cancelled() {
-        tick.tick().await;
+        match &mut cadence {
+            Cadence::Steady => {
+                tick.tick().await;
+            }
+            Cadence::Sporadic(rng) => {
+                use rand::Rng as _;
+                let pause = Duration::from_millis(rng.random_range(100..=3_000));
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = stop.cancelled() => break,
+                }
+            }
+        }
         k += 1;
         let id = format!("ord_api_{k}");
         let t = Instant::now();
