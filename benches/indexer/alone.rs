@@ -114,7 +114,7 @@ pub async fn sporadic_row(
         let writes = tokio::spawn(api_writes_at(
             ApiConn::open(&db).await,
             stop.clone(),
-            Cadence::Sporadic(rng),
+            Cadence::Sporadic(Box::new(rng)),
         ));
         let started = Instant::now();
         let output = tokio::task::spawn_blocking(move || {

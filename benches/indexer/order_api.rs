@@ -209,7 +209,7 @@ pub(super) enum Cadence {
     /// `API_RATE` a second.
     Steady,
     /// One after a random pause of 0.1–3 s (a shop with few customers).
-    Sporadic(rand_chacha::ChaCha8Rng),
+    Sporadic(Box<rand_chacha::ChaCha8Rng>),
 }
 
 pub(super) async fn api_writes_at(

@@ -161,6 +161,14 @@ impl RpcPool {
         let i = self.index();
         let mut eps = self.lock();
         eps[i].failures += 1;
+        // A websocket carries every request on one connection, and alloy
+        // sends a request again on each reconnect until it is answered: one
+        // answer over the cap (a message tungstenite refuses, which closes
+        // the connection) would come back on every reconnect and time out
+        // every other request. The next request gets a new connection.
+        if eps[i].source.as_ref().is_some_and(ChainSource::is_ws) {
+            eps[i].source = None;
+        }
         if eps[i].failures < FAILURES_BEFORE_REST {
             return false;
         }

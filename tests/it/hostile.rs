@@ -251,6 +251,46 @@ async fn a_getlogs_answer_over_the_cap_shrinks_the_range() {
     );
 }
 
+/// The same over a websocket (`ws://`): a message over the cap closes the
+/// connection, and alloy sends the request again on each reconnect, so it
+/// times out; the connection is then dropped (not reused for the next
+/// request, which would time out behind it), the range shrunk, and every
+/// payment indexed once, without the endpoint ever being rested.
+#[tokio::test]
+async fn over_a_websocket_an_answer_over_the_cap_shrinks_the_range_too() {
+    let chain = Chain::start().await;
+    const TXS: u64 = 24;
+    const PER_TX: u64 = 100;
+    for i in 0..TXS {
+        chain
+            .emit_many(chain.buyers[0], order_ref(60_000 + i * PER_TX), PER_TX, 1)
+            .await;
+    }
+    chain.mine(40).await;
+    let db = Db::new().await;
+    let env = with(
+        &env_for(&chain, &db),
+        &[
+            ("LIQPASS__CHAIN__RPC_URL", chain.ws_url()),
+            ("LIQPASS__CHAIN__MAX_ANSWER_MIB", "1".into()),
+            ("LIQPASS__CHAIN__REORG_WINDOW", "8".into()),
+            ("LIQPASS__CHAIN__REQUEST_TIMEOUT_MS", "2000".into()),
+        ],
+    );
+    let daemon = Daemon::spawn(&env);
+    db.wait_events((TXS * PER_TX) as i64).await;
+    assert_eq!(db.events().await.len() as u64, TXS * PER_TX, "each once");
+    let logs = daemon.logs();
+    assert!(
+        logs.contains("getLogs timed out; shrinking the range"),
+        "an answer was over the cap: {logs}"
+    );
+    assert!(
+        !logs.contains("endpoint keeps failing; resting it"),
+        "the endpoint was rested: {logs}"
+    );
+}
+
 /// The daemon at `trace`, `RUST_LOG` asking for alloy's HTTP transport and
 /// tungstenite at their most verbose, against endpoints failing in every
 /// way above (and a websocket one whose URL holds a user and password):

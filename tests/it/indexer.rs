@@ -557,6 +557,8 @@ async fn a_small_write_budget_commits_whole_blocks_in_many_transactions_to_the_s
         let mut env = env_for(&chain, db);
         env.insert("LIQPASS__DATABASE__MAX_WRITE_MS".into(), ms.into());
         env.insert("LIQPASS__DATABASE__WRITE_GAP_MS".into(), "0".into());
+        // The budget all along: never the larger one of writing alone.
+        env.insert("LIQPASS__DATABASE__ALONE_AFTER_S".into(), "0".into());
         // Deep ranges: the whole chain in a few getLogs.
         env.insert("LIQPASS__CHAIN__REORG_WINDOW".into(), "4".into());
         Daemon::spawn(&env)
