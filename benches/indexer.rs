@@ -285,6 +285,21 @@ fn env_with(chain: &Chain, db: &Db, extra: &[(&str, &str)]) -> BTreeMap<String, 
     env
 }
 
+/// `backfill --from 0 --to head` with `env`, run to its end: its output and
+/// the seconds it took from launch.
+async fn timed_backfill(env: BTreeMap<String, String>, head: u64) -> (std::process::Output, f64) {
+    let started = Instant::now();
+    let output = tokio::task::spawn_blocking(move || {
+        support::daemon::command(
+            &env,
+            &["backfill", "--from", "0", "--to", &head.to_string()],
+        )
+    })
+    .await
+    .expect("backfill task");
+    (output, started.elapsed().as_secs_f64())
+}
+
 /// Waits until the checkpoint reaches `block`; fails at once if the daemon
 /// exits first.
 async fn checkpoint_at_least(daemon: &mut Daemon, db: &Db, block: u64, timeout: Duration) {

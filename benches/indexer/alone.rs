@@ -6,13 +6,10 @@
 //! and at each `database.alone_max_write_ms` of `LIQPASS_BENCH_ALONE_MS`
 //! (comma-separated), when set.
 
-use std::time::Instant;
-
 use super::order_api::{api_writes_at, ApiConn, Cadence};
 use super::support::chain::Chain;
-use super::support::daemon::command;
 use super::support::db::{Db, Sqlite};
-use super::{env_with, orders_for, pct, sorted};
+use super::{env_with, orders_for, pct, sorted, timed_backfill};
 
 pub async fn rows(
     chain: &Chain,
@@ -59,16 +56,7 @@ pub async fn rows(
         let db = Db::on(Sqlite).await;
         orders_for(&db, chain, payments, first_ref).await;
         let env = env_with(chain, &db, extra);
-        let started = Instant::now();
-        let output = tokio::task::spawn_blocking(move || {
-            command(
-                &env,
-                &["backfill", "--from", "0", "--to", &head.to_string()],
-            )
-        })
-        .await
-        .expect("backfill task");
-        let seconds = started.elapsed().as_secs_f64();
+        let (output, seconds) = timed_backfill(env, head).await;
         assert!(
             output.status.success(),
             "backfill failed: {}",
@@ -116,16 +104,7 @@ pub async fn sporadic_row(
             stop.clone(),
             Cadence::Sporadic(Box::new(rng)),
         ));
-        let started = Instant::now();
-        let output = tokio::task::spawn_blocking(move || {
-            command(
-                &env,
-                &["backfill", "--from", "0", "--to", &head.to_string()],
-            )
-        })
-        .await
-        .expect("backfill task");
-        let seconds = started.elapsed().as_secs_f64();
+        let (output, seconds) = timed_backfill(env, head).await;
         stop.cancel();
         let (w, _) = writes.await.expect("order API");
         assert!(output.status.success(), "backfill failed");

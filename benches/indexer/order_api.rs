@@ -7,7 +7,6 @@
 use std::time::{Duration, Instant};
 
 use super::support::chain::{order_ref, Chain};
-use super::support::daemon::command;
 use super::support::db::{Backend, Db};
 use serde_json::json;
 
@@ -63,16 +62,7 @@ pub async fn backfill_with_api(
     let stop = tokio_util::sync::CancellationToken::new();
     let reads = tokio::spawn(api_reads(ApiConn::open(&db).await, payments, stop.clone()));
     let writes = tokio::spawn(api_writes(ApiConn::open(&db).await, stop.clone()));
-    let started = Instant::now();
-    let output = tokio::task::spawn_blocking(move || {
-        command(
-            &env,
-            &["backfill", "--from", "0", "--to", &head.to_string()],
-        )
-    })
-    .await
-    .expect("backfill task");
-    let backfill_s = started.elapsed().as_secs_f64();
+    let (output, backfill_s) = super::timed_backfill(env, head).await;
     stop.cancel();
     let (by_id, join) = reads.await.expect("reader");
     let (inserts, read_backs) = writes.await.expect("writer");

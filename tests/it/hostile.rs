@@ -217,19 +217,19 @@ async fn an_answer_over_the_cap_and_a_huge_error_body_are_not_read_to_their_end(
     );
 }
 
+/// Payments in the chain that `indexed_past_the_cap` builds.
+const OVER_THE_CAP: u64 = 2_400;
+
 /// 2,400 payments in 24 blocks, then blocks enough to put them below the
 /// reorg window (whose blocks are fetched one by one): about 2 MB of
-/// getLogs answer, over a 1 MiB cap. The first range asks for all of it;
-/// the answer is refused as too large, the range shrinks, and every
-/// payment is indexed once.
-#[tokio::test]
-async fn a_getlogs_answer_over_the_cap_shrinks_the_range() {
+/// getLogs answer, over a 1 MiB cap, which the first range asks for whole.
+/// A daemon on `rpc_url` (the chain's, as `url` makes it) indexes every
+/// payment once; its log.
+async fn indexed_past_the_cap(url: fn(&Chain) -> String) -> String {
     let chain = Chain::start().await;
-    const TXS: u64 = 24;
-    const PER_TX: u64 = 100;
-    for i in 0..TXS {
+    for i in 0..OVER_THE_CAP / 100 {
         chain
-            .emit_many(chain.buyers[0], order_ref(50_000 + i * PER_TX), PER_TX, 1)
+            .emit_many(chain.buyers[0], order_ref(50_000 + i * 100), 100, 1)
             .await;
     }
     chain.mine(40).await;
@@ -237,50 +237,36 @@ async fn a_getlogs_answer_over_the_cap_shrinks_the_range() {
     let env = with(
         &env_for(&chain, &db),
         &[
-            ("LIQPASS__CHAIN__MAX_ANSWER_MIB", "1".into()),
-            ("LIQPASS__CHAIN__REORG_WINDOW", "8".into()),
-        ],
-    );
-    let daemon = Daemon::spawn(&env);
-    db.wait_events((TXS * PER_TX) as i64).await;
-    assert_eq!(db.events().await.len() as u64, TXS * PER_TX, "each once");
-    let logs = daemon.logs();
-    assert!(
-        logs.contains("larger than 1048576 bytes"),
-        "the first range's answer was over the cap: {logs}"
-    );
-}
-
-/// The same over a websocket (`ws://`): a message over the cap closes the
-/// connection, and alloy sends the request again on each reconnect, so it
-/// times out; the connection is then dropped (not reused for the next
-/// request, which would time out behind it), the range shrunk, and every
-/// payment indexed once, without the endpoint ever being rested.
-#[tokio::test]
-async fn over_a_websocket_an_answer_over_the_cap_shrinks_the_range_too() {
-    let chain = Chain::start().await;
-    const TXS: u64 = 24;
-    const PER_TX: u64 = 100;
-    for i in 0..TXS {
-        chain
-            .emit_many(chain.buyers[0], order_ref(60_000 + i * PER_TX), PER_TX, 1)
-            .await;
-    }
-    chain.mine(40).await;
-    let db = Db::new().await;
-    let env = with(
-        &env_for(&chain, &db),
-        &[
-            ("LIQPASS__CHAIN__RPC_URL", chain.ws_url()),
+            ("LIQPASS__CHAIN__RPC_URL", url(&chain)),
             ("LIQPASS__CHAIN__MAX_ANSWER_MIB", "1".into()),
             ("LIQPASS__CHAIN__REORG_WINDOW", "8".into()),
             ("LIQPASS__CHAIN__REQUEST_TIMEOUT_MS", "2000".into()),
         ],
     );
     let daemon = Daemon::spawn(&env);
-    db.wait_events((TXS * PER_TX) as i64).await;
-    assert_eq!(db.events().await.len() as u64, TXS * PER_TX, "each once");
-    let logs = daemon.logs();
+    db.wait_events(OVER_THE_CAP as i64).await;
+    assert_eq!(db.events().await.len() as u64, OVER_THE_CAP, "each once");
+    daemon.logs()
+}
+
+/// Over http the answer is refused as too large, and the range shrinks.
+#[tokio::test]
+async fn a_getlogs_answer_over_the_cap_shrinks_the_range() {
+    let logs = indexed_past_the_cap(Chain::rpc_url).await;
+    assert!(
+        logs.contains("larger than 1048576 bytes"),
+        "the first range's answer was over the cap: {logs}"
+    );
+}
+
+/// Over a websocket (`ws://`) a message over the cap closes the
+/// connection, and alloy sends the request again on each reconnect, so it
+/// times out; the connection is then dropped (not reused for the next
+/// request, which would time out behind it), the range shrunk, and every
+/// payment indexed once, without the endpoint ever being rested.
+#[tokio::test]
+async fn over_a_websocket_an_answer_over_the_cap_shrinks_the_range_too() {
+    let logs = indexed_past_the_cap(Chain::ws_url).await;
     assert!(
         logs.contains("getLogs timed out; shrinking the range"),
         "an answer was over the cap: {logs}"
