@@ -4,7 +4,8 @@
 //! `store::pace`), always paced (`database.alone_after_s = 0`, the write
 //! budget of 2 ms and gap of 3 ms all along) and unbounded (`60000/0`);
 //! and at each `database.alone_max_write_ms` of `LIQPASS_BENCH_ALONE_MS`
-//! (comma-separated), when set.
+//! (comma-separated), when set. `LIQPASS_BENCH_NO_ORDERS=1`: the same
+//! without orders (every payment `unknown_order`).
 
 use super::order_api::{api_writes_at, ApiConn, Cadence};
 use super::support::chain::Chain;
@@ -51,10 +52,18 @@ pub async fn rows(
         .iter()
         .map(|(l, e)| (l.to_string(), *e))
         .chain(swept.iter().map(|(l, e)| (l.clone(), &e[..])));
+    let orders = std::env::var_os("LIQPASS_BENCH_NO_ORDERS").is_none();
     for (label, extra) in runs {
+        let label = if orders {
+            label
+        } else {
+            format!("{label}, no orders")
+        };
         eprintln!("bench: {label}");
         let db = Db::on(Sqlite).await;
-        orders_for(&db, chain, payments, first_ref).await;
+        if orders {
+            orders_for(&db, chain, payments, first_ref).await;
+        }
         let env = env_with(chain, &db, extra);
         let (output, seconds) = timed_backfill(env, head).await;
         assert!(
