@@ -14,11 +14,10 @@ use alloy::providers::{DynProvider, Provider, ProviderBuilder, WsConnect};
 use alloy::rpc::client::RpcClient;
 use alloy::rpc::types::{Filter, Header, Log};
 use alloy::transports::layers::RetryBackoffLayer;
+use alloy::transports::ws::WebSocketConfig;
 use alloy::transports::TransportError;
 use futures::stream::BoxStream;
 use futures::StreamExt;
-
-use alloy::transports::ws::WebSocketConfig;
 
 use super::budget::{Budget, BudgetLayer};
 use super::decode;

@@ -338,6 +338,12 @@ impl Store {
         self.pacer().is_alone()
     }
 
+    /// True when another connection's commit changes how we write (SQLite
+    /// with the alone rule on).
+    fn watches_for_other_writers(&self) -> bool {
+        self.pacer().has_alone_rule()
+    }
+
     /// Another connection committed since our last write (SQLite).
     fn foreign_commit(&self) {
         self.pacer().foreign_commit();

@@ -137,6 +137,11 @@ impl Pacer {
         self
     }
 
+    /// True when the alone rule is on.
+    pub fn has_alone_rule(&self) -> bool {
+        self.alone.is_some()
+    }
+
     /// Another connection committed (seen just before one of our `BEGIN`s).
     pub fn foreign_commit(&mut self) {
         if let Some(a) = &mut self.alone {

@@ -173,12 +173,15 @@ impl Sqlite {
         let mut conn = self.writer.acquire().await?;
         // Changed since our last write: another connection committed
         // (ours, all on this connection, never change it here).
-        let version: i64 = sqlx::query_scalar("PRAGMA data_version")
-            .fetch_one(&mut *conn)
-            .await?;
-        let before = self.data_version.swap(version, Ordering::Relaxed);
-        if before != NO_VERSION && before != version {
-            store.foreign_commit();
+        // Only read where the alone rule is on (`database.alone_after_s`).
+        if store.watches_for_other_writers() {
+            let version: i64 = sqlx::query_scalar("PRAGMA data_version")
+                .fetch_one(&mut *conn)
+                .await?;
+            let before = self.data_version.swap(version, Ordering::Relaxed);
+            if before != NO_VERSION && before != version {
+                store.foreign_commit();
+            }
         }
         let gives_up = Instant::now() + self.busy_timeout;
         let result = async {
