@@ -1,16 +1,16 @@
 //! The wiring of the stages; reading it top to bottom shows the whole path.
 //! Two stages and the tasks beside them:
 //!
-//! - the **fetch stage** (`fetch`, `flight`, `batch`): reads the head; far
-//!   behind, a task of its own keeps up to `chain.max_concurrent_requests`
-//!   deep ranges (adaptive getLogs) in flight, parses, decodes and times
-//!   their logs, and hands merged fronts in block order over a bounded
-//!   channel (`flight`). Near the head it fetches each new header, checks
-//!   it builds on the writer's checkpoint (`chain::window`), and asks by
+//! - the **fetch stage** (`fetch`, `flight`, `batch`), a task of its own
+//!   for each phase: far behind, it keeps up to
+//!   `chain.max_concurrent_requests` deep ranges (adaptive getLogs) in
+//!   flight, parses, decodes and times their logs and merges them into
+//!   fronts in block order (`flight`); near the head, it fetches the new
+//!   headers in runs, checks each run builds on the last block it handed
+//!   over (`chain::window`; at first the writer's checkpoint), and asks by
 //!   block hash for the logs of the blocks whose bloom may hold ours
-//!   (`fetch`). Those runs are fetched in the loop's own task, one after
-//!   the other's commit: each is checked against the checkpoint the one
-//!   before it left, so there is nothing to overlap.
+//!   (`fetch`). Either way it hands decoded batches, or a reorg, over a
+//!   bounded channel (`hand_over`), and fetches on while the writer commits.
 //! - the **writer stage** (`writer`): owns the store and the checkpoint. It
 //!   cuts each batch at block boundaries into transactions of the size the
 //!   store says fits (`batch::split_first`; on SQLite `database.max_write_ms`,
@@ -40,16 +40,18 @@ mod verify;
 mod write;
 mod writer;
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
-use alloy::eips::BlockNumberOrTag;
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use audit::{Auditor, Report as AuditReport};
 pub use batch::Batch;
-use fetch::{Fetcher, Near};
+use batch::Fetched;
+use fetch::{Fetcher, NearPlan};
 use progress::{Counters, Progress};
 pub use retention::Retention;
 pub use verify::Verifying;
@@ -57,7 +59,7 @@ use writer::Writer;
 
 use crate::chain::pool::{PoolError, RpcPool};
 use crate::chain::range::RangeSizer;
-use crate::config::{Finality, Settings};
+use crate::config::Settings;
 use crate::domain::BlockHeader;
 use crate::health::Health;
 use crate::metrics::Metrics;
@@ -65,8 +67,10 @@ use crate::reconcile::Policy;
 use crate::retry::{self, Cancelled};
 use crate::store::{Store, StoreError};
 
-/// Blocks fetched header by header near the head, at most, per batch.
-const NEAR_BATCH: u64 = 64;
+/// Fetched batches waiting for the writer, at most: while the writer
+/// commits one, the next may wait here and the fetch stage goes on (with
+/// the range window, the memory bound far behind).
+const FETCHED_WAITING: usize = 1;
 
 /// Errors that stop the indexer (everything else is retried).
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +146,8 @@ impl Indexer {
             head_read: std::sync::Mutex::new(None),
             contract: chain.contract,
             requests: Default::default(),
+            finality: chain.finality,
+            confirmations: chain.confirmations,
         });
         let writer = Writer::open(
             store,
@@ -211,6 +217,20 @@ impl Indexer {
         })?;
         self.suspects = Some(suspects);
         Some(auditor)
+    }
+
+    /// Asks the node for `from..=to` again and compares it with the stored
+    /// events (`audit::RangeAudit`); with `repair`, stores what is missing.
+    pub async fn audit_range(
+        self,
+        from: u64,
+        to: u64,
+        repair: bool,
+    ) -> Result<AuditReport, IndexerError> {
+        let (fetcher, writer) = (&self.fetcher, &self.writer);
+        audit::RangeAudit { fetcher, writer }
+            .run(from, to, repair)
+            .await
     }
 
     /// Indexes until `cancel` fires; returns after the batch in hand is
@@ -290,20 +310,19 @@ impl Indexer {
                 self.deep_phase(next, limit, chain_head, range, progress)
                     .await?;
             } else {
-                let to = head.min(next + NEAR_BATCH - 1);
-                let checkpoint = self.writer.checkpoint();
-                match self.fetcher.near(checkpoint.as_ref(), next, to).await? {
-                    Near::Reorg => {
-                        self.writer.roll_back_reorg(&self.fetcher).await?;
-                        continue;
+                let plan = NearPlan {
+                    after: self.writer.checkpoint(),
+                    from: next,
+                    head,
+                };
+                let fetcher = self.fetcher.clone();
+                let fetch = |out, stop| fetcher.near_runs(plan, out, stop);
+                hand_over(&self.fetcher, &mut self.writer, fetch, |written, _| {
+                    if let Some(p) = progress.as_mut() {
+                        p.add_events(written);
                     }
-                    Near::Batch(batch) => {
-                        let written = self.commit(batch, chain_head).await?;
-                        if let Some(p) = progress.as_mut() {
-                            p.add_events(written);
-                        }
-                    }
-                }
+                })
+                .await?;
             }
             next = self.writer.checkpoint().map_or(next, |c| c.number + 1);
             if let Some(p) = progress.as_mut() {
@@ -329,42 +348,19 @@ impl Indexer {
             from,
             limit,
             head,
-            final_block: self.final_block(head).await?,
+            final_block: self.fetcher.final_block(head).await?,
             width: chain.max_concurrent_requests,
             refresh_every: fetch::head_refresh_interval(chain.stall_after),
         };
+        let fetch = |out, stop| flight::deep_ranges(self.fetcher.clone(), plan, out, stop);
         let (fetcher, metrics, health) = (&self.fetcher, &self.metrics, &self.health);
-        flight::deep(fetcher, &mut self.writer, plan, |written, next| {
+        hand_over(fetcher, &mut self.writer, fetch, |written, next| {
             progress.add_events(written);
             report_progress(fetcher, metrics, health, progress, next, range);
         })
         .await?;
         self.check_stall();
         Ok(())
-    }
-
-    async fn commit(&mut self, batch: Batch, head: u64) -> Result<u64, Stop> {
-        let final_block = self.final_block(head).await?;
-        self.writer.commit(batch, head, final_block).await
-    }
-
-    /// The newest block whose payments count as final.
-    async fn final_block(&self, head: u64) -> Result<u64, Stop> {
-        let chain = &self.settings.chain;
-        let tag = match chain.finality {
-            Finality::Depth => return Ok(head.saturating_sub(chain.confirmations)),
-            Finality::Safe => BlockNumberOrTag::Safe,
-            Finality::Finalized => BlockNumberOrTag::Finalized,
-        };
-        let tagged = self
-            .fetcher
-            .rpc(
-                "eth_getBlockByNumber",
-                |_| false,
-                |s| async move { s.tagged(tag).await },
-            )
-            .await?;
-        Ok(tagged.expect("no error is given back"))
     }
 
     fn observe_head(&self, head: u64) {
@@ -501,6 +497,56 @@ fn report_progress(
     let budget = fetcher.pool.budget().map(|b| b.describe());
     let size = fetcher.sizer().size();
     progress::report(metrics, &line, size, budget);
+}
+
+/// The joint of the two stages: runs `fetch` (the fetch stage: deep ranges
+/// or near-head runs) as a task of its own, handing what it fetched in
+/// block order over a bounded channel to `writer`, which commits it here,
+/// in the caller's task, or rolls a reorg back (which ends the phase);
+/// `committed(events, next)` runs after each commit. Returns when the fetch
+/// stage is done, when cancelled (after the commit under way), or when it
+/// stopped for a stall; the fetch stage is stopped first.
+async fn hand_over<Fut>(
+    fetcher: &Fetcher,
+    writer: &mut Writer,
+    fetch: impl FnOnce(mpsc::Sender<Fetched>, CancellationToken) -> Fut,
+    mut committed: impl FnMut(u64, u64),
+) -> Result<(), Stop>
+where
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let (out, mut fetched) = mpsc::channel(FETCHED_WAITING);
+    let stop = CancellationToken::new();
+    let fetching = tokio::spawn(fetch(out, stop.clone()));
+    let written = async {
+        while let Some(item) = fetched.recv().await {
+            match item {
+                Fetched::Batch {
+                    batch,
+                    head,
+                    final_block,
+                } => {
+                    let next = batch.last.number + 1;
+                    let written = writer.commit(batch, head, final_block).await?;
+                    committed(written, next);
+                }
+                Fetched::Reorg => {
+                    writer.roll_back_reorg(fetcher).await?;
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+    stop.cancel();
+    // It ends at once on `stop`; a panic in it is a bug worth its message.
+    if let Err(e) = fetching.await {
+        if e.is_panic() {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
+    written
 }
 
 /// Why the loop stopped.

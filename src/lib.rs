@@ -4,7 +4,7 @@
 //! Data flow, as stages that each own their state:
 //!
 //! ```text
-//! fetch stage (a task while far behind)     writer (owns store, checkpoint)      leader-only tasks
+//! fetch stage (a task of its own)          writer (owns store, checkpoint)      leader-only tasks
 //! ranges in flight, refusals, sizing  ──>   one transaction per part of a   ──>  completeness (indexer::audit)
 //! near the head: headers, bloom,   bounded  batch: events, reconcile, reorg      verification (indexer::verify)
 //! logs by block hash, decode,      channel  undo, finality, outbox,              outbox retention (indexer::retention)
@@ -13,9 +13,10 @@
 //!                                           behind store::write
 //! ```
 //!
-//! `chain::source` fetches logs (ranged `eth_getLogs` far behind, in the
-//! fetch stage's own task: `indexer::flight`; near the head, headers and
-//! logs by block hash where a header's bloom may hold ours: `chain::bloom`)
+//! `chain::source` fetches logs, in the fetch stage's own task (ranged
+//! `eth_getLogs` far behind: `indexer::flight`; near the head, headers and
+//! logs by block hash where a header's bloom may hold ours: `chain::bloom`,
+//! `indexer::fetch`)
 //! → `chain::decode` turns them into `domain::Payment`s (validated: a log no
 //! `emit` can produce is kept raw as `domain::Malformed`, never paid; the
 //! treasury's moves come along; `indexer::batch` is what the fetch stage

@@ -55,6 +55,7 @@ use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::reconcile::Policy;
 use crate::store::{events, Store, StoreError};
+pub(super) use range::RangeAudit;
 pub use range::Report;
 pub use share::Share;
 

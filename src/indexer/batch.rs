@@ -9,6 +9,21 @@ use alloy::rpc::types::Log;
 use crate::chain::decode::{self, Skip};
 use crate::domain::{BlockHeader, BlockRef, Malformed, Payment, TreasuryChange};
 
+/// What the fetch stage hands the writer stage, in block order.
+#[derive(Debug)]
+pub enum Fetched {
+    /// Decoded blocks to commit, and what they were fetched against: the
+    /// head then, and the newest block whose payments count as final.
+    Batch {
+        batch: Batch,
+        head: u64,
+        final_block: u64,
+    },
+    /// The next block does not build on the last one handed over: the
+    /// writer rolls the reorg back, and the phase ends.
+    Reorg,
+}
+
 /// Decoded logs of a block range, ready to be written in one transaction.
 #[derive(Debug)]
 pub struct Batch {

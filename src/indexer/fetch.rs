@@ -12,22 +12,28 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use alloy::eips::BlockNumberOrTag;
 use alloy::primitives::{Address, B256};
 use alloy::rpc::types::Log;
 use futures::{StreamExt, TryStreamExt};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::batch::{decode_all, Batch};
+use super::batch::{decode_all, Batch, Fetched};
 use crate::chain::bloom;
 use crate::chain::pool::{PoolError, RpcPool};
 use crate::chain::range::RangeSizer;
 use crate::chain::refusal::{Limit, Refusal};
 use crate::chain::source::{ChainError, ChainSource};
 use crate::chain::window::{linkage, Linkage};
+use crate::config::Finality;
 use crate::domain::{BlockHeader, BlockRef, Payment};
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::retry::{self, Cancelled};
+
+/// Blocks fetched header by header near the head, at most, per run.
+pub const NEAR_RUN: u64 = 64;
 
 /// Header requests in flight at once (near the head, and for blocks whose
 /// logs lack a timestamp): a near-head run of 64 headers takes one round
@@ -73,6 +79,19 @@ pub struct Fetcher {
     /// Requests sent (each attempt): the completeness audit may spend a
     /// share of them (`audit::Share`).
     pub requests: Arc<AtomicU64>,
+    /// What makes a payment final (`chain.finality`), and the depth that
+    /// does under `Finality::Depth` (`chain.confirmations`).
+    pub finality: Finality,
+    pub confirmations: u64,
+}
+
+/// A near-head phase: blocks `from..=head`, the first of which must build
+/// on `after` (the writer's checkpoint).
+#[derive(Debug, Clone, Copy)]
+pub struct NearPlan {
+    pub after: Option<BlockRef>,
+    pub from: u64,
+    pub head: u64,
 }
 
 /// A refused range: which endpoint refused it, and what it said.
@@ -173,6 +192,22 @@ impl Fetcher {
             .rpc("eth_blockNumber", never, |s| async move { s.head().await })
             .await?;
         Ok(head.expect("never() gives no error back"))
+    }
+
+    /// The newest block whose payments count as final, with `head` the
+    /// chain's head.
+    pub async fn final_block(&self, head: u64) -> Result<u64, Cancelled> {
+        let tag = match self.finality {
+            Finality::Depth => return Ok(head.saturating_sub(self.confirmations)),
+            Finality::Safe => BlockNumberOrTag::Safe,
+            Finality::Finalized => BlockNumberOrTag::Finalized,
+        };
+        let tagged = self
+            .rpc("eth_getBlockByNumber", never, |s| async move {
+                s.tagged(tag).await
+            })
+            .await?;
+        Ok(tagged.expect("never() gives no error back"))
     }
 
     /// The header of block `number`.
@@ -339,6 +374,48 @@ impl Fetcher {
                 p.block_timestamp = by_number.get(&p.block.number).map(|h| h.timestamp);
             }
             return Ok(Near::Batch(batch));
+        }
+    }
+
+    /// The fetch stage near the head, run as a task of its own: `plan`'s
+    /// blocks in runs of up to [`NEAR_RUN`], each checked to build on the
+    /// last block handed over (at first the writer's checkpoint) and handed
+    /// to the writer over `out`; the next run is fetched while one commits.
+    /// Ends when every block is handed over, at a reorg (handed over too: the
+    /// writer rolls it back), when `stop` fires or the writer is gone.
+    pub async fn near_runs(
+        self: Arc<Self>,
+        plan: NearPlan,
+        out: mpsc::Sender<Fetched>,
+        stop: CancellationToken,
+    ) {
+        let (mut tip, mut next) = (plan.after, plan.from);
+        while next <= plan.head {
+            let to = plan.head.min(next + NEAR_RUN - 1);
+            let fetched = async {
+                let item = match self.near(tip.as_ref(), next, to).await? {
+                    Near::Reorg => Fetched::Reorg,
+                    Near::Batch(batch) => Fetched::Batch {
+                        batch,
+                        head: plan.head,
+                        final_block: self.final_block(plan.head).await?,
+                    },
+                };
+                Ok::<_, Cancelled>(item)
+            };
+            let item = tokio::select! {
+                _ = stop.cancelled() => return,
+                item = fetched => item,
+            };
+            let Ok(item) = item else { return };
+            let reorg = matches!(item, Fetched::Reorg);
+            if let Fetched::Batch { batch, .. } = &item {
+                tip = Some(batch.last);
+            }
+            next = to + 1;
+            if out.send(item).await.is_err() || reorg {
+                return;
+            }
         }
     }
 

@@ -14,11 +14,12 @@
 //! block gives the checkpoint's hash for free; block times come from the logs'
 //! `blockTimestamp` (headers only for blocks whose logs lack it).
 //!
-//! The window runs in a task of its own (the fetch stage), which parses the
-//! answers, decodes each merged front and gives it its checkpoint hash and
-//! block times, and hands the batches over a bounded channel to the writer
-//! (this phase's caller's task): no answer is parsed while a write
-//! transaction is open, and the next ranges fly while a batch commits.
+//! The window runs in a task of its own (the fetch stage far behind), which
+//! parses the answers, decodes each merged front and gives it its
+//! checkpoint hash and block times, and hands the batches over the bounded
+//! channel to the writer (`indexer::hand_over`): no answer is parsed while
+//! a write transaction is open, and the next ranges fly while a batch
+//! commits.
 //!
 //! Memory is bounded by the window: at most `max_concurrent_requests`
 //! ranges in flight or answered out of order (a refused range's pieces
@@ -42,10 +43,8 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::batch::{decode_all, Batch};
+use super::batch::{decode_all, Batch, Fetched};
 use super::fetch::{Fetcher, Refused};
-use super::writer::Writer;
-use super::Stop;
 use crate::chain::range::TARGET_LOGS;
 use crate::domain::BlockRef;
 use crate::retry::Cancelled;
@@ -266,11 +265,6 @@ pub(super) struct Plan {
 type Answer = Result<Result<Vec<Log>, Refused>, Cancelled>;
 type Flying = BoxFuture<'static, (u64, u64, Result<Answer, Aborted>)>;
 
-/// Decoded batches waiting for the writer, at most. With the window, the
-/// memory bound: while the writer commits one, the next may wait here and
-/// the ranges after it keep flying.
-const FRONTS_WAITING: usize = 1;
-
 /// The answered ranges at the front of the window, merged: blocks
 /// `from..=to` and their logs in block order.
 #[derive(Debug)]
@@ -346,7 +340,7 @@ impl Flight {
     /// `stop` fires (the writer ended, or the daemon stops), or a stall
     /// begins (the caller rebuilds the connection). Ranges still flying
     /// then are dropped.
-    async fn run(mut self, plan: Plan, fronts: mpsc::Sender<Batch>, stop: CancellationToken) {
+    async fn run(mut self, plan: Plan, fronts: mpsc::Sender<Fetched>, stop: CancellationToken) {
         // None: nothing handed over yet; the first front goes at once (the
         // checkpoint shows the catch-up started).
         let mut last_sent: Option<Instant> = None;
@@ -385,7 +379,11 @@ impl Flight {
                     let Ok(batch) = prepare(&self.fetcher, plan, Front { from, to, logs }).await else {
                         return;
                     };
-                    permit.send(batch);
+                    permit.send(Fetched::Batch {
+                        batch,
+                        head: plan.head,
+                        final_block: plan.final_block,
+                    });
                     last_sent = Some(Instant::now());
                 }
                 // The interval may make a waiting front due.
@@ -395,45 +393,24 @@ impl Flight {
     }
 }
 
-/// Fetches and commits `plan.from..=plan.limit`: the fetch stage (its own
-/// task: ranges in flight, answers parsed, decoded and timed there) hands
-/// decoded batches, in block order, over a bounded channel to `writer`,
-/// which commits them;
-/// `committed(events, next)` runs after each commit. Returns when done, when
-/// cancelled (after the commit under way), or when a stall begins (the
-/// caller rebuilds the connection).
-pub(super) async fn deep(
-    fetcher: &Arc<Fetcher>,
-    writer: &mut Writer,
+/// The fetch stage far behind, run as a task of its own: `plan`'s ranges
+/// in flight, their answers parsed, decoded and timed here, handed to the
+/// writer over `out` in block order. Ends when every block up to the
+/// limit is handed over, when `stop` fires or the writer is gone, or when
+/// a stall begins (the caller rebuilds the connection).
+pub(super) async fn deep_ranges(
+    fetcher: Arc<Fetcher>,
     plan: Plan,
-    mut committed: impl FnMut(u64, u64),
-) -> Result<(), Stop> {
+    out: mpsc::Sender<Fetched>,
+    stop: CancellationToken,
+) {
     let flight = Flight {
-        fetcher: fetcher.clone(),
         window: RangeWindow::new(plan.from, plan.limit, plan.width),
+        fetcher,
         flying: FuturesUnordered::new(),
         handles: HashMap::new(),
     };
-    let (fronts, mut waiting) = mpsc::channel(FRONTS_WAITING);
-    let stop = CancellationToken::new();
-    let fetching = tokio::spawn(flight.run(plan, fronts, stop.clone()));
-    let written = async {
-        while let Some(batch) = waiting.recv().await {
-            let next = batch.last.number + 1;
-            let written = writer.commit(batch, plan.head, plan.final_block).await?;
-            committed(written, next);
-        }
-        Ok(())
-    }
-    .await;
-    stop.cancel();
-    // It ends at once on `stop`; a panic in it is a bug worth its message.
-    if let Err(e) = fetching.await {
-        if e.is_panic() {
-            std::panic::resume_unwind(e.into_panic());
-        }
-    }
-    written
+    flight.run(plan, out, stop).await
 }
 
 /// The merged front `from..=to` as a decoded batch: the checkpoint's hash

@@ -17,9 +17,10 @@ use super::Path;
 use crate::chain::decode;
 use crate::domain::{BlockRef, LogKey, Payment};
 use crate::indexer::batch::decode_all;
+use crate::indexer::fetch::Fetcher;
 use crate::indexer::write::RecoverLogs;
-use crate::indexer::writer::{commit_with_retry, record_outcomes};
-use crate::indexer::{Indexer, IndexerError, Stop};
+use crate::indexer::writer::{commit_with_retry, record_outcomes, Writer};
+use crate::indexer::{IndexerError, Stop};
 use crate::store::{checkpoint, events};
 
 /// How often a long audit says how far it got.
@@ -78,15 +79,17 @@ fn difference(p: &Payment, detail: impl Into<String>) -> Difference {
     }
 }
 
-impl Indexer {
+/// A range audit's means: the node, and the writer's store it compares
+/// with and repairs through.
+pub(crate) struct RangeAudit<'a> {
+    pub fetcher: &'a Fetcher,
+    pub writer: &'a Writer,
+}
+
+impl RangeAudit<'_> {
     /// Audits `from..=to` (see the module); with `repair`, stores what is
     /// missing.
-    pub async fn audit_range(
-        mut self,
-        from: u64,
-        to: u64,
-        repair: bool,
-    ) -> Result<Report, IndexerError> {
+    pub async fn run(&self, from: u64, to: u64, repair: bool) -> Result<Report, IndexerError> {
         let cancelled = |_| IndexerError::Cancelled;
         let head = self.fetcher.head().await.map_err(cancelled)?;
         let mut report = Report {
@@ -191,7 +194,7 @@ impl Indexer {
 
     /// Stores the missing payments through the normal write path.
     async fn repair(
-        &mut self,
+        &self,
         mut missing: Vec<Payment>,
         head: u64,
         report: &mut Report,
@@ -204,26 +207,25 @@ impl Indexer {
             .fill_timestamps(&mut missing)
             .await
             .map_err(|_| IndexerError::Cancelled)?;
-        let final_block = self.final_block(head).await.map_err(stop)?;
+        let final_block = self
+            .fetcher
+            .final_block(head)
+            .await
+            .map_err(|_| IndexerError::Cancelled)?;
         let work = RecoverLogs {
             scope: &self.writer.scope,
             policy: &self.writer.policy,
             payments: &missing,
             final_block,
-            verify: !self.settings.chain.verify_rpc_urls.is_empty(),
+            verify: !self.writer.settings.chain.verify_rpc_urls.is_empty(),
             audited: None,
         };
-        let out = commit_with_retry(
-            &self.writer.store,
-            &self.metrics,
-            &self.health,
-            &self.cancel,
-            &work,
-        )
-        .await
-        .map_err(stop)?;
-        record_outcomes(&self.metrics, &out.written);
-        self.metrics
+        let w = self.writer;
+        let out = commit_with_retry(&w.store, &w.metrics, &w.health, &w.cancel, &work)
+            .await
+            .map_err(stop)?;
+        record_outcomes(&w.metrics, &out.written);
+        w.metrics
             .record_recovered(Path::Repair.label(), out.stored.len() as u64);
         report.repaired = out.stored.len() as u64;
         report.not_repaired = missing.len() as u64 - report.repaired;
