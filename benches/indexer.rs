@@ -13,7 +13,8 @@
 //! order API rows on SQLite and on PostgreSQL, the suite's own throwaway
 //! cluster), `--only history` (only the history rows: lock hold and the
 //! order API's inserts on an empty database and on one holding a million
-//! payments, each backend).
+//! payments, each backend), `--only wal` (only the WAL pages written per
+//! payment: `indexer/wal.rs`).
 //! Generated chains are cached as anvil state dumps (gzip-compressed JSON,
 //! as anvil_dumpState gives it) under target/bench.
 
@@ -34,6 +35,8 @@ mod live;
 mod order_api;
 #[path = "indexer/scale.rs"]
 mod scale;
+#[path = "indexer/wal.rs"]
+mod wal;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -68,6 +71,7 @@ struct Args {
     only_backends: bool,
     only_history: bool,
     only_alone: bool,
+    only_wal: bool,
     /// `--only` a provider-scale row (`scale`), or all of them.
     only_scale: Option<String>,
 }
@@ -85,6 +89,7 @@ fn args() -> Args {
         only_backends: false,
         only_history: false,
         only_alone: false,
+        only_wal: false,
         only_scale: None,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -108,12 +113,13 @@ fn args() -> Args {
                 "backends" => a.only_backends = true,
                 "history" => a.only_history = true,
                 "alone" => a.only_alone = true,
+                "wal" => a.only_wal = true,
                 row @ ("providers" | "provider-coinbase" | "provider-coinbase-unset"
                 | "provider-generous" | "provider-16m" | "dense-latency" | "near-head") => {
                     a.only_scale = Some(row.into())
                 }
                 other => panic!(
-                    "--only takes order-api, failover, backends, history, alone, providers, provider-coinbase, \
+                    "--only takes order-api, failover, backends, history, alone, wal, providers, provider-coinbase, \
                      provider-coinbase-unset, provider-generous, provider-16m, dense-latency or \
                      near-head, not {other}"
                 ),
@@ -361,6 +367,11 @@ async fn main() {
         print_table(&a, &table);
         return;
     }
+    if a.only_wal {
+        wal::rows(&chain, head, a.payments, a.blocks, first_ref, &mut table).await;
+        print_table(&a, &table);
+        return;
+    }
     if a.only_backends {
         let sqlite = backfill_with_api(&chain, head, first_ref, a.payments, &[], Sqlite).await;
         order_api::backend_rows(
@@ -561,6 +572,7 @@ async fn main() {
             );
         }
     }
+    wal::rows(&chain, head, a.payments, a.blocks, first_ref, &mut table).await;
     drop(chain);
 
     scale_rows(&a, None, &mut table).await;
