@@ -14,7 +14,9 @@
 //! cluster), `--only history` (only the history rows: lock hold and the
 //! order API's inserts on an empty database and on one holding a million
 //! payments, each backend), `--only wal` (only the WAL pages written per
-//! payment: `indexer/wal.rs`).
+//! payment: `indexer/wal.rs`), `--only shop` (only the alone and WAL rows
+//! on the shop chain: 20,000 payments, 100 a block, one transaction each,
+//! random refs: `indexer/shop.rs`).
 //! Generated chains are cached as anvil state dumps (gzip-compressed JSON,
 //! as anvil_dumpState gives it) under target/bench.
 
@@ -35,6 +37,8 @@ mod live;
 mod order_api;
 #[path = "indexer/scale.rs"]
 mod scale;
+#[path = "indexer/shop.rs"]
+mod shop;
 #[path = "indexer/wal.rs"]
 mod wal;
 
@@ -72,6 +76,7 @@ struct Args {
     only_history: bool,
     only_alone: bool,
     only_wal: bool,
+    only_shop: bool,
     /// `--only` a provider-scale row (`scale`), or all of them.
     only_scale: Option<String>,
 }
@@ -90,6 +95,7 @@ fn args() -> Args {
         only_history: false,
         only_alone: false,
         only_wal: false,
+        only_shop: false,
         only_scale: None,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -114,12 +120,13 @@ fn args() -> Args {
                 "history" => a.only_history = true,
                 "alone" => a.only_alone = true,
                 "wal" => a.only_wal = true,
+                "shop" => a.only_shop = true,
                 row @ ("providers" | "provider-coinbase" | "provider-coinbase-unset"
                 | "provider-generous" | "provider-16m" | "dense-latency" | "near-head") => {
                     a.only_scale = Some(row.into())
                 }
                 other => panic!(
-                    "--only takes order-api, failover, backends, history, alone, wal, providers, provider-coinbase, \
+                    "--only takes order-api, failover, backends, history, alone, wal, shop, providers, provider-coinbase, \
                      provider-coinbase-unset, provider-generous, provider-16m, dense-latency or \
                      near-head, not {other}"
                 ),
@@ -233,6 +240,39 @@ async fn load(cache: &std::path::Path, args: &[&str]) -> Chain {
 
 /// Orders for every payment, inserted as the order API would (batched).
 async fn orders_for(db: &Db, chain: &Chain, n: u64, first_ref: u64) {
+    orders_with(db, chain, n, first_ref, Refs::Counted).await
+}
+
+/// How a bench chain's order refs, and their orders' ids, are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refs {
+    /// `order_ref(n)` and `ord_<i>`: consecutive, as `emitMany` emits them
+    /// (the 100k chain).
+    Counted,
+    /// keccak256 of `order_ref(n)`, and an id from it: random, as a shop's
+    /// are (the shop chain, `shop.rs`).
+    Hashed,
+}
+
+impl Refs {
+    fn order_ref(self, n: u64) -> alloy::primitives::B256 {
+        match self {
+            Refs::Counted => order_ref(n),
+            Refs::Hashed => alloy::primitives::keccak256(order_ref(n)),
+        }
+    }
+
+    fn order_id(self, i: u64, order_ref: alloy::primitives::B256) -> String {
+        match self {
+            Refs::Counted => format!("ord_{i}"),
+            Refs::Hashed => format!("ord_{}", &format!("{order_ref:x}")[..32]),
+        }
+    }
+}
+
+/// A pending order of `5_000_000` micro-USDC from the chain's first buyer
+/// for each of the refs `first_ref..first_ref + n`.
+async fn orders_with(db: &Db, chain: &Chain, n: u64, first_ref: u64, refs: Refs) {
     let wallet = format!("{:#x}", chain.buyers[0]);
     for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
         on_pool!(db, |p| {
@@ -240,8 +280,9 @@ async fn orders_for(db: &Db, chain: &Chain, n: u64, first_ref: u64) {
                 "INSERT INTO orders (id, order_ref, wallet_address, premium_usdc) ",
             );
             q.push_values(chunk, |mut row, i| {
-                row.push_bind(format!("ord_{i}"))
-                    .push_bind(format!("{:#x}", order_ref(first_ref + i)))
+                let r = refs.order_ref(first_ref + i);
+                row.push_bind(refs.order_id(*i, r))
+                    .push_bind(format!("{r:#x}"))
                     .push_bind(wallet.clone())
                     .push_bind(5_000_000i64);
             });
@@ -340,6 +381,12 @@ async fn main() {
         return;
     }
 
+    if a.only_shop {
+        shop::rows(&mut table).await;
+        print_table(&a, &table);
+        return;
+    }
+
     if let Some(only) = &a.only_scale {
         scale_rows(&a, Some(only.as_str()), &mut table).await;
         print_table(&a, &table);
@@ -362,13 +409,30 @@ async fn main() {
         return;
     }
     if a.only_alone {
-        alone::rows(&chain, head, first_ref, a.payments, &mut table).await;
+        alone::rows(
+            &chain,
+            head,
+            first_ref,
+            a.payments,
+            Refs::Counted,
+            &mut table,
+        )
+        .await;
         alone::sporadic_row(&chain, head, first_ref, a.payments, &mut table).await;
         print_table(&a, &table);
         return;
     }
     if a.only_wal {
-        wal::rows(&chain, head, a.payments, a.blocks, first_ref, &mut table).await;
+        wal::rows(
+            &chain,
+            head,
+            a.payments,
+            a.blocks,
+            first_ref,
+            Refs::Counted,
+            &mut table,
+        )
+        .await;
         print_table(&a, &table);
         return;
     }
@@ -572,8 +636,18 @@ async fn main() {
             );
         }
     }
-    wal::rows(&chain, head, a.payments, a.blocks, first_ref, &mut table).await;
+    wal::rows(
+        &chain,
+        head,
+        a.payments,
+        a.blocks,
+        first_ref,
+        Refs::Counted,
+        &mut table,
+    )
+    .await;
     drop(chain);
+    shop::rows(&mut table).await;
 
     scale_rows(&a, None, &mut table).await;
 

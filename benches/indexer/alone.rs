@@ -10,13 +10,14 @@
 use super::order_api::{api_writes_at, ApiConn, Cadence};
 use super::support::chain::Chain;
 use super::support::db::{Db, Sqlite};
-use super::{env_with, orders_for, pct, sorted, timed_backfill};
+use super::{env_with, orders_for, orders_with, pct, sorted, timed_backfill, Refs};
 
 pub async fn rows(
     chain: &Chain,
     head: u64,
     first_ref: u64,
     payments: u64,
+    refs: Refs,
     table: &mut Vec<(String, String)>,
 ) {
     let paced = [("LIQPASS__DATABASE__ALONE_AFTER_S", "0")];
@@ -54,15 +55,16 @@ pub async fn rows(
         .chain(swept.iter().map(|(l, e)| (l.clone(), &e[..])));
     let orders = std::env::var_os("LIQPASS_BENCH_NO_ORDERS").is_none();
     for (label, extra) in runs {
-        let label = if orders {
-            label
-        } else {
-            format!("{label}, no orders")
+        let label = match (orders, refs) {
+            (true, Refs::Counted) => label,
+            (false, Refs::Counted) => format!("{label}, no orders"),
+            (true, Refs::Hashed) => format!("shop chain: {label}"),
+            (false, Refs::Hashed) => format!("shop chain: {label}, no orders"),
         };
         eprintln!("bench: {label}");
         let db = Db::on(Sqlite).await;
         if orders {
-            orders_for(&db, chain, payments, first_ref).await;
+            orders_with(&db, chain, payments, first_ref, refs).await;
         }
         let env = env_with(chain, &db, extra);
         let (output, seconds) = timed_backfill(env, head).await;

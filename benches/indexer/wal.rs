@@ -21,7 +21,7 @@ use sqlx::{Connection, SqliteConnection};
 
 use super::support::chain::Chain;
 use super::support::db::{Db, Sqlite};
-use super::{env_with, orders_for};
+use super::{env_with, orders_with, Refs};
 
 /// Payments back-filled for each row: enough for the shared pages of a
 /// transaction to spread over its payments, few enough for the WAL that
@@ -34,6 +34,7 @@ pub async fn rows(
     payments: u64,
     blocks: u64,
     first_ref: u64,
+    refs: Refs,
     table: &mut Vec<(String, String)>,
 ) {
     let per_block = payments.div_ceil(blocks).max(1);
@@ -61,11 +62,15 @@ pub async fn rows(
         } else {
             "payment, no orders"
         };
-        let label = format!("WAL pages per {what}, {label}");
+        let chain_name = match refs {
+            Refs::Counted => "",
+            Refs::Hashed => "shop chain: ",
+        };
+        let label = format!("{chain_name}WAL pages per {what}, {label}");
         eprintln!("bench: {label}");
         let db = Db::on(Sqlite).await;
         if orders {
-            orders_for(&db, chain, payments, first_ref).await;
+            orders_with(&db, chain, payments, first_ref, refs).await;
         }
         backfill(env_with(chain, &db, &unbounded), 0, from - 1).await;
         let before = db.count("SELECT COUNT(*) FROM contract_events").await;

@@ -314,6 +314,49 @@ impl Chain {
         send(tx, &self.provider).await
     }
 
+    /// One block holding a `PremiumPaid` (v1, no tokens moved) for each of
+    /// `order_refs`, each its own transaction from `buyer`, as a busy
+    /// shop's block would: mining is paused while they are sent, then the
+    /// block is mined and every receipt checked.
+    pub async fn emit_block(&self, buyer: Address, order_refs: &[B256], amount: u64) {
+        let c = CheckoutV1::new(self.checkout, &self.provider);
+        let p = &self.provider;
+        within("evm_setAutomine", TX_TIMEOUT, p.anvil_set_auto_mine(false))
+            .await
+            .expect("automine off");
+        let nonce = within(
+            "nonce",
+            TX_TIMEOUT,
+            p.get_transaction_count(buyer).pending(),
+        )
+        .await
+        .expect("nonce");
+        let mut hashes = Vec::with_capacity(order_refs.len());
+        for (i, order_ref) in order_refs.iter().enumerate() {
+            let tx = c
+                .emitRaw(*order_ref, buyer, U256::from(amount), B256::ZERO)
+                .from(buyer)
+                .nonce(nonce + i as u64)
+                .gas(100_000)
+                .into_transaction_request();
+            let pending = within("send transaction", TX_TIMEOUT, p.send_transaction(tx))
+                .await
+                .expect("transaction accepted");
+            hashes.push(*pending.tx_hash());
+        }
+        self.mine(1).await;
+        within("evm_setAutomine", TX_TIMEOUT, p.anvil_set_auto_mine(true))
+            .await
+            .expect("automine on");
+        for hash in hashes {
+            let receipt = within("receipt", TX_TIMEOUT, p.get_transaction_receipt(hash))
+                .await
+                .expect("receipt")
+                .expect("mined in the block");
+            assert!(receipt.status(), "transaction reverted: {receipt:?}");
+        }
+    }
+
     /// Mines `n` empty blocks.
     pub async fn mine(&self, n: u64) {
         within(
