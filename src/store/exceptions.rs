@@ -479,10 +479,13 @@ pub async fn timeline(conn: &mut Conn<'_>, order_id: &str) -> Result<Option<Time
         return Ok(None);
     };
     let (events, audit) = on!(&mut *conn, |c, d| {
+        // The events that paid it (a matched event always has its order_id),
+        // and those naming its ref that did not (idx_contract_events_unmatched_ref).
         let events: Vec<EventView> = sqlx::query_as(&format!(
             "SELECT {} AS indexed_at, chain_id, tx_hash, log_index, block_number, payer,
                 amount_usdc, match_status, CAST(removed AS BIGINT) AS removed
-             FROM contract_events WHERE order_id = $1 OR order_ref = $2
+             FROM contract_events
+             WHERE order_id = $1 OR (order_ref = $2 AND match_status <> 'matched')
              ORDER BY indexed_at, id",
             d.to_iso("indexed_at")
         ))

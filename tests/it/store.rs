@@ -107,12 +107,11 @@ async fn migrations_round_trip_on_a_file_holding_rows() {
                 .await,
         ]
     };
-    // The newest migration goes down and up keeping every row and reference.
-    db.store
-        .revert_last()
-        .await
-        .expect("down")
-        .expect("reverted");
+    // The migrations from 0011 on go down and up keeping every row and
+    // reference.
+    while db.store.revert_last().await.expect("down") != Some(11) {
+        assert_eq!(rows().await, [3, 1, 1, 0]);
+    }
     assert_eq!(rows().await, [3, 1, 1, 0]);
     db.store.migrate().await.expect("up");
     assert_eq!(db.schema().await, original);
