@@ -253,3 +253,57 @@ fn env_for_db(
     env.insert("LIQPASS__DATABASE__URL".into(), db.url());
     env
 }
+
+/// The fetch stage fetches the next near-head run while the writer commits
+/// one, and checks it against the last block it handed over, not against the
+/// checkpoint the phase began at: a reorg of blocks already handed over is
+/// rolled back. The proxy holds the header of the second run's first block
+/// until anvil has replaced the payment's block; a fetch stage that checked
+/// the second run against the phase's starting checkpoint would see nothing
+/// amiss and commit the new branch on top of the orphaned payment.
+#[tokio::test]
+async fn a_reorg_between_two_near_head_runs_of_one_phase_is_rolled_back() {
+    let chain = Chain::start().await;
+    let db = Db::new().await;
+    let buyer = chain.buyers[0];
+    db.insert_order("ord_1", order_ref(1), buyer, PREMIUM as i64)
+        .await;
+    let proxy = crate::support::proxy::RpcProxy::start(&chain.rpc_url()).await;
+    let env = crate::support::daemon::with(
+        &env_for(&chain, &db),
+        &[
+            ("LIQPASS__CHAIN__RPC_URL", proxy.url()),
+            // Nothing final: the orphaned payment goes back to pending.
+            ("LIQPASS__CHAIN__CONFIRMATIONS", "100".into()),
+            ("LIQPASS__CHAIN__REORG_WINDOW", "128".into()),
+        ],
+    );
+    let mut daemon = Daemon::spawn(&env);
+    crate::support::caught_up(&chain, &db).await;
+    daemon.signal("TERM");
+    assert!(daemon.wait_exit(LONG).await.success());
+
+    // 100 new blocks, within the reorg window: one near-head phase of two
+    // runs (64 headers a run), the payment in the first.
+    let start = chain.head().await;
+    chain.mine(59).await;
+    let receipt = chain.pay(buyer, order_ref(1), PREMIUM).await;
+    assert_eq!(receipt.block_number, Some(start + 60));
+    chain.mine(40).await;
+    assert_eq!(chain.head().await, start + 100);
+    proxy.hold_header(start + 65);
+    let _daemon = Daemon::spawn(&env);
+    wait_for("the second run's first header asked for", LONG, || async {
+        (proxy.held() > 0).then_some(())
+    })
+    .await;
+    chain.reorg(50, vec![]).await;
+    proxy.release();
+    synced(&chain, &db).await;
+    db.wait_payment_status("ord_1", "pending").await;
+    let events = db.events().await;
+    assert_eq!(events.len(), 1, "the row stays, soft-deleted");
+    assert!(events[0].removed, "orphaned by the reorg");
+    let reasons: Vec<_> = db.audit().await.into_iter().map(|a| a.1).collect();
+    assert_eq!(reasons, ["payment_seen", "reorg"]);
+}

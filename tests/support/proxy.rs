@@ -186,6 +186,8 @@ struct Plan {
     /// times; and how many did.
     fail_covering: Option<(u64, u64)>,
     failed_covering: u64,
+    /// Requests for the held header (`RpcProxy::hold_header`).
+    held: u64,
     /// getLogs requests being answered now, and the most at once.
     logs_in_flight: u64,
     most_logs_in_flight: u64,
@@ -222,6 +224,8 @@ pub struct RpcProxy {
     pub(super) omitting: Arc<Mutex<Option<Omitting>>>,
     pub(super) upstream: String,
     pub(super) client: reqwest::Client,
+    /// The block whose `eth_getBlockByNumber` waits (`hold_header`).
+    hold: Arc<tokio::sync::watch::Sender<Option<u64>>>,
 }
 
 impl RpcProxy {
@@ -238,6 +242,7 @@ impl RpcProxy {
             rewrite: Arc::new(Mutex::new(None)),
             omitting: Arc::new(Mutex::new(None)),
             client: reqwest::Client::new(),
+            hold: Arc::new(tokio::sync::watch::Sender::new(None)),
         };
         let app = axum::Router::new()
             .fallback(handle)
@@ -248,6 +253,21 @@ impl RpcProxy {
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// `eth_getBlockByNumber` for `block` waits until [`RpcProxy::release`].
+    pub fn hold_header(&self, block: u64) {
+        self.hold.send_replace(Some(block));
+    }
+
+    /// Lets the held header requests through (`hold_header`).
+    pub fn release(&self) {
+        self.hold.send_replace(None);
+    }
+
+    /// Requests for the held header that arrived (waiting, or let through).
+    pub fn held(&self) -> u64 {
+        self.plan.lock().expect("plan").held
     }
 
     /// Refuse getLogs ranges wider than `blocks`, as providers do.
@@ -490,6 +510,16 @@ async fn handle(State(proxy): State<RpcProxy>, headers: HeaderMap, body: Bytes) 
         }
         Some(Fault::WrongChain) => return error(-32000, "header not found"),
         None => {}
+    }
+    if method == "eth_getBlockByNumber" {
+        let number = json["params"][0]
+            .as_str()
+            .and_then(|h| u64::from_str_radix(h.trim_start_matches("0x"), 16).ok());
+        if number.is_some() && *proxy.hold.borrow() == number {
+            proxy.plan.lock().expect("plan").held += 1;
+            let mut hold = proxy.hold.subscribe();
+            let _ = hold.wait_for(|h| *h != number).await;
+        }
     }
     if method == "eth_getLogs" {
         if let Some(answer) = lagging(&proxy, &json).await {
