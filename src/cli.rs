@@ -313,7 +313,7 @@ fn full(sources: &config::Sources) -> Result<Settings, config::ConfigError> {
 }
 
 async fn migrate(database: &DatabaseSettings, revert_last: bool) -> anyhow::Result<()> {
-    let store = Store::open(database)
+    let store = Store::create(database)
         .await
         .context("opening the database")?;
     if revert_last {

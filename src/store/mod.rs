@@ -213,6 +213,10 @@ pub enum StoreError {
     Url { url: String, cause: sqlx::Error },
     #[error("cannot open database {url}: {cause}")]
     Open { url: String, cause: sqlx::Error },
+    /// SQLite: no file at the URL's path (a mistyped `database.url`, or a
+    /// database never created).
+    #[error("no database file at {url}: check database.url, or run `liqpass-indexer migrate` to create it")]
+    NoFile { url: String },
     /// PostgreSQL: the connection failed or the server ended it (a restart,
     /// `pg_terminate_backend`, a network cut).
     #[error("the database connection failed: {0}")]
@@ -294,16 +298,26 @@ struct Fenced {
 }
 
 impl Store {
-    /// Opens the database named by `settings.url`: SQLite (`sqlite:`,
-    /// created if missing, with the pragmas the contract relies on) or
-    /// PostgreSQL (`postgres://`, `postgresql://`, its `database.schema`
-    /// checked). Does not migrate.
-    #[tracing::instrument(skip_all, fields(url = %display_db_url(&settings.url)))]
+    /// Opens the database named by `settings.url`: SQLite (`sqlite:`, with
+    /// the pragmas the contract relies on; a file that is not there is
+    /// refused: [`StoreError::NoFile`]) or PostgreSQL (`postgres://`,
+    /// `postgresql://`, its `database.schema` checked). Does not migrate.
     pub async fn open(settings: &DatabaseSettings) -> Result<Self, StoreError> {
+        Self::open_with(settings, false).await
+    }
+
+    /// The same, creating a missing SQLite file (readable by its owner
+    /// only): for `migrate`, which then gives it its schema.
+    pub async fn create(settings: &DatabaseSettings) -> Result<Self, StoreError> {
+        Self::open_with(settings, true).await
+    }
+
+    #[tracing::instrument(skip_all, fields(url = %display_db_url(&settings.url)))]
+    async fn open_with(settings: &DatabaseSettings, create: bool) -> Result<Self, StoreError> {
         let backend = if postgres::is_url(&settings.url) {
             Backend::Postgres(postgres::Postgres::open(settings).await?)
         } else {
-            Backend::Sqlite(Box::new(sqlite::Sqlite::open(settings).await?))
+            Backend::Sqlite(Box::new(sqlite::Sqlite::open(settings, create).await?))
         };
         // SQLite's one write lock is shared with the order API: short, spaced
         // transactions. PostgreSQL's writers do not wait for ours.

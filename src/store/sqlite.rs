@@ -76,23 +76,33 @@ pub struct Sqlite {
 const NO_VERSION: i64 = i64::MIN;
 
 impl Sqlite {
-    /// Opens (creating if missing) the file with the pragmas the database
-    /// contract relies on.
-    pub(super) async fn open(settings: &DatabaseSettings) -> Result<Self, StoreError> {
+    /// Opens the file with the pragmas the database contract relies on;
+    /// with `create`, creates it first if missing (`migrate` only: any other
+    /// command on a file that is not there is a mistyped path, refused).
+    pub(super) async fn open(
+        settings: &DatabaseSettings,
+        create: bool,
+    ) -> Result<Self, StoreError> {
         let url = crate::secret::display_db_url(&settings.url);
         let options = SqliteConnectOptions::from_str(&settings.url)
             .map_err(|cause| StoreError::Url {
                 url: url.clone(),
                 cause,
             })?
-            .create_if_missing(true)
+            .create_if_missing(create)
             .journal_mode(SqliteJournalMode::Wal)
             // Safe with WAL: a lost last commit is re-indexed, because the
             // checkpoint commits in the same transaction as the data.
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(settings.busy_timeout)
             .foreign_keys(true);
-        create_private(options.get_filename());
+        let path = options.get_filename();
+        let in_memory = path.as_os_str().is_empty() || path == std::path::Path::new(":memory:");
+        if create {
+            create_private(path);
+        } else if !in_memory && !path.exists() {
+            return Err(StoreError::NoFile { url });
+        }
         let pool = SqlitePoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.busy_timeout + Duration::from_secs(5))

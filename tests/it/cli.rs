@@ -197,6 +197,17 @@ async fn migrate_and_revert(backend: Backend) {
     let out = command(&env, &["run"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("run `liqpass-indexer migrate`"));
+    if matches!(backend, Backend::Sqlite) {
+        // No file there: a mistyped path, refused by every command but
+        // `migrate`, which alone creates the file.
+        for args in [&["run"][..], &["status"], &["review"]] {
+            let out = command(&env, args);
+            assert_eq!(out.status.code(), Some(1), "{args:?}");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(stderr.contains("no database file at sqlite://"), "{stderr}");
+        }
+        assert!(!dir.path().join("fresh.db").exists(), "no empty file left");
+    }
     let out = command(&env, &["migrate"]);
     assert!(
         out.status.success(),

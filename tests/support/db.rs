@@ -109,7 +109,7 @@ impl Db {
     /// A fresh, migrated PostgreSQL database on `cluster`.
     pub async fn on_cluster(cluster: &super::pg::Cluster) -> Db {
         let url = cluster.database().await;
-        let store = Store::open(&url_settings(url.clone()))
+        let store = Store::create(&url_settings(url.clone()))
             .await
             .expect("open the PostgreSQL database");
         store.migrate().await.expect("migrate");
@@ -149,7 +149,7 @@ impl Db {
 
     /// The database `liqpass.db` in `dir`, opened and migrated.
     async fn migrated(dir: tempfile::TempDir) -> Db {
-        let store = Store::open(&settings(&dir.path().join("liqpass.db")))
+        let store = Store::create(&settings(&dir.path().join("liqpass.db")))
             .await
             .expect("open");
         store.migrate().await.expect("migrate");
