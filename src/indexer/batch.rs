@@ -143,7 +143,11 @@ pub fn split_first(batch: Batch, rows: usize) -> (Batch, Option<Batch>) {
         treasury_changes,
         ignored,
     } = batch;
-    let later = payments.split_off(end);
+    // The part is cut off the front into a vector of its own size; the rest
+    // keeps the batch's allocation (`split_off` would copy the rest into a
+    // new one, twice the batch's memory at each cut).
+    let part_payments: Vec<Payment> = payments.drain(..end).collect();
+    let later = payments;
     let (mine, theirs) = headers.into_iter().partition(|h| h.number <= block.number);
     let (bad, bad_later) = malformed
         .into_iter()
@@ -155,7 +159,7 @@ pub fn split_first(batch: Batch, rows: usize) -> (Batch, Option<Batch>) {
         first,
         last: block,
         headers: mine,
-        payments,
+        payments: part_payments,
         malformed: bad,
         treasury_changes: moves,
         ignored: 0,

@@ -23,10 +23,11 @@
 //!
 //! Memory is bounded by the window: at most `max_concurrent_requests`
 //! ranges in flight or answered out of order (a refused range's pieces
-//! aside, asked again first), plus the merged front and one more waiting in
-//! the channel, each handed over once it holds [`TARGET_LOGS`] logs; the sizer sizes each range to about that
-//! many logs (2,000), so at most about N + 1 ranges of 2,000 logs each are
-//! held (a range denser than the one before it can exceed its share once,
+//! aside, asked again first), plus the merged front, to which no range is
+//! added once it holds [`TARGET_LOGS`] logs until the writer takes it, one
+//! batch waiting in the channel and the one the writer commits; the sizer
+//! sizes each range to about that many logs (2,000), so at most about N + 3
+//! ranges of 2,000 logs each are held (a range denser than the one before it can exceed its share once,
 //! up to what the provider answers at most).
 //!
 //! It must not let the checkpoint pass a block whose range is not written:
@@ -101,11 +102,11 @@ impl RangeWindow {
     /// The next range to ask for, at most `size` blocks, when the window
     /// has room: the first waiting range (cut to `size`) while fewer than
     /// `width` fly, else a new one while fewer than `width` are flying or
-    /// answered behind a gap. A waiting range is never kept waiting by the
-    /// ranges answered after it.
+    /// answered behind a gap and the front holds fewer than [`TARGET_LOGS`]
+    /// logs. A waiting range is never kept waiting by the ranges answered
+    /// after it.
     pub fn launch(&mut self, size: u64) -> Option<(u64, u64)> {
         let size = size.max(1);
-        let front = self.front().0;
         let flying = self.count(|s| matches!(s, State::Flying));
         if flying >= self.width {
             return None;
@@ -131,8 +132,14 @@ impl RangeWindow {
             }
             return Some((from, to));
         }
+        // The front merges the answered ranges at it until the writer takes
+        // it; once it holds a batch's worth of logs, new ranges wait with
+        // it (a writer slower than the node would let it grow without
+        // bound), while empty and sparse ranges still merge into one batch.
+        let (front, front_logs) = self.front();
         let behind = self.count(|s| matches!(s, State::Answered(_))) - front;
-        if flying + behind >= self.width || self.next > self.limit {
+        let front_full = front_logs as u64 >= TARGET_LOGS;
+        if flying + behind >= self.width || front_full || self.next > self.limit {
             return None;
         }
         let (from, to) = (

@@ -133,3 +133,20 @@ fn a_refused_range_is_never_asked_again_whole_even_after_the_sizer_grew() {
         "new ranges take the new size"
     );
 }
+
+#[test]
+fn a_full_front_the_writer_has_not_taken_holds_new_ranges_back() {
+    // A writer slower than the node: once the front holds a batch's worth
+    // of logs it waits for the writer, and no new range flies meanwhile
+    // (the memory bound of a catch-up); a sparser front keeps merging.
+    let mut w = RangeWindow::new(0, 10_000, 2);
+    assert_eq!(w.launch(10), Some((0, 9)));
+    assert_eq!(w.launch(10), Some((10, 19)));
+    w.answered(0, 9, vec![]);
+    assert_eq!(w.launch(10), Some((20, 29)), "an empty front merges on");
+    w.answered(10, 19, vec![log_at(15); TARGET_LOGS as usize]);
+    w.answered(20, 29, vec![]);
+    assert_eq!(w.launch(10), None, "a full front, not taken");
+    w.take_front().expect("the front");
+    assert_eq!(w.launch(10), Some((30, 39)), "room once it is taken");
+}
