@@ -60,6 +60,15 @@ use support::daemon::{env_for, Daemon};
 use support::db::Db;
 use support::db::Sqlite;
 
+/// SQLite's writes always paced: the alone rule off (`alone.rs`, `wal.rs`).
+const PACED: &[(&str, &str)] = &[("LIQPASS__DATABASE__ALONE_AFTER_S", "0")];
+/// SQLite's writes unbounded: no budget, no gap, the alone rule off.
+const UNBOUNDED: &[(&str, &str)] = &[
+    ("LIQPASS__DATABASE__ALONE_AFTER_S", "0"),
+    ("LIQPASS__DATABASE__MAX_WRITE_MS", "60000"),
+    ("LIQPASS__DATABASE__WRITE_GAP_MS", "0"),
+];
+
 /// Passes of the raw fetch; the fastest is the limit.
 const RAW_PASSES: usize = 3;
 

@@ -10,7 +10,9 @@
 use super::order_api::{api_writes_at, ApiConn, Cadence};
 use super::support::chain::Chain;
 use super::support::db::{Db, Sqlite};
-use super::{env_with, orders_for, orders_with, pct, sorted, timed_backfill, Refs};
+use super::{
+    env_with, orders_for, orders_with, pct, sorted, timed_backfill, Refs, PACED, UNBOUNDED,
+};
 
 pub async fn rows(
     chain: &Chain,
@@ -20,18 +22,12 @@ pub async fn rows(
     refs: Refs,
     table: &mut Vec<(String, String)>,
 ) {
-    let paced = [("LIQPASS__DATABASE__ALONE_AFTER_S", "0")];
-    let unbounded = [
-        ("LIQPASS__DATABASE__ALONE_AFTER_S", "0"),
-        ("LIQPASS__DATABASE__MAX_WRITE_MS", "60000"),
-        ("LIQPASS__DATABASE__WRITE_GAP_MS", "0"),
-    ];
     let runs: [(&str, &[(&str, &str)]); 3] = [
         ("backfill, nobody else writing: shipped (alone)", &[]),
-        ("the same, always paced (alone_after_s = 0)", &paced),
+        ("the same, always paced (alone_after_s = 0)", PACED),
         (
             "the same, unbounded (60000/0, alone_after_s = 0)",
-            &unbounded,
+            UNBOUNDED,
         ),
     ];
     let budgets: Vec<String> = std::env::var("LIQPASS_BENCH_ALONE_MS")

@@ -21,7 +21,7 @@ use sqlx::{Connection, SqliteConnection};
 
 use super::support::chain::Chain;
 use super::support::db::{Db, Sqlite};
-use super::{env_with, orders_with, Refs};
+use super::{env_with, orders_with, Refs, PACED, UNBOUNDED};
 
 /// Payments back-filled for each row: enough for the shared pages of a
 /// transaction to spread over its payments, few enough for the WAL that
@@ -41,19 +41,13 @@ pub async fn rows(
     // The last payments' blocks (the chain ends on its last payment); the
     // rate is of the events stored in them.
     let from = (head + 1).saturating_sub(SAMPLE.div_ceil(per_block)).max(1);
-    let paced = [("LIQPASS__DATABASE__ALONE_AFTER_S", "0")];
-    let unbounded = [
-        ("LIQPASS__DATABASE__ALONE_AFTER_S", "0"),
-        ("LIQPASS__DATABASE__MAX_WRITE_MS", "60000"),
-        ("LIQPASS__DATABASE__WRITE_GAP_MS", "0"),
-    ];
     let runs: [(&str, &[(&str, &str)]); 3] = [
         ("shipped (alone: large transactions)", &[]),
         (
             "always paced (alone_after_s = 0: a block a transaction)",
-            &paced,
+            PACED,
         ),
-        ("unbounded (60000/0, alone_after_s = 0)", &unbounded),
+        ("unbounded (60000/0, alone_after_s = 0)", UNBOUNDED),
     ];
     let orders = std::env::var_os("LIQPASS_BENCH_NO_ORDERS").is_none();
     for (label, extra) in runs {
@@ -72,7 +66,7 @@ pub async fn rows(
         if orders {
             orders_with(&db, chain, payments, first_ref, refs).await;
         }
-        backfill(env_with(chain, &db, &unbounded), 0, from - 1).await;
+        backfill(env_with(chain, &db, UNBOUNDED), 0, from - 1).await;
         let before = db.count("SELECT COUNT(*) FROM contract_events").await;
         let mut reader = hold_snapshot(&db).await;
         backfill(env_with(chain, &db, extra), from, head).await;
