@@ -97,10 +97,9 @@ impl Sqlite {
             .busy_timeout(settings.busy_timeout)
             .foreign_keys(true);
         let path = options.get_filename();
-        let in_memory = path.as_os_str().is_empty() || path == std::path::Path::new(":memory:");
         if create {
             create_private(path);
-        } else if !in_memory && !path.exists() {
+        } else if is_file(path) && !path.exists() {
             return Err(StoreError::NoFile { url });
         }
         let pool = SqlitePoolOptions::new()
@@ -284,7 +283,7 @@ impl Sqlite {
 /// then fails with its own error.
 fn create_private(path: &std::path::Path) {
     use std::os::unix::fs::OpenOptionsExt;
-    if path.as_os_str().is_empty() || path == std::path::Path::new(":memory:") {
+    if !is_file(path) {
         return;
     }
     let _ = std::fs::OpenOptions::new()
@@ -292,4 +291,10 @@ fn create_private(path: &std::path::Path) {
         .create_new(true)
         .mode(0o600)
         .open(path);
+}
+
+/// True when `path` names a file, not SQLite's in-memory database (an
+/// empty name or `:memory:`).
+fn is_file(path: &std::path::Path) -> bool {
+    !path.as_os_str().is_empty() && path != std::path::Path::new(":memory:")
 }
