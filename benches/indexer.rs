@@ -344,12 +344,20 @@ fn env_with(chain: &Chain, db: &Db, extra: &[(&str, &str)]) -> BTreeMap<String, 
 /// `backfill --from 0 --to head` with `env`, run to its end: its output and
 /// the seconds it took from launch.
 async fn timed_backfill(env: BTreeMap<String, String>, head: u64) -> (std::process::Output, f64) {
+    timed_backfill_range(env, 0, head).await
+}
+
+/// `backfill --from from --to to` with `env`, run to its end: its output
+/// and the seconds it took from launch.
+async fn timed_backfill_range(
+    env: BTreeMap<String, String>,
+    from: u64,
+    to: u64,
+) -> (std::process::Output, f64) {
     let started = Instant::now();
     let output = tokio::task::spawn_blocking(move || {
-        support::daemon::command(
-            &env,
-            &["backfill", "--from", "0", "--to", &head.to_string()],
-        )
+        let (from, to) = (from.to_string(), to.to_string());
+        support::daemon::command(&env, &["backfill", "--from", &from, "--to", &to])
     })
     .await
     .expect("backfill task");

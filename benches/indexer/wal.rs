@@ -21,7 +21,7 @@ use sqlx::{Connection, SqliteConnection};
 
 use super::support::chain::Chain;
 use super::support::db::{Db, Sqlite};
-use super::{env_with, orders_with, Refs, PACED, UNBOUNDED};
+use super::{env_with, orders_with, timed_backfill_range, Refs, PACED, UNBOUNDED};
 
 /// Payments back-filled for each row: enough for the shared pages of a
 /// transaction to spread over its payments, few enough for the WAL that
@@ -93,22 +93,10 @@ pub async fn rows(
     }
 }
 
-/// `backfill --from from --to to` with `env`, to its end.
+/// `backfill --from from --to to` with `env`, to its end, which must be a
+/// success (`timed_backfill_range`, untimed here).
 async fn backfill(env: std::collections::BTreeMap<String, String>, from: u64, to: u64) {
-    let output = tokio::task::spawn_blocking(move || {
-        crate::support::daemon::command(
-            &env,
-            &[
-                "backfill",
-                "--from",
-                &from.to_string(),
-                "--to",
-                &to.to_string(),
-            ],
-        )
-    })
-    .await
-    .expect("backfill task");
+    let (output, _) = timed_backfill_range(env, from, to).await;
     assert!(
         output.status.success(),
         "backfill failed: {}",
